@@ -1,0 +1,143 @@
+"""Backend discovery and selection for every op in `abcc_fast.ops`.
+
+Four backends, in the order automatic selection prefers them:
+
+  cuda       CUDA C++ kernels in the native extension `abcc_fast._C` (CUDA tensors)
+  triton     Triton kernels in `abcc_fast.kernels` (CUDA tensors; CPU tensors only under
+             TRITON_INTERPRET=1, and then only when asked for explicitly: the interpreter is slow)
+  cpu        C++/OpenMP kernels in `abcc_fast._C` (CPU tensors)
+  reference  pure PyTorch, any device: the oracle and the baseline of every benchmark
+
+Choice, strongest first: the `backend=` argument of a call, the environment variable
+`ABCC_BACKEND`, then automatic by device and availability. An explicit choice that cannot run
+raises with the reason; automatic choice falls back to `reference`.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+BACKENDS = ("reference", "cpu", "triton", "cuda")
+_AUTO_ORDER = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpu", "reference")}
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    available: bool
+    reason: str  # why not, or what it runs on
+
+
+@functools.lru_cache(maxsize=None)
+def native_module():
+    """The compiled extension `abcc_fast._C`, or None (see `backends()` for why)."""
+    try:
+        return importlib.import_module("abcc_fast._C")
+    except ImportError:
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _native_error() -> str:
+    try:
+        importlib.import_module("abcc_fast._C")
+        return ""
+    except ImportError as err:
+        return (f"the native extension abcc_fast._C is not built ({err}); build it with "
+                "`make install` or `pip install --no-build-isolation -e .`")
+
+
+def triton_interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_status() -> BackendStatus:
+    try:
+        import triton  # noqa: F401
+    except ImportError as err:
+        return BackendStatus("triton", False, f"triton is not installed ({err}); pip install triton")
+    if torch.cuda.is_available():
+        return BackendStatus("triton", True, f"triton {triton.__version__} on {torch.cuda.get_device_name()}")
+    if triton_interpreted():
+        return BackendStatus("triton", True, f"triton {triton.__version__} under TRITON_INTERPRET=1 (CPU tensors, slow)")
+    return BackendStatus("triton", False, "no CUDA device (set TRITON_INTERPRET=1 to run the kernels on CPU tensors, slowly)")
+
+
+def backends() -> dict[str, BackendStatus]:
+    """What each backend can do on this machine and, for what it cannot, why.
+
+    >>> import abcc_fast.ops as ops
+    >>> ops.backends()["reference"].available
+    True
+    """
+    mod = native_module()
+    out = {"reference": BackendStatus("reference", True, "pure PyTorch, any device")}
+    if mod is None:
+        out["cpu"] = BackendStatus("cpu", False, _native_error())
+    else:
+        threads = mod.omp_max_threads()
+        out["cpu"] = BackendStatus("cpu", True, f"C++ kernels, OpenMP with {threads} thread(s), built for {mod.cpu_arch()}")
+    out["triton"] = _triton_status()
+    if mod is None:
+        out["cuda"] = BackendStatus("cuda", False, _native_error())
+    elif not mod.has_cuda():
+        out["cuda"] = BackendStatus(
+            "cuda", False, "abcc_fast._C was built without CUDA (torch is a CPU build or nvcc was not found); "
+            "reinstall with a CUDA torch and nvcc on PATH")
+    elif not torch.cuda.is_available():
+        out["cuda"] = BackendStatus("cuda", False, "built with CUDA but no CUDA device is visible")
+    else:
+        out["cuda"] = BackendStatus("cuda", True, f"CUDA kernels on {torch.cuda.get_device_name()}")
+    return out
+
+
+def backends_report() -> str:
+    """One line per backend, for humans (printed by `make install`)."""
+    return "\n".join(f"  {s.name:9s} {'yes' if s.available else 'no '}  {s.reason}" for s in backends().values())
+
+
+def _device_ok(name: str, device: torch.device) -> bool:
+    if name == "reference":
+        return True
+    if name == "cpu":
+        return device.type == "cpu"
+    if name == "cuda":
+        return device.type == "cuda"
+    if name == "triton":
+        return device.type == "cuda" or (device.type == "cpu" and triton_interpreted())
+    return False
+
+
+def resolve(op: str, device: torch.device, requested: str | None, implemented: tuple[str, ...]) -> str:
+    """Pick the backend that runs `op` on tensors living on `device`.
+
+    `implemented` lists the backends this op has. `requested` is the per-call choice (None: use
+    ABCC_BACKEND, else automatic).
+    """
+    explicit = requested if requested is not None else (os.environ.get("ABCC_BACKEND") or None)
+    if explicit is not None and explicit != "auto":
+        if explicit not in BACKENDS:
+            raise ValueError(f"{op}: unknown backend {explicit!r}; choose one of {BACKENDS} or 'auto' "
+                             f"(from {'the backend= argument' if requested else 'ABCC_BACKEND'})")
+        if explicit not in implemented:
+            raise ValueError(f"{op}: backend {explicit!r} does not implement this op; it has {implemented}")
+        status = backends()[explicit]
+        if not status.available:
+            raise RuntimeError(f"{op}: backend {explicit!r} is not available: {status.reason}")
+        if not _device_ok(explicit, device):
+            raise ValueError(f"{op}: backend {explicit!r} cannot run on {device.type} tensors; "
+                             f"move the inputs or choose another backend")
+        return explicit
+    status = backends()
+    for name in _AUTO_ORDER.get(device.type, ("reference",)):
+        if name in implemented and status[name].available and _device_ok(name, device):
+            # Under the interpreter triton is never picked automatically for CPU tensors.
+            if name == "triton" and device.type != "cuda":
+                continue
+            return name
+    return "reference"

@@ -1,0 +1,56 @@
+// Soft-DTW and fused DILATE on the CPU (C++, OpenMP over pairs, SIMD along anti-diagonals).
+//
+// Conventions shared by every backend of abcc_fast.ops.soft_dtw (see abcc_fast/ops/soft_dtw.py):
+//  * cells (i, j) are 0-based, i < n_b, j < m_b (per-pair lengths; padded sizes N, M);
+//  * R_ij = cost_ij + softmin_g(R_{i-1,j-1}, R_{i-1,j}, R_{i,j-1}), R_{-1,-1} = 0, other borders +inf;
+//  * Sakoe-Chiba band on the normalised diagonal: cell allowed iff
+//      |i (m-1) - j (n-1)| <= bandwidth * max(n-1, m-1)   (bandwidth < 0: no band);
+//  * DILATE temporal term = <E, Omega>, carried as a forward-mode tangent of R in direction Omega;
+//    default Omega_ij = ((i+1)/n - (j+1)/m)^2.
+//
+// Precision (KERNELS.md section 1): each anti-diagonal k is stored relative to its own minimum,
+// R_ij = off_k + r_ij, with the running offsets off_k in float64. Every exponent the backward
+// needs, (R_s - cost_s - R_p)/g, is then formed from O(local spread) numbers, not O(path cost) ones.
+#pragma once
+#include <cstdint>
+
+namespace abcc {
+namespace cpu {
+
+template <typename T>
+struct SdtwProblem {
+  int64_t B = 0, N = 0, M = 0;      // batch and padded lengths
+  const int64_t* n = nullptr;       // [B] lengths of the first sequence
+  const int64_t* m = nullptr;       // [B] lengths of the second
+  double gamma = 1.0;
+  double bandwidth = -1.0;          // < 0: no band
+  // Cost source: either a cost matrix D [B, N, M] or univariate sequences x [B, N], y [B, M]
+  // with cost (x_i - y_j)^2 computed on the fly (no [N, M] buffer at all in forward-only calls).
+  const T* D = nullptr;
+  const T* x = nullptr;
+  const T* y = nullptr;
+  // DILATE: tangent direction. nullptr with want_temporal: the default Omega above.
+  const T* omega = nullptr;         // [*, N, M]
+  int64_t omega_batch_stride = 0;   // 0: one Omega shared by the batch
+  bool want_temporal = false;
+};
+
+// Forward. value[B]; temporal[B] when want_temporal. When r_store is non-null the relative
+// anti-diagonals are saved for the backward: r_store / rt_store [B, N*M] (diagonal-major,
+// compact), off_store [B, N+M-1] (float64). Without them only three rotating diagonals are used.
+template <typename T>
+void sdtw_forward(const SdtwProblem<T>& p, T* value, T* temporal, T* r_store, T* rt_store,
+                  double* off_store);
+
+// Backward. Given dL/dvalue (gv [B]) and dL/dtemporal (gt [B], may be null), writes either
+// G = dL/dD into G [B, N, M] (must be zeroed by the caller: padding and out-of-band cells keep 0)
+// or, in univariate mode, dL/dx and dL/dy into dx [B, N], dy [B, M] (zeroed by the caller).
+// When gv is null and G is given, G receives the expected alignment E itself (gv = 1).
+template <typename T>
+void sdtw_backward(const SdtwProblem<T>& p, const T* r_store, const T* rt_store,
+                   const double* off_store, const T* gv, const T* gt, T* G, T* dx, T* dy);
+
+int omp_max_threads();
+
+}  // namespace cpu
+}  // namespace abcc
