@@ -1,0 +1,478 @@
+"""The OpIR dataset format, schema v1 (SPEC.md §2.1).
+
+A dataset is a directory::
+
+    manifest.json            schema version, grid, T, vocabularies, generator, shards (+sha256),
+                             splits, normalisation statistics of the training splits
+    shard_00000.safetensors  samples [0, n0)
+    shard_00001.safetensors  samples [n0, n0 + n1)
+    ...
+
+Every shard holds, for its samples (S_k of them), the per-sample fields of schema v1::
+
+    static       float32 [S_k, W]     static spectrum, absorbance (AU)
+    frames       float32 [S_k, T, W]  operando spectra, absorbance (AU)
+    voltage      float32 [S_k, T]     V vs Li/Li+
+    time_s       float32 [S_k, T]     seconds since start
+    system       int64   [S_k]        index into manifest["systems"]
+    composition  float32 [S_k, C]     mole fractions over manifest["components"]
+    electrode    int64   [S_k]        index into manifest["electrodes"]
+    solvent      float32 [S_k, T, W]  synthetic only: electrolyte contribution
+    sei          float32 [S_k, T, W]  synthetic only: SEI contribution
+    extent       float32 [S_k, T, K]  synthetic only: extent of each reaction family (manifest["reactions"])
+
+The wavenumber grid (float32 [W], ascending, cm^-1) lives in the manifest (``wavenumber.grid``).
+Only safetensors and JSON are ever read or written (never pickle). Writes are atomic: everything is
+written into a temporary directory beside the target and renamed into place at the end, so an error
+or an interrupt never leaves a half-written dataset. Loading checks the schema version, the shapes,
+the dtypes, the sha256 of every shard and NaN/Inf, and raises ``ValueError`` naming the file, the
+problem and the fix.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SHARD_SAMPLES = 512  # samples per shard file (~34 MB of frames at T=32, W=512)
+
+# name -> (dtype, shape suffix after the sample axis, symbolic)
+FIELDS: dict[str, tuple[torch.dtype, str]] = {
+    "static": (torch.float32, "W"),
+    "frames": (torch.float32, "TW"),
+    "voltage": (torch.float32, "T"),
+    "time_s": (torch.float32, "T"),
+    "system": (torch.int64, ""),
+    "composition": (torch.float32, "C"),
+    "electrode": (torch.int64, ""),
+}
+SYNTHETIC_FIELDS: dict[str, tuple[torch.dtype, str]] = {
+    "solvent": (torch.float32, "TW"),
+    "sei": (torch.float32, "TW"),
+    "extent": (torch.float32, "TK"),
+}
+ALL_FIELDS = {**FIELDS, **SYNTHETIC_FIELDS}
+
+REQUIRED_MANIFEST_KEYS = (
+    "schema_version", "name", "generator", "wavenumber", "T", "systems", "components",
+    "electrodes", "reactions", "marker_windows", "shards", "splits", "normalization", "synthetic",
+)
+
+PathLike = Union[str, os.PathLike]
+
+
+# --------------------------------------------------------------------------------------------
+# The in-memory dataset
+# --------------------------------------------------------------------------------------------
+@dataclass
+class OpIRDataset:
+    """A loaded (or in-memory) OpIR dataset: all samples as stacked tensors.
+
+    Shapes: S samples, T frames, W wavenumbers, C components, K reaction families.
+    ``index`` holds the global sample index (into the manifest's split lists) of every row; it is
+    ``arange(S)`` for a full dataset and follows the rows through ``subset``/``split``.
+    """
+
+    root: Optional[Path]
+    manifest: dict
+    wavenumber: torch.Tensor      # float32 [W] ascending cm^-1
+    static: torch.Tensor          # float32 [S, W]
+    frames: torch.Tensor          # float32 [S, T, W]
+    voltage: torch.Tensor         # float32 [S, T]  V vs Li/Li+
+    time_s: torch.Tensor          # float32 [S, T]
+    system: torch.Tensor          # int64 [S]
+    composition: torch.Tensor     # float32 [S, C]
+    electrode: torch.Tensor       # int64 [S]
+    solvent: Optional[torch.Tensor] = None  # float32 [S, T, W] synthetic only
+    sei: Optional[torch.Tensor] = None      # float32 [S, T, W] synthetic only
+    extent: Optional[torch.Tensor] = None   # float32 [S, T, K] synthetic only
+    index: Optional[torch.Tensor] = field(default=None)  # int64 [S] global sample indices
+
+    def __post_init__(self) -> None:
+        if self.index is None:
+            self.index = torch.arange(self.static.shape[0], dtype=torch.int64)
+
+    # -- basic access ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.static.shape[0])
+
+    @property
+    def T(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def W(self) -> int:
+        return int(self.wavenumber.shape[0])
+
+    @property
+    def synthetic(self) -> bool:
+        return self.solvent is not None
+
+    def _sample_fields(self) -> list[str]:
+        return [k for k in ALL_FIELDS if getattr(self, k) is not None]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        """One sample: ``static [W]``, ``frames [T, W]``, ``voltage [T]``, ``time_s [T]``,
+        ``system []``, ``composition [C]``, ``electrode []`` (+ ``solvent``, ``sei [T, W]``,
+        ``extent [T, K]`` when synthetic) and ``wavenumber [W]``, ``index []``."""
+        n = len(self)
+        if not -n <= int(i) < n:
+            raise IndexError(f"sample index {i} out of range for a dataset of {n} samples")
+        out = {k: getattr(self, k)[i] for k in self._sample_fields()}
+        out["wavenumber"] = self.wavenumber
+        out["index"] = self.index[i]
+        return out
+
+    def subset(self, indices: Union[Sequence[int], torch.Tensor]) -> "OpIRDataset":
+        """The selected rows (positions in *this* dataset), same manifest and grid."""
+        idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        if idx.numel() and (int(idx.min()) < -len(self) or int(idx.max()) >= len(self)):
+            raise IndexError(f"subset indices out of range for a dataset of {len(self)} samples")
+        kw = {k: getattr(self, k)[idx] for k in self._sample_fields()}
+        return OpIRDataset(root=self.root, manifest=self.manifest, wavenumber=self.wavenumber,
+                           index=self.index[idx], **kw)
+
+    # -- splits and normalisation --------------------------------------------------------
+    def split_indices(self, name: str, part: str) -> torch.Tensor:
+        """Global sample indices of ``part`` of split ``name`` (see :meth:`split`)."""
+        return torch.as_tensor(split_entry(self.manifest, name)[_check_part(part)], dtype=torch.int64)
+
+    def split(self, name: str, part: str) -> "OpIRDataset":
+        """The ``part`` ("train" | "val" | "test") of split ``name``.
+
+        ``name`` is "random" (80/10/10 stratified by system), "system" (test = held-out systems
+        2 and 5 of CHEMISTRY.md §7) or "loso:<k>" (fold k of leave-one-system-out). Works on a
+        subset too: rows are matched through their global ``index``.
+        """
+        wanted = self.split_indices(name, part)
+        mask = torch.isin(self.index, wanted)
+        return self.subset(torch.nonzero(mask).reshape(-1))
+
+    def norm_stats(self, name: str) -> tuple[float, float]:
+        """(mean, std) of the *training* part's frames for split ``name`` (manifest, else computed)."""
+        stats = self.manifest.get("normalization", {}).get(name)
+        if stats is not None:
+            return float(stats["mean"]), float(stats["std"])
+        train = self.split(name, "train")
+        if len(train) == 0:
+            raise ValueError(f"split {name!r} has no training samples in this dataset; "
+                             "normalisation statistics cannot be computed")
+        return frame_stats(train.frames)
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """The per-sample fields plus ``wavenumber``, as written by :func:`write_dataset`."""
+        out = {k: getattr(self, k) for k in self._sample_fields()}
+        out["wavenumber"] = self.wavenumber
+        return out
+
+
+def _check_part(part: str) -> str:
+    if part not in ("train", "val", "test"):
+        raise ValueError(f"split part must be 'train', 'val' or 'test', got {part!r}")
+    return part
+
+
+def split_entry(manifest: dict, name: str) -> dict:
+    """The {"train", "val", "test"} index lists of split ``name`` in a manifest."""
+    splits = manifest.get("splits") or {}
+    if name.startswith("loso:"):
+        try:
+            k = int(name.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"bad split name {name!r}: use 'loso:<fold number>'") from None
+        folds = splits.get("loso") or []
+        if not 0 <= k < len(folds):
+            raise ValueError(f"split {name!r}: the dataset has {len(folds)} leave-one-system-out folds "
+                             f"(0..{len(folds) - 1})")
+        return folds[k]
+    if name not in splits or name == "loso":
+        known = [s for s in splits if s != "loso"] + [f"loso:0..{len(splits.get('loso') or []) - 1}"]
+        raise ValueError(f"unknown split {name!r}; this dataset has {known}")
+    return splits[name]
+
+
+def frame_stats(frames: torch.Tensor) -> tuple[float, float]:
+    """(mean, std) over all values of ``frames`` [S, T, W], accumulated in float64."""
+    f = frames.double()
+    mean = float(f.mean())
+    std = float(f.std(unbiased=False)) if f.numel() > 1 else 1.0
+    return mean, max(std, 1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+def sha256_file(path: PathLike, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            b = fh.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def _dims(tensors: dict, manifest: dict) -> dict[str, int]:
+    frames = tensors["frames"]
+    dims = {"S": int(frames.shape[0]), "T": int(frames.shape[1]), "W": int(frames.shape[2]),
+            "C": len(manifest["components"]), "K": len(manifest.get("reactions", []))}
+    return dims
+
+
+def _check_tensor(name: str, t: torch.Tensor, dims: dict[str, int], where: str) -> None:
+    dtype, suffix = ALL_FIELDS[name]
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{where}: field {name!r} is a {type(t).__name__}, expected a torch tensor")
+    if t.dtype != dtype:
+        raise ValueError(f"{where}: field {name!r} has dtype {t.dtype}, expected {dtype} "
+                         "(regenerate or re-import the dataset)")
+    want = (dims["S"],) + tuple(dims[c] for c in suffix)
+    if tuple(t.shape) != want:
+        sym = "[" + ", ".join(["S"] + list(suffix)) + "]"
+        raise ValueError(f"{where}: field {name!r} has shape {tuple(t.shape)}, expected {sym} = {want}")
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{where}: field {name!r} contains {bad} NaN/Inf values; "
+                         "clean or drop the affected spectra and write the dataset again")
+
+
+def validate_tensors(tensors: dict, manifest: dict, where: str = "dataset") -> None:
+    """Check the per-sample tensors against schema v1 and the manifest vocabularies."""
+    for k in FIELDS:
+        if k not in tensors:
+            raise ValueError(f"{where}: required field {k!r} missing (schema v1 needs {list(FIELDS)})")
+    dims = _dims(tensors, manifest)
+    if dims["T"] != int(manifest["T"]):
+        raise ValueError(f"{where}: frames have T={dims['T']} but the manifest says T={manifest['T']}")
+    for k, t in tensors.items():
+        if k == "wavenumber":
+            continue
+        if k not in ALL_FIELDS:
+            raise ValueError(f"{where}: unknown field {k!r}; schema v1 fields are {list(ALL_FIELDS)}")
+        _check_tensor(k, t, dims, where)
+    present = [k for k in SYNTHETIC_FIELDS if k in tensors]
+    if present and len(present) != len(SYNTHETIC_FIELDS):
+        raise ValueError(f"{where}: synthetic fields must come together ({list(SYNTHETIC_FIELDS)}), "
+                         f"got only {present}")
+    n_sys, n_el = len(manifest["systems"]), len(manifest["electrodes"])
+    if dims["S"]:
+        if int(tensors["system"].min()) < 0 or int(tensors["system"].max()) >= n_sys:
+            raise ValueError(f"{where}: 'system' indices outside 0..{n_sys - 1} of manifest['systems']")
+        if int(tensors["electrode"].min()) < 0 or int(tensors["electrode"].max()) >= n_el:
+            raise ValueError(f"{where}: 'electrode' indices outside 0..{n_el - 1} of manifest['electrodes']")
+
+
+def validate_grid(grid: torch.Tensor, where: str = "wavenumber grid") -> None:
+    """A grid must be 1-D, finite and strictly ascending."""
+    g = torch.as_tensor(grid)
+    if g.ndim != 1 or g.numel() < 2:
+        raise ValueError(f"{where}: expected a 1-D grid of at least 2 points, got shape {tuple(g.shape)}")
+    if not bool(torch.isfinite(g).all()):
+        raise ValueError(f"{where}: contains NaN/Inf")
+    d = g[1:] - g[:-1]
+    if not bool((d > 0).all()):
+        i = int(torch.nonzero(d <= 0)[0])
+        raise ValueError(f"{where}: not strictly ascending (point {i + 1}: {float(g[i + 1])} after "
+                         f"{float(g[i])}); sort the spectrum by wavenumber and remove duplicates")
+
+
+def write_dataset(out_dir: PathLike, tensors: dict, manifest: dict, *,
+                  shard_samples: int = SHARD_SAMPLES, overwrite: bool = True) -> Path:
+    """Write a dataset directory atomically and return its path.
+
+    ``tensors``: the schema-v1 per-sample fields (see module docstring) plus ``wavenumber``
+    float32 [W]. ``manifest``: at least ``name``, ``generator``, ``systems``, ``components``,
+    ``electrodes``, ``reactions``, ``marker_windows``, ``synthetic``. The writer fills in
+    ``schema_version``, ``T``, ``wavenumber`` (start/stop/points/grid), ``shards`` (file, sha256,
+    samples), and — when absent — ``splits`` and ``normalization`` (computed from the ``system``
+    labels and the training frames, see :mod:`abcc_fast.data.splits`).
+
+    Everything is written to a temporary directory beside ``out_dir`` and renamed into place; on
+    any error the temporary directory is removed and an existing ``out_dir`` is left untouched.
+    """
+    from .splits import make_splits, normalization_stats
+
+    out_dir = Path(out_dir)
+    manifest = json.loads(json.dumps(manifest))  # deep copy, and proves it is JSON-serialisable
+    wn = torch.as_tensor(tensors["wavenumber"], dtype=torch.float32).contiguous()
+    validate_grid(wn, f"{out_dir}: wavenumber grid")
+    manifest.setdefault("reactions", [])
+    manifest["schema_version"] = SCHEMA_VERSION
+    manifest["T"] = int(tensors["frames"].shape[1])
+    if int(tensors["frames"].shape[2]) != wn.numel():
+        raise ValueError(f"{out_dir}: frames have W={tensors['frames'].shape[2]} but the grid has "
+                         f"{wn.numel()} points")
+    sample = {k: v.contiguous() for k, v in tensors.items() if k != "wavenumber"}
+    validate_tensors(sample, manifest, str(out_dir))
+    manifest["wavenumber"] = {"start": float(wn[0]), "stop": float(wn[-1]), "points": int(wn.numel()),
+                              "unit": "cm^-1", "grid": [float(x) for x in wn.tolist()]}
+    manifest["synthetic"] = bool("solvent" in sample)
+    for k in ("name", "generator", "systems", "components", "electrodes", "marker_windows"):
+        if k not in manifest:
+            raise ValueError(f"{out_dir}: manifest key {k!r} missing; it is required by schema v1")
+    if not manifest.get("splits"):
+        manifest["splits"] = make_splits(sample["system"], n_systems=len(manifest["systems"]),
+                                         seed=int(manifest["generator"].get("seed", 0) or 0))
+    if not manifest.get("normalization"):
+        manifest["normalization"] = normalization_stats(sample["frames"], manifest["splits"])
+
+    if out_dir.exists() and not overwrite:
+        raise ValueError(f"{out_dir} already exists; choose another output directory or pass overwrite")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        _write_into(tmp, sample, manifest, shard_samples)
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_into(tmp: Path, sample: dict, manifest: dict, shard_samples: int) -> None:
+    from safetensors.torch import save_file
+
+    S = int(sample["frames"].shape[0])
+    shards = []
+    n_shards = max(1, math.ceil(S / max(1, shard_samples)))
+    for j in range(n_shards):
+        lo, hi = j * shard_samples, min(S, (j + 1) * shard_samples)
+        name = f"shard_{j:05d}.safetensors"
+        part = {k: v[lo:hi].contiguous() for k, v in sample.items()}
+        save_file(part, str(tmp / name), metadata={"schema_version": str(SCHEMA_VERSION),
+                                                   "first_sample": str(lo)})
+        shards.append({"file": name, "sha256": sha256_file(tmp / name), "samples": hi - lo})
+    manifest["shards"] = shards
+    manifest["num_samples"] = S
+    text = json.dumps(manifest, indent=1, sort_keys=False, allow_nan=False)
+    with open(tmp / MANIFEST_NAME, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        if not (out_dir / MANIFEST_NAME).exists() and any(out_dir.iterdir()):
+            raise ValueError(f"{out_dir} exists, is not empty and holds no {MANIFEST_NAME}; refusing to "
+                             "replace it (choose another output directory)")
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+def read_manifest(path: PathLike) -> dict:
+    """Parse and check ``manifest.json`` of a dataset directory (or the file itself)."""
+    path = Path(path)
+    mpath = path / MANIFEST_NAME if path.is_dir() else path
+    if not mpath.exists():
+        raise ValueError(f"{mpath}: no dataset manifest here; point to a directory written by "
+                         "`abcc data generate` or `abcc data import`")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{mpath}: not valid JSON ({err}); the manifest is corrupt, regenerate the "
+                         "dataset") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{mpath}: the manifest must be a JSON object")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"{mpath}: schema_version {version!r} is not supported (this abcc_fast reads "
+                         f"schema {SCHEMA_VERSION}); regenerate or re-import the dataset")
+    missing = [k for k in REQUIRED_MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise ValueError(f"{mpath}: manifest keys missing: {missing}; regenerate the dataset")
+    grid = manifest["wavenumber"].get("grid") if isinstance(manifest["wavenumber"], dict) else None
+    if grid is None:
+        raise ValueError(f"{mpath}: manifest['wavenumber'] has no 'grid'")
+    validate_grid(torch.tensor(grid, dtype=torch.float64), f"{mpath}: wavenumber grid")
+    if len(grid) != int(manifest["wavenumber"].get("points", len(grid))):
+        raise ValueError(f"{mpath}: wavenumber 'points' disagrees with the grid length")
+    if not manifest["shards"]:
+        raise ValueError(f"{mpath}: the dataset lists no shards")
+    return manifest
+
+
+def load(path: PathLike, *, verify: bool = True) -> OpIRDataset:
+    """Load and validate a dataset directory.
+
+    Checks: manifest schema version and keys; each shard exists, has the sha256 listed in the
+    manifest (skipped with ``verify=False``), is readable safetensors with the schema-v1 fields,
+    dtypes and shapes; no NaN/Inf. Any failure raises ``ValueError`` naming the file.
+
+    Example::
+
+        ds = abcc_fast.data.load("/tmp/opirsim_default")
+        train = ds.split("system", "train")
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    if not root.exists():
+        raise ValueError(f"{root}: no such dataset directory; generate one with `abcc data generate "
+                         f"--out {root}`")
+    manifest = read_manifest(root)
+    wn = torch.tensor(manifest["wavenumber"]["grid"], dtype=torch.float32)
+    parts: dict[str, list[torch.Tensor]] = {}
+    expect_synth = bool(manifest.get("synthetic"))
+    for entry in manifest["shards"]:
+        f = root / entry["file"]
+        if not f.exists():
+            raise ValueError(f"{f}: shard listed in the manifest is missing; the dataset is incomplete, "
+                             "regenerate or copy it again")
+        if verify:
+            digest = sha256_file(f)
+            if digest != entry.get("sha256"):
+                raise ValueError(f"{f}: sha256 mismatch (file {digest[:12]}..., manifest "
+                                 f"{str(entry.get('sha256'))[:12]}...); the shard is corrupt or was "
+                                 "modified, regenerate or copy the dataset again")
+        try:
+            tensors = load_file(str(f))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            raise ValueError(f"{f}: cannot read shard as safetensors ({err}); the file is corrupt, "
+                             "regenerate the dataset") from None
+        dims_manifest = {"components": manifest["components"], "reactions": manifest["reactions"],
+                         "T": manifest["T"], "systems": manifest["systems"],
+                         "electrodes": manifest["electrodes"]}
+        if "frames" not in tensors:
+            raise ValueError(f"{f}: shard has no 'frames' tensor; the file is not an OpIR shard")
+        if tensors["frames"].ndim != 3 or tensors["frames"].shape[2] != wn.numel():
+            raise ValueError(f"{f}: frames of shape {tuple(tensors['frames'].shape)} do not match the "
+                             f"grid of {wn.numel()} points in the manifest")
+        if int(tensors["frames"].shape[0]) != int(entry.get("samples", -1)):
+            raise ValueError(f"{f}: holds {tensors['frames'].shape[0]} samples, the manifest says "
+                             f"{entry.get('samples')}")
+        validate_tensors(tensors, dims_manifest, str(f))
+        if expect_synth != ("solvent" in tensors):
+            raise ValueError(f"{f}: manifest says synthetic={expect_synth} but the shard "
+                             f"{'lacks' if expect_synth else 'has'} the synthetic fields")
+        for k, v in tensors.items():
+            parts.setdefault(k, []).append(v)
+    fields = {k: (torch.cat(v) if len(v) > 1 else v[0]) for k, v in parts.items()}
+    return OpIRDataset(root=root, manifest=manifest, wavenumber=wn, **fields)
+
+
+def from_tensors(tensors: dict, manifest: dict) -> OpIRDataset:
+    """An in-memory dataset (root None) from schema-v1 tensors and a manifest (no files)."""
+    wn = torch.as_tensor(tensors["wavenumber"], dtype=torch.float32)
+    fields = {k: v for k, v in tensors.items() if k != "wavenumber"}
+    return OpIRDataset(root=None, manifest=manifest, wavenumber=wn, **fields)
+

@@ -1,0 +1,98 @@
+"""OpIRBench splits (SPEC.md §3) and the normalisation statistics stored in the manifest.
+
+Indices are *global sample indices* (rows of the full dataset). ``system`` values are 0-based
+positions in ``manifest["systems"]``; the default held-out systems are 2 (LP30 ‖ Cu) and 5
+(EC:DEC + FEC ‖ Si) *as numbered in CHEMISTRY.md §7*, i.e. positions 1 and 4.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+SPLIT_SEED_OFFSET = 0x5EED  # splits use their own stream, so they do not depend on sample draws
+DEFAULT_HELD_OUT_NUMBERS = (2, 5)  # CHEMISTRY.md §7 numbering (1-based)
+
+
+def _stratified(system: np.ndarray, idx: np.ndarray, fractions: Sequence[float],
+                rng: np.random.Generator) -> list[list[int]]:
+    """Split ``idx`` into len(fractions) parts, per system, with the given fractions."""
+    parts: list[list[int]] = [[] for _ in fractions]
+    for s in np.unique(system[idx]):
+        members = idx[system[idx] == s]
+        members = members[rng.permutation(members.size)]
+        n = members.size
+        cuts = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
+        for p, chunk in enumerate(np.split(members, cuts)):
+            parts[p].extend(int(i) for i in chunk)
+    return [sorted(p) for p in parts]
+
+
+def make_splits(system: torch.Tensor, n_systems: int, seed: int = 0,
+                held_out_numbers: Sequence[int] = DEFAULT_HELD_OUT_NUMBERS) -> dict:
+    """Build the ``random``, ``system`` and ``loso`` splits from the per-sample system labels.
+
+    - ``random``: 80/10/10 train/val/test, stratified by system, fixed seed.
+    - ``system``: test = every sample of the held-out systems (CHEMISTRY.md §7 numbers, default
+      2 and 5); the other systems are split 90/10 train/val, stratified.
+    - ``loso``: one fold per system present; fold k tests on one system, the rest 90/10.
+
+    When the held-out systems are absent (imported data), the highest system index present is
+    held out instead, if at least two systems exist.
+    """
+    sysv = np.asarray(torch.as_tensor(system).cpu().numpy(), dtype=np.int64)
+    rng = np.random.default_rng([int(seed), SPLIT_SEED_OFFSET])
+    all_idx = np.arange(sysv.size)
+    tr, va, te = _stratified(sysv, all_idx, (0.8, 0.1, 0.1), rng)
+    splits: dict = {"random": {"train": tr, "val": va, "test": te, "fractions": [0.8, 0.1, 0.1],
+                               "stratified_by": "system"}}
+
+    present = sorted(int(s) for s in np.unique(sysv))
+    held = [n - 1 for n in held_out_numbers if (n - 1) in present]
+    if not held and len(present) >= 2:
+        held = [present[-1]]
+    rest = all_idx[~np.isin(sysv, held)]
+    tr, va = _stratified(sysv, rest, (0.9, 0.1), rng)
+    splits["system"] = {"train": tr, "val": va,
+                        "test": [int(i) for i in all_idx[np.isin(sysv, held)]],
+                        "held_out_systems": [h + 1 for h in held],   # CHEMISTRY.md §7 numbers
+                        "held_out_indices": held}                   # positions in manifest["systems"]
+    folds = []
+    for s in present:
+        rest = all_idx[sysv != s]
+        tr, va = _stratified(sysv, rest, (0.9, 0.1), rng)
+        folds.append({"held_out_index": s, "held_out_system": s + 1, "train": tr, "val": va,
+                      "test": [int(i) for i in all_idx[sysv == s]]})
+    splits["loso"] = folds
+    return splits
+
+
+def split_names(splits: dict) -> list[str]:
+    """All split names a dataset answers to: "random", "system", "loso:0", ..."""
+    names = [k for k in splits if k != "loso"]
+    names += [f"loso:{k}" for k in range(len(splits.get("loso") or []))]
+    return names
+
+
+def normalization_stats(frames: torch.Tensor, splits: dict) -> dict:
+    """{split name: {"mean", "std"}} of the training part's frames [S, T, W] for every split.
+
+    Per-sample sums are computed once in float64, so all folds cost one pass over the data.
+    """
+    from .format import split_entry
+
+    f = frames.reshape(frames.shape[0], -1)
+    n_per = f.shape[1]
+    s1 = f.double().sum(1)
+    s2 = (f.double() ** 2).sum(1)
+    out = {}
+    for name in split_names(splits):
+        tr = torch.as_tensor(split_entry({"splits": splits}, name)["train"], dtype=torch.int64)
+        n = tr.numel() * n_per
+        if n == 0:
+            continue
+        mean = float(s1[tr].sum() / n)
+        var = max(float(s2[tr].sum() / n) - mean * mean, 0.0)
+        out[name] = {"mean": mean, "std": max(var ** 0.5, 1e-12)}
+    return out
