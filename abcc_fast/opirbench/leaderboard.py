@@ -1,0 +1,186 @@
+"""The OpIRBench leaderboard: Markdown + CSV + JSON, written atomically (SPEC.md §3 "Output").
+
+The JSON carries what makes a number reproducible: the sha256 of the dataset's manifest.json
+bytes, the split, the seeds, the metric definitions and their version, each model's config hash
+and the evaluation wall time. References (`persistence`, `frame0`) are always rows, so a reader
+sees how much dynamic signal there is to predict.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from .metrics import METRIC_DEFINITIONS, METRIC_KEYS, METRICS_VERSION
+from .protocol import EvalResult
+
+PROTOCOL_VERSION = "opirbench-v1"
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def manifest_sha256(dataset) -> str:
+    """sha256 of the dataset's manifest.json bytes (of its canonical JSON when held in memory)."""
+    root = getattr(dataset, "root", None)
+    if root is not None and (Path(root) / "manifest.json").is_file():
+        return hashlib.sha256((Path(root) / "manifest.json").read_bytes()).hexdigest()
+    blob = json.dumps(dataset.manifest, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def dataset_info(dataset, split: str) -> dict:
+    man = dataset.manifest
+    gen = man.get("generator") or {}
+    splits = man.get("splits") or {}
+    entry = splits.get(split) if isinstance(splits.get(split), dict) else {}
+    return {
+        "name": man.get("name"),
+        "root": str(getattr(dataset, "root", None)) if getattr(dataset, "root", None) is not None else None,
+        "manifest_sha256": manifest_sha256(dataset),
+        "synthetic": bool(man.get("synthetic", False)),
+        "generator": {"name": gen.get("name"), "version": gen.get("version")},
+        "seed": gen.get("seed"),
+        "split_seed": entry.get("seed", gen.get("seed")) if entry else gen.get("seed"),
+        "held_out_systems": entry.get("held_out_systems") if entry else None,
+        "T": man.get("T"),
+        "W": len(dataset.wavenumber),
+    }
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _columns(results: Sequence[EvalResult]) -> list[str]:
+    cols = []
+    for keys in METRIC_KEYS.values():
+        for k in keys:
+            if any(k in r.metrics for r in results):
+                cols.append(k)
+                if any(k + "_std" in r.metrics for r in results):
+                    cols.append(k + "_std")
+    return cols
+
+
+def _row(r: EvalResult, cols: list[str]) -> dict:
+    kind = "reference" if r.model in ("persistence", "frame0") else "model"
+    row = {"model": r.model, "kind": kind, "oracle_frame0": r.oracle_frame0, "config_hash": r.config_hash,
+           "n_samples": r.n_samples, "wall_time_s": round(r.wall_time_s, 3)}
+    row.update({c: r.metrics.get(c) for c in cols})
+    return row
+
+
+def leaderboard_dict(results: Sequence[EvalResult], dataset, split: str, part: str = "test") -> dict:
+    cols = _columns(results)
+    return {
+        "benchmark": "OpIRBench",
+        "protocol_version": PROTOCOL_VERSION,
+        "metrics_version": METRICS_VERSION,
+        "metric_definitions": METRIC_DEFINITIONS,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "split": split,
+        "part": part,
+        "dataset": dataset_info(dataset, split if split in ("random", "system") else split.split(":")[0]),
+        "columns": cols,
+        "rows": [dict(_row(r, cols), per_system={str(k): v for k, v in r.per_system().items()},
+                      timings_s={k: round(v, 4) for k, v in r.timings.items()},
+                      folds=[{"split": f.split, "n_samples": f.n_samples, "metrics": f.metrics} for f in r.folds])
+                 for r in results],
+    }
+
+
+def to_markdown(board: dict) -> str:
+    cols = board["columns"]
+    ds = board["dataset"]
+    lines = [f"# OpIRBench leaderboard: split `{board['split']}` ({board['part']})", "",
+             f"- dataset: `{ds['name']}` (manifest sha256 `{ds['manifest_sha256'][:16]}...`, "
+             f"{'synthetic' if ds['synthetic'] else 'real'}, seed {ds['seed']}, T={ds['T']}, W={ds['W']})",
+             f"- metrics: {board['metrics_version']}; z-scored with the training split's mean/std; "
+             "frames 1..T-1 scored; lower is better everywhere",
+             "- references: `persistence` = static spectrum for every frame; `frame0` = true frame 0 "
+             "(oracle rest state) for every frame", ""]
+    head = ["model", "kind"] + cols + ["time (s)"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join("---" for _ in head) + "|")
+    for row in board["rows"]:
+        vals = [row["model"], row["kind"]] + [_fmt(row.get(c)) for c in cols] + [_fmt(row["wall_time_s"])]
+        lines.append("| " + " | ".join(vals) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def to_csv(board: dict) -> str:
+    cols = ["model", "kind", "oracle_frame0", "config_hash", "n_samples"] + board["columns"] + ["wall_time_s"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["split", "part", "manifest_sha256", "metrics_version"] + cols)
+    for row in board["rows"]:
+        w.writerow([board["split"], board["part"], board["dataset"]["manifest_sha256"], board["metrics_version"]]
+                   + ["" if row.get(c) is None else row.get(c) for c in cols])
+    return buf.getvalue()
+
+
+def write_leaderboard(results: Sequence[EvalResult], dataset, out_dir, split: str, part: str = "test",
+                      stem: str = "leaderboard") -> dict:
+    """Write ``<stem>.md``, ``<stem>.csv``, ``<stem>.json`` into ``out_dir``; return their paths."""
+    if not results:
+        raise ValueError("write_leaderboard: no results to write")
+    board = leaderboard_dict(results, dataset, split, part)
+    out = Path(out_dir)
+    paths = {
+        "json": atomic_write_text(out / f"{stem}.json", json.dumps(_clean(board), indent=2, allow_nan=False)
+                                                                   + "\n"),
+        "csv": atomic_write_text(out / f"{stem}.csv", to_csv(board)),
+        "md": atomic_write_text(out / f"{stem}.md", to_markdown(board)),
+    }
+    return paths
+
+
+def _clean(o):
+    """JSON-safe copy: numpy scalars to Python, NaN/Inf to null (strict JSON has no NaN)."""
+    import numpy as np
+
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (bool, np.bool_)):
+        return bool(o)
+    if isinstance(o, (int, np.integer)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(float(o)) else None
+    return o

@@ -1,0 +1,303 @@
+"""The OpIRBench protocol (SPEC.md §3): predictors, `evaluate`, model loading.
+
+A *predictor* is any callable ``predict_fn(batch) -> dict``. ``batch`` holds, for B samples::
+
+    static       float32 [B, W]      static spectrum (AU)
+    voltage      float32 [B, T]      V vs Li/Li+
+    time_s       float32 [B, T]
+    composition  float32 [B, C]
+    electrode    int64   [B]
+    system       int64   [B]
+    wavenumber   float32 [W]
+    frame0       float32 [B, W]      ONLY for predictors with ``needs_frame0 = True`` (the `frame0`
+                                     reference): the true rest-state frame, an oracle input
+
+and it returns ``{"frames": [B, T, W]}`` (all T frames; frame 0 is not scored) and optionally
+``{"solvent": [B, T, W], "sei": [B, T, W]}`` for the `decomp` metric. The operando frames
+themselves never reach a predictor.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .metrics import ALL_METRICS, METRIC_KEYS, METRICS_VERSION, MetricContext, check_metric_names, score_batch
+
+INPUT_FIELDS = ("static", "voltage", "time_s", "composition", "electrode", "system")
+SPLITS = ("random", "system", "loso")
+
+
+# --------------------------------------------------------------------------------------------
+# reference predictors
+# --------------------------------------------------------------------------------------------
+class Persistence:
+    """Reference: every frame is the static spectrum (no dynamics at all).
+
+    Its trivial decomposition (solvent = static, SEI = 0) is the `decomp` reference.
+    """
+
+    name = "persistence"
+    needs_frame0 = False
+    config: dict = {"reference": "persistence"}
+
+    def __call__(self, batch: dict) -> dict:
+        static = batch["static"]  # [B, W]
+        T = batch["voltage"].shape[1]
+        frames = static.unsqueeze(1).expand(-1, T, -1)
+        return {"frames": frames, "solvent": frames, "sei": torch.zeros_like(frames)}
+
+
+class Frame0:
+    """Reference: every frame is the *true* frame 0 (an oracle for the rest state, no dynamics).
+
+    It reads ``batch["frame0"]``, which `evaluate` supplies only to predictors that declare
+    ``needs_frame0 = True``. Decomposition: solvent = frame 0, SEI = 0.
+    """
+
+    name = "frame0"
+    needs_frame0 = True
+    config: dict = {"reference": "frame0"}
+
+    def __call__(self, batch: dict) -> dict:
+        frame0 = batch["frame0"]  # [B, W]
+        T = batch["voltage"].shape[1]
+        frames = frame0.unsqueeze(1).expand(-1, T, -1)
+        return {"frames": frames, "solvent": frames, "sei": torch.zeros_like(frames)}
+
+
+REFERENCES: dict[str, Callable[[], Callable]] = {"persistence": Persistence, "frame0": Frame0}
+
+# --------------------------------------------------------------------------------------------
+# model loading: registered loaders first, then the convention abcc_fast.model.load_predictor
+# --------------------------------------------------------------------------------------------
+_MODEL_LOADERS: list[Callable] = []
+
+
+def register_model_loader(fn: Callable) -> Callable:
+    """Register ``fn(path) -> predictor or None``; loaders are tried newest first. Usable as a decorator."""
+    _MODEL_LOADERS.insert(0, fn)
+    return fn
+
+
+def load_predictor(spec: str) -> Callable:
+    """A predictor from a name (`persistence`, `frame0`) or a model path.
+
+    Paths go to the registered loaders, then to ``abcc_fast.model.load_predictor(path)``.
+    """
+    if spec in REFERENCES:
+        return REFERENCES[spec]()
+    import os
+
+    if not os.path.exists(spec):
+        raise ValueError(f"unknown model {spec!r}: give a reference name ({', '.join(REFERENCES)}) "
+                         "or the path of a saved model (file or directory that exists)")
+    for loader in _MODEL_LOADERS:
+        predictor = loader(spec)
+        if predictor is not None:
+            return predictor
+    try:
+        model_module = importlib.import_module("abcc_fast.model")
+    except ImportError as err:
+        raise ValueError(f"model loading needs abcc_fast.model (not installed yet): {err}") from None
+    loader = getattr(model_module, "load_predictor", None)
+    if loader is None:
+        raise ValueError("model loading needs abcc_fast.model (not installed yet): abcc_fast.model has no "
+                         f"load_predictor(path); cannot load {spec!r}. Register a loader with "
+                         "abcc_fast.opirbench.register_model_loader(fn) or use a reference model")
+    return loader(spec)
+
+
+def predictor_name(predict_fn: Callable, default: str = "model") -> str:
+    return str(getattr(predict_fn, "name", None) or getattr(predict_fn, "__name__", None) or default)
+
+
+def config_hash(predict_fn: Callable) -> str:
+    """sha256 (first 16 hex) of the predictor's JSON config (``.config``), or of its name."""
+    cfg = getattr(predict_fn, "config", None)
+    if cfg is None:
+        cfg = {"name": predictor_name(predict_fn)}
+    blob = json.dumps(cfg, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+@dataclass
+class EvalResult:
+    """Scores of one predictor on one split part.
+
+    metrics: {key: mean over samples} (NaN-free keys only); per_sample: {key: float64 [S]};
+    system: int64 [S]; index: global sample indices [S]; timings: seconds per metric.
+    """
+
+    model: str
+    split: str
+    part: str
+    n_samples: int
+    metrics: dict
+    per_sample: dict
+    system: np.ndarray
+    index: np.ndarray
+    wall_time_s: float
+    timings: dict
+    config_hash: str = ""
+    oracle_frame0: bool = False
+    metrics_version: str = METRICS_VERSION
+    folds: list = field(default_factory=list)  # loso: one EvalResult per fold
+
+    def per_system(self) -> dict:
+        """{system index: {key: mean over that system's samples}}."""
+        out = {}
+        for s in np.unique(self.system):
+            m = self.system == s
+            out[int(s)] = {k: float(np.mean(v[m])) for k, v in self.per_sample.items()}
+        return out
+
+    def summary(self) -> str:
+        body = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items())
+        return f"{self.model} on {self.split}/{self.part} ({self.n_samples} samples): {body}"
+
+
+def _split_names(dataset, split: str) -> list[str]:
+    if split in ("random", "system") or split.startswith("loso:"):
+        return [split]
+    if split == "loso":
+        folds = (dataset.manifest.get("splits") or {}).get("loso") or []
+        if not folds:
+            raise ValueError("split 'loso': this dataset has no leave-one-system-out folds in its manifest")
+        return [f"loso:{k}" for k in range(len(folds))]
+    raise ValueError(f"unknown split {split!r}; choose 'random', 'system', 'loso' or 'loso:<k>'")
+
+
+def _check_prediction(out, B: int, T: int, W: int, key: str, model: str, first: int) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"{model}: prediction {key!r} must be a torch.Tensor [B, T, W] = [{B}, {T}, {W}], "
+                         f"got {type(out).__name__}")
+    if tuple(out.shape) != (B, T, W):
+        raise ValueError(f"{model}: prediction {key!r} has shape {tuple(out.shape)}, expected [B, T, W] = "
+                         f"[{B}, {T}, {W}] (all T frames, frame 0 included; it is not scored)")
+    if not out.is_floating_point():
+        raise ValueError(f"{model}: prediction {key!r} must be floating point, got {out.dtype}")
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        b = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{model}: prediction {key!r} contains {int(bad.sum())} NaN/Inf values "
+                         f"(first in batch row {b}, i.e. test sample {first + b}); fix the model output")
+    return out.detach().to("cpu", torch.float32)
+
+
+def _context(dataset, split_name: str) -> MetricContext:
+    mean, std = dataset.norm_stats(split_name)
+    windows = {k: tuple(v) for k, v in (dataset.manifest.get("marker_windows") or {}).items()}
+    return MetricContext(wavenumber=dataset.wavenumber, mean=float(mean), std=float(std), marker_windows=windows)
+
+
+def _evaluate_one(predict_fn, dataset, split_name, part, metrics, batch_size, progress, model) -> EvalResult:
+    sub = dataset.split(split_name, part)
+    S = len(sub)
+    if S == 0:
+        raise ValueError(f"split {split_name!r} part {part!r} has no samples in this dataset")
+    ctx = _context(dataset, split_name)
+    needs_frame0 = bool(getattr(predict_fn, "needs_frame0", False))
+    T, W = sub.frames.shape[1], sub.frames.shape[2]
+    per: dict[str, list] = {}
+    timings: dict[str, float] = {"predict": 0.0}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=S, desc=f"{model} {split_name}/{part}", unit="sample", leave=False)
+    t_start = time.perf_counter()
+    for s in range(0, S, batch_size):
+        sl = slice(s, min(s + batch_size, S))
+        batch = {k: getattr(sub, k)[sl] for k in INPUT_FIELDS}
+        batch["wavenumber"] = sub.wavenumber
+        if needs_frame0:
+            batch["frame0"] = sub.frames[sl, 0]
+        B = batch["static"].shape[0]
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = predict_fn(batch)
+        timings["predict"] += time.perf_counter() - t0
+        if not isinstance(out, dict) or "frames" not in out:
+            raise ValueError(f"{model}: predict_fn must return a dict with 'frames' [B, T, W], got "
+                             f"{type(out).__name__}{' with keys ' + str(list(out)) if isinstance(out, dict) else ''}")
+        pred = {"frames": _check_prediction(out["frames"], B, T, W, "frames", model, s)}
+        for k in ("solvent", "sei"):
+            if out.get(k) is not None:
+                pred[k] = _check_prediction(out[k], B, T, W, k, model, s)
+        truth = {"frames": sub.frames[sl]}
+        for k in ("solvent", "sei"):
+            if getattr(sub, k, None) is not None:
+                truth[k] = getattr(sub, k)[sl]
+        for k, v in score_batch(pred, truth, ctx, metrics, timings).items():
+            per.setdefault(k, []).append(v.double().cpu())
+        if bar is not None:
+            bar.update(B)
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t_start
+    per_sample = {k: torch.cat(v).numpy() for k, v in per.items()}
+    means = {k: float(np.mean(v)) for k, v in per_sample.items() if not np.isnan(v).any()}
+    return EvalResult(model=model, split=split_name, part=part, n_samples=S, metrics=means,
+                      per_sample=per_sample, system=sub.system.numpy().copy(), index=sub.index.numpy().copy(),
+                      wall_time_s=wall, timings=timings, config_hash=config_hash(predict_fn),
+                      oracle_frame0=needs_frame0)
+
+
+def evaluate(predict_fn: Callable, dataset, split: str = "random", part: str = "test", *,
+             metrics: Sequence[str] = ALL_METRICS, batch_size: int = 64, progress: bool = True,
+             name: Optional[str] = None) -> EvalResult:
+    """Score ``predict_fn`` on ``part`` of ``split`` of ``dataset`` with the OpIRBench metrics.
+
+    split: "random", "system", "loso:<k>" (one fold) or "loso" (all folds; ``metrics`` then holds
+    the mean over folds, ``metrics[key + "_std"]`` the std, and ``folds`` each fold's result).
+    Normalisation uses the *training* part's statistics of the same split (manifest).
+
+    >>> from abcc_fast.opirbench import evaluate, Persistence
+    >>> result = evaluate(Persistence(), dataset, "random")          # doctest: +SKIP
+    >>> result.metrics["mae"], result.metrics["dilate"]               # doctest: +SKIP
+    """
+    metrics = check_metric_names(metrics)
+    if part not in ("train", "val", "test"):
+        raise ValueError(f"part must be 'train', 'val' or 'test', got {part!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    model = name or predictor_name(predict_fn)
+    names = _split_names(dataset, split)
+    if len(names) == 1:
+        return _evaluate_one(predict_fn, dataset, names[0], part, metrics, int(batch_size), progress, model)
+    folds = [_evaluate_one(predict_fn, dataset, n, part, metrics, int(batch_size), progress, model) for n in names]
+    keys = [k for k in folds[0].metrics if all(k in f.metrics for f in folds)]
+    agg = {}
+    for k in keys:
+        vals = np.array([f.metrics[k] for f in folds])
+        agg[k] = float(vals.mean())
+        agg[k + "_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+    timings: dict = {}
+    for f in folds:
+        for k, v in f.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+    return EvalResult(model=model, split=split, part=part, n_samples=sum(f.n_samples for f in folds), metrics=agg,
+                      per_sample={k: np.concatenate([f.per_sample[k] for f in folds]) for k in keys},
+                      system=np.concatenate([f.system for f in folds]),
+                      index=np.concatenate([f.index for f in folds]),
+                      wall_time_s=sum(f.wall_time_s for f in folds), timings=timings,
+                      config_hash=folds[0].config_hash, oracle_frame0=folds[0].oracle_frame0, folds=folds)
+
+
+def headline_keys(metrics: Sequence[str] = ALL_METRICS) -> list[str]:
+    return [k for m in metrics for k in METRIC_KEYS[m]]
+
+
+def is_finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
