@@ -5,5 +5,6 @@ see `backends()` for what runs here and `abcc_fast.ops._backend` for how one is 
 (per call `backend=...`, environment `ABCC_BACKEND`, else automatic by device).
 """
 from ._backend import BACKENDS, BackendStatus, backends, backends_report
+from .two_stream_attention import two_stream_attention
 
-__all__ = ["BACKENDS", "BackendStatus", "backends", "backends_report"]
+__all__ = ["BACKENDS", "BackendStatus", "backends", "backends_report", "two_stream_attention"]
