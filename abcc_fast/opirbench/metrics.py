@@ -232,6 +232,7 @@ def score_batch(pred: dict, truth: dict, ctx: MetricContext, metrics: Sequence[s
     import time
 
     out: dict[str, torch.Tensor] = {}
+    sync = pred["frames"].is_cuda and timings is not None
     for name in check_metric_names(metrics):
         t0 = time.perf_counter()
         if name == "decomp":
@@ -240,6 +241,8 @@ def score_batch(pred: dict, truth: dict, ctx: MetricContext, metrics: Sequence[s
                 out.update(decomp(pred, truth))
         else:
             out.update(_FRAME_METRICS[name](pred["frames"], truth["frames"], ctx))
+        if sync:
+            torch.cuda.synchronize()
         if timings is not None:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
     return out

@@ -18,6 +18,7 @@ themselves never reach a predictor.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -192,7 +193,7 @@ def _check_prediction(out, B: int, T: int, W: int, key: str, model: str, first: 
         b = int(bad.nonzero()[0, 0])
         raise ValueError(f"{model}: prediction {key!r} contains {int(bad.sum())} NaN/Inf values "
                          f"(first in batch row {b}, i.e. test sample {first + b}); fix the model output")
-    return out.detach().to("cpu", torch.float32)
+    return out.detach().to(torch.float32)  # metrics run where the predictions are (GPU kernels on CUDA)
 
 
 def _context(dataset, split_name: str) -> MetricContext:
@@ -235,10 +236,13 @@ def _evaluate_one(predict_fn, dataset, split_name, part, metrics, batch_size, pr
         for k in ("solvent", "sei"):
             if out.get(k) is not None:
                 pred[k] = _check_prediction(out[k], B, T, W, k, model, s)
-        truth = {"frames": sub.frames[sl]}
+        device = pred["frames"].device
+        truth = {"frames": sub.frames[sl].to(device)}
         for k in ("solvent", "sei"):
-            if getattr(sub, k, None) is not None:
-                truth[k] = getattr(sub, k)[sl]
+            if getattr(sub, k, None) is not None and k in pred:
+                truth[k] = getattr(sub, k)[sl].to(device)
+        if ctx.wavenumber.device != device:
+            ctx = dataclasses.replace(ctx, wavenumber=ctx.wavenumber.to(device))
         for k, v in score_batch(pred, truth, ctx, metrics, timings).items():
             per.setdefault(k, []).append(v.double().cpu())
         if bar is not None:
