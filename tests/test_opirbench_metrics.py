@@ -185,3 +185,27 @@ def test_decomp_skipped_without_streams():
     pred, true, ctx = _tiny()
     out = M.score_batch({"frames": pred}, {"frames": true, "solvent": true, "sei": true}, ctx, ["mae", "decomp"])
     assert "decomp" not in out and "mae" in out
+
+
+# ------------------------------------------------------------------------------------------
+# property: per-sample scores do not depend on what else is in the batch; symmetric pointwise metrics
+# ------------------------------------------------------------------------------------------
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(seed=st.integers(0, 2 ** 16), B=st.integers(2, 4), T=st.integers(3, 7), split=st.integers(1, 3))
+def test_scores_are_per_sample(seed, B, T, split):
+    split = min(split, B - 1)
+    pred, true, ctx = _tiny(B=B, T=T, W=12, seed=seed)
+    ctx = M.MetricContext(wavenumber=torch.linspace(1000.0, 1110.0, 12), mean=0.1, std=0.5,
+                          marker_windows={"a": (1000.0, 1110.0)})
+    whole = M.score_batch({"frames": pred}, {"frames": true}, ctx)
+    a = M.score_batch({"frames": pred[:split]}, {"frames": true[:split]}, ctx)
+    b = M.score_batch({"frames": pred[split:]}, {"frames": true[split:]}, ctx)
+    swapped = M.score_batch({"frames": true}, {"frames": pred}, ctx, ["mae", "mse", "mae_au", "peak_shift"])
+    for k, v in whole.items():
+        torch.testing.assert_close(v, torch.cat([a[k], b[k]]), rtol=1e-5, atol=1e-6)
+        if k in swapped:
+            torch.testing.assert_close(v, swapped[k], rtol=1e-5, atol=1e-6)
+            assert torch.all(v >= 0)
