@@ -130,6 +130,11 @@ def test_bad_names_are_rejected(ds, tmp_path):
         load_predictor(str(path))
 
 
+def test_names_and_paths_accepted(ds_dir):
+    r = evaluate("frame0", str(ds_dir), "random", metrics=["mae"], progress=False)
+    assert r.model == "frame0" and r.oracle_frame0 and r.metrics["mae"] > 0
+
+
 def test_registered_model_loader(tmp_path):
     path = tmp_path / "mine.ckpt"
     path.write_text("x")

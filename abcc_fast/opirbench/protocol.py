@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -95,8 +96,6 @@ def load_predictor(spec: str) -> Callable:
     """
     if spec in REFERENCES:
         return REFERENCES[spec]()
-    import os
-
     if not os.path.exists(spec):
         raise ValueError(f"unknown model {spec!r}: give a reference name ({', '.join(REFERENCES)}) "
                          "or the path of a saved model (file or directory that exists)")
@@ -265,12 +264,19 @@ def evaluate(predict_fn: Callable, dataset, split: str = "random", part: str = "
 
     split: "random", "system", "loso:<k>" (one fold) or "loso" (all folds; ``metrics`` then holds
     the mean over folds, ``metrics[key + "_std"]`` the std, and ``folds`` each fold's result).
+    ``predict_fn`` may be a reference name or model path, ``dataset`` a dataset directory.
     Normalisation uses the *training* part's statistics of the same split (manifest).
 
     >>> from abcc_fast.opirbench import evaluate, Persistence
     >>> result = evaluate(Persistence(), dataset, "random")          # doctest: +SKIP
     >>> result.metrics["mae"], result.metrics["dilate"]               # doctest: +SKIP
     """
+    if isinstance(predict_fn, str):
+        predict_fn = load_predictor(predict_fn)
+    if isinstance(dataset, (str, os.PathLike)):
+        from ..data import load
+
+        dataset = load(dataset)
     metrics = check_metric_names(metrics)
     if part not in ("train", "val", "test"):
         raise ValueError(f"part must be 'train', 'val' or 'test', got {part!r}")

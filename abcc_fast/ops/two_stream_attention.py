@@ -186,7 +186,7 @@ def _triton_backward(prim, oa, ob, lse, doa, dob, keep, scale):
 
 def _cuda_forward(prim, tangents, keep, scale):
     mod = native_module()
-    outs = mod.two_stream_attention_cuda_forward(*prim, list(tangents) if tangents is not None else None,
+    outs = mod.two_stream_attention_cuda_forward(*prim, *(tangents if tangents is not None else (None,) * 6),
                                                  keep, float(scale))
     oa, ob, lse = outs[0], outs[1], outs[2]
     if tangents is None:
