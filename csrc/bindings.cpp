@@ -151,6 +151,173 @@ std::tuple<Tensor, Tensor, Tensor> sdtw_cpu_backward(
 // ------------------------------------------------------------------------------------------
 #ifdef ABCC_WITH_CUDA
 // >>> soft-DTW CUDA bindings (owner: soft-DTW GPU backend)
+#define ABCC_CHECK_CUDA_ON(t, dev) \
+  TORCH_CHECK((t).is_cuda() && (t).device() == (dev), #t " must be a CUDA tensor on ", (dev))
+
+template <typename T>
+abcc::cuda::SdtwCudaProblem<T> make_cuda_problem(const OptTensor& D, const OptTensor& x, const OptTensor& y,
+                                                 const Tensor& n, const Tensor& m, double gamma, double bandwidth,
+                                                 const OptTensor& omega, bool want_temporal) {
+  abcc::cuda::SdtwCudaProblem<T> p;
+  TORCH_CHECK(D.has_value() || (x.has_value() && y.has_value()), "give either D or both x and y");
+  const Tensor& ref = D.has_value() ? *D : *x;
+  const auto dev = ref.device();
+  TORCH_CHECK(n.scalar_type() == at::kLong && m.scalar_type() == at::kLong, "lengths must be int64");
+  ABCC_CHECK_CUDA_ON(n, dev);
+  ABCC_CHECK_CUDA_ON(m, dev);
+  ABCC_CHECK_CONTIG(n);
+  ABCC_CHECK_CONTIG(m);
+  p.n = n.data_ptr<int64_t>();
+  p.m = m.data_ptr<int64_t>();
+  p.gamma = gamma;
+  p.bandwidth = bandwidth;
+  p.want_temporal = want_temporal;
+  if (D.has_value()) {
+    ABCC_CHECK_CUDA_ON(*D, dev);
+    ABCC_CHECK_CONTIG(*D);
+    TORCH_CHECK(D->dim() == 3, "D must be [B, N, M]");
+    p.B = D->size(0);
+    p.N = D->size(1);
+    p.M = D->size(2);
+    p.D = D->data_ptr<T>();
+  } else {
+    ABCC_CHECK_CUDA_ON(*x, dev);
+    ABCC_CHECK_CUDA_ON(*y, dev);
+    ABCC_CHECK_CONTIG(*x);
+    ABCC_CHECK_CONTIG(*y);
+    TORCH_CHECK(x->dim() == 2 && y->dim() == 2 && x->size(0) == y->size(0), "x, y must be [B, N], [B, M]");
+    TORCH_CHECK(y->scalar_type() == x->scalar_type(), "x and y must have the same dtype");
+    p.B = x->size(0);
+    p.N = x->size(1);
+    p.M = y->size(1);
+    p.x = x->data_ptr<T>();
+    p.y = y->data_ptr<T>();
+  }
+  TORCH_CHECK(p.N >= 1 && p.M >= 1, "sequences must be non-empty");
+  TORCH_CHECK(p.N + p.M < (int64_t(1) << 30), "sequence lengths too large for the CUDA kernels");
+  TORCH_CHECK(p.B <= int64_t(2147483647), "batch too large for one launch");
+  TORCH_CHECK(n.numel() == p.B && m.numel() == p.B, "lengths must have B entries");
+  if (omega.has_value()) {
+    ABCC_CHECK_CUDA_ON(*omega, dev);
+    ABCC_CHECK_CONTIG(*omega);
+    TORCH_CHECK(omega->scalar_type() == ref.scalar_type(), "omega must have the dtype of the inputs");
+    TORCH_CHECK(omega->dim() == 3 && omega->size(1) == p.N && omega->size(2) == p.M &&
+                    (omega->size(0) == 1 || omega->size(0) == p.B),
+                "omega must be [B or 1, N, M]");
+    p.omega = omega->data_ptr<T>();
+    p.omega_batch_stride = (omega->size(0) == p.B && p.B > 1) ? p.N * p.M : 0;
+  }
+  return p;
+}
+
+void check_sdtw_launch(cudaError_t err, const char* what, int64_t N, int64_t M, bool tang, bool univariate,
+                       bool backward, size_t elem) {
+  if (err == cudaErrorInvalidConfiguration) {
+    TORCH_CHECK(false, what, ": N=", N, " is too long for the on-chip wavefront (one block needs ",
+                abcc::cuda::sdtw_cuda_shared_bytes(N, M, tang, univariate, backward, elem),
+                " bytes of shared memory, more than this GPU allows); use float32 instead of float64, ",
+                "swap x and y so that the first sequence is the shorter one, or use backend='triton'");
+  }
+  TORCH_CHECK(err == cudaSuccess, what, ": CUDA error: ", cudaGetErrorString(err));
+}
+
+// Returns (value, temporal, ckpt, ckpt_t, base); ckpt/ckpt_t/base are empty without save.
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> sdtw_cuda_forward(
+    const OptTensor& D, const OptTensor& x, const OptTensor& y, const Tensor& n, const Tensor& m,
+    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, bool save) {
+  TORCH_CHECK(D.has_value() || x.has_value(), "give either D or both x and y");
+  const Tensor& ref = D.has_value() ? *D : *x;
+  TORCH_CHECK(ref.is_cuda(), "sdtw_cuda_forward: inputs must be CUDA tensors");
+  const c10::cuda::CUDAGuard guard(ref.device());
+  const auto opts = ref.options();
+  Tensor value, temporal, ckpt, ckpt_t, base;
+  AT_DISPATCH_FLOATING_TYPES(ref.scalar_type(), "sdtw_cuda_forward", [&] {
+    auto p = make_cuda_problem<scalar_t>(D, x, y, n, m, gamma, bandwidth, omega, want_temporal);
+    value = at::empty({p.B}, opts);
+    temporal = at::zeros({p.B}, opts);
+    const int64_t segs = abcc::cuda::sdtw_cuda_num_segments(p.N, p.M);
+    if (save) {
+      ckpt = at::empty({p.B, segs, 2, p.N}, opts);
+      ckpt_t = want_temporal ? at::empty({p.B, segs, 2, p.N}, opts) : at::empty({0}, opts);
+      base = at::empty({p.B, p.N + p.M - 1}, opts.dtype(at::kDouble));
+    } else {
+      ckpt = at::empty({0}, opts);
+      ckpt_t = at::empty({0}, opts);
+      base = at::empty({0}, opts.dtype(at::kDouble));
+    }
+    const cudaError_t err = abcc::cuda::sdtw_cuda_forward<scalar_t>(
+        p, value.data_ptr<scalar_t>(), temporal.data_ptr<scalar_t>(), save ? ckpt.data_ptr<scalar_t>() : nullptr,
+        (save && want_temporal) ? ckpt_t.data_ptr<scalar_t>() : nullptr, save ? base.data_ptr<double>() : nullptr,
+        c10::cuda::getCurrentCUDAStream().stream());
+    check_sdtw_launch(err, "sdtw_cuda_forward", p.N, p.M, want_temporal, p.D == nullptr, false, sizeof(scalar_t));
+  });
+  return {value, temporal, ckpt, ckpt_t, base};
+}
+
+// Returns (G, dx, dy): G = dL/dD when D is given (dx, dy empty), else dL/dx, dL/dy (G empty).
+std::tuple<Tensor, Tensor, Tensor> sdtw_cuda_backward(
+    const OptTensor& D, const OptTensor& x, const OptTensor& y, const Tensor& n, const Tensor& m,
+    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, const Tensor& ckpt,
+    const Tensor& ckpt_t, const Tensor& base, const OptTensor& grad_value, const OptTensor& grad_temporal) {
+  TORCH_CHECK(D.has_value() || x.has_value(), "give either D or both x and y");
+  const Tensor& ref = D.has_value() ? *D : *x;
+  TORCH_CHECK(ref.is_cuda(), "sdtw_cuda_backward: inputs must be CUDA tensors");
+  const c10::cuda::CUDAGuard guard(ref.device());
+  Tensor G, dx, dy;
+  AT_DISPATCH_FLOATING_TYPES(ref.scalar_type(), "sdtw_cuda_backward", [&] {
+    auto p = make_cuda_problem<scalar_t>(D, x, y, n, m, gamma, bandwidth, omega, want_temporal);
+    const int64_t segs = abcc::cuda::sdtw_cuda_num_segments(p.N, p.M);
+    const bool tang = want_temporal && grad_temporal.has_value();
+    TORCH_CHECK(ckpt.numel() == p.B * segs * 2 * p.N && ckpt.scalar_type() == ref.scalar_type(),
+                "saved checkpoints have the wrong size (forward ran without save?)");
+    TORCH_CHECK(!tang || (ckpt_t.numel() == ckpt.numel() && ckpt_t.scalar_type() == ref.scalar_type()),
+                "saved tangent checkpoints have the wrong size (forward ran without want_temporal?)");
+    TORCH_CHECK(base.scalar_type() == at::kDouble && base.numel() == p.B * (p.N + p.M - 1),
+                "saved offsets have the wrong size");
+    ABCC_CHECK_CUDA_ON(ckpt, ref.device());
+    ABCC_CHECK_CUDA_ON(base, ref.device());
+    ABCC_CHECK_CONTIG(ckpt);
+    ABCC_CHECK_CONTIG(base);
+    if (tang) {
+      ABCC_CHECK_CUDA_ON(ckpt_t, ref.device());
+      ABCC_CHECK_CONTIG(ckpt_t);
+    }
+    const scalar_t* gv = nullptr;
+    const scalar_t* gt = nullptr;
+    Tensor gv_c, gt_c;
+    if (grad_value.has_value()) {
+      ABCC_CHECK_CUDA_ON(*grad_value, ref.device());
+      gv_c = grad_value->to(ref.scalar_type()).contiguous();
+      TORCH_CHECK(gv_c.numel() == p.B, "grad_value must have B entries");
+      gv = gv_c.data_ptr<scalar_t>();
+    }
+    if (tang) {
+      ABCC_CHECK_CUDA_ON(*grad_temporal, ref.device());
+      gt_c = grad_temporal->to(ref.scalar_type()).contiguous();
+      TORCH_CHECK(gt_c.numel() == p.B, "grad_temporal must have B entries");
+      gt = gt_c.data_ptr<scalar_t>();
+    }
+    const auto opts = ref.options();
+    Tensor seg = at::empty({p.B, abcc::cuda::kSdtwSegment + 2, p.N + 1}, opts);
+    Tensor seg_t = tang ? at::empty({p.B, abcc::cuda::kSdtwSegment + 2, p.N + 1}, opts) : at::empty({0}, opts);
+    if (D.has_value()) {
+      G = at::zeros_like(*D);
+      dx = at::empty({0}, opts);
+      dy = at::empty({0}, opts);
+    } else {
+      G = at::empty({0}, opts);
+      dx = at::zeros_like(*x);
+      dy = at::zeros_like(*y);
+    }
+    const cudaError_t err = abcc::cuda::sdtw_cuda_backward<scalar_t>(
+        p, ckpt.data_ptr<scalar_t>(), tang ? ckpt_t.data_ptr<scalar_t>() : nullptr, base.data_ptr<double>(), gv, gt,
+        seg.data_ptr<scalar_t>(), tang ? seg_t.data_ptr<scalar_t>() : nullptr,
+        D.has_value() ? G.data_ptr<scalar_t>() : nullptr, D.has_value() ? nullptr : dx.data_ptr<scalar_t>(),
+        D.has_value() ? nullptr : dy.data_ptr<scalar_t>(), c10::cuda::getCurrentCUDAStream().stream());
+    check_sdtw_launch(err, "sdtw_cuda_backward", p.N, p.M, tang, p.D == nullptr, true, sizeof(scalar_t));
+  });
+  return {G, dx, dy};
+}
 // <<< soft-DTW CUDA bindings
 
 // >>> two-stream attention CUDA bindings (owner: attention op)
@@ -292,6 +459,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #ifdef ABCC_WITH_CUDA
   // >>> CUDA module definitions (each owner adds its m.def lines inside its own block)
   // >>> soft-DTW CUDA defs
+  m.def("sdtw_cuda_forward", &sdtw_cuda_forward, "soft-DTW / DILATE forward (CUDA)",
+        pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
+        pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
+        pybind11::arg("want_temporal"), pybind11::arg("save"));
+  m.def("sdtw_cuda_backward", &sdtw_cuda_backward, "soft-DTW / DILATE backward (CUDA)",
+        pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
+        pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
+        pybind11::arg("want_temporal"), pybind11::arg("ckpt"), pybind11::arg("ckpt_t"), pybind11::arg("base"),
+        pybind11::arg("grad_value"), pybind11::arg("grad_temporal"));
   // <<< soft-DTW CUDA defs
   // >>> two-stream attention CUDA defs
   m.def("two_stream_attention_cuda_forward", &two_stream_attention_cuda_forward,

@@ -1,0 +1,41 @@
+"""The `cuda` engine of abcc_fast.ops.soft_dtw: adapter over the CUDA kernels of csrc/cuda/soft_dtw.cu.
+
+Engine protocol: see `_CpuEngine` in soft_dtw.py. The kernels keep the wavefront on chip: the
+forward stores no R at all (save=False) or, for training, float64 offsets [B, N+M-1] plus two
+diagonals every 128 (checkpoints, <= 1/32 of a full R); the backward recomputes each segment
+from its checkpoint. Univariate inputs compute the cost (x_i - y_j)^2 inside the kernels, so no
+[B, N, M] tensor exists at all on that path.
+"""
+from __future__ import annotations
+
+from ._backend import native_module
+
+
+def _module():
+    mod = native_module()
+    if mod is None or not hasattr(mod, "has_cuda") or not mod.has_cuda() or not hasattr(mod, "sdtw_cuda_forward"):
+        raise RuntimeError(
+            "soft_dtw: the cuda backend needs abcc_fast._C built with CUDA (a CUDA build of torch and nvcc on "
+            "PATH; reinstall with `pip install --no-build-isolation -e .`); use backend='triton' or 'cpu' meanwhile")
+    return mod
+
+
+class _CudaEngine:
+    supports_seq = True
+
+    def forward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save):
+        value, temporal, ckpt, ckpt_t, base = _module().sdtw_cuda_forward(
+            D, x, y, n, m, float(gamma), float(bandwidth), omega, bool(want_temporal), bool(save))
+        state = (ckpt, ckpt_t, base) if save else None
+        return value, (temporal if want_temporal else None), state
+
+    def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal):
+        if state is None:
+            raise RuntimeError("soft_dtw (cuda): backward needs the state of a forward run with save=True")
+        G, dx, dy = _module().sdtw_cuda_backward(
+            D, x, y, n, m, float(gamma), float(bandwidth), omega, bool(want_temporal), *state,
+            grad_value, grad_temporal)
+        return (G,) if D is not None else (dx, dy)
+
+
+ENGINE = _CudaEngine()
