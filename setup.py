@@ -24,7 +24,8 @@ class CMakeExtension(Extension):
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
-        build_dir = ROOT / "build" / "cmake"
+        # ABCC_BUILD_DIR: a separate CMake tree (e.g. for a CPU-only build with ABCC_CUDA=OFF)
+        build_dir = Path(os.environ.get("ABCC_BUILD_DIR", ROOT / "build" / "cmake")).resolve()
         build_dir.mkdir(parents=True, exist_ok=True)
         cfg = os.environ.get("ABCC_BUILD_TYPE", "Release")
         args = [

@@ -163,8 +163,30 @@ struct PairView {
 // Start offset of each anti-diagonal in the compact diagonal-major store, and the ranges.
 struct Diagonals {
   std::vector<int64_t> lo, hi, start;
+  int64_t K, n;
+  // Slots (slot = i + 1) of a wide buffer holding diagonal k that any step reads or pushes into:
+  // its own cells, the predecessors read by diagonals k+1 ((i-1, j) and (i, j-1): slots
+  // [lo, hi+1]) and k+2 ((i-1, j-1): slots [lo, hi]). Filling exactly this window before a buffer
+  // takes diagonal k keeps stale values out even when a narrow band leaves a diagonal empty
+  // (a diagonal step can jump over an anti-diagonal with no cell in the band).
+  void window(int64_t k, int64_t& a, int64_t& b) const {
+    a = n + 1;
+    b = 0;
+    auto add = [&](int64_t x, int64_t y) {
+      if (x <= y) {
+        a = std::min(a, x);
+        b = std::max(b, y);
+      }
+    };
+    if (k >= 0 && k < K && lo[k] <= hi[k]) add(lo[k] + 1, hi[k] + 1);
+    if (k + 1 >= 0 && k + 1 < K && lo[k + 1] <= hi[k + 1]) add(lo[k + 1], hi[k + 1] + 1);
+    if (k + 2 >= 0 && k + 2 < K && lo[k + 2] <= hi[k + 2]) add(lo[k + 2], hi[k + 2]);
+    a = std::max<int64_t>(a, 0);
+    b = std::min<int64_t>(b, n + 1);
+  }
   explicit Diagonals(const Band& band) {
-    const int64_t K = band.n + band.m - 1;
+    K = band.n + band.m - 1;
+    n = band.n;
     lo.resize(K);
     hi.resize(K);
     start.resize(K + 1);
@@ -199,13 +221,22 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
   prev2[0] = T(0);  // R_{-1,-1} = 0
   double off_m2 = 0.0, off_m1 = 0.0, off_k = 0.0;
   int64_t store_pos = 0;
+  const Diagonals diag(view.band);
   const int64_t K = n + m - 1;
   for (int64_t k = 0; k < K; ++k) {
-    int64_t lo, hi;
-    view.band.range(k, lo, hi);
+    const int64_t lo = diag.lo[k], hi = diag.hi[k];
     const int64_t len = hi - lo + 1;
-    if (len <= 0) {  // cannot happen for a feasible band (checked in Python); keep going safely
+    {
+      int64_t wa, wb;
+      diag.window(k, wa, wb);
+      if (wa <= wb) {
+        std::fill(cur + wa, cur + wb + 1, BIG);
+        if (tang) std::fill(tcur + wa, tcur + wb + 1, T(0));
+      }
+    }
+    if (len <= 0) {  // no cell of this anti-diagonal lies in the band: all +inf
       off_k = off_m1;
+      if (off_store) off_store[k] = off_k;
     } else {
       view.cost(k, lo, len, cost.data());
       if (tang) view.omega_diag(k, lo, len, om.data());
@@ -248,12 +279,6 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
 #pragma omp simd
       for (int64_t t = 0; t < len; ++t) out[t] = out[t] >= HALF_BIG ? BIG : out[t] - rmin;
       off_k = off_m1 + double(rmin);
-      cur[lo] = BIG;  // borders: rows lo-1 and hi+1 of this diagonal
-      cur[hi + 2] = BIG;
-      if (tang) {
-        tcur[lo] = T(0);
-        tcur[hi + 2] = T(0);
-      }
       if (r_store) {
         std::memcpy(r_store + store_pos, out, len * sizeof(T));
         if (tang) std::memcpy(rt_store + store_pos, tcur + lo + 1, len * sizeof(T));
@@ -275,10 +300,18 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
   if (tang) temporal[b] = tprev1[n];
 }
 
+// Backward in "push" form. Cells are visited in reverse anti-diagonal order; when cell s is
+// reached its alignment E_s is complete (all its successors have pushed into it), and it pushes
+// E_s * P_{s->p} into its three predecessors p. The weights P_{s->p} are recomputed from exactly
+// the stored relative values the forward used at s, so the three of them sum to 1 up to rounding
+// and the flow of E is conserved: no weight is rebuilt from a difference of large numbers such as
+// (R_s - cost_s - R_p). The cost is not needed at all. For DILATE the tangent of the same sweep is
+// pushed alongside: d/dOmega P_{s->p} = P_{s->p} (mu_s - R'_p) / g with mu_s = sum_q P_{s->q} R'_q.
 template <typename T>
 void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T* rt_store,
                    const double* off_store, const T* gv, const T* gt, T* G, T* dx, T* dy) {
   using MathT = Math<T>;
+  const T BIG = MathT::big;
   const PairView<T> view(p, b);
   const int64_t n = view.n, m = view.m;
   const bool tang = p.want_temporal && rt_store != nullptr;
@@ -288,96 +321,124 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
   const int64_t K = n + m - 1;
   const T g_value = gv ? gv[b] : T(1);
   const T g_temporal = (tang && gt) ? gt[b] : T(0);
+  const int64_t W = n + 2;  // wide buffers, slot = i + 1
 
-  // wide buffers for diagonals k+1 (1) and k+2 (2) and the current one (0):
-  // E (alignment), Q = r - cost (softmin at the cell, relative to its diagonal's offset),
-  // and for DILATE the tangents ET (= H.Omega) and QT = rt - Omega.
-  const int64_t W = n + 2;
-  std::vector<T> e(3 * W, T(0)), q(3 * W, T(0)), et(tang ? 3 * W : 0, T(0)), qt(tang ? 3 * W : 0, T(0));
-  T *E0 = e.data(), *E1 = E0 + W, *E2 = E1 + W;
-  T *Q0 = q.data(), *Q1 = Q0 + W, *Q2 = Q1 + W;
-  T *ET0 = tang ? et.data() : nullptr, *ET1 = tang ? ET0 + W : nullptr, *ET2 = tang ? ET1 + W : nullptr;
-  T *QT0 = tang ? qt.data() : nullptr, *QT1 = tang ? QT0 + W : nullptr, *QT2 = tang ? QT1 + W : nullptr;
-  std::vector<T> cost(n), om(tang ? n : 0), grad(n);
+  // Relative values (and tangents) of diagonals k-1 and k-2, rebuilt from the store with the
+  // forward's borders (BIG values, zero tangents); virtual diagonals -1 and -2 as in the forward.
+  std::vector<T> rbuf(2 * W, BIG), tbuf(tang ? 2 * W : 0, T(0));
+  // Alignment accumulators for diagonals k (complete), k-1 and k-2 (receiving pushes).
+  std::vector<T> ebuf(3 * W, T(0)), etbuf(tang ? 3 * W : 0, T(0));
+  std::vector<T> pa(n), pb(n), pc(n), ta_push(tang ? n : 0), tb_push(tang ? n : 0), tc_push(tang ? n : 0), grad(n);
   std::vector<T> dy_rev(dy ? m : 0, T(0));
-  const T* xb = dx ? view.x : nullptr;
-  const T* yr = dy ? view.y_rev.data() : nullptr;
-  double off_p1 = 0.0, off_p2 = 0.0;  // offsets of diagonals k+1, k+2
+
+  auto load = [&](int64_t k, T* rw, T* tw) {  // wide copy of diagonal k (k >= -2)
+    if (k < 0) {
+      std::fill(rw, rw + W, BIG);
+      if (tw) std::fill(tw, tw + W, T(0));
+      if (k == -2) rw[0] = T(0);  // R_{-1,-1} = 0
+      return;
+    }
+    const int64_t lo = diag.lo[k], hi = diag.hi[k];
+    int64_t wa, wb;
+    diag.window(k, wa, wb);
+    if (wa <= wb) {
+      std::fill(rw + wa, rw + wb + 1, BIG);
+      if (tw) std::fill(tw + wa, tw + wb + 1, T(0));
+    }
+    if (lo > hi) return;
+    std::memcpy(rw + lo + 1, r_store + diag.start[k], (hi - lo + 1) * sizeof(T));
+    if (tw) std::memcpy(tw + lo + 1, rt_store + diag.start[k], (hi - lo + 1) * sizeof(T));
+  };
+  auto off = [&](int64_t k) { return k < 0 ? 0.0 : off_store[k]; };
+  auto clear = [&](T* buf, int64_t k) {  // zero the slots diagonal k can receive pushes in
+    if (k < 0) return;
+    int64_t wa, wb;
+    diag.window(k, wa, wb);
+    if (wa <= wb) std::fill(buf + wa, buf + wb + 1, T(0));
+  };
+
+  T *R1 = rbuf.data(), *R2 = R1 + W;                       // r of k-1, k-2
+  T *T1 = tang ? tbuf.data() : nullptr, *T2 = tang ? T1 + W : nullptr;
+  T *E0 = ebuf.data(), *E1 = E0 + W, *E2 = E1 + W;         // alignment of k, k-1, k-2
+  T *ET0 = tang ? etbuf.data() : nullptr, *ET1 = tang ? ET0 + W : nullptr, *ET2 = tang ? ET1 + W : nullptr;
+  load(K - 2, R1, T1);
+  load(K - 3, R2, T2);
+  E0[n] = T(1);  // E_{n-1, m-1} = dR/dR = 1 (slot n is row n-1)
+  clear(E1, K - 2);
+  clear(E2, K - 3);
+  if (tang) {
+    clear(ET1, K - 2);
+    clear(ET2, K - 3);
+  }
 
   for (int64_t k = K - 1; k >= 0; --k) {
     const int64_t lo = diag.lo[k], hi = diag.hi[k];
     const int64_t len = hi - lo + 1;
-    const double off_k = off_store[k];
     if (len > 0) {
-      const T* r = r_store + diag.start[k];
-      const T* rt = tang ? rt_store + diag.start[k] : nullptr;
-      view.cost(k, lo, len, cost.data());
-      if (tang) view.omega_diag(k, lo, len, om.data());
-      T* eo = E0 + lo + 1;
-      if (k == K - 1) {
-        eo[0] = T(1);  // E_{n-1,m-1} = dR/dR = 1
-        if (tang) ET0[lo + 1] = T(0);
+      const T c2 = T(off(k - 2) - off(k - 1));  // same base shift the forward used at k
+      const T* a_in = R2 + lo;      // (i-1, j-1)
+      const T* b_in = R1 + lo;      // (i-1, j)
+      const T* c_in = R1 + lo + 1;  // (i, j-1)
+      const T* e_s = E0 + lo + 1;
+      if (tang) {
+        const T* ta = T2 + lo;
+        const T* tb = T1 + lo;
+        const T* tc = T1 + lo + 1;
+        const T* et_s = ET0 + lo + 1;
+#pragma omp simd
+        for (int64_t t = 0; t < len; ++t) {
+          const T a = a_in[t] + c2, bb = b_in[t], c = c_in[t];
+          const T mn = std::min(a, std::min(bb, c));
+          const T ea = MathT::exp2((mn - a) * s), eb = MathT::exp2((mn - bb) * s), ec = MathT::exp2((mn - c) * s);
+          const T inv = T(1) / (ea + eb + ec);
+          const T Pa = ea * inv, Pb = eb * inv, Pc = ec * inv;
+          const T E = e_s[t], ET = et_s[t];
+          const T mu = Pa * ta[t] + Pb * tb[t] + Pc * tc[t];
+          pa[t] = Pa * E;
+          pb[t] = Pb * E;
+          pc[t] = Pc * E;
+          ta_push[t] = Pa * (ET + E * (mu - ta[t]) * inv_g);
+          tb_push[t] = Pb * (ET + E * (mu - tb[t]) * inv_g);
+          tc_push[t] = Pc * (ET + E * (mu - tc[t]) * inv_g);
+          grad[t] = g_value * E + g_temporal * ET;
+        }
       } else {
-        const T d1 = T(off_p1 - off_k), d2 = T(off_p2 - off_k);
-        // successors of (i, j): (i+1, j) and (i, j+1) on k+1 at slots i+2 and i+1; (i+1, j+1) on k+2 at slot i+2
-        const T* q1a = Q1 + lo + 2;
-        const T* q1b = Q1 + lo + 1;
-        const T* q2 = Q2 + lo + 2;
-        const T* e1a = E1 + lo + 2;
-        const T* e1b = E1 + lo + 1;
-        const T* e2 = E2 + lo + 2;
-        if (tang) {
-          const T* qt1a = QT1 + lo + 2;
-          const T* qt1b = QT1 + lo + 1;
-          const T* qt2 = QT2 + lo + 2;
-          const T* et1a = ET1 + lo + 2;
-          const T* et1b = ET1 + lo + 1;
-          const T* et2 = ET2 + lo + 2;
-          T* eto = ET0 + lo + 1;
 #pragma omp simd
-          for (int64_t t = 0; t < len; ++t) {
-            const T rp = r[t], tp = rt[t];
-            const T w1 = MathT::exp2(std::min(q1a[t] + d1 - rp, T(0)) * s);
-            const T w2 = MathT::exp2(std::min(q1b[t] + d1 - rp, T(0)) * s);
-            const T w3 = MathT::exp2(std::min(q2[t] + d2 - rp, T(0)) * s);
-            eo[t] = w1 * e1a[t] + w2 * e1b[t] + w3 * e2[t];
-            // d/dOmega of P_{s->p} = P (R'_s - Omega_s - R'_p) / g
-            eto[t] = w1 * (et1a[t] + e1a[t] * (qt1a[t] - tp) * inv_g) +
-                     w2 * (et1b[t] + e1b[t] * (qt1b[t] - tp) * inv_g) +
-                     w3 * (et2[t] + e2[t] * (qt2[t] - tp) * inv_g);
-          }
-        } else {
-#pragma omp simd
-          for (int64_t t = 0; t < len; ++t) {
-            const T rp = r[t];
-            const T w1 = MathT::exp2(std::min(q1a[t] + d1 - rp, T(0)) * s);
-            const T w2 = MathT::exp2(std::min(q1b[t] + d1 - rp, T(0)) * s);
-            const T w3 = MathT::exp2(std::min(q2[t] + d2 - rp, T(0)) * s);
-            eo[t] = w1 * e1a[t] + w2 * e1b[t] + w3 * e2[t];
-          }
+        for (int64_t t = 0; t < len; ++t) {
+          const T a = a_in[t] + c2, bb = b_in[t], c = c_in[t];
+          const T mn = std::min(a, std::min(bb, c));
+          const T ea = MathT::exp2((mn - a) * s), eb = MathT::exp2((mn - bb) * s), ec = MathT::exp2((mn - c) * s);
+          const T E = e_s[t] / (ea + eb + ec);
+          pa[t] = ea * E;
+          pb[t] = eb * E;
+          pc[t] = ec * E;
+          grad[t] = g_value * e_s[t];
         }
       }
-      // this diagonal becomes a successor: Q = r - cost, QT = rt - Omega; borders zero
-      T* qo = Q0 + lo + 1;
+      // push into the predecessors (three loops so no two lanes write the same slot)
+      {
+        T* e2 = E2 + lo;
+        T* e1b = E1 + lo;
+        T* e1c = E1 + lo + 1;
 #pragma omp simd
-      for (int64_t t = 0; t < len; ++t) qo[t] = r[t] - cost[t];
-      E0[lo] = T(0);
-      E0[hi + 2] = T(0);
-      Q0[lo] = T(0);
-      Q0[hi + 2] = T(0);
-      if (tang) {
-        T* qto = QT0 + lo + 1;
+        for (int64_t t = 0; t < len; ++t) e2[t] += pa[t];
 #pragma omp simd
-        for (int64_t t = 0; t < len; ++t) qto[t] = rt[t] - om[t];
-        ET0[lo] = T(0);
-        ET0[hi + 2] = T(0);
-        QT0[lo] = T(0);
-        QT0[hi + 2] = T(0);
+        for (int64_t t = 0; t < len; ++t) e1b[t] += pb[t];
+#pragma omp simd
+        for (int64_t t = 0; t < len; ++t) e1c[t] += pc[t];
       }
-      // dL/dcost on this diagonal
-      const T* eto = tang ? ET0 + lo + 1 : nullptr;
+      if (tang) {
+        T* e2 = ET2 + lo;
+        T* e1b = ET1 + lo;
+        T* e1c = ET1 + lo + 1;
 #pragma omp simd
-      for (int64_t t = 0; t < len; ++t) grad[t] = g_value * eo[t] + (tang ? g_temporal * eto[t] : T(0));
+        for (int64_t t = 0; t < len; ++t) e2[t] += ta_push[t];
+#pragma omp simd
+        for (int64_t t = 0; t < len; ++t) e1b[t] += tb_push[t];
+#pragma omp simd
+        for (int64_t t = 0; t < len; ++t) e1c[t] += tc_push[t];
+      }
+      // dL/dcost of this diagonal
       if (G) {
         T* dst = G + b * p.N * p.M + lo * p.M + (k - lo);
         const int64_t stride = p.M - 1;
@@ -385,8 +446,8 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
       } else {
         // cost = (x_i - y_j)^2: dx_i += 2 G (x_i - y_j), dy_j -= 2 G (x_i - y_j)
         T* dxb = dx + b * p.N + lo;
-        const T* xs = xb + lo;
-        const T* ys = yr + (m - 1 - k + lo);
+        const T* xs = view.x + lo;
+        const T* ys = view.y_rev.data() + (m - 1 - k + lo);
         T* dys = dy_rev.data() + (m - 1 - k + lo);
 #pragma omp simd
         for (int64_t t = 0; t < len; ++t) {
@@ -396,19 +457,18 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
         }
       }
     }
-    // rotate: (E2, E1, E0) <- (E1, E0, E2)
-    std::swap(E2, E1);
-    std::swap(E1, E0);
-    std::swap(Q2, Q1);
-    std::swap(Q1, Q0);
+    // move down one diagonal: k-1 becomes current, k-2 becomes k-1, load k-3
+    std::swap(E0, E1);  // E0 <- k-1 (complete now)
+    std::swap(E1, E2);  // E1 <- k-2; E2 <- old k buffer, reused for k-3
+    clear(E2, k - 3);
     if (tang) {
-      std::swap(ET2, ET1);
-      std::swap(ET1, ET0);
-      std::swap(QT2, QT1);
-      std::swap(QT1, QT0);
+      std::swap(ET0, ET1);
+      std::swap(ET1, ET2);
+      clear(ET2, k - 3);
     }
-    off_p2 = off_p1;
-    off_p1 = off_k;
+    std::swap(R1, R2);  // R1 <- k-2; R2 <- k-3 (loaded next)
+    if (tang) std::swap(T1, T2);
+    load(k - 3, R2, T2);
   }
   if (dy) {
     T* dyb = dy + b * p.M;
