@@ -1,0 +1,165 @@
+"""Soft-DTW / DILATE throughput: every abcc_fast backend against the reference and the peers.
+
+    python -m bench.bench_soft_dtw            # full grid (KERNELS.md section 5 / issue 2)
+    python -m bench.bench_soft_dtw --quick    # a smoke run of the smallest shapes
+
+Shapes (B, N=M) in {(64,32), (512,32), (64,512), (16,2048), (4,4096)}, d in {1, 64}; modes
+`forward` (value only, no graph) and `forward+backward` (value, then gradient w.r.t. x); plus
+DILATE forward+backward (gamma 0.01, alpha 0.5) on univariate series. Peers, measured in the same
+run: pysdtw (its numba CPU path here, its CUDA kernel on a GPU) and tslearn's
+SoftDTWLossPyTorch (numba, CPU). gamma = 1.0 for the soft-DTW rows (the peers' default).
+Results: bench/results/soft_dtw_<cpu|cuda>.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+
+from abcc_fast.ops import backends
+from abcc_fast.ops.soft_dtw import dilate, soft_dtw
+
+from .harness import machine_info, markdown_table, measure, write_results
+
+SHAPES = [(64, 32), (512, 32), (64, 512), (16, 2048), (4, 4096)]
+DIMS = [1, 64]
+# Pure-PyTorch reference and the numba peers are slow: skip a row whose predicted time for one
+# call exceeds this many seconds (the prediction uses the measured rate at a smaller shape).
+PREDICT_CAP_S = 40.0
+
+
+def _peers(device: torch.device) -> dict:
+    peers = {}
+    try:
+        import pysdtw
+
+        sdtw = pysdtw.SoftDTW(gamma=1.0, use_cuda=device.type == "cuda")
+        peers["pysdtw"] = lambda x, y: sdtw(x, y)
+    except Exception as err:  # noqa: BLE001 - report any import/runtime failure
+        print(f"pysdtw unavailable: {err}")
+    if device.type == "cpu":
+        try:
+            from tslearn.metrics import SoftDTWLossPyTorch
+
+            loss = SoftDTWLossPyTorch(gamma=1.0)
+            peers["tslearn"] = lambda x, y: loss(x, y)
+        except Exception as err:  # noqa: BLE001
+            print(f"tslearn unavailable: {err}")
+    return peers
+
+
+def _ours(device: torch.device) -> list[str]:
+    status = backends()
+    native = ("cpu",) if device.type == "cpu" else ("triton", "cuda")
+    return ["reference"] + [b for b in native if status[b].available]
+
+
+def run(device: torch.device, quick: bool = False) -> dict:
+    torch.manual_seed(0)
+    shapes = SHAPES[:2] if quick else SHAPES
+    peers = _peers(device)
+    rows = []
+    rate = {}  # (impl, mode) -> cells/s measured at the largest shape so far, to predict cost
+    for d in DIMS:
+        for B, N in shapes:
+            cells = B * N * N
+            x = torch.randn(B, N, d, device=device)
+            y = torch.randn(B, N, d, device=device)
+            impls = {f"abcc:{b}": (lambda b=b: (lambda a, c: soft_dtw(a, c, 1.0, backend=b)))() for b in _ours(device)}
+            impls.update(peers)
+            for mode in ("forward", "forward+backward"):
+                for name, fn in impls.items():
+                    key = (name, mode, d)
+                    if key in rate and cells / rate[key] > PREDICT_CAP_S:
+                        rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name,
+                                         note=f"skipped: predicted {cells / rate[key]:.0f} s per call"))
+                        continue
+                    if mode == "forward":
+                        def call(fn=fn):
+                            with torch.no_grad():
+                                fn(x, y)
+                    else:
+                        xg = x.clone().requires_grad_(True)
+
+                        def call(fn=fn, xg=xg):
+                            xg.grad = None
+                            fn(xg, y).sum().backward()
+                    try:
+                        m = measure(call, device, budget=90.0)
+                    except Exception as err:  # noqa: BLE001 - a peer failing is a result too
+                        rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name,
+                                         note=f"failed: {type(err).__name__}: {str(err)[:120]}"))
+                        continue
+                    cps = cells / (m["time_ms"] / 1e3)
+                    rate[key] = cps
+                    rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name, cells_per_s=cps, **m))
+                    print(f"soft_dtw d={d} B={B} N={N} {mode:16s} {name:15s} {m['time_ms']:10.2f} ms "
+                          f"{cps:9.3g} cells/s {m['peak_mem_mb']:8.1f} MB", flush=True)
+    # DILATE (univariate, gamma 0.01) forward+backward, ours only: no peer implements it
+    for B, N in shapes:
+        x = torch.randn(B, N, device=device)
+        y = torch.randn(B, N, device=device)
+        cells = B * N * N
+        for b in _ours(device):
+            key = (f"abcc:{b}", "dilate", 1)
+            if key in rate and cells / rate[key] > PREDICT_CAP_S:
+                rows.append(dict(op="dilate", B=B, N=N, d=1, mode="forward+backward", impl=f"abcc:{b}",
+                                 note=f"skipped: predicted {cells / rate[key]:.0f} s per call"))
+                continue
+            xg = x.clone().requires_grad_(True)
+
+            def call(b=b, xg=xg):
+                xg.grad = None
+                dilate(xg, y, 0.5, 0.01, backend=b)[0].backward()
+            m = measure(call, device, budget=90.0)
+            cps = cells / (m["time_ms"] / 1e3)
+            rate[key] = cps
+            rows.append(dict(op="dilate", B=B, N=N, d=1, mode="forward+backward", impl=f"abcc:{b}",
+                             cells_per_s=cps, **m))
+            print(f"dilate   d=1 B={B} N={N} forward+backward {'abcc:' + b:15s} {m['time_ms']:10.2f} ms "
+                  f"{cps:9.3g} cells/s {m['peak_mem_mb']:8.1f} MB", flush=True)
+    _add_ratios(rows)
+    return {"machine": machine_info(device), "gamma": 1.0, "dilate_gamma": 0.01, "rows": rows}
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    """speedup of each row vs the reference and vs the fastest peer in the same (op, B, N, d, mode)."""
+    groups: dict = {}
+    for r in rows:
+        if "time_ms" in r:
+            groups.setdefault((r["op"], r["B"], r["N"], r["d"], r["mode"]), []).append(r)
+    for group in groups.values():
+        ref = next((r["time_ms"] for r in group if r["impl"] == "abcc:reference"), None)
+        peer = min((r["time_ms"] for r in group if not r["impl"].startswith("abcc:")), default=None)
+        for r in group:
+            if ref:
+                r["speedup_vs_reference"] = ref / r["time_ms"]
+            if peer:
+                r["speedup_vs_best_peer"] = peer / r["time_ms"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="smallest shapes only (smoke run)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    result = run(device, quick=args.quick)
+    cols = [("op", "op", ""), ("B", "B", ""), ("N", "N=M", ""), ("d", "d", ""), ("mode", "mode", ""),
+            ("impl", "implementation", ""), ("time_ms", "time (ms)", ".2f"), ("cells_per_s", "cells/s", ".3g"),
+            ("peak_mem_mb", "peak mem (MB)", ".1f"), ("speedup_vs_reference", "x reference", ".1f"),
+            ("speedup_vs_best_peer", "x best peer", ".1f"), ("note", "note", "")]
+    info = result["machine"]
+    md = (f"# soft-DTW / DILATE benchmark ({device.type})\n\n"
+          f"{info['date']}, {info.get('gpu', info['cpu'])}, {info['cpu_count']} cores, torch {info['torch']}, "
+          f"git {info.get('git', '?')}. gamma = 1.0 (soft-DTW), 0.01 (DILATE). Median of repeated calls; "
+          "peak memory = growth of peak RSS (CPU) or of max allocated (CUDA) during one call.\n\n"
+          + markdown_table(result["rows"], cols))
+    name = "soft_dtw_quick_" + device.type if args.quick else "soft_dtw_" + device.type
+    paths = write_results(name, result, md)
+    print("wrote", *paths)
+
+
+if __name__ == "__main__":
+    main()

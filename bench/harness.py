@@ -1,0 +1,144 @@
+"""Small shared harness for the bench/ suites: machine description, timing, peak memory, output.
+
+Timing: one warm-up call (JIT compilation of numba/Triton peers happens there), then repeats
+until `min_time` seconds or `max_reps` calls; the median is reported. On CUDA every call is
+synchronised. Peak memory: on CUDA `torch.cuda.max_memory_allocated` above the allocation before
+the call; on CPU the growth of the process's peak resident set (VmHWM, reset through
+/proc/self/clear_refs), which also sees numba's and NumPy's allocations.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError:
+        pass
+    try:
+        info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                     cwd=Path(__file__).parent, check=False).stdout.strip()
+    except OSError:
+        pass
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    """Return freed heap to the OS (so reuse shows as growth), then reset VmHWM to VmRSS."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure(fn: Callable[[], object], device: torch.device, *, min_time: float = 1.0, max_reps: int = 20,
+            budget: float = 60.0) -> dict:
+    """Median wall time (ms) and peak memory (MB) of `fn()`; `budget` caps the seconds spent."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    first = time.perf_counter() - t0
+    times = []
+    spent = first
+    while len(times) < max_reps and (sum(times) < min_time or len(times) < 2) and spent + first < budget:
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        spent += dt
+    if not times:
+        times = [first]
+    # memory: one more call, isolated
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize()
+        peak_mb = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    elif _reset_peak_rss():
+        base = _rss_kb("VmRSS")
+        fn()
+        peak_mb = max(0, _rss_kb("VmHWM") - base) / 1024
+    else:
+        peak_mb = float("nan")
+    return {"time_ms": statistics.median(times) * 1e3, "reps": len(times), "peak_mem_mb": peak_mb}
+
+
+def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
+    """Write bench/results/<name>.json and .md atomically."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_json, out_md = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    for path, text in ((out_json, json.dumps(payload, indent=2)), (out_md, markdown)):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return out_json, out_md
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """columns: (key, header, format spec)."""
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    lines = [head, sep]
+    for r in rows:
+        cells = []
+        for key, _, fmt in columns:
+            v = r.get(key)
+            cells.append("" if v is None else (format(v, fmt) if fmt and isinstance(v, (int, float)) else str(v)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
