@@ -320,6 +320,9 @@ std::tuple<Tensor, Tensor, Tensor> sdtw_cuda_backward(
 }
 // <<< soft-DTW CUDA bindings
 
+// >>> MeanFlow CUDA bindings (owner: MeanFlow ops)
+// <<< MeanFlow CUDA bindings
+
 // >>> two-stream attention CUDA bindings (owner: attention op)
 // Forward (tangents absent) or forward + JVP (all six tangents given) in one launch.
 // Returns [oa, ob, lse] or [oa, ob, lse, toa, tob]; lse is fp32 [B, H, Na + Nb] (natural log).
@@ -469,6 +472,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("want_temporal"), pybind11::arg("ckpt"), pybind11::arg("ckpt_t"), pybind11::arg("base"),
         pybind11::arg("grad_value"), pybind11::arg("grad_temporal"));
   // <<< soft-DTW CUDA defs
+  // >>> MeanFlow CUDA defs
+  // <<< MeanFlow CUDA defs
   // >>> two-stream attention CUDA defs
   m.def("two_stream_attention_cuda_forward", &two_stream_attention_cuda_forward,
         "two-stream joint attention forward (+ JVP when the six tangents are given), CUDA",

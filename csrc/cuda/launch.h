@@ -52,6 +52,9 @@ cudaError_t sdtw_cuda_backward(const SdtwCudaProblem<T>& p, const T* ckpt, const
                                cudaStream_t stream);
 // <<< soft-DTW launchers
 
+// >>> MeanFlow launchers (csrc/cuda/meanflow.cu)
+// <<< MeanFlow launchers
+
 // >>> two-stream attention launchers (csrc/cuda/two_stream_attention.cu)
 enum TsaDtype : int { kTsaFloat32 = 0, kTsaFloat16 = 1, kTsaBFloat16 = 2 };
 
