@@ -287,86 +287,158 @@ def validate_grid(grid: torch.Tensor, where: str = "wavenumber grid") -> None:
                          f"{float(g[i])}); sort the spectrum by wavenumber and remove duplicates")
 
 
+class DatasetWriter:
+    """Stream a dataset to disk shard by shard, atomically.
+
+    Usage::
+
+        with DatasetWriter(out_dir, manifest, wavenumber) as w:
+            for chunk in chunks:          # dict of schema-v1 tensors for consecutive samples
+                w.add(chunk)
+        # leaving the block commits: splits + normalisation + manifest, then rename into place
+
+    Shards go to a temporary directory beside ``out_dir``; on an exception (or ``abort()``) it is
+    removed and an existing ``out_dir`` is left untouched. ``manifest`` needs ``name``,
+    ``generator``, ``systems``, ``components``, ``electrodes``, ``reactions``, ``marker_windows``;
+    the writer fills ``schema_version``, ``T``, ``wavenumber``, ``shards``, ``num_samples``,
+    ``synthetic`` and, when absent, ``splits`` and ``normalization`` (from the ``system`` labels and
+    the training frames, see :mod:`abcc_fast.data.splits`).
+    """
+
+    def __init__(self, out_dir: PathLike, manifest: dict, wavenumber, *, overwrite: bool = True):
+        self.out_dir = Path(out_dir)
+        self.manifest = json.loads(json.dumps(manifest))  # deep copy; proves it is JSON-serialisable
+        self.manifest.setdefault("reactions", [])
+        for k in ("name", "generator", "systems", "components", "electrodes", "marker_windows"):
+            if k not in self.manifest:
+                raise ValueError(f"{self.out_dir}: manifest key {k!r} missing; it is required by schema v1")
+        self.wavenumber = torch.as_tensor(wavenumber, dtype=torch.float32).contiguous()
+        validate_grid(self.wavenumber, f"{self.out_dir}: wavenumber grid")
+        if self.out_dir.exists() and not overwrite:
+            raise ValueError(f"{self.out_dir} already exists; choose another output directory")
+        if self.out_dir.exists() and not (self.out_dir / MANIFEST_NAME).exists() and any(self.out_dir.iterdir()):
+            raise ValueError(f"{self.out_dir} exists, is not empty and holds no {MANIFEST_NAME}; refusing to "
+                             "replace it (choose another output directory)")
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=self.out_dir.parent))
+        self.shards: list[dict] = []
+        self.systems: list[torch.Tensor] = []
+        self.sum1: list[torch.Tensor] = []
+        self.sum2: list[torch.Tensor] = []
+        self.T: Optional[int] = None
+        self.synthetic: Optional[bool] = None
+        self.count = 0
+        self._done = False
+
+    def add(self, tensors: dict) -> None:
+        """Write one shard holding the given samples (schema-v1 fields, first axis = samples)."""
+        from safetensors.torch import save_file
+
+        sample = {k: torch.as_tensor(v).contiguous() for k, v in tensors.items() if k != "wavenumber"}
+        if "frames" not in sample:
+            raise ValueError(f"{self.out_dir}: a shard needs 'frames'")
+        T = int(sample["frames"].shape[1])
+        if self.T is None:
+            self.T = T
+            self.manifest["T"] = T
+        if int(sample["frames"].shape[2]) != self.wavenumber.numel():
+            raise ValueError(f"{self.out_dir}: frames have W={sample['frames'].shape[2]} but the grid has "
+                             f"{self.wavenumber.numel()} points")
+        validate_tensors(sample, self.manifest, str(self.out_dir))
+        synth = "solvent" in sample
+        if self.synthetic is not None and synth != self.synthetic:
+            raise ValueError(f"{self.out_dir}: all shards must agree on the synthetic fields")
+        self.synthetic = synth
+        n = int(sample["frames"].shape[0])
+        name = f"shard_{len(self.shards):05d}.safetensors"
+        # one metadata key only: safetensors writes its metadata map in hash order, and a single
+        # key keeps the bytes deterministic
+        save_file(sample, str(self.tmp / name), metadata={"opir_schema": f"v{SCHEMA_VERSION}:{self.count}"})
+        self.shards.append({"file": name, "sha256": sha256_file(self.tmp / name), "samples": n})
+        self.systems.append(sample["system"].clone())
+        f = sample["frames"].reshape(n, -1).double()
+        self.sum1.append(f.sum(1))
+        self.sum2.append((f * f).sum(1))
+        self.count += n
+
+    def commit(self) -> Path:
+        """Write the manifest and move the dataset into place; returns ``out_dir``."""
+        from .splits import make_splits, normalization_stats_from_sums
+
+        if self._done:
+            return self.out_dir
+        if self.count == 0:
+            self.abort()
+            raise ValueError(f"{self.out_dir}: no samples to write")
+        m = self.manifest
+        wn = self.wavenumber
+        m["schema_version"] = SCHEMA_VERSION
+        m["wavenumber"] = {"start": float(wn[0]), "stop": float(wn[-1]), "points": int(wn.numel()),
+                           "unit": "cm^-1", "grid": [float(x) for x in wn.tolist()]}
+        m["synthetic"] = bool(self.synthetic)
+        system = torch.cat(self.systems)
+        if not m.get("splits"):
+            m["splits"] = make_splits(system, n_systems=len(m["systems"]),
+                                      seed=int((m.get("generator") or {}).get("seed", 0) or 0))
+        if not m.get("normalization"):
+            m["normalization"] = normalization_stats_from_sums(
+                torch.cat(self.sum1), torch.cat(self.sum2), self.T * self.wavenumber.numel(), m["splits"])
+        m["shards"] = self.shards
+        m["num_samples"] = self.count
+        text = json.dumps(m, indent=1, allow_nan=False)
+        try:
+            with open(self.tmp / MANIFEST_NAME, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            _swap_into_place(self.tmp, self.out_dir)
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        return self.out_dir
+
+    def abort(self) -> None:
+        """Remove the temporary directory; ``out_dir`` is untouched."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._done = True
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
 def write_dataset(out_dir: PathLike, tensors: dict, manifest: dict, *,
                   shard_samples: int = SHARD_SAMPLES, overwrite: bool = True) -> Path:
     """Write a dataset directory atomically and return its path.
 
     ``tensors``: the schema-v1 per-sample fields (see module docstring) plus ``wavenumber``
-    float32 [W]. ``manifest``: at least ``name``, ``generator``, ``systems``, ``components``,
-    ``electrodes``, ``reactions``, ``marker_windows``, ``synthetic``. The writer fills in
-    ``schema_version``, ``T``, ``wavenumber`` (start/stop/points/grid), ``shards`` (file, sha256,
-    samples), and — when absent — ``splits`` and ``normalization`` (computed from the ``system``
-    labels and the training frames, see :mod:`abcc_fast.data.splits`).
-
-    Everything is written to a temporary directory beside ``out_dir`` and renamed into place; on
-    any error the temporary directory is removed and an existing ``out_dir`` is left untouched.
+    float32 [W]. ``manifest``: see :class:`DatasetWriter` (splits and normalisation are computed
+    when absent). Everything is written to a temporary directory beside ``out_dir`` and renamed into
+    place; on any error the temporary directory is removed and an existing ``out_dir`` is untouched.
     """
-    from .splits import make_splits, normalization_stats
-
-    out_dir = Path(out_dir)
-    manifest = json.loads(json.dumps(manifest))  # deep copy, and proves it is JSON-serialisable
-    wn = torch.as_tensor(tensors["wavenumber"], dtype=torch.float32).contiguous()
-    validate_grid(wn, f"{out_dir}: wavenumber grid")
-    manifest.setdefault("reactions", [])
-    manifest["schema_version"] = SCHEMA_VERSION
-    manifest["T"] = int(tensors["frames"].shape[1])
-    if int(tensors["frames"].shape[2]) != wn.numel():
-        raise ValueError(f"{out_dir}: frames have W={tensors['frames'].shape[2]} but the grid has "
-                         f"{wn.numel()} points")
-    sample = {k: v.contiguous() for k, v in tensors.items() if k != "wavenumber"}
-    validate_tensors(sample, manifest, str(out_dir))
-    manifest["wavenumber"] = {"start": float(wn[0]), "stop": float(wn[-1]), "points": int(wn.numel()),
-                              "unit": "cm^-1", "grid": [float(x) for x in wn.tolist()]}
-    manifest["synthetic"] = bool("solvent" in sample)
-    for k in ("name", "generator", "systems", "components", "electrodes", "marker_windows"):
-        if k not in manifest:
-            raise ValueError(f"{out_dir}: manifest key {k!r} missing; it is required by schema v1")
-    if not manifest.get("splits"):
-        manifest["splits"] = make_splits(sample["system"], n_systems=len(manifest["systems"]),
-                                         seed=int(manifest["generator"].get("seed", 0) or 0))
-    if not manifest.get("normalization"):
-        manifest["normalization"] = normalization_stats(sample["frames"], manifest["splits"])
-
-    if out_dir.exists() and not overwrite:
-        raise ValueError(f"{out_dir} already exists; choose another output directory or pass overwrite")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        _write_into(tmp, sample, manifest, shard_samples)
-        _swap_into_place(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def _write_into(tmp: Path, sample: dict, manifest: dict, shard_samples: int) -> None:
-    from safetensors.torch import save_file
-
-    S = int(sample["frames"].shape[0])
-    shards = []
-    n_shards = max(1, math.ceil(S / max(1, shard_samples)))
-    for j in range(n_shards):
-        lo, hi = j * shard_samples, min(S, (j + 1) * shard_samples)
-        name = f"shard_{j:05d}.safetensors"
-        part = {k: v[lo:hi].contiguous() for k, v in sample.items()}
-        save_file(part, str(tmp / name), metadata={"schema_version": str(SCHEMA_VERSION),
-                                                   "first_sample": str(lo)})
-        shards.append({"file": name, "sha256": sha256_file(tmp / name), "samples": hi - lo})
-    manifest["shards"] = shards
-    manifest["num_samples"] = S
-    text = json.dumps(manifest, indent=1, sort_keys=False, allow_nan=False)
-    with open(tmp / MANIFEST_NAME, "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    if "wavenumber" not in tensors:
+        raise ValueError(f"{out_dir}: tensors need a 'wavenumber' grid [W]")
+    if "frames" not in tensors:
+        raise ValueError(f"{out_dir}: tensors need 'frames' [S, T, W]")
+    S = int(tensors["frames"].shape[0])
+    for k, v in tensors.items():
+        if k != "wavenumber" and int(v.shape[0]) != S:
+            raise ValueError(f"{out_dir}: field {k!r} has {v.shape[0]} samples, frames have {S}")
+    with DatasetWriter(out_dir, manifest, tensors["wavenumber"], overwrite=overwrite) as w:
+        step = max(1, int(shard_samples))
+        for lo in range(0, max(S, 1), step):
+            w.add({k: v[lo:lo + step] for k, v in tensors.items() if k != "wavenumber"})
+    return Path(out_dir)
 
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     if out_dir.exists():
-        if not (out_dir / MANIFEST_NAME).exists() and any(out_dir.iterdir()):
-            raise ValueError(f"{out_dir} exists, is not empty and holds no {MANIFEST_NAME}; refusing to "
-                             "replace it (choose another output directory)")
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         os.replace(out_dir, old)
         os.replace(tmp, out_dir)

@@ -75,24 +75,28 @@ def split_names(splits: dict) -> list[str]:
     return names
 
 
-def normalization_stats(frames: torch.Tensor, splits: dict) -> dict:
-    """{split name: {"mean", "std"}} of the training part's frames [S, T, W] for every split.
-
-    Per-sample sums are computed once in float64, so all folds cost one pass over the data.
-    """
+def normalization_stats_from_sums(sum1: torch.Tensor, sum2: torch.Tensor, values_per_sample: int,
+                                  splits: dict) -> dict:
+    """{split name: {"mean", "std"}} from per-sample sums of frames and of squared frames [S]."""
     from .format import split_entry
 
-    f = frames.reshape(frames.shape[0], -1)
-    n_per = f.shape[1]
-    s1 = f.double().sum(1)
-    s2 = (f.double() ** 2).sum(1)
+    s1, s2 = sum1.double(), sum2.double()
     out = {}
     for name in split_names(splits):
         tr = torch.as_tensor(split_entry({"splits": splits}, name)["train"], dtype=torch.int64)
-        n = tr.numel() * n_per
+        n = tr.numel() * values_per_sample
         if n == 0:
             continue
         mean = float(s1[tr].sum() / n)
         var = max(float(s2[tr].sum() / n) - mean * mean, 0.0)
         out[name] = {"mean": mean, "std": max(var ** 0.5, 1e-12)}
     return out
+
+
+def normalization_stats(frames: torch.Tensor, splits: dict) -> dict:
+    """{split name: {"mean", "std"}} of the training part's frames [S, T, W] for every split.
+
+    Per-sample sums are computed once in float64, so all folds cost one pass over the data.
+    """
+    f = frames.reshape(frames.shape[0], -1).double()
+    return normalization_stats_from_sums(f.sum(1), (f * f).sum(1), f.shape[1], splits)
