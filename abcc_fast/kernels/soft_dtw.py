@@ -98,7 +98,7 @@ def sdtw_fwd_kernel(D_ptr, x_ptr, y_ptr, n_ptr, m_ptr, om_ptr, om_bstride,
     k = 0
     while k < K:
         base_k = base_m1 + rmin_prev.to(tl.float64)
-        sh1 = rmin_prev[:, None]                             # diagonal k-1: stored - sh1 = relative to b_k
+        sh1 = (base_k - base_m1).to(tl.float32)[:, None]     # diagonal k-1: stored - sh1 = relative to b_k
         c2 = (base_m2 - base_k).to(tl.float32)[:, None]      # diagonal k-2: stored + c2
         cur = k % 3
         p1 = (k + 2) % 3
@@ -167,37 +167,42 @@ def sdtw_fwd_kernel(D_ptr, x_ptr, y_ptr, n_ptr, m_ptr, om_ptr, om_bstride,
 @triton.jit
 def sdtw_bwd_kernel(D_ptr, x_ptr, y_ptr, n_ptr, m_ptr, om_ptr, om_bstride,
                     r_ptr, rt_ptr, base_ptr, gv_ptr, gt_ptr, G_ptr,
-                    e_ptr, q_ptr, et_ptr, qt_ptr,
+                    pa_ptr, pb_ptr, pc_ptr, pta_ptr, ptb_ptr, ptc_ptr,
                     B, N, M, K, s, inv_g, bandwidth,
-                    SEQ: tl.constexpr, TANG: tl.constexpr, OMEGA: tl.constexpr,
+                    TANG: tl.constexpr, OMEGA: tl.constexpr,
                     BAND: tl.constexpr, PAIRS: tl.constexpr, BLOCK_I: tl.constexpr):
-    """Reverse wavefront: E (and E' for DILATE) from the saved relative R; writes G on the grid.
+    """Reverse wavefront in push form: E (and E' for DILATE) from the saved relative R; writes G.
 
-    e/q/et/qt: [B, 3, N] rotating diagonals (zero-filled by the caller): the alignment E, the
-    softmin at the cell Q = r - cost, and their tangents.
+    Each cell recomputes its three soft-argmin weights P_a, P_b, P_c from exactly the stored values
+    (and bases) its forward step used, so they sum to 1 in float32 and E does not drift along long
+    paths (forming them from r_s - cost_s - r_p instead loses eps |cost| / gamma per step). The
+    products it sends to its predecessors (i-1, j-1), (i-1, j), (i, j-1),
+        pa = E P_a, pb = E P_b, pc = E P_c          (DILATE: pt_x = P_x (E' + E (Q'_s - t_x) / g)),
+    go to pa/pb/pc (pta/ptb/ptc): [B, 3, N] rotating diagonals, zero-filled by the caller, and a
+    cell pulls E_p = pb_{k+1}[i+1] + pc_{k+1}[i] + pa_{k+2}[i+1].
     """
     pid = tl.program_id(0)
-    pb = pid * PAIRS + tl.arange(0, PAIRS)
-    pmask1 = pb < B
-    n1 = tl.load(n_ptr + pb, mask=pmask1, other=1).to(tl.int32)
-    m1 = tl.load(m_ptr + pb, mask=pmask1, other=1).to(tl.int32)
-    b64 = pb.to(tl.int64)[:, None]
+    pbat = pid * PAIRS + tl.arange(0, PAIRS)
+    pmask1 = pbat < B
+    n1 = tl.load(n_ptr + pbat, mask=pmask1, other=1).to(tl.int32)
+    m1 = tl.load(m_ptr + pbat, mask=pmask1, other=1).to(tl.int32)
+    b64 = pbat.to(tl.int64)[:, None]
     pmask = pmask1[:, None]
     n = n1[:, None]
     m = m1[:, None]
     w = bandwidth * tl.maximum(n - 1, m - 1).to(tl.float64)
     rows = tl.arange(0, BLOCK_I)[None, :]
-    gv = tl.load(gv_ptr + pb, mask=pmask1, other=0.0).to(tl.float32)[:, None]
+    gv = tl.load(gv_ptr + pbat, mask=pmask1, other=0.0).to(tl.float32)[:, None]
     if TANG:
-        gt = tl.load(gt_ptr + pb, mask=pmask1, other=0.0).to(tl.float32)[:, None]
-    pb64 = pb.to(tl.int64)
+        gt = tl.load(gt_ptr + pbat, mask=pmask1, other=0.0).to(tl.float32)[:, None]
+    pb64 = pbat.to(tl.int64)
     k = K - 1
     while k >= 0:
         base_k = tl.load(base_ptr + pb64 * K + k, mask=pmask1, other=0.0)
-        base_p1 = tl.load(base_ptr + pb64 * K + (k + 1), mask=pmask1 & (k + 1 < K), other=0.0)
-        base_p2 = tl.load(base_ptr + pb64 * K + (k + 2), mask=pmask1 & (k + 2 < K), other=0.0)
-        d1 = tl.where(k + 1 < K, (base_p1 - base_k).to(tl.float32), 0.0)[:, None]
-        d2 = tl.where(k + 2 < K, (base_p2 - base_k).to(tl.float32), 0.0)[:, None]
+        base_m1 = tl.load(base_ptr + pb64 * K + (k - 1), mask=pmask1 & (k >= 1), other=0.0)
+        base_m2 = tl.load(base_ptr + pb64 * K + (k - 2), mask=pmask1 & (k >= 2), other=0.0)
+        sh1 = (base_k - base_m1).to(tl.float32)[:, None]  # as in the forward, bit for bit
+        c2 = (base_m2 - base_k).to(tl.float32)[:, None]
         cur = k % 3
         s1 = (k + 1) % 3
         s2 = (k + 2) % 3
@@ -209,42 +214,48 @@ def sdtw_bwd_kernel(D_ptr, x_ptr, y_ptr, n_ptr, m_ptr, om_ptr, om_bstride,
             valid = _cell_valid(i, j, n, m, w, N, M, pmask, BAND)
             ingrid = in_rows & (j >= 0) & (j < M)
             down = (i + 1 < N) & pmask
-            rp = tl.load(r_ptr + (b64 * N + i) * M + j, mask=valid, other=BIG)
-            # successors of (i, j): (i+1, j) and (i, j+1) on k+1 at rows i+1, i; (i+1, j+1) on k+2 at row i+1
-            q1a = tl.load(q_ptr + (b64 * 3 + s1) * N + (i + 1), mask=down, other=0.0, cache_modifier=".cg")
-            q1b = tl.load(q_ptr + (b64 * 3 + s1) * N + i, mask=in_rows, other=0.0, cache_modifier=".cg")
-            q2 = tl.load(q_ptr + (b64 * 3 + s2) * N + (i + 1), mask=down, other=0.0, cache_modifier=".cg")
-            e1a = tl.load(e_ptr + (b64 * 3 + s1) * N + (i + 1), mask=down, other=0.0, cache_modifier=".cg")
-            e1b = tl.load(e_ptr + (b64 * 3 + s1) * N + i, mask=in_rows, other=0.0, cache_modifier=".cg")
-            e2 = tl.load(e_ptr + (b64 * 3 + s2) * N + (i + 1), mask=down, other=0.0, cache_modifier=".cg")
-            w1 = tl.exp2(tl.minimum(q1a + d1 - rp, 0.0) * s)
-            w2 = tl.exp2(tl.minimum(q1b + d1 - rp, 0.0) * s)
-            w3 = tl.exp2(tl.minimum(q2 + d2 - rp, 0.0) * s)
+            # pull what the successors pushed
+            e = (tl.load(pb_ptr + (b64 * 3 + s1) * N + (i + 1), mask=down, other=0.0, cache_modifier=".cg")
+                 + tl.load(pc_ptr + (b64 * 3 + s1) * N + i, mask=in_rows, other=0.0, cache_modifier=".cg")
+                 + tl.load(pa_ptr + (b64 * 3 + s2) * N + (i + 1), mask=down, other=0.0, cache_modifier=".cg"))
             terminal = (i == n - 1) & (j == m - 1)
-            e = tl.where(terminal, 1.0, w1 * e1a + w2 * e1b + w3 * e2)
+            e = tl.where(terminal, 1.0, e)
             e = tl.where(valid, e, 0.0)
-            cost = _cell_cost(D_ptr, x_ptr, y_ptr, b64, i, j, N, M, valid, SEQ)
-            q = tl.where(valid, rp - cost, 0.0)
-            tl.store(e_ptr + (b64 * 3 + cur) * N + i, e, mask=in_rows)
-            tl.store(q_ptr + (b64 * 3 + cur) * N + i, q, mask=in_rows)
+            # this cell's soft-argmin weights, from the stored predecessors (BIG outside the grid)
+            up = valid & (i >= 1)
+            left = valid & (j >= 1)
+            a = tl.load(r_ptr + (b64 * N + (i - 1)) * M + (j - 1), mask=up & left, other=BIG) + c2
+            a = tl.where((i == 0) & (k == 0), 0.0, a)       # R_{-1,-1} = 0
+            bb = tl.load(r_ptr + (b64 * N + (i - 1)) * M + j, mask=up, other=BIG) - sh1
+            cc = tl.load(r_ptr + (b64 * N + i) * M + (j - 1), mask=left, other=BIG) - sh1
+            mn = tl.minimum(a, tl.minimum(bb, cc))
+            ea = tl.exp2((mn - a) * s)
+            eb = tl.exp2((mn - bb) * s)
+            ec = tl.exp2((mn - cc) * s)
+            inv_S = tl.where(valid & (mn < HALF_BIG), 1.0 / (ea + eb + ec), 0.0)
+            wa = ea * inv_S
+            wb = eb * inv_S
+            wc = ec * inv_S
+            tl.store(pa_ptr + (b64 * 3 + cur) * N + i, e * wa, mask=in_rows)
+            tl.store(pb_ptr + (b64 * 3 + cur) * N + i, e * wb, mask=in_rows)
+            tl.store(pc_ptr + (b64 * 3 + cur) * N + i, e * wc, mask=in_rows)
             grad = gv * e
             if TANG:
-                tp = tl.load(rt_ptr + (b64 * N + i) * M + j, mask=valid, other=0.0)
-                qt1a = tl.load(qt_ptr + (b64 * 3 + s1) * N + (i + 1), mask=down, other=0.0, cache_modifier=".cg")
-                qt1b = tl.load(qt_ptr + (b64 * 3 + s1) * N + i, mask=in_rows, other=0.0, cache_modifier=".cg")
-                qt2 = tl.load(qt_ptr + (b64 * 3 + s2) * N + (i + 1), mask=down, other=0.0, cache_modifier=".cg")
-                et1a = tl.load(et_ptr + (b64 * 3 + s1) * N + (i + 1), mask=down, other=0.0, cache_modifier=".cg")
-                et1b = tl.load(et_ptr + (b64 * 3 + s1) * N + i, mask=in_rows, other=0.0, cache_modifier=".cg")
-                et2 = tl.load(et_ptr + (b64 * 3 + s2) * N + (i + 1), mask=down, other=0.0, cache_modifier=".cg")
-                # d/dOmega of P_{s->p} = P (R'_s - Omega_s - R'_p) / g
-                et = (w1 * (et1a + e1a * (qt1a - tp) * inv_g)
-                      + w2 * (et1b + e1b * (qt1b - tp) * inv_g)
-                      + w3 * (et2 + e2 * (qt2 - tp) * inv_g))
+                et = (tl.load(ptb_ptr + (b64 * 3 + s1) * N + (i + 1), mask=down, other=0.0, cache_modifier=".cg")
+                      + tl.load(ptc_ptr + (b64 * 3 + s1) * N + i, mask=in_rows, other=0.0, cache_modifier=".cg")
+                      + tl.load(pta_ptr + (b64 * 3 + s2) * N + (i + 1), mask=down, other=0.0,
+                                cache_modifier=".cg"))
                 et = tl.where(valid & (~terminal), et, 0.0)
+                tp = tl.load(rt_ptr + (b64 * N + i) * M + j, mask=valid, other=0.0)
+                ta = tl.load(rt_ptr + (b64 * N + (i - 1)) * M + (j - 1), mask=up & left, other=0.0)
+                tb = tl.load(rt_ptr + (b64 * N + (i - 1)) * M + j, mask=up, other=0.0)
+                tc = tl.load(rt_ptr + (b64 * N + i) * M + (j - 1), mask=left, other=0.0)
                 om = _cell_omega(om_ptr, om_bstride, b64, i, j, n, m, M, valid, OMEGA)
-                qt = tl.where(valid, tp - om, 0.0)
-                tl.store(et_ptr + (b64 * 3 + cur) * N + i, et, mask=in_rows)
-                tl.store(qt_ptr + (b64 * 3 + cur) * N + i, qt, mask=in_rows)
+                qt = tp - om                                  # tangent of the softmin at this cell
+                # d/dOmega of P_x = P_x (Q'_s - t_x) / g
+                tl.store(pta_ptr + (b64 * 3 + cur) * N + i, wa * (et + e * (qt - ta) * inv_g), mask=in_rows)
+                tl.store(ptb_ptr + (b64 * 3 + cur) * N + i, wb * (et + e * (qt - tb) * inv_g), mask=in_rows)
+                tl.store(ptc_ptr + (b64 * 3 + cur) * N + i, wc * (et + e * (qt - tc) * inv_g), mask=in_rows)
                 grad += gt * et
             tl.store(G_ptr + (b64 * N + i) * M + j, grad.to(G_ptr.dtype.element_ty), mask=ingrid)
             c0 += BLOCK_I
@@ -326,10 +337,9 @@ def sdtw_backward(D, x, y, n, m, gamma: float, bandwidth: float, omega, want_tem
     dev = ref.device
     tang = bool(want_temporal) and rt is not None and grad_temporal is not None
     G = torch.empty((B, N, M), dtype=ref.dtype, device=dev)
-    e = torch.zeros((B, 3, N), dtype=torch.float32, device=dev)
-    q = torch.zeros_like(e)
-    et = torch.zeros_like(e) if tang else e
-    qt = torch.zeros_like(e) if tang else e
+    push = [torch.zeros((B, 3, N), dtype=torch.float32, device=dev) for _ in range(6 if tang else 3)]
+    pa, pb, pc = push[:3]
+    pta, ptb, ptc = push[3:] if tang else push[:3]
     dummy = ref
     om = omega if omega is not None else dummy
     om_bstride = N * M if (omega is not None and omega.shape[0] == B and B > 1) else 0
@@ -340,8 +350,8 @@ def sdtw_backward(D, x, y, n, m, gamma: float, bandwidth: float, omega, want_tem
     grid = (triton.cdiv(B, pairs),)
     sdtw_bwd_kernel[grid](
         dummy if seq else D, x if seq else dummy, y if seq else dummy, n, m, om, om_bstride,
-        r, rt if tang else r, base, gv, gt, G, e, q, et, qt,
+        r, rt if tang else r, base, gv, gt, G, pa, pb, pc, pta, ptb, ptc,
         B, N, M, K, LOG2E / gamma, 1.0 / gamma, float(bandwidth),
-        SEQ=seq, TANG=tang, OMEGA=omega is not None, BAND=bandwidth >= 0,
+        TANG=tang, OMEGA=omega is not None, BAND=bandwidth >= 0,
         PAIRS=pairs, BLOCK_I=block, num_warps=_num_warps(pairs, block), num_stages=1)
     return G
