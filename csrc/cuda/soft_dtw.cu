@@ -16,10 +16,13 @@
 //    ceil(K/S) * 2 * N values per pair (N = M: 4N^2/S = N^2/32 at S = 128, i.e. 1/32 of a full R;
 //    the same again for the DILATE tangent). The backward walks the segments from last to first:
 //    it recomputes one segment forward (bit-identical arithmetic, bases read back, no reductions)
-//    into a per-pair workspace of (S+2)(N+1) values, then runs the reverse sweep over it, keeping
-//    E, Q = r - cost (and for DILATE E', Q' = r' - Omega) of the two successor diagonals in shared
-//    memory across segments (the FlashAttention trade: one extra forward sweep instead of O(NM)
-//    memory).
+//    into a per-pair workspace of (S+2)(N+1) values, then runs the reverse sweep over it (the
+//    FlashAttention trade: one extra forward sweep instead of O(NM) memory).
+//  * the reverse sweep is in push form: each cell recomputes its soft-argmin weights from exactly
+//    the values its forward step used (so they sum to 1 in float32; forming them from
+//    r_s - cost_s - r_p loses eps |cost| / gamma per step and E drifts on long paths) and sends
+//    E P_x (DILATE: P_x (E' + E (Q'_p - t_x) / g)) to its three predecessors; what the successor
+//    diagonals sent lives in shared memory across segments: 5 (DILATE: 10) arrays of N+2.
 //  * costs: a cost matrix D [B, N, M] (D-mode) or univariate sequences x [B, N], y [B, M] with
 //    cost (x_i - y_j)^2 computed on the fly; in that mode dL/dx and dL/dy are accumulated in shared
 //    memory during the reverse sweep (row i by its owner thread, column j once per diagonal).
@@ -87,18 +90,28 @@ struct Pair {
   }
 };
 
-// One forward cell. a, bb, c: predecessors (i-1, j-1), (i-1, j), (i, j-1) relative to b_k.
-// Writes the stored value v (BIG when dead) and its tangent tv.
+// Unnormalised soft-argmin weights of a cell from its predecessors a = (i-1, j-1), bb = (i-1, j),
+// c = (i, j-1): e_x = 2^((mn - x) s), mn = min. One function for the forward, the recompute and
+// the backward, so the backward's weights are the forward's, bit for bit.
+template <typename T>
+__device__ __forceinline__ void soft_argmin(T a, T bb, T c, T s, T& mn, T& ea, T& eb, T& ec) {
+  mn = min(a, min(bb, c));
+  ea = Num<T>::ex2((mn - a) * s);
+  eb = Num<T>::ex2((mn - bb) * s);
+  ec = Num<T>::ex2((mn - c) * s);
+}
+
+// One forward cell (relative to b_k). Writes the stored value v (BIG when dead) and its tangent tv.
 template <typename T, bool TANG>
 __device__ __forceinline__ void forward_cell(T a, T bb, T c, T ta, T tb, T tc, T cost, T om, T s, T inv_s,
                                              T& v, T& tv) {
-  const T mn = min(a, min(bb, c));
+  T mn, ea, eb, ec;
+  soft_argmin(a, bb, c, s, mn, ea, eb, ec);
   if (mn >= Num<T>::half_big) {
     v = Num<T>::big;
     tv = T(0);
     return;
   }
-  const T ea = Num<T>::ex2((mn - a) * s), eb = Num<T>::ex2((mn - bb) * s), ec = Num<T>::ex2((mn - c) * s);
   const T S = ea + eb + ec;
   v = cost + (mn - Num<T>::lg2(S) * inv_s);
   tv = TANG ? om + (ea * ta + eb * tb + ec * tc) / S : T(0);
@@ -210,11 +223,16 @@ __global__ void __launch_bounds__(1024) sdtw_backward_kernel(SdtwCudaProblem<T> 
   const int64_t nseg_alloc = num_segments(Kmax);
   const int64_t W = N + 1;   // slots of a recomputed diagonal (slot 0: row -1)
   const int64_t WE = N + 2;  // slots of a reverse-sweep diagonal (slot n+1 stays 0)
-  T* E = reinterpret_cast<T*>(smem_raw);  // [3][WE]
-  T* Q = E + 3 * WE;                      // [3][WE]
-  T* ET = Q + 3 * WE;                     // [3][WE] (TANG)
-  T* QT = ET + (TANG ? 3 * WE : 0);       // [3][WE] (TANG)
-  T* dxs = QT + (TANG ? 3 * WE : 0);      // [N] (univariate mode)
+  // Push form: cell (i, j) sends E P_a, E P_b, E P_c to (i-1, j-1), (i-1, j), (i, j-1). A cell
+  // pulls E_p = PB_{k+1}[i+1] + PC_{k+1}[i] + PA_{k+2}[i+1]; Z_k[i] = PB_k[i] + PA_{k+1}[i] folds the
+  // two-diagonal-old term in, so that PA needs one buffer only, private to the row's owner thread.
+  T* Z = reinterpret_cast<T*>(smem_raw);  // [2][WE] by parity of k
+  T* PC = Z + 2 * WE;                     // [2][WE]
+  T* PA = PC + 2 * WE;                    // [WE]
+  T* ZT = PA + WE;                        // tangents of the three (TANG)
+  T* PCT = ZT + (TANG ? 2 * WE : 0);
+  T* PAT = PCT + (TANG ? 2 * WE : 0);
+  T* dxs = PAT + (TANG ? WE : 0);         // [N] (univariate mode)
   T* dys = dxs + (dx ? N : 0);            // [M] (univariate mode)
   const int tid = threadIdx.x, nthr = blockDim.x;
   const T BIG = Num<T>::big;
@@ -228,8 +246,8 @@ __global__ void __launch_bounds__(1024) sdtw_backward_kernel(SdtwCudaProblem<T> 
   const T g_temporal = (TANG && gt) ? gt[b] : T(0);
   T* Gb = G ? G + int64_t(b) * N * M : nullptr;
 
-  const int64_t zero_count = (TANG ? 12 : 6) * WE + (dx ? N + M : 0);
-  for (int64_t t = tid; t < zero_count; t += nthr) E[t] = T(0);
+  const int64_t zero_count = (TANG ? 10 : 5) * WE + (dx ? N + M : 0);
+  for (int64_t t = tid; t < zero_count; t += nthr) Z[t] = T(0);
   __syncthreads();
 
   for (int sgi = static_cast<int>(num_segments(K)) - 1; sgi >= 0; --sgi) {
@@ -295,47 +313,47 @@ __global__ void __launch_bounds__(1024) sdtw_backward_kernel(SdtwCudaProblem<T> 
     // reverse sweep over the segment
     for (int k = k1 - 1; k >= k0; --k) {
       const double base_k = bs[k];
-      const T d1 = k + 1 < K ? T(bs[k + 1] - base_k) : T(0);
-      const T d2 = k + 2 < K ? T(bs[k + 2] - base_k) : T(0);
+      const double base_m1 = k >= 1 ? bs[k - 1] : 0.0;
+      const double base_m2 = k >= 2 ? bs[k - 2] : 0.0;
+      const T sh1 = T(base_k - base_m1);
+      const T c2 = T(base_m2 - base_k);
       const int64_t row = k - k0 + 2;
-      const T* rk = sg + row * W + 1;  // slot i + 1 -> index i
-      const T* rtk = TANG ? sgt + row * W + 1 : nullptr;
-      T* E0 = E + (k % 3) * WE;
-      const T* E1 = E + ((k + 1) % 3) * WE;
-      const T* E2 = E + ((k + 2) % 3) * WE;
-      T* Q0 = Q + (k % 3) * WE;
-      const T* Q1 = Q + ((k + 1) % 3) * WE;
-      const T* Q2 = Q + ((k + 2) % 3) * WE;
-      T* ET0 = ET + (k % 3) * WE;
-      const T* ET1 = ET + ((k + 1) % 3) * WE;
-      const T* ET2 = ET + ((k + 2) % 3) * WE;
-      T* QT0 = QT + (k % 3) * WE;
-      const T* QT1 = QT + ((k + 1) % 3) * WE;
-      const T* QT2 = QT + ((k + 2) % 3) * WE;
+      const T* p1 = sg + (row - 1) * W;
+      const T* p2 = sg + (row - 2) * W;
+      const T* tcur = TANG ? sgt + row * W : nullptr;
+      const T* tp1 = TANG ? tcur - W : nullptr;
+      const T* tp2 = TANG ? tcur - 2 * W : nullptr;
+      T* Z0 = Z + (k & 1) * WE;
+      const T* Z1 = Z + ((k + 1) & 1) * WE;
+      T* PC0 = PC + (k & 1) * WE;
+      const T* PC1 = PC + ((k + 1) & 1) * WE;
+      T* ZT0 = ZT + (k & 1) * WE;
+      const T* ZT1 = ZT + ((k + 1) & 1) * WE;
+      T* PCT0 = PCT + (k & 1) * WE;
+      const T* PCT1 = PCT + ((k + 1) & 1) * WE;
       for (int i = tid; i < n; i += nthr) {
         const int j = k - i;
-        T e = T(0), et = T(0), q = T(0), qt = T(0);
+        T pa = T(0), pb = T(0), pc = T(0), pta = T(0), ptb = T(0), ptc = T(0);
         if (pr.valid(i, j)) {
-          const T rp = rk[i];
-          const T tp = TANG ? rtk[i] : T(0);
-          if (i == n - 1 && j == m - 1) {
-            e = T(1);  // E_{n-1,m-1} = dR/dR
-          } else {
-            // successors: (i+1, j), (i, j+1) on k+1 at slots i+2, i+1; (i+1, j+1) on k+2 at slot i+2
-            const T w1 = Num<T>::ex2(min(Q1[i + 2] + d1 - rp, T(0)) * s);
-            const T w2 = Num<T>::ex2(min(Q1[i + 1] + d1 - rp, T(0)) * s);
-            const T w3 = Num<T>::ex2(min(Q2[i + 2] + d2 - rp, T(0)) * s);
-            e = w1 * E1[i + 2] + w2 * E1[i + 1] + w3 * E2[i + 2];
+          const bool terminal = i == n - 1 && j == m - 1;
+          const T e = terminal ? T(1) : Z1[i + 2] + PC1[i + 1];  // E_{n-1,m-1} = dR/dR = 1
+          const T et = (TANG && !terminal) ? ZT1[i + 2] + PCT1[i + 1] : T(0);
+          T mn, ea, eb, ec;
+          soft_argmin(p2[i] + c2, p1[i] - sh1, p1[i + 1] - sh1, s, mn, ea, eb, ec);
+          if (mn < Num<T>::half_big) {
+            const T inv_S = T(1) / (ea + eb + ec);
+            const T wa = ea * inv_S, wb = eb * inv_S, wc = ec * inv_S;
+            pa = e * wa;
+            pb = e * wb;
+            pc = e * wc;
             if (TANG) {
-              // d/dOmega of P_{s->p} = P (R'_s - Omega_s - R'_p) / g
-              et = w1 * (ET1[i + 2] + E1[i + 2] * (QT1[i + 2] - tp) * inv_g) +
-                   w2 * (ET1[i + 1] + E1[i + 1] * (QT1[i + 1] - tp) * inv_g) +
-                   w3 * (ET2[i + 2] + E2[i + 2] * (QT2[i + 2] - tp) * inv_g);
+              // d/dOmega of P_x = P_x (Q'_p - t_x) / g, Q'_p = R'_p - Omega_p
+              const T qt = tcur[i + 1] - pr.om(i, j, M);
+              pta = wa * (et + e * (qt - tp2[i]) * inv_g);
+              ptb = wb * (et + e * (qt - tp1[i]) * inv_g);
+              ptc = wc * (et + e * (qt - tp1[i + 1]) * inv_g);
             }
           }
-          const T cost = pr.cost(i, j, M);
-          q = rp - cost;
-          if (TANG) qt = tp - pr.om(i, j, M);
           const T grad = g_value * e + g_temporal * et;
           if (Gb) {
             Gb[int64_t(i) * M + j] = grad;
@@ -345,11 +363,13 @@ __global__ void __launch_bounds__(1024) sdtw_backward_kernel(SdtwCudaProblem<T> 
             dys[j] -= gd;  // column j: one cell per diagonal, diagonals separated by barriers
           }
         }
-        E0[i + 1] = e;
-        Q0[i + 1] = q;
+        Z0[i + 1] = pb + PA[i + 1];  // PA[i + 1] still holds PA_{k+1}[i] (this thread's row)
+        PC0[i + 1] = pc;
+        PA[i + 1] = pa;
         if (TANG) {
-          ET0[i + 1] = et;
-          QT0[i + 1] = qt;
+          ZT0[i + 1] = ptb + PAT[i + 1];
+          PCT0[i + 1] = ptc;
+          PAT[i + 1] = pta;
         }
       }
       __syncthreads();
@@ -384,7 +404,7 @@ int64_t sdtw_cuda_num_segments(int64_t N, int64_t M) { return num_segments(N + M
 size_t sdtw_cuda_shared_bytes(int64_t N, int64_t M, bool want_temporal, bool univariate, bool backward,
                               size_t elem_size) {
   if (!backward) return size_t(3 * (N + 1) * (want_temporal ? 2 : 1)) * elem_size;
-  return size_t((want_temporal ? 12 : 6) * (N + 2) + (univariate ? N + M : 0)) * elem_size;
+  return size_t((want_temporal ? 10 : 5) * (N + 2) + (univariate ? N + M : 0)) * elem_size;
 }
 
 template <typename T>
