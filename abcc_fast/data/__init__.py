@@ -15,8 +15,10 @@ from .format import (SCHEMA_VERSION, DatasetWriter, OpIRDataset, from_tensors, l
                      write_dataset)
 from .simulator import (GENERATOR_NAME, GENERATOR_VERSION, OpIRSim, SimConfig, default_dataset,
                         default_dataset_path, generate)
+from .importer import import_csv
 from .splits import make_splits, normalization_stats
+from .torch_dataset import FramePairs
 
 __all__ = ["SCHEMA_VERSION", "DatasetWriter", "OpIRDataset", "from_tensors", "load", "read_manifest",
            "write_dataset", "GENERATOR_NAME", "GENERATOR_VERSION", "OpIRSim", "SimConfig",
-           "default_dataset", "default_dataset_path", "generate", "make_splits", "normalization_stats"]
+           "default_dataset", "default_dataset_path", "generate", "make_splits", "normalization_stats", "import_csv", "FramePairs"]

@@ -1,0 +1,183 @@
+"""Import measured operando IR data into the dataset format (SPEC.md §2.3).
+
+Inputs (CSV, comma or semicolon separated, one header row):
+
+- frames: a wavenumber column (cm^-1) and one absorbance column per frame (T columns);
+- table: one row per frame with a time column (``time_s``/``time``/``t``, seconds) and a voltage
+  column (``voltage``/``E``/``V``/``ewe``, V vs Li/Li+);
+- static: a wavenumber column and one absorbance column (the static spectrum of the pristine cell).
+
+Spectra are resampled (linear interpolation) onto the dataset grid, validated (finite values,
+strictly monotonic grid, frame count = table rows, grid inside the measured range) and written as
+one sample with :func:`~abcc_fast.data.format.write_dataset` (no ``solvent``/``sei``/``extent``).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from . import chemistry as chem
+from .format import write_dataset
+
+PathLike = Union[str, Path]
+TIME_NAMES = ("time_s", "time", "t", "t_s", "time/s")
+VOLT_NAMES = ("voltage", "e", "v", "ewe", "potential", "voltage_v", "e/v", "ewe/v")
+
+
+def read_table(path: PathLike) -> tuple[list[str], np.ndarray]:
+    """Read a numeric CSV with one header row -> (header names, values [rows, cols] float64).
+
+    Raises ValueError naming the file, row and column of any empty, non-numeric, NaN or Inf cell."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: file not found")
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise ValueError(f"{path}: the file is empty")
+    dialect_delim = ";" if text.split("\n", 1)[0].count(";") > text.split("\n", 1)[0].count(",") else ","
+    rows = [r for r in csv.reader(text.splitlines(), delimiter=dialect_delim) if any(c.strip() for c in r)]
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+    if not body:
+        raise ValueError(f"{path}: no data rows after the header")
+    vals = np.empty((len(body), len(header)))
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise ValueError(f"{path}: row {i + 2} has {len(row)} cells, the header has {len(header)}")
+        for j, cell in enumerate(row):
+            try:
+                v = float(cell)
+            except ValueError:
+                raise ValueError(f"{path}: row {i + 2}, column {header[j]!r}: {cell!r} is not a number")
+            if not math.isfinite(v):
+                raise ValueError(f"{path}: row {i + 2}, column {header[j]!r} is {cell.strip()} (NaN/Inf); "
+                                 "remove or interpolate the bad points before importing")
+            vals[i, j] = v
+    return header, vals
+
+
+def _monotonic_grid(path: Path, wn: np.ndarray, values: np.ndarray):
+    d = np.diff(wn)
+    if np.all(d > 0):
+        return wn, values
+    if np.all(d < 0):  # descending exports (4000 -> 400) are common: flip
+        return wn[::-1], values[::-1]
+    bad = int(np.nonzero((d <= 0) if (d > 0).sum() >= (d < 0).sum() else (d >= 0))[0][0])
+    raise ValueError(f"{path}: the wavenumber column is not monotonic (row {bad + 3}: {wn[bad + 1]} after "
+                     f"{wn[bad]}); sort the file by wavenumber and remove duplicate points")
+
+
+def _resample(path: Path, wn: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """values [n, k] on wn -> [W, k] on grid; grid must lie inside the measured range."""
+    if grid[0] < wn[0] - 1e-6 or grid[-1] > wn[-1] + 1e-6:
+        raise ValueError(f"{path}: the dataset grid {grid[0]:.1f}-{grid[-1]:.1f} cm^-1 is outside the measured "
+                         f"range {wn[0]:.1f}-{wn[-1]:.1f} cm^-1; choose a range inside it (--range LO HI)")
+    return np.stack([np.interp(grid, wn, values[:, j]) for j in range(values.shape[1])], axis=1)
+
+
+def _find(header: Sequence[str], names: Sequence[str]) -> Optional[int]:
+    low = [h.lower().replace(" ", "") for h in header]
+    for n in names:
+        if n in low:
+            return low.index(n)
+    return None
+
+
+def parse_composition(spec: Union[str, dict, None]) -> np.ndarray:
+    """"EC=0.45,DMC=0.45,LiPF6=0.1" (or a dict) -> mole fractions [C] over the component vocabulary."""
+    comps = chem.COMPONENT_NAMES
+    out = np.zeros(len(comps))
+    if not spec:
+        return out
+    items = spec.items() if isinstance(spec, dict) else [kv.split("=", 1) for kv in str(spec).split(",") if kv.strip()]
+    for kv in items:
+        if len(kv) != 2:
+            raise ValueError(f"bad composition entry {kv!r}; write NAME=FRACTION, e.g. EC=0.5,DMC=0.5")
+        name, val = kv[0].strip(), float(kv[1])
+        if name not in comps:
+            raise ValueError(f"unknown component {name!r}; known components: {comps}")
+        if not (math.isfinite(val) and val >= 0):
+            raise ValueError(f"composition of {name} must be a finite non-negative number, got {val}")
+        out[comps.index(name)] = val
+    if out.sum() <= 0:
+        raise ValueError("composition fractions sum to zero")
+    return out / out.sum()
+
+
+def import_csv(frames_csv: PathLike, table_csv: PathLike, static_csv: PathLike, out_dir: PathLike, *,
+               wn_range=(700.0, 1900.0), W: int = 512, grid: Optional[np.ndarray] = None,
+               composition: Union[str, dict, None] = None, electrode: str = "graphite",
+               system_name: str = "measured", electrolyte: str = "", name: Optional[str] = None) -> Path:
+    """Import one measured experiment as a one-sample dataset at ``out_dir`` (atomic).
+
+    Example::
+
+        import_csv("frames.csv", "table.csv", "static.csv", "/tmp/my_cell",
+                   composition="EC=0.46,DMC=0.46,LiPF6=0.08", electrode="graphite")
+    """
+    frames_csv, table_csv, static_csv = Path(frames_csv), Path(table_csv), Path(static_csv)
+    if electrode not in chem.ELECTRODES:
+        raise ValueError(f"unknown electrode {electrode!r}; known electrodes: {chem.ELECTRODES}")
+    if grid is None:
+        lo, hi = float(wn_range[0]), float(wn_range[1])
+        if not (lo < hi) or int(W) < 2:
+            raise ValueError(f"bad grid: range {wn_range}, W={W}; need start < stop and W >= 2")
+        grid = np.linspace(lo, hi, int(W))
+    grid = np.asarray(grid, dtype=np.float64)
+
+    header, fv = read_table(frames_csv)
+    if fv.shape[1] < 2:
+        raise ValueError(f"{frames_csv}: needs a wavenumber column and at least one frame column")
+    wn, spectra = _monotonic_grid(frames_csv, fv[:, 0], fv[:, 1:])
+    frames = _resample(frames_csv, wn, spectra, grid).T                 # [T, W]
+    T = frames.shape[0]
+
+    th, tv = read_table(table_csv)
+    it, iv = _find(th, TIME_NAMES), _find(th, VOLT_NAMES)
+    if it is None or iv is None:
+        raise ValueError(f"{table_csv}: needs a time column (one of {TIME_NAMES}) and a voltage column "
+                         f"(one of {VOLT_NAMES}); found {th}")
+    if tv.shape[0] != T:
+        raise ValueError(f"{table_csv}: {tv.shape[0]} rows but {frames_csv} has {T} frame columns; "
+                         "give one time/voltage row per frame")
+    time_s, voltage = tv[:, it], tv[:, iv]
+    if np.any(np.diff(time_s) < 0):
+        raise ValueError(f"{table_csv}: time is not non-decreasing; sort the rows by time")
+
+    sh, sv = read_table(static_csv)
+    if sv.shape[1] < 2:
+        raise ValueError(f"{static_csv}: needs a wavenumber column and an absorbance column")
+    swn, sspec = _monotonic_grid(static_csv, sv[:, 0], sv[:, 1:2])
+    static = _resample(static_csv, swn, sspec, grid)[:, 0]
+
+    comp = parse_composition(composition)
+    tensors = {
+        "wavenumber": torch.tensor(grid, dtype=torch.float32),
+        "static": torch.tensor(static[None], dtype=torch.float32),
+        "frames": torch.tensor(frames[None], dtype=torch.float32),
+        "voltage": torch.tensor(voltage[None], dtype=torch.float32),
+        "time_s": torch.tensor(time_s[None], dtype=torch.float32),
+        "system": torch.zeros(1, dtype=torch.int64),
+        "composition": torch.tensor(comp[None], dtype=torch.float32),
+        "electrode": torch.tensor([chem.ELECTRODES.index(electrode)], dtype=torch.int64),
+    }
+    manifest = {
+        "name": name or Path(out_dir).name,
+        "generator": {"name": "abcc data import", "version": "1", "seed": 0,
+                      "config": {"frames": frames_csv.name, "table": table_csv.name,
+                                 "static": static_csv.name, "resampling": "linear"}},
+        "systems": [{"index": 0, "number": 0, "name": system_name, "electrolyte": electrolyte,
+                     "electrode": electrode}],
+        "components": list(chem.COMPONENT_NAMES),
+        "electrodes": list(chem.ELECTRODES),
+        "reactions": list(chem.REACTION_NAMES),
+        "marker_windows": {k: list(v) for k, v in chem.MARKER_WINDOWS.items()},
+        "units": {"wavenumber": "cm^-1", "absorbance": "AU", "voltage": "V vs Li/Li+", "time_s": "s"},
+        "synthetic": False,
+    }
+    return write_dataset(out_dir, tensors, manifest)
