@@ -22,6 +22,8 @@ natural units, fp32, [B, H, Na + Nb].
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -35,7 +37,6 @@ def _fix_interpreter_index() -> None:
     NumPy >= 2.3 refuses for its 1-element (not 0-d) arrays, so `range(0, n, BLOCK)` over a
     runtime n fails under TRITON_INTERPRET=1. Re-patch `__index__` through `.item()`. Idempotent,
     interpreter only (compiled kernels never see it)."""
-    import os
     if os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
         return
     try:
@@ -61,10 +62,19 @@ _fix_interpreter_index()
 # forward (+ tangent)
 # ---------------------------------------------------------------------------------------------
 @triton.jit
+def _dot(a, b, acc, PREC: tl.constexpr, UPCAST: tl.constexpr):
+    """a @ b (+ acc) in fp32. UPCAST: the interpreter's tl.dot misreads bfloat16 operands (Triton
+    3.6), so under TRITON_INTERPRET=1 bf16 operands are widened first; compiled kernels never do."""
+    if UPCAST:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    else:
+        return tl.dot(a, b, acc, input_precision=PREC)
+
+@triton.jit
 def _fwd_key_loop(acc, acc_t, l_i, m_i, r_i, q, tq,
                   k_base, v_base, tk_base, tv_base, keep_base, n_keys, scale, qk_scale,
                   D: tl.constexpr, BLOCK_N: tl.constexpr, HAS_MASK: tl.constexpr,
-                  TANGENT: tl.constexpr, PREC: tl.constexpr):
+                  TANGENT: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr):
     """Fold the keys of one stream into the online-softmax state of a query block."""
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, D)
@@ -78,7 +88,7 @@ def _fwd_key_loop(acc, acc_t, l_i, m_i, r_i, q, tq,
         if HAS_MASK:
             flag = tl.load(keep_base + kidx, mask=kvalid, other=0)
             keep = keep & (flag != 0)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC)  # [BLOCK_M, BLOCK_N], raw q.k
+        s = _dot(q, tl.trans(k), None, PREC, UPCAST)  # [BLOCK_M, BLOCK_N], raw q.k
         s2 = tl.where(keep[None, :], s * qk_scale, float("-inf"))  # log2 units
         m_new = tl.maximum(m_i, tl.max(s2, 1))
         # A row with no kept key so far keeps m = -inf; shift by 0 then, so that exp2 gives 0, not NaN.
@@ -87,17 +97,17 @@ def _fwd_key_loop(acc, acc_t, l_i, m_i, r_i, q, tq,
         p = tl.exp2(s2 - m_use[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
-        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PREC)
+        acc = _dot(p.to(v.dtype), v, acc, PREC, UPCAST)
         if TANGENT:
             tk = tl.load(tk_base + kv_off, mask=kvalid[:, None], other=0.0)
             tv = tl.load(tv_base + kv_off, mask=kvalid[:, None], other=0.0)
-            sp = tl.dot(tq, tl.trans(k), input_precision=PREC)
-            sp = tl.dot(q, tl.trans(tk), sp, input_precision=PREC) * scale  # S' (natural units)
+            sp = _dot(tq, tl.trans(k), None, PREC, UPCAST)
+            sp = _dot(q, tl.trans(tk), sp, PREC, UPCAST) * scale  # S' (natural units)
             psp = tl.where(keep[None, :], p * sp, 0.0)
             r_i = r_i * alpha + tl.sum(psp, 1)
             acc_t = acc_t * alpha[:, None]
-            acc_t = tl.dot(p.to(v.dtype), tv, acc_t, input_precision=PREC)
-            acc_t = tl.dot(psp.to(v.dtype), v, acc_t, input_precision=PREC)
+            acc_t = _dot(p.to(v.dtype), tv, acc_t, PREC, UPCAST)
+            acc_t = _dot(psp.to(v.dtype), v, acc_t, PREC, UPCAST)
         m_i = m_new
     return acc, acc_t, l_i, m_i, r_i
 
@@ -108,7 +118,7 @@ def two_stream_attention_fwd_kernel(
         Oa, Ob, TOa, TOb, LSE, KEEP,
         Na, Nb, H, scale, qk_scale,
         D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        HAS_MASK: tl.constexpr, TANGENT: tl.constexpr, PREC: tl.constexpr):
+        HAS_MASK: tl.constexpr, TANGENT: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr):
     pid_m = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
     b = bh // H
@@ -146,10 +156,10 @@ def two_stream_attention_fwd_kernel(
     keep_base = KEEP + b * (Na + Nb)
     acc, acc_t, l_i, m_i, r_i = _fwd_key_loop(
         acc, acc_t, l_i, m_i, r_i, q, tq, Ka + bh * Na * D, Va + bh * Na * D, TKa + bh * Na * D,
-        TVa + bh * Na * D, keep_base, Na, scale, qk_scale, D, BLOCK_N, HAS_MASK, TANGENT, PREC)
+        TVa + bh * Na * D, keep_base, Na, scale, qk_scale, D, BLOCK_N, HAS_MASK, TANGENT, PREC, UPCAST)
     acc, acc_t, l_i, m_i, r_i = _fwd_key_loop(
         acc, acc_t, l_i, m_i, r_i, q, tq, Kb + bh * Nb * D, Vb + bh * Nb * D, TKb + bh * Nb * D,
-        TVb + bh * Nb * D, keep_base + Na, Nb, scale, qk_scale, D, BLOCK_N, HAS_MASK, TANGENT, PREC)
+        TVb + bh * Nb * D, keep_base + Na, Nb, scale, qk_scale, D, BLOCK_N, HAS_MASK, TANGENT, PREC, UPCAST)
     empty = l_i == 0.0
     inv_l = 1.0 / tl.where(empty, 1.0, l_i)
     o = acc * inv_l[:, None]  # rows without keys: acc = 0, so O = 0
@@ -166,7 +176,8 @@ def two_stream_attention_fwd_kernel(
 # ---------------------------------------------------------------------------------------------
 @triton.jit
 def _dq_key_loop(dq, q, do, lse2, delta, k_base, v_base, keep_base, n_keys, qk_scale,
-                 D: tl.constexpr, BLOCK_N: tl.constexpr, HAS_MASK: tl.constexpr, PREC: tl.constexpr):
+                 D: tl.constexpr, BLOCK_N: tl.constexpr, HAS_MASK: tl.constexpr, PREC: tl.constexpr,
+                 UPCAST: tl.constexpr):
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, D)
     for start in range(0, n_keys, BLOCK_N):
@@ -179,11 +190,11 @@ def _dq_key_loop(dq, q, do, lse2, delta, k_base, v_base, keep_base, n_keys, qk_s
         if HAS_MASK:
             flag = tl.load(keep_base + kidx, mask=kvalid, other=0)
             keep = keep & (flag != 0)
-        s2 = tl.where(keep[None, :], tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale, float("-inf"))
+        s2 = tl.where(keep[None, :], _dot(q, tl.trans(k), None, PREC, UPCAST) * qk_scale, float("-inf"))
         p = tl.exp2(s2 - lse2[:, None])  # LSE = +inf on empty rows: P = 0
-        dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+        dp = _dot(do, tl.trans(v), None, PREC, UPCAST)
         ds = p * (dp - delta[:, None])
-        dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=PREC)
+        dq = _dot(ds.to(k.dtype), k, dq, PREC, UPCAST)
     return dq
 
 
@@ -192,7 +203,7 @@ def two_stream_attention_bwd_dq_kernel(
         Qa, Ka, Va, Qb, Kb, Vb, DOa, DOb, DQa, DQb, LSE, DELTA, KEEP,
         Na, Nb, H, scale, qk_scale,
         D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        HAS_MASK: tl.constexpr, PREC: tl.constexpr):
+        HAS_MASK: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr):
     pid_m = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
     b = bh // H
@@ -222,15 +233,15 @@ def two_stream_attention_bwd_dq_kernel(
     dq = tl.zeros([BLOCK_M, D], tl.float32)
     keep_base = KEEP + b * (Na + Nb)
     dq = _dq_key_loop(dq, q, do, lse2, delta, Ka + bh * Na * D, Va + bh * Na * D, keep_base, Na, qk_scale,
-                      D, BLOCK_N, HAS_MASK, PREC)
+                      D, BLOCK_N, HAS_MASK, PREC, UPCAST)
     dq = _dq_key_loop(dq, q, do, lse2, delta, Kb + bh * Nb * D, Vb + bh * Nb * D, keep_base + Na, Nb, qk_scale,
-                      D, BLOCK_N, HAS_MASK, PREC)
+                      D, BLOCK_N, HAS_MASK, PREC, UPCAST)
     tl.store(dq_base + q_off, (dq * scale).to(DQa.dtype.element_ty), mask=qvalid[:, None])
 
 
 @triton.jit
 def _dkdv_query_loop(dk, dv, k, v, keep, q_base, do_base, lse_base, delta_base, n_q, qk_scale,
-                     D: tl.constexpr, BLOCK_M: tl.constexpr, PREC: tl.constexpr):
+                     D: tl.constexpr, BLOCK_M: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr):
     offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, D)
     for start in range(0, n_q, BLOCK_M):
@@ -241,12 +252,12 @@ def _dkdv_query_loop(dk, dv, k, v, keep, q_base, do_base, lse_base, delta_base, 
         do = tl.load(do_base + q_off, mask=qvalid[:, None], other=0.0)
         lse2 = tl.load(lse_base + qidx, mask=qvalid, other=float("inf")) * 1.4426950408889634
         delta = tl.load(delta_base + qidx, mask=qvalid, other=0.0)
-        s2 = tl.where(keep[:, None], tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale, float("-inf"))
+        s2 = tl.where(keep[:, None], _dot(k, tl.trans(q), None, PREC, UPCAST) * qk_scale, float("-inf"))
         pt = tl.exp2(s2 - lse2[None, :])  # [BLOCK_N, BLOCK_M] = P^T
-        dv = tl.dot(pt.to(do.dtype), do, dv, input_precision=PREC)
-        dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
+        dv = _dot(pt.to(do.dtype), do, dv, PREC, UPCAST)
+        dpt = _dot(v, tl.trans(do), None, PREC, UPCAST)
         dst = pt * (dpt - delta[None, :])
-        dk = tl.dot(dst.to(q.dtype), q, dk, input_precision=PREC)
+        dk = _dot(dst.to(q.dtype), q, dk, PREC, UPCAST)
     return dk, dv
 
 
@@ -255,7 +266,7 @@ def two_stream_attention_bwd_dkdv_kernel(
         Qa, Ka, Va, Qb, Kb, Vb, DOa, DOb, DKa, DVa, DKb, DVb, LSE, DELTA, KEEP,
         Na, Nb, H, scale, qk_scale,
         D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        HAS_MASK: tl.constexpr, PREC: tl.constexpr):
+        HAS_MASK: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr):
     pid_n = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
     b = bh // H
@@ -290,9 +301,9 @@ def two_stream_attention_bwd_dkdv_kernel(
     dv = tl.zeros([BLOCK_N, D], tl.float32)
     row_base = bh * (Na + Nb)
     dk, dv = _dkdv_query_loop(dk, dv, k, v, keep, Qa + bh * Na * D, DOa + bh * Na * D, LSE + row_base,
-                              DELTA + row_base, Na, qk_scale, D, BLOCK_M, PREC)
+                              DELTA + row_base, Na, qk_scale, D, BLOCK_M, PREC, UPCAST)
     dk, dv = _dkdv_query_loop(dk, dv, k, v, keep, Qb + bh * Nb * D, DOb + bh * Nb * D, LSE + row_base + Na,
-                              DELTA + row_base + Na, Nb, qk_scale, D, BLOCK_M, PREC)
+                              DELTA + row_base + Na, Nb, qk_scale, D, BLOCK_M, PREC, UPCAST)
     tl.store(dk_base + kv_off, (dk * scale).to(DKa.dtype.element_ty), mask=kvalid[:, None])
     tl.store(dv_base + kv_off, dv.to(DVa.dtype.element_ty), mask=kvalid[:, None])
 
@@ -304,6 +315,10 @@ def _precision(dtype: torch.dtype) -> str:
     # fp32 inputs: exact fp32 products (TF32 would cost ~1e-3 relative error); 16-bit inputs
     # ignore the setting and use the tensor cores.
     return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _upcast(dtype: torch.dtype) -> bool:
+    return dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def default_blocks(D: int, tangent: bool, backward: bool = False) -> dict:
@@ -346,7 +361,7 @@ def forward(qa, ka, va, qb, kb, vb, tangents=None, keep=None, scale=1.0, blocks=
         qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, oa, ob, toa, tob, lse, keep_t,
         Na, Nb, H, float(scale), float(scale) * LOG2E,
         D=D, BLOCK_M=bm, BLOCK_N=bn, HAS_MASK=keep is not None, TANGENT=has_t,
-        PREC=_precision(qa.dtype), **_launch_opts(blocks))
+        PREC=_precision(qa.dtype), UPCAST=_upcast(qa.dtype), **_launch_opts(blocks))
     return oa, ob, lse, (toa if has_t else None), (tob if has_t else None)
 
 
@@ -361,7 +376,7 @@ def backward(qa, ka, va, qb, kb, vb, oa, ob, lse, doa, dob, keep=None, scale=1.0
     dqa, dka, dva = torch.empty_like(qa), torch.empty_like(ka), torch.empty_like(va)
     dqb, dkb, dvb = torch.empty_like(qb), torch.empty_like(kb), torch.empty_like(vb)
     keep_t = keep if keep is not None else lse
-    common = dict(D=D, BLOCK_M=bm, BLOCK_N=bn, HAS_MASK=keep is not None, PREC=_precision(qa.dtype),
+    common = dict(D=D, BLOCK_M=bm, BLOCK_N=bn, HAS_MASK=keep is not None, PREC=_precision(qa.dtype), UPCAST=_upcast(qa.dtype),
                   **_launch_opts(blocks))
     grid_q = (triton.cdiv(Na, bm) + triton.cdiv(Nb, bm), B * H)
     two_stream_attention_bwd_dq_kernel[grid_q](
