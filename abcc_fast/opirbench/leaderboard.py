@@ -131,7 +131,9 @@ def to_markdown(board: dict) -> str:
              f"- metrics: {board['metrics_version']}; z-scored with the training split's mean/std; "
              "frames 1..T-1 scored; lower is better everywhere",
              "- references: `persistence` = static spectrum for every frame; `frame0` = true frame 0 "
-             "(oracle rest state) for every frame", ""]
+             "(oracle rest state) for every frame",
+             "- DILATE values (soft-DTW, gamma 0.01) can be negative: the softmin's entropy term; "
+             "compare rows, a perfect prediction does not score 0", ""]
     head = ["model", "kind"] + cols + ["time (s)"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join("---" for _ in head) + "|")

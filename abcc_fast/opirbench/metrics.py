@@ -19,6 +19,10 @@ Definitions (METRICS_VERSION below names this exact set; change the version when
                  does not fit the time budget on CPU, so the warping path is restricted to a
                  Sakoe-Chiba band of +-DILATE_SPEC_BAND_CM cm^-1 (|i - j| <= round(40 / grid step)
                  points); real band shifts (CHEMISTRY.md §3.3-3.4) are a few to ~40 cm^-1.
+                 Note (both DILATE metrics): soft-DTW includes the softmin's entropy term (down to
+                 -gamma log 3 per cell), so on near-flat stretches the shape part and the loss can be
+                 negative and a perfect prediction does not score exactly 0. Lower is still better;
+                 compare rows of one table, not against 0.
     peak_shift = |centroid_pred - centroid_true| in cm^-1, mean over scored frames, marker windows
                  (manifest["marker_windows"], CHEMISTRY.md §6) and samples. centroid of a window
                  [lo, hi]: a = clip(x - baseline, 0) with the baseline the straight line through the
@@ -66,7 +70,7 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "dilate": f"temporal DILATE per wavenumber channel (series of length T-1 on z), alpha={DILATE_ALPHA}, "
               f"gamma={DILATE_GAMMA}, Omega=(i-j)^2/n^2; with shape (soft-DTW) and temporal parts",
     "dilate_spec": f"spectral DILATE per frame along wavenumber (series of length W on z), same alpha/gamma, "
-                   f"Sakoe-Chiba band +-{DILATE_SPEC_BAND_CM:g} cm^-1",
+                   f"Sakoe-Chiba band +-{DILATE_SPEC_BAND_CM:g} cm^-1 (soft-DTW's entropy term can make it < 0)",
     "peak_shift": "MAE (cm^-1) of band centroids (baseline-corrected, clipped at 0) in the marker windows",
     "decomp": "mean of the MAEs (AU) of the predicted solvent and SEI contributions (synthetic data only)",
 }

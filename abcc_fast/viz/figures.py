@@ -174,7 +174,8 @@ def centroid_drift(voltage, centroids_true, centroids_pred=None, *, window_names
     """Band-centroid drift vs voltage: centroids [T, n_windows] cm^-1 (true solid, predicted dashed).
 
     ``relative``: plot c_t - c_0 (drift) rather than absolute centroids. The voltage axis is
-    inverted (lithiation runs high -> low voltage).
+    inverted (lithiation runs high -> low voltage); true points are coloured by frame index
+    (dark = early), since protocols hold and reverse the voltage.
     """
     v = to_numpy(voltage)
     ct = to_numpy(centroids_true)
@@ -195,7 +196,9 @@ def centroid_drift(voltage, centroids_true, centroids_pred=None, *, window_names
             ax.axis("off")
             continue
         yt = ct[:, i] - ct[0, i] if relative else ct[:, i]
-        ax.plot(v, yt, "o-", ms=2.5, color="k", label="true")
+        ax.plot(v, yt, "-", lw=0.8, color="0.35", label="true")
+        # protocols hold and reverse the voltage: colour by frame so the path can be followed
+        ax.scatter(v, yt, c=np.arange(len(v)), cmap="viridis", s=9, zorder=3)
         if cp is not None:
             yp = cp[:, i] - cp[0, i] if relative else cp[:, i]
             ax.plot(v, yp, "s--", ms=2.5, color="tab:orange", label="pred")
