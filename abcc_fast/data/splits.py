@@ -17,14 +17,30 @@ DEFAULT_HELD_OUT_NUMBERS = (2, 5)  # CHEMISTRY.md §7 numbering (1-based)
 
 def _stratified(system: np.ndarray, idx: np.ndarray, fractions: Sequence[float],
                 rng: np.random.Generator) -> list[list[int]]:
-    """Split ``idx`` into len(fractions) parts, per system, with the given fractions."""
+    """Split ``idx`` into len(fractions) parts, per system, with the given fractions.
+
+    Per-system counts are within 1 of fraction * n; the fractional remainders are carried from
+    one system to the next (largest remainder first), so small systems do not all round the small
+    parts (val/test) down to zero and the global totals follow the fractions.
+    """
+    frac = np.asarray(fractions, dtype=float)
     parts: list[list[int]] = [[] for _ in fractions]
+    carry = np.zeros(frac.size)
     for s in np.unique(system[idx]):
         members = idx[system[idx] == s]
         members = members[rng.permutation(members.size)]
         n = members.size
-        cuts = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
-        for p, chunk in enumerate(np.split(members, cuts)):
+        want = frac * n + carry
+        counts = np.floor(want).astype(int)
+        counts = np.minimum(counts, np.ceil(frac * n).astype(int))
+        while counts.sum() < n:
+            j = int(np.argmax(np.where(counts < np.ceil(frac * n), want - counts, -np.inf)))
+            counts[j] += 1
+        while counts.sum() > n:
+            j = int(np.argmax(counts - want))
+            counts[j] -= 1
+        carry = want - counts
+        for p, chunk in enumerate(np.split(members, np.cumsum(counts)[:-1])):
             parts[p].extend(int(i) for i in chunk)
     return [sorted(p) for p in parts]
 

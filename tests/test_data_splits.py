@@ -1,0 +1,70 @@
+"""OpIRBench splits and normalisation statistics stored in the manifest."""
+import numpy as np
+import pytest
+import torch
+
+from abcc_fast.data import generate, load
+from abcc_fast.data.splits import make_splits
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    return load(generate(tmp_path_factory.mktemp("s") / "d", n_samples=200, T=4, W=32, seed=1, progress=False))
+
+
+def test_random_split_stratified(ds):
+    sp = ds.manifest["splits"]["random"]
+    tr, va, te = (np.array(sp[k]) for k in ("train", "val", "test"))
+    allidx = np.concatenate([tr, va, te])
+    assert np.array_equal(np.sort(allidx), np.arange(len(ds)))       # disjoint and complete
+    sysv = ds.system.numpy()
+    for s in range(10):
+        n = (sysv == s).sum()
+        assert abs((sysv[tr] == s).sum() - 0.8 * n) <= 1
+        assert abs((sysv[va] == s).sum() - 0.1 * n) <= 1
+        assert abs((sysv[te] == s).sum() - 0.1 * n) <= 1
+
+
+def test_system_split_holds_out_2_and_5(ds):
+    sp = ds.manifest["splits"]["system"]
+    assert sp["held_out_systems"] == [2, 5]                      # CHEMISTRY.md §7 numbers
+    test = ds.split("system", "test")
+    train, val = ds.split("system", "train"), ds.split("system", "val")
+    names = {ds.manifest["systems"][int(s)]["name"] for s in test.system.unique()}
+    assert names == {"LP30|Cu", "EC:DEC+FEC|Si"}
+    for part in (train, val):
+        assert not set(part.system.tolist()) & {1, 4}
+    assert len(train) + len(val) + len(test) == len(ds)
+    assert len(set(train.system.tolist())) == 8
+
+
+def test_loso_folds(ds):
+    folds = ds.manifest["splits"]["loso"]
+    assert len(folds) == 10
+    for k in range(10):
+        te = ds.split(f"loso:{k}", "test")
+        assert te.system.unique().tolist() == [k]
+        assert k not in ds.split(f"loso:{k}", "train").system.tolist()
+    with pytest.raises(ValueError, match="loso"):
+        ds.split("loso:10", "test")
+    with pytest.raises(ValueError, match="unknown split"):
+        ds.split("nope", "train")
+    with pytest.raises(ValueError, match="part"):
+        ds.split("random", "training")
+
+
+def test_normalization_is_training_frames_stats(ds):
+    for name in ("random", "system", "loso:3"):
+        mean, std = ds.norm_stats(name)
+        f = ds.split(name, "train").frames.double()
+        assert mean == pytest.approx(float(f.mean()), rel=1e-6, abs=1e-9)
+        assert std == pytest.approx(float(f.std(unbiased=False)), rel=1e-5)
+
+
+def test_split_of_subset_and_fixed_seed(ds):
+    sub = ds.subset(torch.arange(0, 200, 2))
+    tr = sub.split("random", "train")
+    assert set(tr.index.tolist()) <= set(ds.manifest["splits"]["random"]["train"])
+    a = make_splits(ds.system, 10, seed=1)
+    b = make_splits(ds.system, 10, seed=1)
+    assert a == b
