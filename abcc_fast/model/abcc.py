@@ -1,0 +1,482 @@
+"""ABCC: chemical flow (MeanFlow in physical time) over a two-stream backbone (SPEC.md 4).
+
+Training (``training_loss``), in z-units x_z = (x - mean) / std of the training split:
+
+  Trajectories from the static spectrum (r = 0; the state predict starts from). For each sample and
+  frame k (tau_k = k / (T - 1)): one network query u = (u_solvent, u_sei)(static, 0, tau_k), and
+  ``meanflow_integrate`` gives y_k = static + tau_k u_solvent, z_k = tau_k u_sei, x_k = y_k + z_k.
+    L_disp_traj = mean_{k >= 1} ||x_k - frame_k||^2                 (the main signal)
+    + the constraints of SPEC.md 4.3 on (y_k, z_k)                 (abcc_fast.model.constraints)
+  MeanFlow pairs (mf_pairs per sample): r ~ U(0, 1); with probability jvp_fraction tau ~ U(r, 1),
+  else tau = r. x_r, x_tau: frames linearly interpolated in tau; v_r: central finite differences
+  of the frames (one-sided at the ends), interpolated; V(r), dV/dr likewise.
+    L_disp_mf   = mean over r != tau of ||x_r + (tau - r) u - x_tau||^2
+    L_identity  = meanflow_target(u, v_r, du_dr, r, tau): u_tgt = v_r + (tau - r) stopgrad(du_dr),
+                  adaptive weight 1 / (e + c)^p, with du_dr = d/dr u(x_r, r, tau) the JVP with
+                  tangent (v_r, 1, 0, dV/dr) on (x, r, tau, V(r)) -- V(r) moves with r, so its
+                  tangent is the voltage slope -- computed only on the r != tau rows
+                  (jvp_mode="subset"; "full" on all rows; "none": du_dr = 0, the flow-matching target).
+  loss = w_displacement (L_disp_traj + L_disp_mf) + w_identity L_identity + sum_c w_c L_c.
+
+DDP: the trajectory and pair queries go through the backbone in ONE ordinary module call (the
+primal that carries gradients). The JVP is ``torch.func.jvp`` over ``torch.func.functional_call``
+of the backbone with *detached* parameters: no autograd graph, no parameter hooks, so DDP sees one
+ordinary forward/backward. Wrap the model in DDP and call ``ddp_model(batch)``: ``forward`` with a
+batch dict is ``training_loss`` (so DDP's forward bookkeeping runs); a constraint with weight 0
+does not build its parameters (no unused parameters).
+
+Inference (``predict``): all T frames from the static spectrum in one batched network call and one
+``meanflow_integrate`` (jump, stream sum, SEI >= 0 projection).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from abcc_fast.ops.meanflow import meanflow_integrate, meanflow_target
+
+from . import constraints as C
+from .backbone import TwoStreamBackbone
+from .config import ABCCConfig
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+MODEL_TYPE = "abcc"
+
+
+# ---------------------------------------------------------------------------------------------
+# interpolation in normalised protocol time
+# ---------------------------------------------------------------------------------------------
+def time_derivative(series: torch.Tensor) -> torch.Tensor:
+    """d/dtau of series sampled at tau_k = k / (T - 1) along dim 1: central differences, one-sided
+    at the ends. series [B, T, ...] -> [B, T, ...]."""
+    T = series.shape[1]
+    h = 1.0 / (T - 1)
+    out = torch.empty_like(series)
+    out[:, 1:-1] = (series[:, 2:] - series[:, :-2]) / (2 * h)
+    out[:, 0] = (series[:, 1] - series[:, 0]) / h
+    out[:, -1] = (series[:, -1] - series[:, -2]) / h
+    return out
+
+
+def interpolate(series: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of series [B, T, ...] (at tau_k = k / (T - 1)) at t [B, M] -> [B, M, ...]."""
+    T = series.shape[1]
+    pos = t.clamp(0, 1) * (T - 1)
+    i0 = pos.floor().long().clamp(0, T - 2)
+    w = (pos - i0.to(pos.dtype))
+    extra = series.shape[2:]
+    idx0 = i0.view(*i0.shape, *([1] * len(extra))).expand(*i0.shape, *extra)
+    a = torch.gather(series, 1, idx0)
+    b = torch.gather(series, 1, idx0 + 1)
+    w = w.view(*w.shape, *([1] * len(extra))).to(series.dtype)
+    return a + w * (b - a)
+
+
+class ABCC(nn.Module):
+    """The ABCC operando-IR model (SPEC.md 4). See the module docstring for the method.
+
+    >>> cfg = ABCCConfig.tiny(W=64, T=4, n_components=3, n_electrodes=2, n_reactions=2)
+    >>> model = ABCC(cfg)
+    >>> out = model.predict(torch.rand(2, 64), torch.rand(2, 4), torch.rand(2, 3), torch.tensor([0, 1]))
+    >>> tuple(out["frames"].shape)
+    (2, 4, 64)
+    """
+
+    def __init__(self, config: ABCCConfig):
+        super().__init__()
+        if isinstance(config, dict):
+            config = ABCCConfig.from_dict(config)
+        config.validate()
+        self.config = config
+        self.backbone = TwoStreamBackbone(config)
+        self.extent_head = C.ExtentHead(config) if config.w_mass > 0 else None
+        wn = torch.tensor(config.wavenumber, dtype=torch.float32) if config.wavenumber else \
+            torch.linspace(0.0, 1.0, config.W)
+        self.register_buffer("wavenumber", wn, persistent=False)
+        self._marker_slices = C.marker_slices(wn, config.marker_windows) if config.wavenumber else []
+
+    # -- plumbing ------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _z(self, x):
+        return (x - self.config.norm_mean) / self.config.norm_std
+
+    def forward(self, *args, **kwargs):
+        """``forward(batch: dict, generator=None)`` -> ``training_loss(batch)`` (the DDP entry);
+        ``forward(x, static, r, tau, volt_r, volt_tau, composition, electrode)`` -> the average
+        velocities (u_solvent, u_sei) [B, W] in z-units (see ``velocity``)."""
+        if args and isinstance(args[0], dict):
+            return self.training_loss(*args, **kwargs)
+        return self.velocity(*args, **kwargs)
+
+    def velocity(self, x, static, r, tau, volt_r, volt_tau, composition, electrode):
+        """Average velocities of both streams over [r, tau]: x, static [B, W] z-units; r, tau,
+        volt_r, volt_tau [B]; composition [B, C]; electrode int64 [B] -> (u_solvent, u_sei) [B, W]."""
+        return self.backbone(x, static, r, tau, volt_r, volt_tau, composition, electrode)
+
+    def _total_velocity_jvp(self, x, static, r, tau, volt_r, volt_tau, composition, electrode,
+                            v, dvolt_dr) -> torch.Tensor:
+        """d/dr u(x_r, r, tau) = JVP of u_solvent + u_sei with tangent (v, 1, 0, dV/dr) on
+        (x, r, tau, V(r)); parameters detached (a stop-gradient target; no DDP hooks)."""
+        params = {k: p.detach() for k, p in self.backbone.named_parameters()}
+        params.update({k: b for k, b in self.backbone.named_buffers()})
+
+        def u_total(x_, r_, vr_):
+            us, uz = torch.func.functional_call(self.backbone, params,
+                                                (x_, static, r_, tau, vr_, volt_tau, composition, electrode))
+            return us + uz
+
+        _, du_dr = torch.func.jvp(u_total, (x, r, volt_r), (v, torch.ones_like(r), dvolt_dr))
+        return du_dr.detach()
+
+    # -- training ------------------------------------------------------------------------------
+    def training_loss(self, batch: dict, *, generator: Optional[torch.Generator] = None):
+        """Scalar loss and named float parts for one default-collated batch of OpIRDataset samples
+        (static [B, W], frames [B, T, W], voltage [B, T], composition [B, C], electrode [B]; the
+        synthetic truth fields solvent/sei/extent are never read). Draws (r, tau) itself, from
+        ``generator`` (a CPU torch.Generator) when given."""
+        cfg = self.config
+        dev = self.device
+        dtype = next(self.parameters()).dtype
+        static_raw = batch["static"].to(dev, dtype)
+        frames_raw = batch["frames"].to(dev, dtype)
+        voltage = batch["voltage"].to(dev, dtype)
+        composition = batch["composition"].to(dev, dtype)
+        electrode = batch["electrode"].to(dev).long()
+        B, T, W = frames_raw.shape
+        if W != cfg.W or static_raw.shape != (B, W):
+            raise ValueError(f"ABCC.training_loss: static {tuple(static_raw.shape)} / frames {tuple(frames_raw.shape)} "
+                             f"do not match the model's grid W={cfg.W}")
+        static = self._z(static_raw)
+        frames = self._z(frames_raw)
+        grid = torch.linspace(0, 1, T, device=dev, dtype=dtype)
+
+        def rand(*shape):
+            return torch.rand(*shape, generator=generator).to(dev, dtype)
+
+        # --- trajectory queries: r = 0 from the static spectrum ------------------------------
+        if cfg.traj_frames and cfg.traj_frames < T:
+            keys = torch.rand(B, T - 1, generator=generator)
+            pick = keys.argsort(dim=1)[:, :cfg.traj_frames - 1] + 1
+            idx = torch.cat([torch.zeros(B, 1, dtype=torch.long), pick.sort(dim=1).values], 1).to(dev)
+        else:
+            idx = torch.arange(T, device=dev).expand(B, T)
+        Tp = idx.shape[1]
+        taus = grid[idx]                                                   # [B, T']
+        volt_tau_traj = torch.gather(voltage, 1, idx)
+        frames_traj = torch.gather(frames, 1, idx[..., None].expand(B, Tp, W))
+
+        q_x = [static.repeat_interleave(Tp, 0)]
+        q_static = [q_x[0]]
+        q_r = [torch.zeros(B * Tp, device=dev, dtype=dtype)]
+        q_tau = [taus.reshape(-1)]
+        q_vr = [voltage[:, 0].repeat_interleave(Tp, 0)]
+        q_vtau = [volt_tau_traj.reshape(-1)]
+        q_comp = [composition.repeat_interleave(Tp, 0)]
+        q_elec = [electrode.repeat_interleave(Tp, 0)]
+
+        # --- MeanFlow pairs -------------------------------------------------------------------
+        M = cfg.mf_pairs
+        if M > 0:
+            r = rand(B, M)
+            jump = rand(B, M) < cfg.jvp_fraction
+            tau = torch.where(jump, r + (1 - r) * rand(B, M), r)
+            x_r = interpolate(frames, r)                                   # [B, M, W]
+            x_tau = interpolate(frames, tau)
+            v_r = interpolate(time_derivative(frames), r)
+            volt_r = interpolate(voltage, r)
+            volt_tau = interpolate(voltage, tau)
+            dvolt_dr = interpolate(time_derivative(voltage), r)
+            q_x.append(x_r.reshape(B * M, W))
+            q_static.append(static.repeat_interleave(M, 0))
+            q_r.append(r.reshape(-1))
+            q_tau.append(tau.reshape(-1))
+            q_vr.append(volt_r.reshape(-1))
+            q_vtau.append(volt_tau.reshape(-1))
+            q_comp.append(composition.repeat_interleave(M, 0))
+            q_elec.append(electrode.repeat_interleave(M, 0))
+
+        cat = [torch.cat(q) for q in (q_x, q_static, q_r, q_tau, q_vr, q_vtau, q_comp, q_elec)]
+        # ONE ordinary module call for every query: the primal that carries the gradients.
+        u_solvent, u_sei = self.velocity(*cat)
+        nt = B * Tp
+        parts: dict[str, torch.Tensor] = {}
+
+        frames_hat, solvent, sei = meanflow_integrate(
+            static, u_solvent[:nt].view(B, Tp, W), u_sei[:nt].view(B, Tp, W), 0.0, taus,
+            project=False, backend=cfg.ops_backend)
+        scored = (taus > 0).to(dtype)[..., None]
+        parts["disp_traj"] = ((frames_hat - frames_traj).pow(2) * scored).sum() / (scored.sum() * W).clamp_min(1)
+
+        if M > 0:
+            u_pairs = u_solvent[nt:] + u_sei[nt:]                          # [B M, W]
+            rr, tt = q_r[1], q_tau[1]
+            x_hat, _, _ = meanflow_integrate(q_x[1], u_solvent[nt:, None], u_sei[nt:, None], rr, tt[:, None],
+                                             project=False, backend=cfg.ops_backend)
+            jump_rows = jump.reshape(-1)
+            n_jump = int(jump_rows.sum())
+            res = (x_hat[:, 0] - x_tau.reshape(B * M, W)).pow(2).mean(-1)
+            parts["disp_pairs"] = (res * jump_rows).sum() / max(n_jump, 1)
+            if cfg.w_identity > 0:
+                vr = v_r.reshape(B * M, W)
+                du_dr = torch.zeros_like(vr)
+                rows = None
+                if cfg.jvp_mode == "full":
+                    rows = torch.arange(B * M, device=dev)
+                elif cfg.jvp_mode == "subset" and n_jump > 0:
+                    rows = torch.nonzero(jump_rows).reshape(-1)
+                if rows is not None and rows.numel() > 0:
+                    sub = [c[nt:][rows] for c in cat]
+                    du_dr[rows] = self._total_velocity_jvp(*sub, v=vr[rows], dvolt_dr=dvolt_dr.reshape(-1)[rows])
+                parts["identity"], _, _ = meanflow_target(u_pairs, vr, du_dr, rr, tt, c=cfg.adaptive_c,
+                                                          p=cfg.adaptive_p, backend=cfg.ops_backend)
+
+        # --- constraints on the r = 0 trajectories (SPEC.md 4.3) -----------------------------
+        if cfg.w_sei_nonneg > 0:
+            parts["sei_nonneg"] = C.sei_nonnegative(sei)
+        if cfg.w_sei_growth > 0:
+            parts["sei_growth"] = C.sei_growth(sei)
+        if cfg.w_solvent_new_bands > 0:
+            mask = C.no_band_mask(static_raw, cfg.new_band_threshold, cfg.new_band_dilate)
+            parts["solvent_new_bands"] = C.solvent_new_bands(solvent, static, mask)
+        if cfg.w_smooth > 0:
+            parts["smooth"] = C.wavenumber_smoothness(solvent, sei, static)
+        if cfg.w_mass > 0 and self.extent_head is not None:
+            extent = self.extent_head(taus, volt_tau_traj, composition, electrode)
+            alpha, beta = self.extent_head.coefficients()
+            parts["mass"] = C.mass_conservation(solvent, sei, static, extent, alpha, beta)
+        if (cfg.w_peak_drift > 0 or cfg.w_peak_accel > 0) and self._marker_slices:
+            std, mean = cfg.norm_std, cfg.norm_mean
+            wn = self.wavenumber.to(dtype)
+            pred_c = C.band_centroids(frames_hat * std + mean, wn, self._marker_slices)
+            if cfg.w_peak_drift > 0:
+                with torch.no_grad():
+                    data_c = C.band_centroids(frames_traj * std + mean, wn, self._marker_slices)
+                parts["peak_drift"] = C.peak_drift(pred_c, data_c)
+            if cfg.w_peak_accel > 0:
+                parts["peak_accel"] = C.peak_acceleration(pred_c)
+
+        weights = {"disp_traj": cfg.w_displacement, "disp_pairs": cfg.w_displacement,
+                   "identity": cfg.w_identity, "sei_nonneg": cfg.w_sei_nonneg, "sei_growth": cfg.w_sei_growth,
+                   "solvent_new_bands": cfg.w_solvent_new_bands, "smooth": cfg.w_smooth, "mass": cfg.w_mass,
+                   "peak_drift": cfg.w_peak_drift, "peak_accel": cfg.w_peak_accel}
+        loss = sum(weights[k] * v for k, v in parts.items())
+        logs = {k: float(v.detach()) for k, v in parts.items()}
+        logs["loss"] = float(loss.detach())
+        return loss, logs
+
+    # -- inference -----------------------------------------------------------------------------
+    def _check_predict_inputs(self, static, voltage, composition, electrode, wavenumber):
+        cfg = self.config
+
+        def tensor(name, x, dtype):
+            if not isinstance(x, torch.Tensor):
+                try:
+                    x = torch.as_tensor(x, dtype=dtype)
+                except Exception as err:
+                    raise TypeError(f"ABCC.predict: {name} must be a tensor, got {type(x).__name__} ({err})") from None
+            return x
+
+        static = tensor("static", static, torch.float32)
+        voltage = tensor("voltage", voltage, torch.float32)
+        composition = tensor("composition", composition, torch.float32)
+        electrode = tensor("electrode", electrode, torch.int64)
+        if static.dim() == 1:
+            static = static[None]
+        if static.dim() != 2:
+            raise ValueError(f"ABCC.predict: static must be [B, W], got shape {tuple(static.shape)}")
+        B, W = static.shape
+        if W != cfg.W:
+            raise ValueError(f"ABCC.predict: static has {W} wavenumber points but this model was trained on a "
+                             f"grid of W={cfg.W}; resample the spectrum onto the model's grid "
+                             f"(config.wavenumber, {cfg.wavenumber[0] if cfg.wavenumber else '?'}.."
+                             f"{cfg.wavenumber[-1] if cfg.wavenumber else '?'} cm^-1)")
+        if wavenumber is not None and cfg.wavenumber:
+            wn = torch.as_tensor(wavenumber, dtype=torch.float64).reshape(-1).cpu()
+            ref = torch.tensor(cfg.wavenumber, dtype=torch.float64)
+            if wn.shape != ref.shape or not torch.allclose(wn, ref, rtol=0, atol=1e-3 * float(ref[1] - ref[0]) + 1e-6):
+                raise ValueError(f"ABCC.predict: the wavenumber grid ({wn.numel()} points, {float(wn[0]):.4g}.."
+                                 f"{float(wn[-1]):.4g} cm^-1) differs from the model's ({ref.numel()} points, "
+                                 f"{float(ref[0]):.4g}..{float(ref[-1]):.4g} cm^-1); resample onto the model's grid")
+        if voltage.dim() == 1:
+            voltage = voltage[None]
+        if voltage.dim() != 2 or voltage.shape[0] != B or voltage.shape[1] < 2:
+            raise ValueError(f"ABCC.predict: voltage must be [B, T] with B={B} and T >= 2 (V vs Li/Li+ at each "
+                             f"frame), got shape {tuple(voltage.shape)}")
+        if composition.dim() == 1:
+            composition = composition[None]
+        if composition.dim() != 2 or composition.shape[0] != B:
+            raise ValueError(f"ABCC.predict: composition must be [B, C] with B={B}, got shape {tuple(composition.shape)}")
+        if composition.shape[1] != cfg.n_components:
+            names = f" ({', '.join(cfg.components)})" if cfg.components else ""
+            raise ValueError(f"ABCC.predict: composition has {composition.shape[1]} entries but the model knows "
+                             f"{cfg.n_components} components{names}; an unknown component cannot be used: give "
+                             "mole fractions over exactly this vocabulary")
+        electrode = electrode.reshape(-1) if electrode.dim() <= 1 else electrode
+        if electrode.dim() != 1 or electrode.shape[0] != B:
+            raise ValueError(f"ABCC.predict: electrode must be [B] integer indices with B={B}, got shape {tuple(electrode.shape)}")
+        if electrode.is_floating_point():
+            if not bool((electrode == electrode.round()).all()):
+                raise ValueError("ABCC.predict: electrode must hold integer indices, got non-integer values")
+            electrode = electrode.long()
+        if electrode.numel() and (int(electrode.min()) < 0 or int(electrode.max()) >= cfg.n_electrodes):
+            bad = int(electrode[(electrode < 0) | (electrode >= cfg.n_electrodes)][0])
+            names = f" ({', '.join(f'{i}={n}' for i, n in enumerate(cfg.electrodes))})" if cfg.electrodes else ""
+            raise ValueError(f"ABCC.predict: unknown electrode index {bad}; this model knows indices "
+                             f"0..{cfg.n_electrodes - 1}{names}")
+        for name, x in (("static", static), ("voltage", voltage), ("composition", composition)):
+            bad = ~torch.isfinite(x)
+            if bool(bad.any()):
+                row = int(bad.nonzero()[0, 0])
+                raise ValueError(f"ABCC.predict: {name} contains {int(bad.sum())} NaN/Inf values (first in batch "
+                                 f"row {row}); clean or drop those samples")
+        return static, voltage, composition.float(), electrode
+
+    @torch.no_grad()
+    def predict(self, static, voltage, composition, electrode, *, return_streams: bool = False,
+                samples: int = 0, noise: float = 0.0, wavenumber=None,
+                generator: Optional[torch.Generator] = None) -> dict:
+        """All T frames from the static spectrum, in one batched call (raw absorbance in and out).
+
+        Args:
+          static [B, W] AU; voltage [B, T] V (T frames at tau_k = k / (T - 1)); composition [B, C]
+          mole fractions; electrode [B] indices; wavenumber [W] optional, checked against the model's.
+          samples, noise: stochastic mode -- K = samples extra predictions from source states
+          static + noise * N(0, 1) (noise in AU), all in the same batched call.
+        Returns:
+          {"frames": [B, T, W]} (+ "solvent", "sei" [B, T, W] with return_streams; + "samples"
+          [K, B, T, W] and "std" [B, T, W] when samples > 0), on the model's device, float32.
+        """
+        cfg = self.config
+        if samples < 0 or (samples > 0 and not noise >= 0):
+            raise ValueError(f"ABCC.predict: samples must be >= 0 and noise >= 0, got {samples}, {noise}")
+        static, voltage, composition, electrode = self._check_predict_inputs(static, voltage, composition,
+                                                                            electrode, wavenumber)
+        dev = self.device
+        dtype = next(self.parameters()).dtype
+        static = static.to(dev, dtype)
+        voltage = voltage.to(dev, dtype)
+        composition = composition.to(dev, dtype)
+        electrode = electrode.to(dev)
+        B, W = static.shape
+        T = voltage.shape[1]
+        K = int(samples)
+        static_z = self._z(static)
+        sources = static_z
+        if K > 0:
+            eps = torch.randn(K, B, W, generator=generator).to(dev, dtype) * (float(noise) / cfg.norm_std)
+            sources = torch.cat([static_z, (static_z[None] + eps).reshape(K * B, W)])
+        S = sources.shape[0]                           # (K + 1) B source states
+        rep = S // B
+        taus = torch.linspace(0, 1, T, device=dev, dtype=dtype)
+        q_x = sources.repeat_interleave(T, 0)           # [S T, W]
+        q_static = static_z.repeat(rep, 1).repeat_interleave(T, 0)
+        q_r = torch.zeros(S * T, device=dev, dtype=dtype)
+        q_tau = taus.repeat(S)
+        q_vr = voltage[:, 0].repeat(rep).repeat_interleave(T, 0)
+        q_vtau = voltage.repeat(rep, 1).reshape(-1)
+        q_comp = composition.repeat(rep, 1).repeat_interleave(T, 0)
+        q_elec = electrode.repeat(rep).repeat_interleave(T, 0)
+        u_solvent = torch.empty(S * T, W, device=dev, dtype=dtype)
+        u_sei = torch.empty_like(u_solvent)
+        n = max(1, int(cfg.predict_chunk))
+        for s in range(0, S * T, n):
+            sl = slice(s, min(s + n, S * T))
+            u_solvent[sl], u_sei[sl] = self.velocity(q_x[sl], q_static[sl], q_r[sl], q_tau[sl], q_vr[sl],
+                                                     q_vtau[sl], q_comp[sl], q_elec[sl])
+        frames, solvent, sei = meanflow_integrate(sources, u_solvent.view(S, T, W), u_sei.view(S, T, W), 0.0, taus,
+                                                  project=True, backend=cfg.ops_backend)
+        mean, std = cfg.norm_mean, cfg.norm_std
+        frames = (frames * std + mean).float()
+        out = {"frames": frames[:B]}
+        if return_streams:
+            out["solvent"] = (solvent[:B] * std + mean).float()
+            out["sei"] = (sei[:B] * std).float()
+        if K > 0:
+            smp = frames[B:].view(K, B, T, W)
+            out["samples"] = smp
+            out["std"] = smp.std(dim=0, unbiased=K > 1) if K > 1 else torch.zeros_like(smp[0])
+        return out
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save_pretrained(self, path) -> Path:
+        """Write ``path/model.safetensors`` and ``path/config.json`` atomically (a temporary sibling
+        directory swapped into place); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        try:
+            state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "model_type": MODEL_TYPE})
+            meta = {"model_type": MODEL_TYPE, "config": self.config.to_dict()}
+            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+                os.replace(path, old / "x")
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path, map_location="cpu") -> "ABCC":
+        """Load a directory written by ``save_pretrained``."""
+        path = Path(path)
+        cfg_file, w_file = path / CONFIG_NAME, path / WEIGHTS_NAME
+        for f in (cfg_file, w_file):
+            if not f.is_file():
+                raise FileNotFoundError(f"ABCC.from_pretrained: {f} is missing; {path} must be a directory "
+                                        f"written by ABCC.save_pretrained ({CONFIG_NAME} + {WEIGHTS_NAME})")
+        try:
+            meta = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"ABCC.from_pretrained: {cfg_file} is not valid JSON ({err})") from None
+        if meta.get("model_type") != MODEL_TYPE or "config" not in meta:
+            raise ValueError(f"ABCC.from_pretrained: {cfg_file} is not an ABCC config (model_type "
+                             f"{meta.get('model_type')!r})")
+        model = cls(ABCCConfig.from_dict(meta["config"]))
+        device = torch.device(map_location) if isinstance(map_location, str) else map_location
+        state = load_file(str(w_file), device=str(device) if device is not None else "cpu")
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"ABCC.from_pretrained: {w_file} does not match the config: missing {missing}, "
+                             f"unexpected {unexpected}")
+        return model.to(device).eval()
+
+
+class ABCCPredictor:
+    """OpIRBench predictor around a loaded ABCC: ``predictor(batch) -> {"frames", "solvent", "sei"}``."""
+
+    name = "abcc"
+    needs_frame0 = False
+
+    def __init__(self, model: ABCC, path: str = ""):
+        self.model = model.eval()
+        self.path = path
+        self.config = {"model": "abcc", **model.config.to_dict()}
+
+    def __call__(self, batch: dict) -> dict:
+        return self.model.predict(batch["static"], batch["voltage"], batch["composition"], batch["electrode"],
+                                  wavenumber=batch.get("wavenumber"), return_streams=True)
+
+
+def load_predictor(path) -> Callable[[dict], dict]:
+    """OpIRBench's model loader: a saved ABCC directory -> predictor (on the GPU when there is one)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return ABCCPredictor(ABCC.from_pretrained(path, map_location=device), str(path))

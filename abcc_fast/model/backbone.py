@@ -1,0 +1,160 @@
+"""The two-stream backbone of ABCC (SPEC.md 4.2): an MM-DiT over spectral patches.
+
+Tokens (per network query, W wavenumbers, patch P, N = W / P patches):
+  solvent stream  y-side: patch n of [x_r, static]           -> Linear(2P, d) + position  (N tokens)
+  SEI stream      z-side: patch n of [x_r - static, static]  -> Linear(2P, d) + position  (N tokens)
+  + one condition token per stream (a per-stream projection of the condition embedding c).
+Condition c = MLP([fourier(r), fourier(tau - r), (V(r) - m)/s, (V(tau) - m)/s, composition,
+electrode embedding]) -- every input is smooth in r, so the JVP in r is well defined.
+Blocks (adaLN-Zero, Esser et al. 2024): each stream has its own modulation, QKV, output and MLP
+weights; one softmax over the concatenated tokens of both streams via
+``abcc_fast.ops.two_stream_attention`` (fused primal+JVP on GPU). Heads: a per-stream final adaLN
+and Linear(d, P), zero-initialised, unpatchified to u_solvent, u_sei [B, W] (z-units per unit tau).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from abcc_fast.ops import two_stream_attention
+
+from .config import ABCCConfig
+
+
+def fourier_features(t: torch.Tensor, n_freq: int) -> torch.Tensor:
+    """t [B] -> [B, 2 n_freq]: sin/cos(pi 2^j t), j = 0..n_freq-1 (smooth, so d/dr exists)."""
+    freqs = math.pi * (2.0 ** torch.arange(n_freq, device=t.device, dtype=t.dtype))
+    ang = t[:, None] * freqs
+    return torch.cat([ang.sin(), ang.cos()], dim=-1)
+
+
+def _modulate(x, shift, scale):
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class StreamBlockWeights(nn.Module):
+    """One stream's weights in a joint block: adaLN modulation, QKV, output projection, MLP."""
+
+    def __init__(self, dim: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.modulation = nn.Linear(dim, 6 * dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+
+class JointBlock(nn.Module):
+    """MM-DiT block: separate weights per stream, one joint attention over both streams."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, attention_backend=None):
+        super().__init__()
+        self.heads = heads
+        self.attention_backend = attention_backend
+        self.solvent = StreamBlockWeights(dim, mlp_ratio)
+        self.sei = StreamBlockWeights(dim, mlp_ratio)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor):
+        """a [B, Na, d] solvent tokens, b [B, Nb, d] SEI tokens, c [B, d] condition."""
+        mods, qkvs, hs = [], [], []
+        for s, x in ((self.solvent, a), (self.sei, b)):
+            m = s.modulation(F.silu(c)).chunk(6, dim=-1)
+            mods.append(m)
+            h = _modulate(s.norm1(x), m[0], m[1])
+            q, k, v = rearrange(s.qkv(h), "b n (three h d) -> three b h n d", three=3, h=self.heads)
+            qkvs.append((q, k, v))
+        (qa, ka, va), (qb, kb, vb) = qkvs
+        oa, ob = two_stream_attention(qa, ka, va, qb, kb, vb, backend=self.attention_backend)
+        outs = []
+        for s, x, o, m in ((self.solvent, a, oa, mods[0]), (self.sei, b, ob, mods[1])):
+            x = x + m[2][:, None] * s.out(rearrange(o, "b h n d -> b n (h d)"))
+            x = x + m[5][:, None] * s.mlp(_modulate(s.norm2(x), m[3], m[4]))
+            outs.append(x)
+        return outs[0], outs[1]
+
+
+class StreamHead(nn.Module):
+    """Final adaLN + Linear(d, P), zero-initialised (the velocity starts at 0)."""
+
+    def __init__(self, dim: int, patch: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.modulation = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, patch)
+        for lin in (self.modulation, self.proj):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, x, c):
+        shift, scale = self.modulation(F.silu(c)).chunk(2, dim=-1)
+        return self.proj(_modulate(self.norm(x), shift, scale))
+
+
+class ConditionEmbedding(nn.Module):
+    """c = MLP([fourier(r), fourier(tau - r), V(r), V(tau), composition, electrode])  -> [B, d]."""
+
+    def __init__(self, cfg: ABCCConfig):
+        super().__init__()
+        self.n_freq = cfg.n_freq
+        self.volt_mean, self.volt_std = cfg.volt_mean, cfg.volt_std
+        self.electrode = nn.Embedding(cfg.n_electrodes, cfg.dim)
+        n_in = 4 * cfg.n_freq + 2 + cfg.n_components
+        self.inp = nn.Linear(n_in, cfg.dim)
+        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
+
+    def forward(self, r, tau, volt_r, volt_tau, composition, electrode):
+        feats = torch.cat([fourier_features(r, self.n_freq), fourier_features(tau - r, self.n_freq),
+                           ((volt_r - self.volt_mean) / self.volt_std)[:, None],
+                           ((volt_tau - self.volt_mean) / self.volt_std)[:, None],
+                           composition.to(r.dtype)], dim=-1)
+        return self.mlp(self.inp(feats) + self.electrode(electrode))
+
+
+class TwoStreamBackbone(nn.Module):
+    """(x_r, static, r, tau, V(r), V(tau), composition, electrode) -> (u_solvent, u_sei) [B, W].
+
+    Spectra in z-units; r, tau in [0, 1]; voltages in V; electrode int64 [B].
+    """
+
+    def __init__(self, cfg: ABCCConfig):
+        super().__init__()
+        self.cfg = cfg
+        P, d = cfg.patch, cfg.dim
+        self.n_tokens = cfg.W // P
+        self.embed_solvent = nn.Linear(2 * P, d)
+        self.embed_sei = nn.Linear(2 * P, d)
+        self.pos_solvent = nn.Parameter(torch.randn(self.n_tokens, d) * 0.02)
+        self.pos_sei = nn.Parameter(torch.randn(self.n_tokens, d) * 0.02)
+        self.cond = ConditionEmbedding(cfg)
+        self.cond_token_solvent = nn.Linear(d, d)
+        self.cond_token_sei = nn.Linear(d, d)
+        self.blocks = nn.ModuleList(JointBlock(d, cfg.heads, cfg.mlp_ratio, cfg.attention_backend)
+                                    for _ in range(cfg.depth))
+        self.head_solvent = StreamHead(d, P)
+        self.head_sei = StreamHead(d, P)
+
+    def condition(self, r, tau, volt_r, volt_tau, composition, electrode):
+        return self.cond(r, tau, volt_r, volt_tau, composition, electrode)
+
+    def forward(self, x, static, r, tau, volt_r, volt_tau, composition, electrode):
+        P = self.cfg.patch
+        c = self.cond(r, tau, volt_r, volt_tau, composition, electrode)          # [B, d]
+        xp = rearrange(x, "b (n p) -> b n p", p=P)
+        sp = rearrange(static, "b (n p) -> b n p", p=P)
+        a = self.embed_solvent(torch.cat([xp, sp], dim=-1)) + self.pos_solvent
+        b = self.embed_sei(torch.cat([xp - sp, sp], dim=-1)) + self.pos_sei
+        a = torch.cat([self.cond_token_solvent(c)[:, None], a], dim=1)         # [B, N + 1, d]
+        b = torch.cat([self.cond_token_sei(c)[:, None], b], dim=1)
+        for blk in self.blocks:
+            a, b = blk(a, b, c)
+        u_solvent = rearrange(self.head_solvent(a[:, 1:], c), "b n p -> b (n p)")
+        u_sei = rearrange(self.head_sei(b[:, 1:], c), "b n p -> b (n p)")
+        return u_solvent, u_sei

@@ -1,0 +1,164 @@
+"""ABCCConfig: everything that defines an ABCC model, JSON-serialisable (SPEC.md 4).
+
+Three presets: ``tiny`` (CI; trains in seconds), ``cpu_default`` (the demo: ~10 min on 2 CPU cores),
+``gpu_default`` (H100). Data-derived fields (grid, vocabularies, normalisation) come from
+``ABCCConfig.from_dataset(ds, split, preset=...)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+PRESETS = ("tiny", "cpu_default", "gpu_default")
+
+
+@dataclass
+class ABCCConfig:
+    # -- data-derived (from_dataset) ---------------------------------------------------------
+    W: int = 512                       # wavenumber points
+    T: int = 32                        # frames per sample (tau_k = k / (T - 1))
+    n_components: int = 15             # composition vocabulary size C
+    n_electrodes: int = 5
+    n_reactions: int = 18              # reaction families K of the extent head (CHEMISTRY.md 5.4)
+    wavenumber: list = field(default_factory=list)     # [W] cm^-1 ascending (empty: not checked)
+    marker_windows: dict = field(default_factory=dict)  # {name: [lo, hi]} cm^-1 (CHEMISTRY.md 6)
+    components: list = field(default_factory=list)     # names, for error messages
+    electrodes: list = field(default_factory=list)
+    norm_mean: float = 0.0             # training-split frame mean (AU): x_z = (x - mean) / std
+    norm_std: float = 1.0
+    volt_mean: float = 1.5             # voltage scaling of the condition: (V - mean) / std
+    volt_std: float = 1.0
+
+    # -- architecture (two-stream MM-DiT, SPEC.md 4.2) ----------------------------------------
+    patch: int = 16                    # wavenumber points per token (W % patch == 0)
+    dim: int = 64                      # token width
+    depth: int = 2                     # joint blocks
+    heads: int = 2                     # head dim = dim / heads (fused attention: 32, 64 or 128)
+    mlp_ratio: float = 2.0
+    n_freq: int = 8                    # Fourier features per time input (r, tau - r)
+    attention_backend: Optional[str] = None   # None: automatic (fused on GPU)
+    ops_backend: Optional[str] = None         # meanflow_target / meanflow_integrate backend
+
+    # -- chemical flow (SPEC.md 4.1) ------------------------------------------------------------
+    mf_pairs: int = 2                  # MeanFlow (r, tau) pairs per sample and step
+    jvp_fraction: float = 0.25         # fraction of those pairs with r != tau (the JVP subset)
+    jvp_mode: str = "subset"           # "subset" (JVP on r != tau rows only), "full", "none" (FM target)
+    traj_frames: int = 0               # r = 0 jumps per sample (0: all T frames; else a random subset)
+    adaptive_c: float = 1e-3           # MeanFlow adaptive weight w = 1 / (e + c)^p
+    adaptive_p: float = 1.0
+
+    # -- loss weights (0 switches a term off; SPEC.md 4.3) ---------------------------------------
+    w_displacement: float = 1.0        # ||x_r + (tau - r) u - x_tau||^2 on frame pairs (r = 0 from static)
+    w_identity: float = 0.02           # adaptive-weighted MeanFlow identity
+    w_sei_nonneg: float = 1.0          # relu(-z)^2
+    w_sei_growth: float = 0.3          # relu(z_{k-1} - z_k)^2
+    w_mass: float = 0.1                # area changes of both streams tied to the reaction extent
+    w_peak_drift: float = 0.002        # centroid drift of predicted frames vs the data's (per 1 cm^-1)
+    w_peak_accel: float = 0.002        # centroid second differences over tau (per 1 cm^-1)
+    w_smooth: float = 0.01             # second differences along wavenumber of the predicted changes
+    w_solvent_new_bands: float = 0.3   # solvent stream above static where static has no band
+    new_band_threshold: float = 0.03   # "no band": dilated static below this fraction of its max
+    new_band_dilate: int = 9           # dilation (grid points) of the static spectrum for that mask
+
+    # -- inference ---------------------------------------------------------------------------
+    predict_chunk: int = 4096          # network queries per batched call in predict
+
+    # ------------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def need(cond, msg):
+            if not cond:
+                raise ValueError(f"ABCCConfig: {msg}")
+        need(self.W >= 1 and self.T >= 2, f"W >= 1 and T >= 2 required, got W={self.W}, T={self.T}")
+        need(self.patch >= 1 and self.W % self.patch == 0,
+             f"W={self.W} must be a multiple of patch={self.patch}; choose patch among the divisors of W")
+        need(self.dim % self.heads == 0, f"dim={self.dim} must be a multiple of heads={self.heads}")
+        need(self.n_components >= 1 and self.n_electrodes >= 1 and self.n_reactions >= 1,
+             "n_components, n_electrodes and n_reactions must be >= 1")
+        need(not self.wavenumber or len(self.wavenumber) == self.W,
+             f"wavenumber has {len(self.wavenumber)} points but W={self.W}")
+        need(self.norm_std > 0 and self.volt_std > 0, "norm_std and volt_std must be > 0")
+        need(0.0 <= self.jvp_fraction <= 1.0, f"jvp_fraction must be in [0, 1], got {self.jvp_fraction}")
+        need(self.jvp_mode in ("subset", "full", "none"),
+             f"jvp_mode must be 'subset', 'full' or 'none', got {self.jvp_mode!r}")
+        need(self.mf_pairs >= 0 and self.traj_frames >= 0, "mf_pairs and traj_frames must be >= 0")
+        for f in dataclasses.fields(self):
+            if f.name.startswith("w_"):
+                need(getattr(self, f.name) >= 0, f"loss weight {f.name} must be >= 0 (0 switches it off)")
+
+    # -- presets -----------------------------------------------------------------------------
+    @classmethod
+    def tiny(cls, **kw) -> "ABCCConfig":
+        """CI size: one joint block of width 32; trains in seconds on a CPU."""
+        base = dict(patch=16, dim=32, depth=1, heads=1, mlp_ratio=2.0, n_freq=4, mf_pairs=1,
+                    traj_frames=0)
+        base.update(kw)
+        return cls(**base)
+
+    @classmethod
+    def cpu_default(cls, **kw) -> "ABCCConfig":
+        """The demo's model: 2 joint blocks of width 64 (2 heads of 32)."""
+        base = dict(patch=16, dim=64, depth=2, heads=2, mlp_ratio=2.0, n_freq=8, mf_pairs=2)
+        base.update(kw)
+        return cls(**base)
+
+    @classmethod
+    def gpu_default(cls, **kw) -> "ABCCConfig":
+        """H100 size: 6 joint blocks of width 256 (4 heads of 64), patch 8."""
+        base = dict(patch=8, dim=256, depth=6, heads=4, mlp_ratio=4.0, n_freq=16, mf_pairs=4)
+        base.update(kw)
+        return cls(**base)
+
+    @classmethod
+    def preset(cls, name: str, **kw) -> "ABCCConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown ABCC preset {name!r}; choose one of {PRESETS}")
+        return getattr(cls, name)(**kw)
+
+    @classmethod
+    def from_dataset(cls, ds, split: str = "random", preset: str = "cpu_default", **kw) -> "ABCCConfig":
+        """Grid, vocabularies, marker windows and normalisation from an OpIRDataset.
+
+        Normalisation: the training part of ``split`` (frames: manifest statistics; voltage:
+        computed from the training part).
+        """
+        mean, std = ds.norm_stats(split)
+        man = ds.manifest
+        W = int(ds.wavenumber.shape[0])
+        wn = [float(x) for x in ds.wavenumber.tolist()]
+        train = ds.split(split, "train") if split else ds
+        volt = (train if len(train) else ds).voltage.double()
+        n_reactions = len(man.get("reactions") or []) or (int(ds.extent.shape[-1]) if ds.extent is not None else 1)
+        patch = kw.pop("patch", None)
+        base = cls.preset(preset).__dict__.copy() if patch is None else cls.preset(preset, patch=patch).__dict__.copy()
+        if W % base["patch"] != 0:
+            base["patch"] = next(p for p in (16, 8, 32, 4, 2, 1) if W % p == 0)
+        base.update(W=W, T=int(ds.frames.shape[1]), n_components=int(ds.composition.shape[1]),
+                    n_electrodes=max(1, len(man.get("electrodes") or []) or int(ds.electrode.max()) + 1),
+                    n_reactions=n_reactions, wavenumber=wn,
+                    marker_windows={k: [float(v[0]), float(v[1])] for k, v in (man.get("marker_windows") or {}).items()},
+                    components=[c if isinstance(c, str) else str(c.get("name", c)) for c in (man.get("components") or [])],
+                    electrodes=[str(e) for e in (man.get("electrodes") or [])],
+                    norm_mean=float(mean), norm_std=float(std),
+                    volt_mean=float(volt.mean()), volt_std=float(max(volt.std().item(), 1e-3)))
+        base.update(kw)
+        return cls(**base)
+
+    # -- serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ABCCConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"ABCCConfig: unknown fields {unknown} (saved by a newer abcc_fast?)")
+        return cls(**d)

@@ -1,0 +1,143 @@
+"""Physics and spectrum constraints of ABCC (SPEC.md 4.3), as small named penalty functions.
+
+All of them act on the r = 0 trajectories (every frame jumped to from the static spectrum), where the
+two streams are defined absolutely: y(0) = static, z(0) = 0. Spectra in z-units (x_z = (x - mean) /
+std) unless said otherwise; trajectories are [B, T', W] over ascending taus [B, T'].
+
+  sei_nonnegative      mean relu(-z)^2
+  sei_growth           mean relu(z_{k-1} - z_k)^2                          ("mostly growing": a penalty)
+  solvent_new_bands    mean m * relu(y - static)^2, m = 1 where the dilated static spectrum has no band
+  wavenumber_smoothness mean (D2_nu (y - static))^2 + mean (D2_nu z)^2      (second differences along nu)
+  mass_conservation    A_sol = mean_nu(static - y), A_sei = mean_nu z, extent xi >= 0 non-decreasing:
+                       mean (A_sol - xi . alpha)^2 + (A_sei - xi . beta)^2, alpha, beta > 0 learned
+                       (CHEMISTRY.md 5.4: consumed solvent area and grown SEI area are both linear
+                       in the reaction extents)
+  peak_drift           Huber_1cm((c_k(pred) - c_0(pred)) - (c_k(data) - c_0(data))) over marker windows
+  peak_acceleration    mean (c_{k+1} - 2 c_k + c_{k-1})^2 of the predicted centroids (cm^-1)
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .backbone import fourier_features
+from .config import ABCCConfig
+
+PEAK_EDGE_POINTS = 3  # as OpIRBench's peak_shift (baseline through the window edges)
+
+
+def sei_nonnegative(sei: torch.Tensor) -> torch.Tensor:
+    return F.relu(-sei).pow(2).mean()
+
+
+def sei_growth(sei: torch.Tensor) -> torch.Tensor:
+    if sei.shape[1] < 2:
+        return sei.new_zeros(())
+    return F.relu(sei[:, :-1] - sei[:, 1:]).pow(2).mean()
+
+
+def no_band_mask(static_raw: torch.Tensor, threshold: float, dilate: int) -> torch.Tensor:
+    """[B, W] float mask: 1 where the static spectrum (offset-corrected, dilated by a running max
+    over `dilate` points) stays below `threshold` x its maximum: no band there to shift or deplete."""
+    s = static_raw - static_raw.quantile(0.05, dim=-1, keepdim=True)
+    k = max(1, int(dilate)) | 1
+    s = F.max_pool1d(s[:, None], kernel_size=k, stride=1, padding=k // 2)[:, 0]
+    peak = s.amax(dim=-1, keepdim=True).clamp_min(1e-12)
+    return (s < threshold * peak).to(static_raw.dtype)
+
+
+def solvent_new_bands(solvent: torch.Tensor, static_z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (mask[:, None] * F.relu(solvent - static_z[:, None]).pow(2)).mean()
+
+
+def _d2(x: torch.Tensor) -> torch.Tensor:
+    return x[..., 2:] - 2 * x[..., 1:-1] + x[..., :-2]
+
+
+def wavenumber_smoothness(solvent: torch.Tensor, sei: torch.Tensor, static_z: torch.Tensor) -> torch.Tensor:
+    if solvent.shape[-1] < 3:
+        return solvent.new_zeros(())
+    return _d2(solvent - static_z[:, None]).pow(2).mean() + _d2(sei).pow(2).mean()
+
+
+class ExtentHead(nn.Module):
+    """Reaction extent xi_k(tau) >= 0, non-decreasing in tau (CHEMISTRY.md 5.4):
+    xi(tau_j) = sum_{i <= j} softplus(g(tau_i, V(tau_i), composition, electrode)) (tau_i - tau_{i-1}),
+    plus the positive per-reaction area coefficients alpha (solvent loss) and beta (SEI gain)."""
+
+    def __init__(self, cfg: ABCCConfig, hidden: int = 32):
+        super().__init__()
+        self.n_freq = cfg.n_freq
+        self.volt_mean, self.volt_std = cfg.volt_mean, cfg.volt_std
+        self.electrode = nn.Embedding(cfg.n_electrodes, hidden)
+        self.net = nn.Sequential(nn.Linear(2 * cfg.n_freq + 1 + cfg.n_components, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, cfg.n_reactions))
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.constant_(self.net[2].bias, -4.0)  # extents start near 0 (softplus(-4) ~ 0.018 per unit tau)
+        self.alpha_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
+        self.beta_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
+
+    def forward(self, taus, voltage, composition, electrode):
+        """taus, voltage [B, T'] (ascending taus), composition [B, C], electrode [B] -> xi [B, T', K]."""
+        B, Tp = taus.shape
+        feats = torch.cat([fourier_features(taus.reshape(-1), self.n_freq),
+                           ((voltage.reshape(-1) - self.volt_mean) / self.volt_std)[:, None],
+                           composition.repeat_interleave(Tp, dim=0)], dim=-1)
+        h = self.net[0](feats) + self.electrode(electrode).repeat_interleave(Tp, dim=0)
+        rate = F.softplus(self.net[2](self.net[1](h))).view(B, Tp, -1)       # [B, T', K] >= 0
+        dtau = torch.diff(taus, dim=1, prepend=taus[:, :1]).clamp_min(0)[..., None]
+        return torch.cumsum(rate * dtau, dim=1)
+
+    def coefficients(self):
+        return F.softplus(self.alpha_raw), F.softplus(self.beta_raw)
+
+
+def mass_conservation(solvent, sei, static_z, extent, alpha, beta) -> torch.Tensor:
+    area_solvent_loss = (static_z[:, None] - solvent).mean(-1)          # [B, T']
+    area_sei_gain = sei.mean(-1)
+    return ((area_solvent_loss - extent @ alpha).pow(2) + (area_sei_gain - extent @ beta).pow(2)).mean()
+
+
+def marker_slices(wavenumber, marker_windows: dict) -> list:
+    """[(name, i0, i1)] of the marker windows inside the grid with enough points for a centroid."""
+    wn = torch.as_tensor(wavenumber, dtype=torch.float64)
+    out = []
+    for name in sorted(marker_windows):
+        lo, hi = marker_windows[name]
+        idx = torch.nonzero((wn >= lo) & (wn <= hi)).reshape(-1)
+        if idx.numel() >= 2 * PEAK_EDGE_POINTS + 2:
+            out.append((name, int(idx[0]), int(idx[-1])))
+    return out
+
+
+def band_centroids(frames_raw: torch.Tensor, wavenumber: torch.Tensor, slices: list) -> torch.Tensor:
+    """Differentiable band centroids (cm^-1) [..., n_windows], OpIRBench's definition: a = clip(x -
+    edge baseline, 0), centroid = sum(nu a) / sum(a) (window middle when the area is 0)."""
+    k = PEAK_EDGE_POINTS
+    cents = []
+    for _, i0, i1 in slices:
+        seg = frames_raw[..., i0:i1 + 1]
+        nu = wavenumber[i0:i1 + 1]
+        nu_l, nu_r = nu[:k].mean(), nu[-k:].mean()
+        a_l, a_r = seg[..., :k].mean(-1, keepdim=True), seg[..., -k:].mean(-1, keepdim=True)
+        a = (seg - (a_l + (a_r - a_l) * (nu - nu_l) / (nu_r - nu_l))).clamp_min(0.0)
+        area = a.sum(-1)
+        safe = torch.where(area > 0, area, torch.ones_like(area))
+        cents.append(torch.where(area > 0, (a * nu).sum(-1) / safe, 0.5 * (nu[0] + nu[-1])))
+    return torch.stack(cents, -1)
+
+
+def peak_drift(pred_cent: torch.Tensor, data_cent: torch.Tensor) -> torch.Tensor:
+    """Huber (1 cm^-1) mismatch of the centroid drift since the first trajectory point."""
+    dp = pred_cent[:, 1:] - pred_cent[:, :1]
+    dd = data_cent[:, 1:] - data_cent[:, :1]
+    if dp.numel() == 0:
+        return pred_cent.new_zeros(())
+    return F.smooth_l1_loss(dp, dd, beta=1.0)
+
+
+def peak_acceleration(pred_cent: torch.Tensor) -> torch.Tensor:
+    if pred_cent.shape[1] < 3:
+        return pred_cent.new_zeros(())
+    return (pred_cent[:, 2:] - 2 * pred_cent[:, 1:-1] + pred_cent[:, :-2]).pow(2).mean()
