@@ -4,3 +4,10 @@ Subpackages: `ops` (kernels behind one door), `data` (OpIRSim and the dataset fo
 `opirbench` (the benchmark), `model`, `train`, `viz`.
 """
 __version__ = "0.1.0"
+
+
+def __getattr__(name):  # lazy: `import abcc_fast` stays cheap; the model loads on first use
+    if name in ("ABCC", "ABCCConfig"):
+        from . import model
+        return getattr(model, name)
+    raise AttributeError(f"module 'abcc_fast' has no attribute {name!r}")

@@ -6,5 +6,6 @@ see `backends()` for what runs here and `abcc_fast.ops._backend` for how one is 
 """
 from ._backend import BACKENDS, BackendStatus, backends, backends_report
 from .two_stream_attention import two_stream_attention
+from .meanflow import meanflow_integrate, meanflow_target  # noqa: F401  (MeanFlow helpers)
 
 __all__ = ["BACKENDS", "BackendStatus", "backends", "backends_report", "two_stream_attention"]
