@@ -127,7 +127,8 @@ def test_alignment_and_cost_gradient(gamma):
 def test_dilate_matches_reference_and_cpu(N, M, gamma):
     x, y = _pair(3, N, M, seed=11 * N + M)
     outs = {}
-    for be, dt, dev in ((BACKEND, torch.float32, DEV), ("reference", torch.float64, "cpu"), ("cpu", torch.float32, "cpu")):
+    runs = ((BACKEND, torch.float32, DEV), ("reference", torch.float64, "cpu"), ("cpu", torch.float32, "cpu"))
+    for be, dt, dev in runs:
         xg = _leaf(x, dev, dt)
         yg = _leaf(y, dev, dt)
         loss, shape, temporal = dilate(xg, yg, alpha=0.4, gamma=gamma, backend=be)

@@ -73,7 +73,7 @@ def _cell_valid(i, j, n, m, w, N, M, pmask, BAND: tl.constexpr):
 @triton.jit
 def sdtw_fwd_kernel(D_ptr, x_ptr, y_ptr, n_ptr, m_ptr, om_ptr, om_bstride,
                     value_ptr, temporal_ptr, scr_ptr, tscr_ptr, r_ptr, rt_ptr, base_ptr,
-                    B, N, M, K, s, inv_s, bandwidth,
+                    B, N, M, K, s, inv_s, bw_ptr,
                     SEQ: tl.constexpr, TANG: tl.constexpr, OMEGA: tl.constexpr, SAVE: tl.constexpr,
                     BAND: tl.constexpr, PAIRS: tl.constexpr, BLOCK_I: tl.constexpr):
     """Forward wavefront. scr/tscr: [B, 3, N] rotating diagonals (filled with BIG / 0 by the caller)."""
@@ -86,7 +86,8 @@ def sdtw_fwd_kernel(D_ptr, x_ptr, y_ptr, n_ptr, m_ptr, om_ptr, om_bstride,
     pmask = pmask1[:, None]
     n = n1[:, None]
     m = m1[:, None]
-    w = bandwidth * tl.maximum(n - 1, m - 1).to(tl.float64)  # [P, 1] float64
+    # band threshold in float64, as the CPU (a float scalar argument would be rounded to float32)
+    w = tl.load(bw_ptr).to(tl.float64) * tl.maximum(n - 1, m - 1).to(tl.float64)
     last_k = n1 + m1 - 2                                     # [P]
     rows = tl.arange(0, BLOCK_I)[None, :]                    # [1, BI]
 
@@ -168,7 +169,7 @@ def sdtw_fwd_kernel(D_ptr, x_ptr, y_ptr, n_ptr, m_ptr, om_ptr, om_bstride,
 def sdtw_bwd_kernel(D_ptr, x_ptr, y_ptr, n_ptr, m_ptr, om_ptr, om_bstride,
                     r_ptr, rt_ptr, base_ptr, gv_ptr, gt_ptr, G_ptr,
                     pa_ptr, pb_ptr, pc_ptr, pta_ptr, ptb_ptr, ptc_ptr,
-                    B, N, M, K, s, inv_g, bandwidth,
+                    B, N, M, K, s, inv_g, bw_ptr,
                     TANG: tl.constexpr, OMEGA: tl.constexpr,
                     BAND: tl.constexpr, PAIRS: tl.constexpr, BLOCK_I: tl.constexpr):
     """Reverse wavefront in push form: E (and E' for DILATE) from the saved relative R; writes G.
@@ -190,7 +191,8 @@ def sdtw_bwd_kernel(D_ptr, x_ptr, y_ptr, n_ptr, m_ptr, om_ptr, om_bstride,
     pmask = pmask1[:, None]
     n = n1[:, None]
     m = m1[:, None]
-    w = bandwidth * tl.maximum(n - 1, m - 1).to(tl.float64)
+    # band threshold in float64, as the CPU (a float scalar argument would be rounded to float32)
+    w = tl.load(bw_ptr).to(tl.float64) * tl.maximum(n - 1, m - 1).to(tl.float64)
     rows = tl.arange(0, BLOCK_I)[None, :]
     gv = tl.load(gv_ptr + pbat, mask=pmask1, other=0.0).to(tl.float32)[:, None]
     if TANG:
@@ -313,10 +315,11 @@ def sdtw_forward(D, x, y, n, m, gamma: float, bandwidth: float, omega, want_temp
     pairs = _pairs_per_program(N, B)
     block = _block_rows(N)
     grid = (triton.cdiv(B, pairs),)
+    bw_t = torch.full((1,), float(bandwidth), dtype=torch.float64, device=dev)  # band threshold in float64
     sdtw_fwd_kernel[grid](
         dummy if seq else D, x if seq else dummy, y if seq else dummy, n, m, om, om_bstride,
         value, temporal, scr, tscr, r, rt, base,
-        B, N, M, K, LOG2E / gamma, gamma / LOG2E, float(bandwidth),
+        B, N, M, K, LOG2E / gamma, gamma / LOG2E, bw_t,
         SEQ=seq, TANG=bool(want_temporal), OMEGA=omega is not None, SAVE=bool(save),
         BAND=bandwidth >= 0, PAIRS=pairs, BLOCK_I=block,
         num_warps=_num_warps(pairs, block), num_stages=1)
@@ -348,10 +351,11 @@ def sdtw_backward(D, x, y, n, m, gamma: float, bandwidth: float, omega, want_tem
     pairs = _pairs_per_program(N, B)
     block = _block_rows(N)
     grid = (triton.cdiv(B, pairs),)
+    bw_t = torch.full((1,), float(bandwidth), dtype=torch.float64, device=dev)  # band threshold in float64
     sdtw_bwd_kernel[grid](
         dummy if seq else D, x if seq else dummy, y if seq else dummy, n, m, om, om_bstride,
         r, rt if tang else r, base, gv, gt, G, pa, pb, pc, pta, ptb, ptc,
-        B, N, M, K, LOG2E / gamma, 1.0 / gamma, float(bandwidth),
+        B, N, M, K, LOG2E / gamma, 1.0 / gamma, bw_t,
         TANG=tang, OMEGA=omega is not None, BAND=bandwidth >= 0,
         PAIRS=pairs, BLOCK_I=block, num_warps=_num_warps(pairs, block), num_stages=1)
     return G
