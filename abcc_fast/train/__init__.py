@@ -1,1 +1,14 @@
+"""Training: the trainer, checkpoints, distributed (DDP) training and the train/predict/demo commands.
 
+    from abcc_fast.train import TrainConfig, train
+    result = train(model, dataset, split="random", config=TrainConfig.cpu_default(), out_dir="run")
+    result.model_dir          # final EMA weights: ABCC.from_pretrained(result.model_dir)
+
+Shell: ``abcc train``, ``abcc predict``, ``abcc demo``; multi-GPU: ``torchrun ... -m abcc_fast.cli train``.
+"""
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .distributed import DistInfo, LossModule, init_distributed
+from .trainer import TrainConfig, TrainResult, learning_rate, train
+
+__all__ = ["TrainConfig", "TrainResult", "train", "learning_rate", "save_checkpoint", "load_checkpoint",
+           "latest_checkpoint", "DistInfo", "LossModule", "init_distributed"]
