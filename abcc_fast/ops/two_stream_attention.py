@@ -350,4 +350,9 @@ def two_stream_attention(qa: torch.Tensor, ka: torch.Tensor, va: torch.Tensor,
     if qa.dtype not in _FUSED_DTYPES:
         raise TypeError(f"{_OP}: the {engine} backend takes {[str(d) for d in _FUSED_DTYPES]}, got {qa.dtype}; "
                         "convert the inputs or use backend='reference' (float64)")
+    if B * H > 65535:
+        raise ValueError(f"{_OP}: the {engine} backend launches one grid row per (batch, head) and CUDA allows "
+                         f"65535, got B*H={B * H}; split the batch or use backend='reference'")
+    if B * H == 0:  # nothing to launch
+        return _reference(qa, ka, va, qb, kb, vb, keep, scale)
     return _fused(engine, tensors, keep, scale)
