@@ -178,30 +178,64 @@ def window_slices(wavenumber: torch.Tensor, marker_windows: dict) -> list[tuple[
     return out
 
 
+def _centroid_operators(wavenumber: torch.Tensor, marker_windows: dict, device) -> Optional[tuple]:
+    """Constant operators of band_centroids for a grid and a set of windows (see there)."""
+    slices = window_slices(wavenumber, marker_windows)
+    if not slices:
+        return None
+    k = PEAK_EDGE_POINTS
+    wn = wavenumber.to(torch.float64).cpu()
+    n_win, W = len(slices), wn.numel()
+    flat_idx, seg = [], []
+    edges = torch.zeros(W, 2 * n_win, dtype=torch.float64)    # x @ edges = [left means | right means]
+    mid = torch.empty(n_win, dtype=torch.float64)
+    for w, (_, i0, i1) in enumerate(slices):
+        flat_idx += range(i0, i1 + 1)
+        seg += [w] * (i1 - i0 + 1)
+        edges[i0:i0 + k, w] = 1.0 / k
+        edges[i1 - k + 1:i1 + 1, n_win + w] = 1.0 / k
+        mid[w] = 0.5 * (wn[i0] + wn[i1])
+    flat_idx, seg = torch.tensor(flat_idx), torch.tensor(seg)
+    nu = wn[flat_idx] - mid[seg]                               # [P] relative to the window's middle
+    nu_lr = (wn - 0.0) @ edges                                 # [2 n_win] edge wavenumbers
+    nu_l, nu_r = nu_lr[:n_win] - mid, nu_lr[n_win:] - mid
+    P = flat_idx.numel()
+    # baseline at point p of window w: a_l (1 - t_p) + a_r t_p, t_p = (nu_p - nu_l) / (nu_r - nu_l),
+    # so baseline = [a_l | a_r] @ lines with lines [2 n_win, P]
+    t = (nu - nu_l[seg]) / (nu_r - nu_l)[seg]
+    lines = torch.zeros(2 * n_win, P, dtype=torch.float64)
+    lines[seg, torch.arange(P)] = 1.0 - t
+    lines[n_win + seg, torch.arange(P)] = t
+    sums = torch.zeros(P, 2 * n_win, dtype=torch.float64)      # a @ sums = [sum a | sum nu a]
+    sums[torch.arange(P), seg] = 1.0
+    sums[torch.arange(P), n_win + seg] = nu
+    f32 = dict(device=device, dtype=torch.float32)
+    return n_win, flat_idx.to(device), edges.to(**f32), lines.to(**f32), sums.to(**f32), mid.to(device)
+
+
 def band_centroids(frames: torch.Tensor, wavenumber: torch.Tensor, marker_windows: dict) -> torch.Tensor:
-    """Band centroid (cm^-1) in each marker window: frames [..., W] -> [..., n_windows].
+    """Band centroid (cm^-1) in each marker window: frames [..., W] -> float64 [..., n_windows].
 
     a = clip(x - baseline, 0), baseline = the line through the edge means (PEAK_EDGE_POINTS grid
     points at either end of the window); centroid = sum(nu a) / sum(a), or the window's middle
     when sum(a) == 0. Window order: sorted by name (see window_slices).
+
+    Vectorised over all windows at once: the windows' points are gathered into one flat [P]
+    axis, edge means and the per-window sums are matrix products with constant operators, and
+    wavenumbers are taken relative to each window's middle (float32 keeps ~1e-4 cm^-1).
     """
-    k = PEAK_EDGE_POINTS
-    x = frames.to(torch.float64)
-    wn = wavenumber.to(device=x.device, dtype=torch.float64)
-    cents = []
-    for _, i0, i1 in window_slices(wavenumber, marker_windows):
-        seg = x[..., i0:i1 + 1]                       # [..., n]
-        nu = wn[i0:i1 + 1]                            # [n]
-        nu_l, nu_r = nu[:k].mean(), nu[-k:].mean()
-        a_l, a_r = seg[..., :k].mean(-1, keepdim=True), seg[..., -k:].mean(-1, keepdim=True)
-        baseline = a_l + (a_r - a_l) * (nu - nu_l) / (nu_r - nu_l)
-        a = (seg - baseline).clamp_min(0.0)
-        area = a.sum(-1)
-        mid = 0.5 * (nu[0] + nu[-1])
-        cents.append(torch.where(area > 0, (a * nu).sum(-1) / torch.where(area > 0, area, 1.0), mid))
-    if not cents:
-        return x.new_zeros(x.shape[:-1] + (0,))
-    return torch.stack(cents, -1)
+    lead = frames.shape[:-1]
+    ops = _centroid_operators(wavenumber, marker_windows, frames.device)
+    if ops is None:
+        return torch.zeros(lead + (0,), dtype=torch.float64, device=frames.device)
+    n_win, flat_idx, edges, lines, sums, mid = ops
+    x = frames.reshape(-1, frames.shape[-1]).float()           # [N, W]
+    baseline = (x @ edges) @ lines                             # [N, P]
+    a = (x.index_select(1, flat_idx) - baseline).clamp_min_(0.0)  # [N, P]
+    s = a @ sums                                               # [N, 2 n_win]
+    area, moment = s[:, :n_win], s[:, n_win:]
+    cent = torch.where(area > 0, moment / torch.where(area > 0, area, 1.0), 0.0)
+    return (cent.double() + mid).reshape(lead + (n_win,))
 
 
 def peak_shift(pred, true, ctx):
