@@ -386,7 +386,7 @@ class DatasetWriter:
                 torch.cat(self.sum1), torch.cat(self.sum2), self.T * self.wavenumber.numel(), m["splits"])
         m["shards"] = self.shards
         m["num_samples"] = self.count
-        text = json.dumps(m, indent=1, allow_nan=False)
+        text = manifest_json(m)
         try:
             with open(self.tmp / MANIFEST_NAME, "w", encoding="utf-8") as fh:
                 fh.write(text + "\n")
@@ -412,6 +412,13 @@ class DatasetWriter:
             self.commit()
         else:
             self.abort()
+
+
+def manifest_json(m: dict) -> str:
+    """One top-level key per line, values compact (index lists of 10^4 samples stay one line each)."""
+    body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v, separators=(', ', ': '), allow_nan=False)}"
+                      for k, v in m.items())
+    return "{\n" + body + "\n}"
 
 
 def write_dataset(out_dir: PathLike, tensors: dict, manifest: dict, *,

@@ -407,7 +407,6 @@ def sample_parameters(U: np.ndarray, system_pos: np.ndarray, overrides: Optional
     p["crack"] = 0.5 + 1.5 * U[:, 82]                         # Si: passivation lost per unit |dx|
     p["fresh"] = 0.5 + 1.5 * U[:, 83]                         # Cu/Li: passivation lost per unit plated
     p["electrode_slope"] = 2 * U[:, 84] - 1
-    p["stark"] = 0.0
     if overrides:
         for k, v in overrides.items():
             if k == "protocol" and isinstance(v, str):
