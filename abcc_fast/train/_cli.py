@@ -1,0 +1,131 @@
+"""`abcc train`, `abcc predict`, `abcc demo`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+PRESETS = {"tiny": "tiny", "cpu": "cpu_default", "gpu": "gpu_default"}  # CLI name -> config preset
+
+
+def register(subparsers) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = subparsers.add_parser(
+        "train", help="train ABCC on an OpIRBench split (checkpoints, resume, torchrun DDP)",
+        description="Train ABCC on the training part of a split. Writes DIR/model (final EMA weights), DIR/best "
+                    "(best validation loss), DIR/checkpoints (atomic, resumable), DIR/log.csv. Multi-GPU: "
+                    "torchrun --nproc_per_node N -m abcc_fast.cli train --preset gpu ...",
+        formatter_class=fmt)
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="dataset directory (default: the embedded OpIRSim default dataset, generated on first use)")
+    p.add_argument("--split", default="random", help="random, system or loso:<k> (trains on its train part)")
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="model + training preset")
+    p.add_argument("--steps", type=int, default=None, help="step budget (default: the preset's)")
+    p.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
+                   help="wall-clock cap (default: the preset's; cpu: 300 s)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="abcc_run", metavar="DIR", help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints (exact resume)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if DIR holds a checkpoint")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_train)
+
+    q = subparsers.add_parser(
+        "predict", help="predict operando frames from a static spectrum and a voltage table",
+        description="Predict all operando frames from a static spectrum (CSV: wavenumber, absorbance; resampled "
+                    "onto the model's grid) and a voltage table (CSV: time_s, voltage; one row per frame). Writes "
+                    "frames.csv, frames.safetensors, prediction.json and figures/ into --out, atomically.",
+        formatter_class=fmt)
+    q.add_argument("--model", required=True, metavar="DIR", help="model directory written by abcc train (DIR/model)")
+    q.add_argument("--static", required=True, metavar="CSV", help="static spectrum: wavenumber, absorbance")
+    q.add_argument("--voltage", required=True, metavar="CSV", help="voltage table: time_s, voltage (V vs Li/Li+)")
+    q.add_argument("--composition", required=True, help='mole fractions, e.g. "EC=0.5,DMC=0.5,LiPF6=0.1"')
+    q.add_argument("--electrode", required=True, help="electrode name, e.g. graphite")
+    q.add_argument("--streams", action="store_true", help="also write the solvent and SEI streams")
+    q.add_argument("--samples", type=int, default=0, metavar="K", help="stochastic samples for an uncertainty band")
+    q.add_argument("--noise", type=float, default=0.002, help="source-state noise (AU) for --samples")
+    q.add_argument("--out", default="abcc_prediction", metavar="DIR")
+    q.add_argument("--no-figures", action="store_true")
+    q.set_defaults(func=run_predict)
+
+    d = subparsers.add_parser(
+        "demo", help="generate data, train on random + system splits, benchmark, write report.md",
+        description="The end-to-end demo: the default dataset, one model per split (random and system; the "
+                    "system model never sees the held-out systems), OpIRBench against persistence and frame0, "
+                    "and DIR/report.md with leaderboards and figures. About 15 minutes on 2 CPU cores.",
+        formatter_class=fmt)
+    d.add_argument("--out", default="abcc_demo", metavar="DIR")
+    d.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    d.add_argument("--quick", action="store_true", help="a tiny end-to-end run (small dataset, tiny model)")
+    d.add_argument("--data", default=None, metavar="PATH", help="dataset directory instead of the default")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=run_demo)
+
+
+def _dataset(path, progress: bool):
+    from ..data import default_dataset, load
+
+    if path is None:
+        return default_dataset(progress=progress)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"dataset directory not found: {path}")
+    return load(path)
+
+
+def run_train(args) -> int:
+    import torch
+
+    from ..model import ABCC, ABCCConfig
+    from .checkpoint import latest_checkpoint
+    from .distributed import cleanup, init_distributed
+    from .trainer import TrainConfig, train
+
+    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
+                                   ("max_time_s", args.max_time)) if v is not None}
+    cfg = TrainConfig.preset_named(args.preset, seed=args.seed, device=args.device, **overrides).validate()
+    out = Path(args.out)
+    if not args.resume and not args.overwrite and latest_checkpoint(out) is not None:
+        raise ValueError(f"{out} already holds a training run; pass --resume to continue it, --overwrite to start "
+                         "afresh, or choose another --out")
+    info = init_distributed(cfg.device)
+    try:
+        progress = not args.no_progress and info.is_main
+        ds = _dataset(args.data, progress)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+        model = ABCC(ABCCConfig.from_dataset(ds, args.split, preset=PRESETS[args.preset]))
+        result = train(model, ds, split=args.split, config=cfg, out_dir=out, resume=args.resume,
+                       progress=progress, dist_info=info)
+    finally:
+        cleanup()
+    if info.is_main:
+        print(f"trained {result.steps_done} steps ({result.stopped_by}) in {result.wall_time_s:.0f} s; "
+              f"train loss {result.train_loss:.4g}, best val loss "
+              f"{'n/a' if result.best_val_loss is None else f'{result.best_val_loss:.4g}'}")
+        print(f"model: {result.model_dir}   (abcc predict --model {result.model_dir} ...; "
+              f"abcc bench --model {result.model_dir} --split {args.split})")
+    return 0
+
+
+def run_predict(args) -> int:
+    from .predict import predict_to_dir
+
+    written = predict_to_dir(args.model, args.static, args.voltage, args.composition, args.electrode, args.out,
+                             streams=args.streams, samples=args.samples, noise=args.noise,
+                             figures=not args.no_figures)
+    for name, path in written.items():
+        print(f"wrote {path}")
+    return 0
+
+
+def run_demo(args) -> int:
+    from .demo import run_demo as demo
+
+    report = demo(out_dir=args.out, preset=args.preset, quick=args.quick, data=args.data, seed=args.seed,
+                  progress=not args.no_progress)
+    print(f"report: {report}", file=sys.stdout)
+    return 0

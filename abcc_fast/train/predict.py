@@ -1,0 +1,282 @@
+"""``abcc predict``: a static spectrum + a voltage table -> predicted operando frames, on disk.
+
+Inputs are checked completely *before* anything is written (missing file, NaN/Inf, a grid that
+does not cover the model's, a voltage table with the wrong number of rows, an unknown component
+or electrode): each raises ``ValueError``/``FileNotFoundError`` with what was wrong and how to fix
+it. Outputs are built in a temporary directory and moved into ``out_dir`` at the end, so a
+failure leaves nothing half-written::
+
+    frames.csv            wavenumber column + one absorbance column per frame (frame_0 .. frame_{T-1})
+    frames.safetensors    frames [T, W], wavenumber [W], voltage [T], time_s [T]
+                          (+ solvent, sei [T, W] with streams; samples [K, T, W] with samples)
+    prediction.json       inputs, model, vocabularies, output shapes
+    figures/              operando heatmap; stream heatmaps; uncertainty band (with samples)
+
+CSV parsing and resampling reuse ``abcc_fast.data.importer`` (one parser for measured data).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from ..data import chemistry as chem
+from ..data.importer import TIME_NAMES, VOLT_NAMES, _find, _monotonic_grid, _resample, parse_composition, read_table
+from .trainer import TRAINING_DATA_FILE
+
+PathLike = Union[str, os.PathLike]
+
+
+# --------------------------------------------------------------------------------------------
+# model loading
+# --------------------------------------------------------------------------------------------
+def _model_class():
+    """``abcc_fast.model.ABCC`` (a function so tests can substitute a stand-in)."""
+    try:
+        from ..model import ABCC
+    except ImportError as err:
+        raise ValueError(f"abcc predict needs abcc_fast.model.ABCC, which is not available: {err}") from None
+    return ABCC
+
+
+def load_model(path: PathLike):
+    """(model in eval mode, training_data dict) from a directory written by ``abcc train``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model directory not found: {path}; pass the model/ (or best/) directory "
+                                "that `abcc train --out DIR` wrote")
+    if not path.is_dir():
+        raise ValueError(f"{path} is a file; --model takes the model directory that `abcc train` wrote (DIR/model)")
+    try:
+        model = _model_class().from_pretrained(path)
+    except (FileNotFoundError, ValueError):
+        raise
+    except Exception as err:  # safetensors / JSON errors of a damaged directory
+        raise ValueError(f"cannot load the model in {path}: {type(err).__name__}: {err}; the directory is damaged "
+                         "or not a saved ABCC model (retrain, or copy it again)") from None
+    model.eval()
+    info = model_info(model, path)
+    return model, info
+
+
+def model_info(model, path: Path) -> dict:
+    """Grid, T and vocabularies: ``training_data.json`` when present, else the model config / chemistry."""
+    f = Path(path) / TRAINING_DATA_FILE
+    if f.is_file():
+        try:
+            return json.loads(f.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{f} is corrupt ({err}); copy the model directory again or retrain") from None
+    cfg = getattr(model, "config", None)
+    wn = getattr(cfg, "wavenumber", None)
+    if wn is None:
+        raise ValueError(f"{path}: no {TRAINING_DATA_FILE} and the model config has no wavenumber grid; "
+                         "cannot place the static spectrum on the model's grid")
+    return {"wavenumber": [float(x) for x in wn], "T": int(getattr(cfg, "T")),
+            "components": list(getattr(cfg, "components", None) or chem.COMPONENT_NAMES),
+            "electrodes": list(getattr(cfg, "electrodes", None) or chem.ELECTRODES)}
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------------
+def _require_file(path: PathLike, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    return path
+
+
+def read_static(path: PathLike, grid: np.ndarray) -> np.ndarray:
+    """A (wavenumber, absorbance) CSV resampled onto ``grid`` [W] -> float64 [W]."""
+    path = _require_file(path, "static spectrum")
+    header, values = read_table(path)
+    if values.shape[1] < 2:
+        raise ValueError(f"{path}: needs a wavenumber column and an absorbance column; found {header}")
+    if values.shape[0] < 2:
+        raise ValueError(f"{path}: needs at least 2 rows (a spectrum), found {values.shape[0]}")
+    wn, spectrum = _monotonic_grid(path, values[:, 0], values[:, 1:2])
+    return _resample(path, wn, spectrum, grid)[:, 0]
+
+
+def read_voltage(path: PathLike, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (time_s, voltage) CSV with one row per predicted frame -> (time_s [T], voltage [T])."""
+    path = _require_file(path, "voltage table")
+    header, values = read_table(path)
+    it, iv = _find(header, TIME_NAMES), _find(header, VOLT_NAMES)
+    if it is None or iv is None:
+        raise ValueError(f"{path}: needs a time column (one of {TIME_NAMES}) and a voltage column "
+                         f"(one of {VOLT_NAMES}); found {header}")
+    if values.shape[0] != T:
+        raise ValueError(f"{path}: {values.shape[0]} rows, but the model predicts T={T} frames; give one "
+                         f"(time_s, voltage) row per frame ({T} rows)")
+    time_s, voltage = values[:, it], values[:, iv]
+    if np.any(np.diff(time_s) < 0):
+        raise ValueError(f"{path}: time_s is not non-decreasing; sort the rows by time")
+    if np.any(voltage < -1.0) or np.any(voltage > 6.0):
+        raise ValueError(f"{path}: voltage outside [-1, 6] V vs Li/Li+ (min {voltage.min():.3g}, max "
+                         f"{voltage.max():.3g}); give volts vs Li/Li+, not mV")
+    return time_s, voltage
+
+
+def composition_vector(spec: Optional[str], components: list) -> np.ndarray:
+    """"EC=0.5,DMC=0.5,LiPF6=0.1" -> mole fractions [C] over the model's ``components`` (normalised)."""
+    if not spec or not str(spec).strip():
+        raise ValueError(f"--composition is required, e.g. EC=0.5,DMC=0.5,LiPF6=0.1; known components: "
+                         f"{', '.join(components)}")
+    for kv in str(spec).split(","):
+        name = kv.split("=", 1)[0].strip()
+        if kv.strip() and name not in components:
+            raise ValueError(f"unknown component {name!r} in --composition; this model knows: {', '.join(components)}")
+    if list(components) == list(chem.COMPONENT_NAMES):
+        return parse_composition(spec)
+    chem_vec = parse_composition(spec)  # validated numbers, over the chemistry vocabulary
+    out = np.zeros(len(components))
+    for i, name in enumerate(chem.COMPONENT_NAMES):
+        if chem_vec[i] > 0:
+            out[components.index(name)] = chem_vec[i]
+    return out / out.sum()
+
+
+def electrode_index(name: Optional[str], electrodes: list) -> int:
+    if not name or name not in electrodes:
+        raise ValueError(f"unknown electrode {name!r}; this model knows: {', '.join(electrodes)}")
+    return electrodes.index(name)
+
+
+# --------------------------------------------------------------------------------------------
+# outputs
+# --------------------------------------------------------------------------------------------
+def frames_csv(wavenumber: np.ndarray, frames: np.ndarray) -> str:
+    """wavenumber + one column per frame; frames [T, W]."""
+    header = ["wavenumber"] + [f"frame_{t}" for t in range(frames.shape[0])]
+    lines = [",".join(header)]
+    for w in range(wavenumber.shape[0]):
+        lines.append(",".join([f"{wavenumber[w]:.4f}"] + [f"{frames[t, w]:.7g}" for t in range(frames.shape[0])]))
+    return "\n".join(lines) + "\n"
+
+
+def _move_into(tmp: Path, out: Path) -> None:
+    """Move every file of ``tmp`` into ``out`` (each ``os.replace`` is atomic), then drop ``tmp``."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    if not out.is_dir():
+        raise ValueError(f"--out {out} exists and is a file; give a directory")
+    for src in sorted(tmp.rglob("*")):
+        if src.is_file():
+            dst = out / src.relative_to(tmp)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _finite(name: str, t: Optional[torch.Tensor]) -> None:
+    if t is not None and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"the model produced NaN/Inf in {name!r}; the inputs are far outside the training data "
+                         "or the model is damaged")
+
+
+def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathLike, composition: str,
+                   electrode: str, out_dir: PathLike, *, streams: bool = False, samples: int = 0,
+                   noise: float = 0.0, figures: bool = True) -> dict:
+    """Run one prediction and write it to ``out_dir``; returns ``{name: path}`` of what was written.
+
+    Example::
+
+        predict_to_dir("run/model", "static.csv", "voltage.csv", "EC=0.5,DMC=0.5,LiPF6=0.1", "graphite",
+                       "pred/", streams=True, samples=8)
+    """
+    if int(samples) < 0:
+        raise ValueError(f"--samples must be >= 0, got {samples}")
+    # ---- everything is read and checked before anything is written ------------------------
+    model, info = load_model(model_dir)
+    grid = np.asarray(info["wavenumber"], dtype=np.float64)
+    T = int(info["T"])
+    static = read_static(static_csv, grid)                                     # [W]
+    time_s, voltage = read_voltage(voltage_csv, T)                             # [T], [T]
+    comp = composition_vector(composition, list(info["components"]))           # [C]
+    elec = electrode_index(electrode, list(info["electrodes"]))
+
+    f32 = dict(dtype=torch.float32)
+    with torch.no_grad():
+        out = model.predict(torch.tensor(static[None], **f32), torch.tensor(voltage[None], **f32),
+                            torch.tensor(comp[None], **f32), torch.tensor([elec], dtype=torch.int64),
+                            return_streams=bool(streams), samples=int(samples), noise=float(noise))
+    frames = out["frames"][0].detach().float().cpu()                           # [T, W]
+    if tuple(frames.shape) != (T, grid.shape[0]):
+        raise ValueError(f"model returned frames of shape {tuple(frames.shape)}, expected [T, W] = [{T}, {grid.shape[0]}]")
+    tensors = {"frames": frames, "wavenumber": torch.tensor(grid, **f32), "voltage": torch.tensor(voltage, **f32),
+               "time_s": torch.tensor(time_s, **f32)}
+    if streams:
+        for k in ("solvent", "sei"):
+            if out.get(k) is None:
+                raise ValueError(f"the model did not return the {k!r} stream although --streams was given")
+            tensors[k] = out[k][0].detach().float().cpu()
+    if samples:
+        s = out.get("samples")
+        if s is None:
+            raise ValueError("the model did not return samples although --samples was given")
+        s = s.detach().float().cpu()
+        tensors["samples"] = s[:, 0]                                            # [K, B, T, W] -> [K, T, W]
+    for k, v in tensors.items():
+        _finite(k, v)
+
+    # ---- write into a temporary directory, then move into place -----------------------------
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        from safetensors.torch import save_file
+
+        (tmp / "frames.csv").write_text(frames_csv(grid, frames.numpy()), encoding="utf-8")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "frames.safetensors"))
+        written = ["frames.csv", "frames.safetensors"]
+        if figures:
+            written += _figures(tmp / "figures", grid, tensors, info)
+        meta = {"model": str(Path(model_dir).resolve()), "static": str(static_csv), "voltage": str(voltage_csv),
+                "composition": {n: float(c) for n, c in zip(info["components"], comp) if c > 0},
+                "electrode": electrode, "streams": bool(streams), "samples": int(samples), "noise": float(noise),
+                "shapes": {k: list(v.shape) for k, v in tensors.items()}}
+        (tmp / "prediction.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        written.append("prediction.json")
+        _move_into(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {name: out_dir / name for name in written}
+
+
+def _figures(fig_dir: Path, grid: np.ndarray, t: dict, info: dict) -> list:
+    import matplotlib.pyplot as plt
+
+    from ..viz import operando_heatmap, uncertainty_band
+
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+
+    def emit(fig, name):
+        fig.savefig(fig_dir / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        names.append(f"figures/{name}")
+
+    emit(operando_heatmap(grid, t["frames"], t["time_s"], voltage=t["voltage"], title="predicted operando IR (x_t - x_0)"),
+         "operando_heatmap.png")
+    if "solvent" in t:
+        emit(operando_heatmap(grid, t["solvent"], t["time_s"], voltage=t["voltage"],
+                              title="predicted solvent stream (y_t - y_0)"), "solvent_stream.png")
+        emit(operando_heatmap(grid, t["sei"], t["time_s"], voltage=t["voltage"], subtract_first=False,
+                              title="predicted SEI stream z_t"), "sei_stream.png")
+    if "samples" in t:
+        last = t["samples"][:, -1]                                            # [K, W]
+        lo, hi = torch.quantile(last, 0.05, dim=0), torch.quantile(last, 0.95, dim=0)
+        emit(uncertainty_band(grid, t["frames"][-1], lo, hi,
+                              title=f"last frame: prediction and 5-95% band over {last.shape[0]} samples"),
+             "uncertainty_last_frame.png")
+    return names
