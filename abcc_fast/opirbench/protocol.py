@@ -250,6 +250,10 @@ def _evaluate_one(predict_fn, dataset, split_name, part, metrics, batch_size, pr
         bar.close()
     wall = time.perf_counter() - t_start
     per_sample = {k: torch.cat(v).numpy() for k, v in per.items()}
+    partial = [k for k, v in per_sample.items() if len(v) != S]
+    if partial:
+        raise ValueError(f"{model}: scores {partial} exist for only some batches (the predictor returned "
+                         "'solvent'/'sei' for some batches only); return them always or never")
     means = {k: float(np.mean(v)) for k, v in per_sample.items() if not np.isnan(v).any()}
     return EvalResult(model=model, split=split_name, part=part, n_samples=S, metrics=means,
                       per_sample=per_sample, system=sub.system.numpy().copy(), index=sub.index.numpy().copy(),
