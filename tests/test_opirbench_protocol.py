@@ -115,7 +115,7 @@ def test_bad_predictions_are_rejected(ds, bad, match):
         evaluate(bad, ds, "random", metrics=["mae"], progress=False)
 
 
-def test_bad_names_are_rejected(ds, tmp_path):
+def test_bad_names_are_rejected(ds, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate(Persistence(), ds, "random", metrics=["mae", "r2"], progress=False)
     with pytest.raises(ValueError, match="unknown split"):
@@ -126,6 +126,13 @@ def test_bad_names_are_rejected(ds, tmp_path):
         load_predictor("persistance")
     path = tmp_path / "ckpt"
     path.mkdir()
+    import abcc_fast.model as model_module
+
+    # the convention: a path goes to abcc_fast.model.load_predictor ...
+    monkeypatch.setattr(model_module, "load_predictor", lambda p: ("loaded", p), raising=False)
+    assert load_predictor(str(path)) == ("loaded", str(path))
+    # ... and without it the error says what is missing
+    monkeypatch.delattr(model_module, "load_predictor")
     with pytest.raises(ValueError, match="model loading needs abcc_fast.model"):
         load_predictor(str(path))
 
