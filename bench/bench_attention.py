@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 
 import torch
 import torch.nn.functional as F
@@ -151,7 +152,9 @@ def main() -> None:
     dtype = torch.bfloat16 if gpu else torch.float32
     rows = run(device, sizes, args.heads, 64, dtype, tokens, budget=30.0 if gpu else 20.0)
     ratios = _ratios(rows)
-    result = {"machine": machine_info(device), "suite": "two_stream_attention",
+    machine = machine_info(device)
+    machine["loadavg_1_5_15"] = os.getloadavg()  # a shared CPU makes times noisy: say how busy it was
+    result = {"machine": machine, "suite": "two_stream_attention",
               "config": dict(sizes=sizes, heads=args.heads, D=64, dtype=str(dtype), tokens_per_stream=tokens),
               "rows": rows, "ratios": ratios}
     if gpu:
