@@ -1,0 +1,308 @@
+"""``abcc demo``: the README's main job, end to end, with progress throughout.
+
+1. data: the embedded OpIRSim default dataset (generated once into the cache), or with ``quick``
+   a small dataset generated into ``DIR/data``;
+2. two models, one per OpIRBench split, trained on that split's training part: ``random`` and
+   ``system`` (the system model never sees the held-out systems; the report checks it);
+3. OpIRBench on each split's test part: the model against ``persistence`` and ``frame0``;
+4. ``DIR/report.md``: setup, timings, leaderboards and figures (training curves, leaderboard bar
+   chart, predicted vs true operando heatmaps and difference spectra of held-out samples, predicted
+   streams vs the true solvent/SEI contributions), plus ``DIR/<split>/leaderboard.{md,csv,json}``.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+SPLITS = ("random", "system")
+PRESETS = {"tiny": "tiny", "cpu": "cpu_default", "gpu": "gpu_default"}
+QUICK_DATA = dict(n_samples=240, T=8, W=64)
+
+
+def _say(msg: str) -> None:
+    print(f"[abcc demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _dataset(out: Path, quick: bool, data: Optional[str], seed: int, progress: bool):
+    from ..data import default_dataset, generate, load
+
+    if data is not None:
+        if not Path(data).exists():
+            raise FileNotFoundError(f"dataset directory not found: {data}")
+        return load(data)
+    if not quick:
+        return default_dataset(progress=progress)
+    path = out / "data"
+    if (path / "manifest.json").exists():
+        try:
+            return load(path)
+        except ValueError:
+            pass
+    generate(path, seed=seed, progress=progress, **QUICK_DATA)
+    return load(path)
+
+
+def _held_out_check(ds) -> dict:
+    """Systems of the system split's train/val/test parts; the test systems must be unseen in training."""
+    parts = {p: sorted({int(s) for s in ds.split("system", p).system.tolist()}) for p in ("train", "val", "test")}
+    leak = sorted(set(parts["train"]) & set(parts["test"]))
+    if leak:
+        raise ValueError(f"the dataset's system split trains on held-out systems {leak}; regenerate the dataset")
+    return parts
+
+
+def _read_log(path: Path) -> dict:
+    rows = {"train": ([], []), "val": ([], [])}
+    if not path.exists():
+        return rows
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r.get("kind") in rows and r.get("loss"):
+                rows[r["kind"]][0].append(int(r["step"]))
+                rows[r["kind"]][1].append(float(r["loss"]))
+    return rows
+
+
+def _training_curves(logs: dict, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from ..viz import save_figure
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (split, log), color in zip(logs.items(), ("tab:blue", "tab:orange")):
+        steps, loss = log["train"]
+        if steps:
+            ax.plot(steps, loss, color=color, lw=0.9, alpha=0.8, label=f"{split}: train")
+        steps, loss = log["val"]
+        if steps:
+            ax.plot(steps, loss, "o--", color=color, ms=4, label=f"{split}: validation (EMA)")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training objective")
+    ax.set_title("ABCC training curves")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def _leaderboard_bars(results: dict, path: Path) -> Path:
+    """One panel per headline metric; grouped bars per split, one bar per model."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..opirbench import METRIC_KEYS
+    from ..viz import save_figure
+
+    keys = [ks[0] for ks in METRIC_KEYS.values() if any(ks[0] in r.metrics for rs in results.values() for r in rs)]
+    models = list(dict.fromkeys(r.model for rs in results.values() for r in rs))
+    ncol = min(3, len(keys))
+    nrow = int(np.ceil(len(keys) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.0 * nrow), squeeze=False)
+    width = 0.8 / max(1, len(models))
+    colors = plt.get_cmap("tab10")(np.arange(len(models)))
+    for i, ax in enumerate(axes.flat):
+        if i >= len(keys):
+            ax.axis("off")
+            continue
+        key = keys[i]
+        for j, model in enumerate(models):
+            vals = [next((r.metrics.get(key, np.nan) for r in results[s] if r.model == model), np.nan)
+                    for s in results]
+            ax.bar(np.arange(len(results)) + (j - (len(models) - 1) / 2) * width, vals, width, color=colors[j],
+                   label=model)
+        ax.set_xticks(np.arange(len(results)), list(results))
+        ax.set_title(key, fontsize=10)
+        ax.axhline(0, color="0.5", lw=0.5)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("OpIRBench test scores (lower is better)")
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def _streams_figure(model, ds, split: str, path: Path) -> Optional[Path]:
+    """Predicted solvent/SEI streams vs the true synthetic contributions, first held-out sample."""
+    import matplotlib.pyplot as plt
+
+    from ..opirbench.report import example_indices
+    from ..viz import decomposition, save_figure
+
+    sub = ds.split(split, "test")
+    if len(sub) == 0 or sub.solvent is None:
+        return None
+    row = example_indices(sub, 1)[0]
+    with torch.no_grad():
+        out = model.predict(sub.static[row:row + 1], sub.voltage[row:row + 1], sub.composition[row:row + 1],
+                            sub.electrode[row:row + 1], return_streams=True)
+    systems = [s.get("name", str(i)) if isinstance(s, dict) else str(s)
+               for i, s in enumerate(ds.manifest.get("systems") or [])]
+    sysi = int(sub.system[row])
+    fig = decomposition(ds.wavenumber, sub.solvent[row], sub.sei[row], pred_solvent=out["solvent"][0].cpu(),
+                        pred_sei=out["sei"][0].cpu(), frame=-1,
+                        title=f"{split} split, sample {int(sub.index[row])} ({systems[sysi] if sysi < len(systems) else sysi}), "
+                              "last frame: true (solid) vs predicted (dashed) streams")
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def _rel(path: Path, root: Path) -> str:
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
+def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data: Optional[str] = None,
+             seed: int = 0, progress: bool = True) -> Path:
+    """Run the demo into ``out_dir``; returns the path of ``report.md``.
+
+    preset: "cpu" (default: ~10 minutes of training on 2 cores, two models), "gpu" or "tiny";
+    quick: tiny model + small generated dataset (a CI-sized end-to-end run).
+    """
+    from ..model import ABCC, ABCCConfig, load_predictor
+    from ..opirbench import Frame0, Persistence, evaluate, manifest_sha256, write_leaderboard
+    from ..opirbench.report import write_figures
+    from .checkpoint import atomic_write_text
+    from .trainer import TrainConfig, train
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    t_total = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    # ---- 1. data ---------------------------------------------------------------------------
+    _say("dataset: " + ("small generated dataset (--quick)" if quick else data or "embedded OpIRSim default"))
+    t = time.perf_counter()
+    ds = _dataset(out, quick, data, seed, progress)
+    timings["data"] = time.perf_counter() - t
+    systems_by_part = _held_out_check(ds)
+    _say(f"dataset ready: {len(ds)} samples, T={ds.T}, W={ds.W} ({timings['data']:.0f} s)")
+
+    # ---- 2. training: one model per split ----------------------------------------------------
+    model_preset = "tiny" if quick else PRESETS[preset]
+    train_cfg = TrainConfig.tiny(steps=12, seed=seed) if quick else TrainConfig.preset_named(preset, seed=seed)
+    runs = {}
+    for split in SPLITS:
+        _say(f"training ABCC ({model_preset}) on split '{split}': budget {train_cfg.steps} steps"
+             + (f", cap {train_cfg.max_time_s:.0f} s" if train_cfg.max_time_s else ""))
+        torch.manual_seed(seed)
+        model = ABCC(ABCCConfig.from_dataset(ds, split, preset=model_preset))
+        t = time.perf_counter()
+        runs[split] = train(model, ds, split=split, config=train_cfg, out_dir=out / "runs" / split, resume=False,
+                            progress=progress)
+        timings[f"train_{split}"] = time.perf_counter() - t
+        r = runs[split]
+        _say(f"  {r.steps_done} steps ({r.stopped_by}) in {timings[f'train_{split}']:.0f} s; train loss "
+             f"{r.train_loss:.4g}; best val loss {r.best_val_loss if r.best_val_loss is None else round(r.best_val_loss, 5)}")
+    n_params = sum(p.numel() for p in runs[SPLITS[0]].model.parameters())
+
+    # ---- 3. OpIRBench -------------------------------------------------------------------------
+    results, boards, figs = {}, {}, {}
+    for split in SPLITS:
+        t = time.perf_counter()
+        abcc_fn = load_predictor(str(runs[split].model_dir))
+        predictors = [("persistence", Persistence()), ("frame0", Frame0()), ("ABCC", abcc_fn)]
+        results[split] = []
+        for name, fn in predictors:
+            _say(f"OpIRBench {split}/test: {name}")
+            res = evaluate(fn, ds, split, "test", progress=progress, name=name)
+            _say("  " + res.summary())
+            results[split].append(res)
+        boards[split] = write_leaderboard(results[split], ds, out / split, split, "test")
+        timings[f"bench_{split}"] = time.perf_counter() - t
+        t = time.perf_counter()
+        figs[split] = write_figures([("ABCC", abcc_fn)], ds, split, out / split, "test", max_samples=2)
+        stream_fig = _streams_figure(runs[split].model, ds, split, out / "figures" / f"streams_{split}.png")
+        if stream_fig is not None:
+            figs[split].append(stream_fig)
+        timings[f"figures_{split}"] = time.perf_counter() - t
+
+    curves = _training_curves({s: _read_log(runs[s].log_path) for s in SPLITS}, out / "figures" / "training_curves.png")
+    bars = _leaderboard_bars(results, out / "figures" / "leaderboard_bars.png")
+    timings["total"] = time.perf_counter() - t_total
+
+    # ---- 4. report ----------------------------------------------------------------------------
+    summary = {
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "preset": "quick" if quick else preset, "model_preset": model_preset, "seed": seed,
+        "dataset": {"name": ds.manifest.get("name"), "samples": len(ds), "T": ds.T, "W": ds.W,
+                    "manifest_sha256": manifest_sha256(ds)},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "training": {s: runs[s].to_json() for s in SPLITS},
+        "leaderboards": {s: {r.model: r.metrics for r in results[s]} for s in SPLITS},
+    }
+    atomic_write_text(out / "demo_summary.json", json.dumps(summary, indent=1, default=str) + "\n")
+    report = _report(out, ds, summary, runs, results, boards, figs, curves, bars, systems_by_part, n_params,
+                     train_cfg, timings)
+    atomic_write_text(out / "report.md", report)
+    _say(f"done in {timings['total'] / 60:.1f} min: {out / 'report.md'}")
+    return out / "report.md"
+
+
+def _report(out, ds, summary, runs, results, boards, figs, curves, bars, systems_by_part, n_params, train_cfg,
+            timings) -> str:
+    names = [s.get("name", str(i)) if isinstance(s, dict) else str(s)
+             for i, s in enumerate(ds.manifest.get("systems") or [])]
+
+    def sysnames(idx):
+        return ", ".join(names[i] if i < len(names) else str(i) for i in idx)
+
+    L = ["# abcc demo report", "",
+         f"Generated {summary['created_utc']} on {platform.node() or 'this machine'} "
+         f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}). "
+         f"Total wall time **{timings['total'] / 60:.1f} min**.", "",
+         "## Setup", "",
+         f"- dataset: `{summary['dataset']['name']}`: {len(ds)} samples, T={ds.T} frames, W={ds.W} wavenumbers "
+         f"({float(ds.wavenumber[0]):.0f}-{float(ds.wavenumber[-1]):.0f} cm^-1), manifest sha256 "
+         f"`{summary['dataset']['manifest_sha256'][:16]}...`",
+         f"- models: ABCC preset `{summary['model_preset']}` ({n_params:,} parameters), **two models**, each trained "
+         "from scratch on the training part of its own split and evaluated on that split's test part",
+         f"- split `random`: train/val/test = {len(ds.split('random', 'train'))}/{len(ds.split('random', 'val'))}/"
+         f"{len(ds.split('random', 'test'))} samples",
+         f"- split `system`: train/val/test = {len(ds.split('system', 'train'))}/{len(ds.split('system', 'val'))}/"
+         f"{len(ds.split('system', 'test'))} samples; test systems ({sysnames(systems_by_part['test'])}) are "
+         f"absent from its training part (checked: training systems = {sysnames(systems_by_part['train'])})",
+         f"- training: AdamW (lr {train_cfg.lr:g}, weight decay {train_cfg.weight_decay:g}), warm-up "
+         f"{train_cfg.warmup_steps} steps + cosine, batch {train_cfg.batch_size}, gradient clip {train_cfg.grad_clip:g}, "
+         f"EMA {train_cfg.ema_decay:g} (the EMA weights are evaluated), budget {train_cfg.steps} steps"
+         + (f" or {train_cfg.max_time_s:.0f} s per model, whichever comes first" if train_cfg.max_time_s else ""),
+         "- references: `persistence` (every frame = static spectrum), `frame0` (every frame = true frame 0: an "
+         "oracle rest state the model does not get)", "",
+         "## Training", "",
+         "| split | steps | stopped by | time (s) | final train loss | best val loss |", "|---|---|---|---|---|---|"]
+    for s, r in runs.items():
+        bv = "n/a" if r.best_val_loss is None else f"{r.best_val_loss:.4g}"
+        L.append(f"| {s} | {r.steps_done} | {r.stopped_by} | {r.wall_time_s:.0f} | {r.train_loss:.4g} | {bv} |")
+    L += ["", f"![training curves]({_rel(curves, out)})", "", "## Timings", "", "| stage | seconds |", "|---|---|"]
+    L += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+    L += ["", "## Leaderboards (OpIRBench, test parts)", "", f"![leaderboard]({_rel(bars, out)})", ""]
+    for s in results:
+        md = Path(boards[s]["md"]).read_text(encoding="utf-8")
+        md = md.replace("# OpIRBench leaderboard", "### OpIRBench leaderboard", 1)
+        L += [md, f"Files: `{_rel(Path(boards[s]['csv']), out)}`, `{_rel(Path(boards[s]['json']), out)}`", ""]
+    L += ["## Figures: held-out samples", "",
+          "Per split, for the first test sample of up to two systems: the true and predicted operando heatmaps "
+          "(x_t - x_0), waterfalls, difference spectra (true solid, predicted dashed) and band-centroid drift; "
+          "and the predicted solvent/SEI streams against the true synthetic contributions.", ""]
+    for s in figs:
+        L.append(f"### split `{s}`")
+        L.append("")
+        for p in figs[s]:
+            p = Path(p)
+            if any(k in p.name for k in ("heatmap", "difference", "streams", "centroid")):
+                L.append(f"![{p.stem}]({_rel(p, out)})")
+        L.append("")
+    L += ["## Reproduce", "", "```", f"abcc demo --out {out.name} --preset {summary['preset']}"
+          if summary["preset"] != "quick" else f"abcc demo --out {out.name} --quick",
+          f"abcc bench --model {_rel(runs['random'].model_dir, out)} --split random", "```", ""]
+    return "\n".join(L)
