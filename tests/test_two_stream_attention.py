@@ -321,6 +321,51 @@ def test_nested_forward_ad_raises():
         torch.func.jvp(inner, tuple(xs), tuple(ts))
 
 
+class _FakeNativeCuda:
+    """Stands in for abcc_fast._C on a machine without a GPU: same entry point and argument order as
+    csrc/bindings.cpp's two_stream_attention_cuda_forward, results from the reference. Checks the
+    Python glue of the cuda backend and that its LSE convention feeds the Triton backward."""
+
+    @staticmethod
+    def has_cuda():
+        return True
+
+    @staticmethod
+    def two_stream_attention_cuda_forward(qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, keep, scale):
+        keep_b = keep.bool() if keep is not None else None
+        prim = (qa, ka, va, qb, kb, vb)
+        oa, ob = tsa._reference(*prim, keep_b, scale)
+        s = scale * torch.cat([qa, qb], 2).double() @ torch.cat([ka, kb], 2).double().transpose(-1, -2)
+        if keep_b is not None:
+            s = s.masked_fill(~keep_b[:, None, None, :], float("-inf"))
+        lse = torch.logsumexp(s, -1)
+        lse = torch.where(torch.isfinite(lse), lse, torch.full_like(lse, float("inf"))).float()
+        if tqa is None:
+            return [oa, ob, lse]
+        fn = lambda *a: tsa._reference(*a, keep_b, scale)  # noqa: E731
+        (_, _), (toa, tob) = torch.func.jvp(fn, prim, (tqa, tka, tva, tqb, tkb, tvb))
+        return [oa, ob, lse, toa, tob]
+
+
+@needs_triton
+def test_cuda_backend_glue_with_a_stand_in_extension(monkeypatch):
+    monkeypatch.setattr(tsa, "native_module", lambda: _FakeNativeCuda())
+    xs = _inputs(2, 1, 7, 5, 32, device="cpu", seed=8)
+    keep = _random_keep(2, 7, 5, "batch_row_removed", 8).cpu()
+    ts = _tangents(xs)
+    scale = 32 ** -0.5
+    fn = lambda *a: tsa._fused("cuda", a, keep, scale)  # noqa: E731  (bypasses the device check)
+    xg = [x.clone().requires_grad_() for x in xs]
+    (oa, ob), (ta, tb) = torch.func.jvp(fn, tuple(xg), tuple(ts))
+    cots = _tangents(xs[::3], seed=7)
+    grads = torch.autograd.grad((oa * cots[0]).sum() + (ob * cots[1]).sum(), xg)
+    assert dict(tsa.launch_counts) == {("cuda", "forward_jvp"): 1, ("cuda", "backward"): 1}
+    (_, _), (rta, rtb) = _ref_jvp(xs, ts, keep)
+    assert _maxdiff(ta, rta) < 5e-5 and _maxdiff(tb, rtb) < 5e-5
+    for g, r in zip(grads, _ref_grads(xs, cots, keep)):
+        assert _maxdiff(g, r) < 1e-4
+
+
 # ---------------------------------------------------------------------------------------------
 # validation and dispatch
 # ---------------------------------------------------------------------------------------------
