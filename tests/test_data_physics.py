@@ -198,3 +198,16 @@ def test_chunking_does_not_change_samples():
     b = sim.simulate(np.arange(5, 10), seed=1)
     np.testing.assert_allclose(a["frames"][5:], b["frames"], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(a["system"][5:], b["system"])
+
+
+def test_static_is_a_separate_measurement():
+    sim = OpIRSim(SimConfig(T=4, W=256))
+    out = sim.simulate(np.arange(10), seed=8)
+    diff = out["static"] - out["frames"][:, 0]
+    # same pristine electrolyte (bands cancel to within baseline/contact/noise) ...
+    assert np.abs(diff).max() < 0.05 * out["static"].max() + 0.03
+    # ... but its own noise and baseline: never identical, residuals uncorrelated between samples
+    assert np.all(np.abs(diff).max(-1) > 1e-4)
+    hf = np.diff(diff, 2, axis=-1)
+    c = np.corrcoef(hf[0], hf[1])[0, 1]
+    assert abs(c) < 0.3

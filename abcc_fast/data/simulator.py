@@ -402,6 +402,7 @@ def sample_parameters(U: np.ndarray, system_pos: np.ndarray, overrides: Optional
     p["reseat"] = U[:, 39] < 0.1
     p["reseat_pos"] = U[:, 79]
     p["gain_drift"] = 0.01 * (2 * U[:, 78] - 1)               # +-1 % (§5.3)
+    p["static_gain"] = 0.015 * (2 * U[:, 85] - 1)             # static vs operando contact, +-1.5 %
     p["tau_leave_h"] = 1.0 + 4.0 * U[:, 80]
     p["transest_scale"] = _loguniform(U[:, 81], 0.5, 2.0)
     p["crack"] = 0.5 + 1.5 * U[:, 82]                         # Si: passivation lost per unit |dx|
@@ -700,7 +701,9 @@ class OpIRSim:
         for i, name in enumerate(chem.COMPONENT_NAMES):
             coef0[:, B.free_row[name]] = free0[:, i]
             coef0[:, B.bound_row[name]] = bound0[:, i]
-        static_clean = _f32(coef0 * atr_amp[:, None]) @ self._electrolyte32
+        # a separate measurement: the cell re-seated on the crystal gives a slightly different contact
+        static_gain = 1.0 + p["static_gain"]
+        static_clean = _f32(coef0 * (atr_amp * static_gain)[:, None]) @ self._electrolyte32
         static_clean = static_clean + baseline_static.numpy()
         s_sigma = sigma * p["static_noise_factor"].astype(np.float32)
         static = static_clean + (s_sigma[:, None] * np.power(np.float32(10.0), np.clip(static_clean, -1, 2))
