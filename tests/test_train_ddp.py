@@ -1,5 +1,6 @@
-"""DDP on CPU: two gloo processes train the stand-in model; both ranks must end with identical
-parameters (the gradient all-reduce happened) and the loss must drop."""
+"""DDP on CPU: two gloo processes train the stand-in model and then the real tiny ABCC (whose loss
+takes a ``torch.func.jvp``); both ranks must end with identical parameters (the gradient
+all-reduce happened for everything that carries gradients) and the stand-in's loss must drop."""
 from __future__ import annotations
 
 import os
@@ -40,6 +41,16 @@ def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
     result = train(model, ds, split="system", config=cfg, out_dir=out, resume=False, progress=False, dist_info=info)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out, f"rank{rank}.safetensors"))
     assert result.steps_done == 16
+
+    from abcc_fast.model import ABCC, ABCCConfig
+
+    torch.manual_seed(200 + rank)
+    abcc = ABCC(ABCCConfig.from_dataset(ds, "system", preset="tiny"))
+    cfg = TrainConfig.tiny(steps=4, batch_size=4, warmup_steps=1, eval_every=0, checkpoint_every=0)
+    train(abcc, ds, split="system", config=cfg, out_dir=os.path.join(out, "abcc"), resume=False, progress=False,
+          dist_info=info)
+    save_file({k: v.contiguous() for k, v in abcc.state_dict().items()},
+              os.path.join(out, f"abcc_rank{rank}.safetensors"))
     cleanup()
 
 
@@ -48,10 +59,12 @@ def test_ddp_two_gloo_processes_stay_in_sync(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     mp.spawn(_worker, args=(2, _free_port(), str(data), str(out)), nprocs=2, join=True)
-    a, b = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), f"{k} differs between ranks"
+    for stem in ("rank", "abcc_rank"):
+        a, b = load_file(str(out / f"{stem}0.safetensors")), load_file(str(out / f"{stem}1.safetensors"))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.isfinite(a[k]).all()
+            assert torch.equal(a[k], b[k]), f"{stem}: {k} differs between ranks"
     rows = [line.split(",") for line in (out / "log.csv").read_text().splitlines()[1:]]
     train_loss = [float(r[2]) for r in rows if r[1] == "train"]
     assert len(train_loss) == 4 and train_loss[-1] < train_loss[0]

@@ -82,7 +82,7 @@ def run_train(args) -> int:
 
     from ..model import ABCC, ABCCConfig
     from .checkpoint import latest_checkpoint
-    from .distributed import cleanup, init_distributed
+    from .distributed import barrier, cleanup, init_distributed
     from .trainer import TrainConfig, train
 
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
@@ -95,7 +95,12 @@ def run_train(args) -> int:
     info = init_distributed(cfg.device)
     try:
         progress = not args.no_progress and info.is_main
+        # rank 0 first: the default dataset may have to be generated into the cache, once
+        if not info.is_main:
+            barrier(info)
         ds = _dataset(args.data, progress)
+        if info.is_main:
+            barrier(info)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
         model = ABCC(ABCCConfig.from_dataset(ds, args.split, preset=PRESETS[args.preset]))
         result = train(model, ds, split=args.split, config=cfg, out_dir=out, resume=args.resume,
