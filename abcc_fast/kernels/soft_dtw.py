@@ -29,8 +29,9 @@ import torch
 import triton
 import triton.language as tl
 
-BIG = 1e30          # "infinity" that stays finite under + and - (as the CPU kernels)
-HALF_BIG = 5e29
+_BIG = 1e30  # "infinity" that stays finite under + and - (as the CPU kernels)
+BIG = tl.constexpr(_BIG)  # globals read inside @triton.jit functions must be constexpr
+HALF_BIG = tl.constexpr(_BIG / 2)
 LOG2E = 1.4426950408889634
 
 
@@ -300,7 +301,7 @@ def sdtw_forward(D, x, y, n, m, gamma: float, bandwidth: float, omega, want_temp
     dev, dt = ref.device, ref.dtype
     value = torch.empty(B, dtype=dt, device=dev)
     temporal = torch.zeros(B, dtype=dt, device=dev) if want_temporal else value
-    scr = torch.full((B, 3, N), BIG, dtype=torch.float32, device=dev)
+    scr = torch.full((B, 3, N), _BIG, dtype=torch.float32, device=dev)
     tscr = torch.zeros((B, 3, N), dtype=torch.float32, device=dev) if want_temporal else scr
     if save:
         r = torch.empty((B, N, M), dtype=torch.float32, device=dev)
