@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args, _ = ap.parse_known_args(argv)
     sizes = [512, 2048] + ([] if args.quick else [7118])
+    import os
+    load_before = os.getloadavg()
     rows = []
     for n in sizes:
         r = _time_generate(n, args.seed)
@@ -52,7 +54,11 @@ def main(argv=None) -> int:
         rows.append(r)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "datagen_cpu.json"
-    out.write_text(json.dumps({"suite": "datagen", "machine": machine_info(torch.device("cpu")),
+    info = machine_info(torch.device("cpu"))
+    # the 2 cores are shared: the load average says how contended the timings were
+    info["load_average_1_5_15_before"] = [round(x, 2) for x in load_before]
+    info["load_average_1_5_15_after"] = [round(x, 2) for x in os.getloadavg()]
+    out.write_text(json.dumps({"suite": "datagen", "machine": info,
                                "target": "default 7,118 samples <= 60 s on 2 cores", "results": rows},
                               indent=1) + "\n")
     print(f"wrote {out}")
