@@ -53,6 +53,16 @@ cudaError_t sdtw_cuda_backward(const SdtwCudaProblem<T>& p, const T* ckpt, const
 // <<< soft-DTW launchers
 
 // >>> MeanFlow launchers (csrc/cuda/meanflow.cu)
+// float32, contiguous, device memory. Target: u_pred, v, du_dr, u_tgt [B, W]; r, tau, err, weight [B].
+cudaError_t meanflow_target_cuda(const float* u_pred, const float* v, const float* du_dr, const float* r,
+                                 const float* tau, float* u_tgt, float* err, float* weight, int64_t B, int64_t W,
+                                 float c, float p, cudaStream_t stream);
+// Integrate: x0_solvent [B, W], x0_sei [B, W] or null (0), u_solvent, u_sei, frames, solvent, sei
+// [B, T, W], r [B], taus [B, T].
+cudaError_t meanflow_integrate_cuda(const float* x0_solvent, const float* x0_sei, const float* u_solvent,
+                                    const float* u_sei, const float* r, const float* taus, float* frames,
+                                    float* solvent, float* sei, int64_t B, int64_t T, int64_t W, bool project,
+                                    cudaStream_t stream);
 // <<< MeanFlow launchers
 
 // >>> two-stream attention launchers (csrc/cuda/two_stream_attention.cu)

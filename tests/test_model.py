@@ -1,0 +1,260 @@
+"""ABCC (abcc_fast.model): chemical-flow loss, JVP, predict, persistence, drop-in backends, errors.
+
+Batches are built from smooth random spectra (bands that deplete, shift and grow over tau), so the
+tests need neither the simulator nor a GPU. Runtime: a few seconds on 2 CPU cores.
+"""
+import math
+
+import pytest
+import torch
+
+from abcc_fast.model import ABCC, ABCCConfig, load_predictor
+from abcc_fast.model.abcc import interpolate, time_derivative
+
+W, T, C, E, K = 64, 6, 3, 2, 2
+WN = [700.0 + 10.0 * i for i in range(W)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices: one thread avoids OpenMP spin-waits on a shared 2-core machine (10x faster)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_config(**kw):
+    base = dict(W=W, T=T, n_components=C, n_electrodes=E, n_reactions=K, wavenumber=WN,
+                marker_windows={"band_900": [850.0, 980.0], "band_1200": [1150.0, 1300.0]},
+                components=["EC", "DMC", "LiPF6"], electrodes=["graphite", "Cu"],
+                norm_mean=0.1, norm_std=0.2, volt_mean=1.5, volt_std=1.0)
+    base.update(kw)
+    return ABCCConfig.tiny(**base)
+
+
+def make_batch(B=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    nu = torch.tensor(WN)
+    tau = torch.linspace(0, 1, T)
+    amp = 0.2 + 0.3 * torch.rand(B, 1, generator=g)
+    center = 900.0 + 20 * torch.rand(B, 1, generator=g)
+    def band(c, a, width=30.0):
+        return a[..., None] * torch.exp(-0.5 * ((nu - c[..., None]) / width) ** 2)
+    solvent = band(center + 3 * tau, amp * (1 - 0.3 * tau))                     # [B, T, W]
+    sei = band(torch.full((B, T), 1230.0), 0.1 * tau.expand(B, T) ** 1.5)       # growing SEI band
+    frames = solvent + sei + 0.02
+    static = frames[:, 0] + 0.002 * torch.randn(B, W, generator=g)
+    voltage = 3.0 - 2.5 * tau.expand(B, T)
+    composition = torch.softmax(torch.randn(B, C, generator=g), -1)
+    electrode = torch.randint(0, E, (B,), generator=g)
+    return {"static": static, "frames": frames, "voltage": voltage, "time_s": 100 * tau.expand(B, T),
+            "composition": composition, "electrode": electrode, "system": torch.zeros(B, dtype=torch.long)}
+
+
+def randomised(model, scale=0.1, seed=0):
+    """Non-zero weights everywhere (a fresh ABCC outputs exactly 0: zero-initialised heads)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_time_helpers():
+    series = torch.tensor([[0.0, 1.0, 4.0, 9.0]])                      # x = (3 tau)^2 at tau = k/3
+    d = time_derivative(series)
+    assert d[0].tolist() == pytest.approx([3.0, 6.0, 12.0, 15.0])  # central (x_{k+1} - x_{k-1}) / (2/3), one-sided ends
+    assert interpolate(series, torch.tensor([[0.0, 0.5, 1.0]]))[0].tolist() == pytest.approx([0.0, 2.5, 9.0])
+
+
+def test_jvp_equals_finite_difference_of_the_network():
+    """d/dr u along (x + s v, r + s, tau, V(r) + s dV/dr) by the JVP == central finite difference."""
+    torch.manual_seed(0)
+    model = randomised(ABCC(make_config())).double()
+    B = 3
+    x, static, v = torch.randn(B, W).double(), torch.randn(B, W).double(), torch.randn(B, W).double()
+    r, tau = torch.tensor([0.1, 0.3, 0.5]).double(), torch.tensor([0.6, 0.9, 0.7]).double()
+    vr, vtau, dv = torch.rand(B).double(), torch.rand(B).double(), torch.randn(B).double()
+    comp, elec = torch.rand(B, C).double(), torch.tensor([0, 1, 0])
+    du_dr = model._total_velocity_jvp(x, static, r, tau, vr, vtau, comp, elec, v=v, dvolt_dr=dv)
+    h = 1e-5
+
+    def u(s):
+        us, uz = model.velocity(x + s * v, static, r + s, tau, vr + s * dv, vtau, comp, elec)
+        return us + uz
+    with torch.no_grad():
+        fd = (u(h) - u(-h)) / (2 * h)
+    assert du_dr.abs().max() > 1e-3
+    torch.testing.assert_close(du_dr, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_subset_jvp_gives_the_full_jvp_loss():
+    """The JVP only on r != tau rows changes nothing: on r == tau rows the tangent is multiplied by 0."""
+    batch = make_batch(4)
+    losses = {}
+    for mode in ("subset", "full"):
+        torch.manual_seed(0)
+        model = randomised(ABCC(make_config(jvp_mode=mode, mf_pairs=4, jvp_fraction=0.5, w_identity=1.0,
+                                                  adaptive_c=100.0)))
+        loss, parts = model.training_loss(batch, generator=torch.Generator().manual_seed(1))
+        losses[mode] = (loss, parts)
+    torch.testing.assert_close(losses["subset"][0], losses["full"][0], rtol=1e-6, atol=1e-7)
+    assert losses["subset"][1]["identity"] == pytest.approx(losses["full"][1]["identity"], rel=1e-6)
+    # ... and the JVP is really used: the flow-matching target (no JVP) gives another identity loss
+    torch.manual_seed(0)
+    model = randomised(ABCC(make_config(jvp_mode="none", mf_pairs=4, jvp_fraction=0.5, w_identity=1.0,
+                                                adaptive_c=100.0)))
+    _, parts = model.training_loss(batch, generator=torch.Generator().manual_seed(1))
+    assert parts["identity"] != pytest.approx(losses["full"][1]["identity"], rel=1e-4)
+
+
+def test_training_loss_parts_and_gradients_reach_every_parameter():
+    """All constraint terms are active and every parameter gets a gradient (DDP needs no
+    find_unused_parameters); forward(batch) is training_loss(batch) (the DDP entry)."""
+    torch.manual_seed(0)
+    model = randomised(ABCC(make_config(w_identity=0.1)), scale=0.05)
+    batch = make_batch(4)
+    loss, parts = model(batch, generator=torch.Generator().manual_seed(0))
+    for key in ("disp_traj", "disp_pairs", "identity", "sei_nonneg", "sei_growth", "solvent_new_bands", "smooth",
+                "mass", "peak_drift", "peak_accel", "loss"):
+        assert key in parts and math.isfinite(parts[key]), key
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, missing
+    loss2, _ = model.training_loss(batch, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(loss, loss2)
+
+
+def test_switching_constraints_off_removes_their_terms():
+    off = {k: 0.0 for k in ("w_sei_nonneg", "w_sei_growth", "w_mass", "w_peak_drift", "w_peak_accel", "w_smooth",
+                            "w_solvent_new_bands", "w_identity")}
+    model = ABCC(make_config(**off))
+    assert model.extent_head is None
+    _, parts = model.training_loss(make_batch(2))
+    assert set(parts) == {"disp_traj", "disp_pairs", "loss"}
+
+
+def test_tiny_model_overfits_a_tiny_batch():
+    torch.manual_seed(0)
+    model = ABCC(make_config(w_identity=0.0, mf_pairs=1))
+    batch = make_batch(4, seed=3)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    first = None
+    for step in range(200):
+        loss, parts = model.training_loss(batch, generator=torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if first is None:
+            first = parts["disp_traj"]
+    _, parts = model.training_loss(batch, generator=torch.Generator().manual_seed(0))
+    assert parts["disp_traj"] < first / 10, (first, parts["disp_traj"])
+
+
+def test_predict_shapes_streams_samples():
+    torch.manual_seed(0)
+    model = randomised(ABCC(make_config()))
+    b = make_batch(3)
+    out = model.predict(b["static"], b["voltage"], b["composition"], b["electrode"], return_streams=True,
+                        samples=4, noise=0.01, generator=torch.Generator().manual_seed(0))
+    assert out["frames"].shape == (3, T, W) and out["solvent"].shape == (3, T, W) and out["sei"].shape == (3, T, W)
+    assert out["samples"].shape == (4, 3, T, W) and out["std"].shape == (3, T, W)
+    torch.testing.assert_close(out["frames"], out["solvent"] + out["sei"])
+    torch.testing.assert_close(out["frames"][:, 0], b["static"])        # tau = 0: the static spectrum
+    assert (out["sei"] >= 0).all() and (out["sei"][:, 0] == 0).all()
+    assert (out["std"][:, 1:] > 0).any()
+    plain = model.predict(b["static"], b["voltage"], b["composition"], b["electrode"])
+    assert set(plain) == {"frames"}
+    torch.testing.assert_close(plain["frames"], out["frames"])          # samples do not move the mean call
+    # chunked network calls give the same frames
+    model.config.predict_chunk = 5
+    torch.testing.assert_close(model.predict(b["static"], b["voltage"], b["composition"], b["electrode"])["frames"],
+                               plain["frames"], rtol=1e-5, atol=1e-6)
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = randomised(ABCC(make_config()))
+    b = make_batch(2)
+    out = model.predict(b["static"], b["voltage"], b["composition"], b["electrode"], return_streams=True)
+    path = model.save_pretrained(tmp_path / "abcc")
+    model.save_pretrained(tmp_path / "abcc")                            # overwrite in place, atomically
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    loaded = ABCC.from_pretrained(path)
+    assert loaded.config == model.config
+    again = loaded.predict(b["static"], b["voltage"], b["composition"], b["electrode"], return_streams=True)
+    for k in out:
+        assert torch.equal(out[k], again[k]), k
+    predictor = load_predictor(str(path))
+    res = predictor({**b, "wavenumber": torch.tensor(WN)})
+    assert torch.equal(res["frames"], out["frames"]) and "sei" in res
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        ABCC.from_pretrained(tmp_path)
+
+
+def test_reference_backends_are_a_drop_in():
+    """The fused backends (triton here, under the interpreter) give the reference's outputs."""
+    torch.manual_seed(0)
+    ref = randomised(ABCC(make_config(ops_backend="reference", attention_backend="reference")))
+    fused = ABCC(make_config(ops_backend="triton", attention_backend="triton"))
+    fused.load_state_dict(ref.state_dict())
+    auto = ABCC(make_config())
+    auto.load_state_dict(ref.state_dict())
+    b = make_batch(2)
+    args = (b["static"], b["voltage"], b["composition"], b["electrode"])
+    want = ref.predict(*args, return_streams=True)
+    for m in (fused, auto):
+        got = m.predict(*args, return_streams=True)
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5)
+    loss_ref, _ = ref.training_loss(b, generator=torch.Generator().manual_seed(0))
+    loss_fused, _ = fused.training_loss(b, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(loss_fused, loss_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_config_json_round_trip_and_presets():
+    cfg = make_config()
+    assert ABCCConfig.from_dict(__import__("json").loads(cfg.to_json())) == cfg
+    for name in ("tiny", "cpu_default", "gpu_default"):
+        c = ABCCConfig.preset(name)
+        assert (c.dim // c.heads) in (32, 64, 128)          # the fused attention's head sizes
+    with pytest.raises(ValueError, match="multiple of patch"):
+        make_config(patch=7)
+    with pytest.raises(ValueError, match="unknown ABCC preset"):
+        ABCCConfig.preset("huge")
+
+
+@pytest.mark.parametrize("case, match", [
+    ("wrong_W", "wavenumber points but this model was trained on a grid of W=64"),
+    ("wrong_grid", "differs from the model's"),
+    ("nan_static", "static contains 1 NaN/Inf"),
+    ("inf_voltage", "voltage contains 1 NaN/Inf"),
+    ("unknown_electrode", "unknown electrode index 7"),
+    ("composition_size", "composition has 4 entries but the model knows 3 components \\(EC, DMC, LiPF6\\)"),
+    ("batch_mismatch", "voltage must be \\[B, T\\] with B=2"),
+])
+def test_bad_input_to_predict(case, match):
+    model = ABCC(make_config())
+    b = make_batch(2)
+    args = dict(static=b["static"], voltage=b["voltage"], composition=b["composition"], electrode=b["electrode"])
+    kw = {}
+    if case == "wrong_W":
+        args["static"] = torch.rand(2, 128)
+    elif case == "wrong_grid":
+        kw["wavenumber"] = torch.tensor(WN) + 3.0
+    elif case == "nan_static":
+        args["static"] = args["static"].clone()
+        args["static"][1, 5] = float("nan")
+    elif case == "inf_voltage":
+        args["voltage"] = args["voltage"].clone()
+        args["voltage"][0, 2] = float("inf")
+    elif case == "unknown_electrode":
+        args["electrode"] = torch.tensor([0, 7])
+    elif case == "composition_size":
+        args["composition"] = torch.rand(2, 4)
+    elif case == "batch_mismatch":
+        args["voltage"] = torch.rand(3, T)
+    with pytest.raises(ValueError, match=match):
+        model.predict(**args, **kw)
