@@ -387,3 +387,27 @@ def test_no_nan_at_tiny_gamma():
         v.sum().backward()
         assert torch.isfinite(v).all() and torch.isfinite(xg.grad).all()
         assert not math.isnan(dilate(x, y, gamma=1e-3, backend=backend)[0].item())
+
+
+def _fork_child_value(queue, x, y):
+    queue.put(soft_dtw(x, y, 0.1).sum().item())
+
+
+@needs_cpu
+def test_cpu_kernel_works_in_a_forked_child():
+    """GNU OpenMP's pool does not survive fork; a DataLoader worker must not hang in the kernel."""
+    import multiprocessing as mp
+
+    x, y = rand_pair(4, 40, 30, dtype=torch.float32)
+    expected = soft_dtw(x, y, 0.1).sum().item()  # the parent has started its OpenMP pool
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_fork_child_value, args=(queue, x, y))
+    proc.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+    assert got == pytest.approx(expected, rel=1e-6)

@@ -51,6 +51,25 @@ def _native_error() -> str:
                 "`make install` or `pip install --no-build-isolation -e .`")
 
 
+_FORKED_CHILD = False
+
+
+def _mark_forked_child() -> None:
+    global _FORKED_CHILD
+    _FORKED_CHILD = True
+
+
+# GNU OpenMP's thread pool does not survive fork(): a forked child (a DataLoader worker, a
+# multiprocessing pool) that enters a parallel region hangs. Children run the CPU kernels on
+# one thread instead.
+os.register_at_fork(after_in_child=_mark_forked_child)
+
+
+def cpu_threads() -> int:
+    """Threads for the C++ CPU kernels: torch's intra-op setting, 1 in a forked child."""
+    return 1 if _FORKED_CHILD else max(1, torch.get_num_threads())
+
+
 def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 

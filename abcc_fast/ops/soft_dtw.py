@@ -32,7 +32,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ._backend import native_module, resolve
+from ._backend import cpu_threads, native_module, resolve
 
 Lengths = Optional[Union[torch.Tensor, Sequence[int]]]
 
@@ -221,18 +221,21 @@ def _reference_alignment(D, n, m, gamma, bandwidth):
 # native backends: engines with forward(...) / backward(...) wrapped in autograd Functions
 # ---------------------------------------------------------------------------------------------
 class _CpuEngine:
-    """C++/OpenMP kernels of csrc/cpu/soft_dtw.cpp. Supports the univariate on-the-fly cost."""
+    """C++/OpenMP kernels of csrc/cpu/soft_dtw.cpp. Supports the univariate on-the-fly cost.
+
+    Threads: torch.get_num_threads(), and 1 in a forked child (see ops._backend.cpu_threads).
+    """
 
     supports_seq = True
 
     def forward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save):
         value, temporal, r, rt, off = native_module().sdtw_cpu_forward(
-            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save)
+            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, cpu_threads())
         return value, (temporal if want_temporal else None), (r, rt, off)
 
     def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal):
         G, dx, dy = native_module().sdtw_cpu_backward(
-            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, *state, grad_value, grad_temporal)
+            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, *state, grad_value, grad_temporal, cpu_threads())
         return (G,) if D is not None else (dx, dy)
 
 

@@ -482,7 +482,7 @@ template <typename T>
 void sdtw_forward(const SdtwProblem<T>& p, T* value, T* temporal, T* r_store, T* rt_store,
                   double* off_store) {
   const int64_t NM = p.N * p.M, K = p.N + p.M - 1;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p.threads) if (p.threads > 1)
   for (int64_t b = 0; b < p.B; ++b) {
     forward_pair<T>(p, b, value, temporal, r_store ? r_store + b * NM : nullptr,
                     rt_store ? rt_store + b * NM : nullptr, off_store ? off_store + b * K : nullptr);
@@ -493,7 +493,7 @@ template <typename T>
 void sdtw_backward(const SdtwProblem<T>& p, const T* r_store, const T* rt_store,
                    const double* off_store, const T* gv, const T* gt, T* G, T* dx, T* dy) {
   const int64_t NM = p.N * p.M, K = p.N + p.M - 1;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p.threads) if (p.threads > 1)
   for (int64_t b = 0; b < p.B; ++b) {
     backward_pair<T>(p, b, r_store + b * NM, rt_store ? rt_store + b * NM : nullptr,
                      off_store + b * K, gv, gt, G, dx, dy);

@@ -33,6 +33,9 @@ struct SdtwProblem {
   const T* omega = nullptr;         // [*, N, M]
   int64_t omega_batch_stride = 0;   // 0: one Omega shared by the batch
   bool want_temporal = false;
+  // OpenMP threads over pairs; 1 runs on the calling thread without entering a parallel region
+  // (required in a forked child, whose inherited OpenMP pool is dead).
+  int threads = 1;
 };
 
 // Forward. value[B]; temporal[B] when want_temporal. When r_store is non-null the relative
