@@ -33,8 +33,9 @@ using OptTensor = std::optional<Tensor>;
 template <typename T>
 abcc::cpu::SdtwProblem<T> make_problem(const OptTensor& D, const OptTensor& x, const OptTensor& y,
                                        const Tensor& n, const Tensor& m, double gamma, double bandwidth,
-                                       const OptTensor& omega, bool want_temporal) {
+                                       const OptTensor& omega, bool want_temporal, int64_t threads) {
   abcc::cpu::SdtwProblem<T> p;
+  p.threads = static_cast<int>(std::max<int64_t>(1, threads));
   TORCH_CHECK(n.scalar_type() == at::kLong && m.scalar_type() == at::kLong, "lengths must be int64");
   ABCC_CHECK_CONTIG(n);
   ABCC_CHECK_CONTIG(m);
@@ -75,12 +76,12 @@ abcc::cpu::SdtwProblem<T> make_problem(const OptTensor& D, const OptTensor& x, c
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> sdtw_cpu_forward(
     const OptTensor& D, const OptTensor& x, const OptTensor& y, const Tensor& n, const Tensor& m,
-    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, bool save) {
+    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, bool save, int64_t threads) {
   const Tensor& ref = D.has_value() ? *D : *x;
   const auto opts = ref.options();
   Tensor value, temporal, r, rt, off;
   AT_DISPATCH_FLOATING_TYPES(ref.scalar_type(), "sdtw_cpu_forward", [&] {
-    auto p = make_problem<scalar_t>(D, x, y, n, m, gamma, bandwidth, omega, want_temporal);
+    auto p = make_problem<scalar_t>(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, threads);
     value = at::empty({p.B}, opts);
     temporal = want_temporal ? at::empty({p.B}, opts) : at::zeros({p.B}, opts);
     if (save) {
@@ -108,11 +109,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> sdtw_cpu_forward(
 std::tuple<Tensor, Tensor, Tensor> sdtw_cpu_backward(
     const OptTensor& D, const OptTensor& x, const OptTensor& y, const Tensor& n, const Tensor& m,
     double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, const Tensor& r,
-    const Tensor& rt, const Tensor& off, const OptTensor& grad_value, const OptTensor& grad_temporal) {
+    const Tensor& rt, const Tensor& off, const OptTensor& grad_value, const OptTensor& grad_temporal,
+    int64_t threads) {
   const Tensor& ref = D.has_value() ? *D : *x;
   Tensor G, dx, dy;
   AT_DISPATCH_FLOATING_TYPES(ref.scalar_type(), "sdtw_cpu_backward", [&] {
-    auto p = make_problem<scalar_t>(D, x, y, n, m, gamma, bandwidth, omega, want_temporal);
+    auto p = make_problem<scalar_t>(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, threads);
     TORCH_CHECK(r.numel() == p.B * p.N * p.M, "saved R has the wrong size (forward ran without save?)");
     TORCH_CHECK(!want_temporal || rt.numel() == p.B * p.N * p.M, "saved tangent has the wrong size");
     const scalar_t* gv = nullptr;
@@ -224,7 +226,7 @@ void check_sdtw_launch(cudaError_t err, const char* what, int64_t N, int64_t M, 
 // Returns (value, temporal, ckpt, ckpt_t, base); ckpt/ckpt_t/base are empty without save.
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> sdtw_cuda_forward(
     const OptTensor& D, const OptTensor& x, const OptTensor& y, const Tensor& n, const Tensor& m,
-    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, bool save) {
+    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, bool save, int64_t threads) {
   TORCH_CHECK(D.has_value() || x.has_value(), "give either D or both x and y");
   const Tensor& ref = D.has_value() ? *D : *x;
   TORCH_CHECK(ref.is_cuda(), "sdtw_cuda_forward: inputs must be CUDA tensors");
@@ -321,6 +323,80 @@ std::tuple<Tensor, Tensor, Tensor> sdtw_cuda_backward(
 // <<< soft-DTW CUDA bindings
 
 // >>> MeanFlow CUDA bindings (owner: MeanFlow ops)
+// The Python side (abcc_fast/ops/meanflow.py) validates shapes with friendly messages and passes
+// contiguous float32 CUDA tensors; these checks guard the kernels' assumptions.
+void mf_check(const Tensor& t, const Tensor& ref, const char* name) {
+  TORCH_CHECK(t.is_cuda(), "meanflow: ", name, " must be a CUDA tensor");
+  TORCH_CHECK(t.device() == ref.device(), "meanflow: ", name, " is on ", t.device(), " but the inputs on ", ref.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat, "meanflow: ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK(t.is_contiguous(), "meanflow: ", name, " must be contiguous");
+}
+
+// Returns [u_tgt [B, W], err [B], weight [B]].
+std::vector<Tensor> meanflow_target_cuda(const Tensor& u_pred, const Tensor& v, const Tensor& du_dr, const Tensor& r,
+                                         const Tensor& tau, double c, double p) {
+  TORCH_CHECK(u_pred.dim() == 2, "meanflow_target: u_pred must be [B, W], got ", u_pred.sizes());
+  const int64_t B = u_pred.size(0), W = u_pred.size(1);
+  TORCH_CHECK(W >= 1, "meanflow_target: W must be >= 1");
+  TORCH_CHECK(c > 0, "meanflow_target: c must be > 0, got ", c);
+  mf_check(u_pred, u_pred, "u_pred");
+  mf_check(v, u_pred, "v");
+  mf_check(du_dr, u_pred, "du_dr");
+  mf_check(r, u_pred, "r");
+  mf_check(tau, u_pred, "tau");
+  TORCH_CHECK(v.sizes() == u_pred.sizes() && du_dr.sizes() == u_pred.sizes(),
+              "meanflow_target: v ", v.sizes(), " and du_dr ", du_dr.sizes(), " must match u_pred ", u_pred.sizes());
+  TORCH_CHECK(r.dim() == 1 && r.size(0) == B && tau.dim() == 1 && tau.size(0) == B,
+              "meanflow_target: r and tau must be [B] = [", B, "], got ", r.sizes(), " and ", tau.sizes());
+  const c10::cuda::CUDAGuard guard(u_pred.device());
+  Tensor u_tgt = at::empty_like(u_pred);
+  Tensor err = at::empty({B}, u_pred.options());
+  Tensor weight = at::empty({B}, u_pred.options());
+  const cudaError_t e = abcc::cuda::meanflow_target_cuda(
+      u_pred.data_ptr<float>(), v.data_ptr<float>(), du_dr.data_ptr<float>(), r.data_ptr<float>(),
+      tau.data_ptr<float>(), u_tgt.data_ptr<float>(), err.data_ptr<float>(), weight.data_ptr<float>(), B, W,
+      static_cast<float>(c), static_cast<float>(p), c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(e == cudaSuccess, "meanflow_target: CUDA launch failed: ", cudaGetErrorString(e));
+  return {u_tgt, err, weight};
+}
+
+// Returns [frames, solvent, sei], each [B, T, W]. x0_sei may be None (a zero SEI stream at r).
+std::vector<Tensor> meanflow_integrate_cuda(const Tensor& x0_solvent, const OptTensor& x0_sei, const Tensor& u_solvent,
+                                            const Tensor& u_sei, const Tensor& r, const Tensor& taus, bool project) {
+  TORCH_CHECK(x0_solvent.dim() == 2 && u_solvent.dim() == 3,
+              "meanflow_integrate: x0_solvent must be [B, W] and u_solvent [B, T, W], got ", x0_solvent.sizes(),
+              " and ", u_solvent.sizes());
+  const int64_t B = u_solvent.size(0), T = u_solvent.size(1), W = u_solvent.size(2);
+  mf_check(x0_solvent, x0_solvent, "x0_solvent");
+  mf_check(u_solvent, x0_solvent, "u_solvent");
+  mf_check(u_sei, x0_solvent, "u_sei");
+  mf_check(r, x0_solvent, "r");
+  mf_check(taus, x0_solvent, "taus");
+  TORCH_CHECK(x0_solvent.size(0) == B && x0_solvent.size(1) == W, "meanflow_integrate: x0_solvent ",
+              x0_solvent.sizes(), " does not match u_solvent ", u_solvent.sizes());
+  TORCH_CHECK(u_sei.sizes() == u_solvent.sizes(), "meanflow_integrate: u_sei ", u_sei.sizes(),
+              " must match u_solvent ", u_solvent.sizes());
+  TORCH_CHECK(r.dim() == 1 && r.size(0) == B, "meanflow_integrate: r must be [B] = [", B, "], got ", r.sizes());
+  TORCH_CHECK(taus.dim() == 2 && taus.size(0) == B && taus.size(1) == T,
+              "meanflow_integrate: taus must be [B, T] = [", B, ", ", T, "], got ", taus.sizes());
+  const float* z0 = nullptr;
+  if (x0_sei.has_value()) {
+    mf_check(*x0_sei, x0_solvent, "x0_sei");
+    TORCH_CHECK(x0_sei->sizes() == x0_solvent.sizes(), "meanflow_integrate: x0_sei ", x0_sei->sizes(),
+                " must match x0_solvent ", x0_solvent.sizes());
+    z0 = x0_sei->data_ptr<float>();
+  }
+  const c10::cuda::CUDAGuard guard(x0_solvent.device());
+  Tensor frames = at::empty_like(u_solvent);
+  Tensor solvent = at::empty_like(u_solvent);
+  Tensor sei = at::empty_like(u_solvent);
+  const cudaError_t e = abcc::cuda::meanflow_integrate_cuda(
+      x0_solvent.data_ptr<float>(), z0, u_solvent.data_ptr<float>(), u_sei.data_ptr<float>(), r.data_ptr<float>(),
+      taus.data_ptr<float>(), frames.data_ptr<float>(), solvent.data_ptr<float>(), sei.data_ptr<float>(), B, T, W,
+      project, c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(e == cudaSuccess, "meanflow_integrate: CUDA launch failed: ", cudaGetErrorString(e));
+  return {frames, solvent, sei};
+}
 // <<< MeanFlow CUDA bindings
 
 // >>> two-stream attention CUDA bindings (owner: attention op)
@@ -453,26 +529,33 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sdtw_cpu_forward", &sdtw_cpu_forward, "soft-DTW / DILATE forward (CPU)",
         pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
         pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
-        pybind11::arg("want_temporal"), pybind11::arg("save"));
+        pybind11::arg("want_temporal"), pybind11::arg("save"), pybind11::arg("threads"));
   m.def("sdtw_cpu_backward", &sdtw_cpu_backward, "soft-DTW / DILATE backward (CPU)",
         pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
         pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
         pybind11::arg("want_temporal"), pybind11::arg("r"), pybind11::arg("rt"), pybind11::arg("off"),
-        pybind11::arg("grad_value"), pybind11::arg("grad_temporal"));
+        pybind11::arg("grad_value"), pybind11::arg("grad_temporal"), pybind11::arg("threads"));
 #ifdef ABCC_WITH_CUDA
   // >>> CUDA module definitions (each owner adds its m.def lines inside its own block)
   // >>> soft-DTW CUDA defs
   m.def("sdtw_cuda_forward", &sdtw_cuda_forward, "soft-DTW / DILATE forward (CUDA)",
         pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
         pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
-        pybind11::arg("want_temporal"), pybind11::arg("save"));
+        pybind11::arg("want_temporal"), pybind11::arg("save"), pybind11::arg("threads"));
   m.def("sdtw_cuda_backward", &sdtw_cuda_backward, "soft-DTW / DILATE backward (CUDA)",
         pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
         pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
         pybind11::arg("want_temporal"), pybind11::arg("ckpt"), pybind11::arg("ckpt_t"), pybind11::arg("base"),
-        pybind11::arg("grad_value"), pybind11::arg("grad_temporal"));
+        pybind11::arg("grad_value"), pybind11::arg("grad_temporal"), pybind11::arg("threads"));
   // <<< soft-DTW CUDA defs
   // >>> MeanFlow CUDA defs
+  m.def("meanflow_target_cuda", &meanflow_target_cuda, "MeanFlow target, squared error and adaptive weight (CUDA)",
+        pybind11::arg("u_pred"), pybind11::arg("v"), pybind11::arg("du_dr"), pybind11::arg("r"), pybind11::arg("tau"),
+        pybind11::arg("c"), pybind11::arg("p"));
+  m.def("meanflow_integrate_cuda", &meanflow_integrate_cuda,
+        "MeanFlow all-frames integration: jump per stream, stream sum, SEI projection (CUDA)",
+        pybind11::arg("x0_solvent"), pybind11::arg("x0_sei"), pybind11::arg("u_solvent"), pybind11::arg("u_sei"),
+        pybind11::arg("r"), pybind11::arg("taus"), pybind11::arg("project"));
   // <<< MeanFlow CUDA defs
   // >>> two-stream attention CUDA defs
   m.def("two_stream_attention_cuda_forward", &two_stream_attention_cuda_forward,
