@@ -15,7 +15,9 @@ Determinism: the batch of step s is a pure function of (seed, s) -- epoch e = s 
 draws its permutation from ``DistributedSampler(seed=seed).set_epoch(e)`` -- and every random number
 the model draws comes from generators seeded by (seed, s, rank). Together with bit-exact
 safetensors checkpoints of weights, EMA and optimizer moments, resuming after a kill gives the
-same parameters, bit for bit on CPU, as a run that was never interrupted.
+same parameters, bit for bit on CPU, as a run that was never interrupted. (With a wall-clock cap,
+``max_time_s``, the schedule follows the clock and is no longer a function of the step alone:
+exactness then holds for the data order and the random numbers, not the learning rates.)
 
 The model contract (``abcc_fast.model.ABCC`` and any stand-in)::
 
@@ -101,9 +103,9 @@ class TrainConfig:
     def cpu_default(cls, **overrides) -> "TrainConfig":
         """The demo's budget on 2 CPU cores: ~5 minutes per model (two models = ~10 minutes).
 
-        300 steps of batch 8 is what the cpu_default ABCC reaches in ~5 minutes on 2 idle cores
-        (about 1 s a step); ``max_time_s`` caps a slower or busier machine, and the cosine schedule
-        then follows the clock, so the learning rate still decays by the end."""
+        300 steps of batch 8 is the target; ``max_time_s`` (300 s) ends the run first on a slower
+        or busier machine, and the cosine schedule then follows the clock, so the learning rate
+        still decays by the end. ``abcc demo`` reports how many steps each model got."""
         base = dict(steps=300, batch_size=8, lr=2e-3, warmup_steps=20, ema_decay=0.99, log_every=5,
                     eval_every=50, val_batches=4, checkpoint_every=50, max_time_s=300.0, preset="cpu_default")
         return cls(**{**base, **overrides})
