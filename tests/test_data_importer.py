@@ -79,3 +79,13 @@ def test_mismatch_and_range_errors(tmp_path):
         import_csv(FRAMES, TABLE, STATIC, tmp_path / "o", electrode="steel")
     with pytest.raises(ValueError, match="time column"):
         import_csv(FRAMES, _write(tmp_path / "t2.csv", ["a", "b"], tv.tolist()), STATIC, tmp_path / "o")
+
+
+def test_static_from_jcamp(tmp_path):
+    ds_csv = load(import_csv(FRAMES, TABLE, STATIC, tmp_path / "a", W=200))
+    ds_jdx = load(import_csv(FRAMES, TABLE, FIX / "static.jdx", tmp_path / "b", W=200))
+    np.testing.assert_allclose(ds_jdx.static.numpy(), ds_csv.static.numpy(), atol=2e-3)
+    text = (FIX / "static.jdx").read_text().replace("\n650.000000 ", "\n650.000000 A", 1)
+    (tmp_path / "c.jdx").write_text(text)
+    with pytest.raises(ValueError, match="compressed"):
+        import_csv(FRAMES, TABLE, tmp_path / "c.jdx", tmp_path / "c")

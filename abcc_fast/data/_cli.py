@@ -1,7 +1,6 @@
 """`abcc data generate | inspect | import`."""
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -44,7 +43,8 @@ def register(sub) -> None:
                                     "spectrum CSV (wavenumber, absorbance); resampled onto the grid.")
     m.add_argument("--frames", type=Path, required=True, help="frames CSV")
     m.add_argument("--table", type=Path, required=True, help="time/voltage CSV (time_s, voltage)")
-    m.add_argument("--static", type=Path, required=True, help="static spectrum CSV")
+    m.add_argument("--static", type=Path, required=True,
+                   help="static spectrum: CSV (wavenumber, absorbance) or JCAMP-DX (.jdx/.dx, AFFN)")
     m.add_argument("--out", type=Path, required=True, help="output dataset directory")
     m.add_argument("--range", type=float, nargs=2, default=(700.0, 1900.0), metavar=("LO", "HI"))
     m.add_argument("--W", type=int, default=512)

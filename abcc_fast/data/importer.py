@@ -5,7 +5,8 @@ Inputs (CSV, comma or semicolon separated, one header row):
 - frames: a wavenumber column (cm^-1) and one absorbance column per frame (T columns);
 - table: one row per frame with a time column (``time_s``/``time``/``t``, seconds) and a voltage
   column (``voltage``/``E``/``V``/``ewe``, V vs Li/Li+);
-- static: a wavenumber column and one absorbance column (the static spectrum of the pristine cell).
+- static: a wavenumber column and one absorbance column (the static spectrum of the pristine cell),
+  or a JCAMP-DX file (``.jdx``/``.dx``, AFFN, absorbance or transmittance).
 
 Spectra are resampled (linear interpolation) onto the dataset grid, validated (finite values,
 strictly monotonic grid, frame count = table rows, grid inside the measured range) and written as
@@ -59,6 +60,76 @@ def read_table(path: PathLike) -> tuple[list[str], np.ndarray]:
                                  "remove or interpolate the bad points before importing")
             vals[i, j] = v
     return header, vals
+
+
+def read_jcamp(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read one spectrum from a JCAMP-DX file (AFFN ``##XYDATA=(X++(Y..Y))`` or ``##XYPOINTS=(XY..XY)``).
+
+    Returns (wavenumber cm^-1, absorbance). Transmittance (``##YUNITS=TRANSMITTANCE``, fraction or %)
+    is converted to absorbance -log10(T); micrometre x units to cm^-1. Compressed (ASDF: SQZ/DIF/DUP)
+    data is refused with a clear message."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: file not found")
+    labels: dict[str, str] = {}
+    xs: list[float] = []
+    ys: list[float] = []
+    mode = None
+    for n, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        line = raw.split("$$", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("##"):
+            key, _, val = line[2:].partition("=")
+            key = key.strip().upper().replace(" ", "").replace("-", "").replace("_", "")
+            labels[key] = val.strip()
+            mode = None
+            if key == "XYDATA":
+                mode = "xydata"
+                if "X++(Y..Y)" not in val.replace(" ", "").upper():
+                    raise ValueError(f"{path}: XYDATA form {val.strip()!r} not supported")
+            elif key in ("XYPOINTS", "PEAKTABLE"):
+                mode = "xypoints"
+            elif key == "END":
+                break
+            continue
+        if mode is None:
+            continue
+        if any((c.isalpha() and c not in "eE") or c in "@%?" for c in line):
+            raise ValueError(f"{path}: line {n} holds compressed (ASDF) or non-numeric JCAMP-DX data; "
+                             "export the spectrum as AFFN JCAMP-DX or CSV")
+        nums = [float(t) for t in line.replace(",", " ").replace(";", " ").split()]
+        if mode == "xydata":    # x of each line is implied by FIRSTX/LASTX/NPOINTS
+            ys.extend(nums[1:])
+        else:
+            xs.extend(nums[0::2])
+            ys.extend(nums[1::2])
+    if not ys:
+        raise ValueError(f"{path}: no XYDATA or XYPOINTS block found (is this a JCAMP-DX spectrum?)")
+    yf = float(labels.get("YFACTOR", "1") or 1)
+    y = np.asarray(ys, dtype=float) * yf
+    if mode == "xydata" or "XYDATA" in labels:
+        first, last = float(labels["FIRSTX"]), float(labels["LASTX"])
+        npts = int(float(labels.get("NPOINTS", len(y))))
+        if npts != y.size:
+            raise ValueError(f"{path}: NPOINTS={npts} but {y.size} values were read")
+        x = np.linspace(first, last, npts)
+    else:
+        x = np.asarray(xs, dtype=float) * float(labels.get("XFACTOR", "1") or 1)
+    xunits = labels.get("XUNITS", "1/CM").upper()
+    if "MICRO" in xunits:
+        x = 1e4 / x
+    elif "CM" not in xunits:
+        raise ValueError(f"{path}: XUNITS {xunits!r} not supported (need 1/CM or MICROMETERS)")
+    yunits = labels.get("YUNITS", "ABSORBANCE").upper()
+    if "TRANSMIT" in yunits:
+        t = y / 100.0 if np.nanmax(y) > 1.5 else y
+        if np.any(t <= 0):
+            raise ValueError(f"{path}: transmittance <= 0 cannot be converted to absorbance")
+        y = -np.log10(t)
+    if not np.all(np.isfinite(y)) or not np.all(np.isfinite(x)):
+        raise ValueError(f"{path}: NaN/Inf in the spectrum")
+    return x, y
 
 
 def _monotonic_grid(path: Path, wn: np.ndarray, values: np.ndarray):
@@ -149,7 +220,11 @@ def import_csv(frames_csv: PathLike, table_csv: PathLike, static_csv: PathLike, 
     if np.any(np.diff(time_s) < 0):
         raise ValueError(f"{table_csv}: time is not non-decreasing; sort the rows by time")
 
-    sh, sv = read_table(static_csv)
+    if static_csv.suffix.lower() in (".jdx", ".dx", ".jcamp"):
+        jx, jy = read_jcamp(static_csv)
+        sv = np.stack([jx, jy], axis=1)
+    else:
+        _, sv = read_table(static_csv)
     if sv.shape[1] < 2:
         raise ValueError(f"{static_csv}: needs a wavenumber column and an absorbance column")
     swn, sspec = _monotonic_grid(static_csv, sv[:, 0], sv[:, 1:2])
