@@ -876,12 +876,21 @@ def default_dataset(progress: bool = True, seed: int = 0):
     version and seed, then loaded. A cached copy that fails validation is regenerated."""
     from .format import load
 
+    import fcntl
+
     path = default_dataset_path(seed)
-    if (path / "manifest.json").exists():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # one generator at a time (several ranks or commands may ask at once); the others wait, then load
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            if (path / "manifest.json").exists():
+                try:
+                    return load(path)
+                except ValueError as err:
+                    import warnings
+                    warnings.warn(f"cached default dataset is invalid ({err}); regenerating it")
+            generate(path, seed=seed, progress=progress)
             return load(path)
-        except ValueError as err:
-            import warnings
-            warnings.warn(f"cached default dataset is invalid ({err}); regenerating it")
-    generate(path, seed=seed, progress=progress)
-    return load(path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
