@@ -261,12 +261,14 @@ class ABCC(nn.Module):
             std, mean = cfg.norm_std, cfg.norm_mean
             wn = self.wavenumber.to(dtype)
             pred_c = C.band_centroids(frames_hat * std + mean, wn, self._marker_slices)
+            with torch.no_grad():
+                data_c, data_area = C.band_centroids(frames_traj * std + mean, wn, self._marker_slices,
+                                                     with_area=True)
+                band = C.band_mask(static_raw, data_area[:, 0])
             if cfg.w_peak_drift > 0:
-                with torch.no_grad():
-                    data_c = C.band_centroids(frames_traj * std + mean, wn, self._marker_slices)
-                parts["peak_drift"] = C.peak_drift(pred_c, data_c)
+                parts["peak_drift"] = C.peak_drift(pred_c, data_c, band)
             if cfg.w_peak_accel > 0:
-                parts["peak_accel"] = C.peak_acceleration(pred_c)
+                parts["peak_accel"] = C.peak_acceleration(pred_c, taus, band, T)
 
         weights = {"disp_traj": cfg.w_displacement, "disp_pairs": cfg.w_displacement,
                    "identity": cfg.w_identity, "sei_nonneg": cfg.w_sei_nonneg, "sei_growth": cfg.w_sei_growth,

@@ -12,8 +12,10 @@ std) unless said otherwise; trajectories are [B, T', W] over ascending taus [B, 
                        mean (A_sol - xi . alpha)^2 + (A_sei - xi . beta)^2, alpha, beta > 0 learned
                        (CHEMISTRY.md 5.4: consumed solvent area and grown SEI area are both linear
                        in the reaction extents)
-  peak_drift           Huber_1cm((c_k(pred) - c_0(pred)) - (c_k(data) - c_0(data))) over marker windows
-  peak_acceleration    mean (c_{k+1} - 2 c_k + c_{k-1})^2 of the predicted centroids (cm^-1)
+  peak_drift           Huber_1cm((c_k(pred) - c_0(pred)) - (c_k(data) - c_0(data))) over the marker
+                       windows that hold a band in the data (band_mask)
+  peak_acceleration    mean (c''(tau_k) h^2)^2 of the predicted centroids (cm^-1; h = 1/(T-1), so the
+                       plain second difference on the full frame grid), same windows
 """
 from __future__ import annotations
 
@@ -111,11 +113,13 @@ def marker_slices(wavenumber, marker_windows: dict) -> list:
     return out
 
 
-def band_centroids(frames_raw: torch.Tensor, wavenumber: torch.Tensor, slices: list) -> torch.Tensor:
+def band_centroids(frames_raw: torch.Tensor, wavenumber: torch.Tensor, slices: list, *,
+                   with_area: bool = False):
     """Differentiable band centroids (cm^-1) [..., n_windows], OpIRBench's definition: a = clip(x -
-    edge baseline, 0), centroid = sum(nu a) / sum(a) (window middle when the area is 0)."""
+    edge baseline, 0), centroid = sum(nu a) / sum(a) (window middle when the area is 0). With
+    ``with_area`` also the mean baseline-corrected absorbance a of each window [..., n_windows]."""
     k = PEAK_EDGE_POINTS
-    cents = []
+    cents, areas = [], []
     for _, i0, i1 in slices:
         seg = frames_raw[..., i0:i1 + 1]
         nu = wavenumber[i0:i1 + 1]
@@ -125,19 +129,38 @@ def band_centroids(frames_raw: torch.Tensor, wavenumber: torch.Tensor, slices: l
         area = a.sum(-1)
         safe = torch.where(area > 0, area, torch.ones_like(area))
         cents.append(torch.where(area > 0, (a * nu).sum(-1) / safe, 0.5 * (nu[0] + nu[-1])))
+        areas.append(area / seg.shape[-1])
+    if with_area:
+        return torch.stack(cents, -1), torch.stack(areas, -1)
     return torch.stack(cents, -1)
 
 
-def peak_drift(pred_cent: torch.Tensor, data_cent: torch.Tensor) -> torch.Tensor:
-    """Huber (1 cm^-1) mismatch of the centroid drift since the first trajectory point."""
+def band_mask(static_raw: torch.Tensor, mean_area: torch.Tensor, fraction: float = 0.02) -> torch.Tensor:
+    """[B, n_windows] 1 where a window holds a real band in the data (mean baseline-corrected
+    absorbance above `fraction` of the spectrum's maximum); centroids of empty windows are noise."""
+    peak = static_raw.amax(-1, keepdim=True).clamp_min(1e-12)
+    return (mean_area > fraction * peak).to(static_raw.dtype)
+
+
+def peak_drift(pred_cent: torch.Tensor, data_cent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Huber (1 cm^-1) mismatch of the centroid drift since the first trajectory point, over the
+    windows with a band (mask [B, n_windows])."""
     dp = pred_cent[:, 1:] - pred_cent[:, :1]
     dd = data_cent[:, 1:] - data_cent[:, :1]
     if dp.numel() == 0:
         return pred_cent.new_zeros(())
-    return F.smooth_l1_loss(dp, dd, beta=1.0)
+    h = F.smooth_l1_loss(dp, dd, beta=1.0, reduction="none") * mask[:, None]
+    return h.sum() / (mask.sum() * dp.shape[1]).clamp_min(1)
 
 
-def peak_acceleration(pred_cent: torch.Tensor) -> torch.Tensor:
+def peak_acceleration(pred_cent: torch.Tensor, taus: torch.Tensor, mask: torch.Tensor, T: int) -> torch.Tensor:
+    """Mean squared centroid acceleration, c''(tau) h^2 with h = 1 / (T - 1) (= the plain second
+    difference on the full frame grid; divided differences for a subset of frames), cm^-1, over
+    the windows with a band."""
     if pred_cent.shape[1] < 3:
         return pred_cent.new_zeros(())
-    return (pred_cent[:, 2:] - 2 * pred_cent[:, 1:-1] + pred_cent[:, :-2]).pow(2).mean()
+    t = taus[..., None]
+    d1 = (pred_cent[:, 1:] - pred_cent[:, :-1]) / (t[:, 1:] - t[:, :-1]).clamp_min(1e-6)
+    d2 = 2 * (d1[:, 1:] - d1[:, :-1]) / (t[:, 2:] - t[:, :-2]).clamp_min(1e-6)
+    acc = d2 / (T - 1) ** 2
+    return (acc.pow(2) * mask[:, None]).sum() / (mask.sum() * acc.shape[1]).clamp_min(1)

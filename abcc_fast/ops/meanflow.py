@@ -50,6 +50,15 @@ __all__ = ["meanflow_target", "meanflow_integrate", "meanflow_target_reference",
 _IMPLEMENTED = ("reference", "triton", "cuda")
 
 
+def _implemented(fn: str) -> tuple:
+    """The backends of this op here: 'cuda' only when the built extension has the kernel (an
+    extension built before the MeanFlow kernels landed would otherwise fail at call time)."""
+    mod = native_module()
+    if mod is not None and not hasattr(mod, fn):
+        return ("reference", "triton")
+    return _IMPLEMENTED
+
+
 # ---------------------------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +266,7 @@ def meanflow_target(u_pred: torch.Tensor, v: torch.Tensor, du_dr: torch.Tensor, 
     (0.999, (2, 4))
     """
     r_rows, tau_rows = _check_target(u_pred, v, du_dr, r, tau, c, p, reduction)
-    engine = resolve("meanflow_target", u_pred.device, backend, _IMPLEMENTED)
+    engine = resolve("meanflow_target", u_pred.device, backend, _implemented("meanflow_target_cuda"))
     if engine == "reference":
         return meanflow_target_reference(u_pred, v, du_dr, r_rows, tau_rows, c=c, p=p, reduction=reduction)
     loss_rows, u_tgt, weight = _TargetFn.apply(u_pred, v, du_dr, r_rows, tau_rows, float(c), float(p), engine)
@@ -284,7 +293,7 @@ def meanflow_integrate(x0_solvent: torch.Tensor, u_solvent: torch.Tensor, u_sei:
     ([2.0, 2.0, 2.0], 0.0)
     """
     r_rows, tau_rows = _check_integrate(x0_solvent, u_solvent, u_sei, r, taus, x0_sei)
-    engine = resolve("meanflow_integrate", x0_solvent.device, backend, _IMPLEMENTED)
+    engine = resolve("meanflow_integrate", x0_solvent.device, backend, _implemented("meanflow_integrate_cuda"))
     if engine == "reference":
         return meanflow_integrate_reference(x0_solvent, u_solvent, u_sei, r_rows, tau_rows,
                                             x0_sei=x0_sei, project=project)
