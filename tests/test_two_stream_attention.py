@@ -401,6 +401,8 @@ def test_bad_mask_and_unsupported_fused_shapes():
         x48 = _inputs(1, 1, 4, 3, 48, device=DEVICE)
         with pytest.raises(ValueError, match="head dimension D"):
             two_stream_attention(*x48, backend="triton")
+        oa, _ = two_stream_attention(*x48, backend="auto")  # automatic choice falls back to the reference
+        assert _maxdiff(oa, _ref(x48)[0]) < 1e-5 and not tsa.launch_counts
         x64 = _inputs(1, 1, 4, 3, 32, torch.float64, device=DEVICE)
         with pytest.raises(TypeError, match="backend='reference'"):
             two_stream_attention(*x64, backend="triton")

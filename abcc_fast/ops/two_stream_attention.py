@@ -29,7 +29,8 @@ Automatic choice: CUDA tensors -> triton > cuda > reference (Triton first for th
 use the tensor cores, the CUDA kernel is a CUDA-core implementation); CPU tensors -> reference (the
 Triton kernels run on CPU tensors only under TRITON_INTERPRET=1, when asked for explicitly).
 
-Limits of the fused backends (use backend="reference" beyond them):
+Limits of the fused backends (beyond them automatic choice falls back to the reference; an explicit
+backend="triton"/"cuda" raises):
   - D in {32, 64, 128}; dtypes float32, bfloat16, float16 (fp32 accumulation); Na, Nb >= 1, any size.
   - The tangent outputs are not differentiable (the MeanFlow target stop-gradients them): a
     backward through a tangent gives no gradient to what the tangent depends on; nested forward AD
@@ -281,9 +282,13 @@ class _JointAttentionWithTangent(torch.autograd.Function):
             "use backend='reference'")
 
 
+def _explicit(backend: Optional[str]) -> bool:
+    chosen = backend if backend is not None else (os.environ.get("ABCC_BACKEND") or None)
+    return chosen not in (None, "auto")
+
+
 def _choose_backend(device: torch.device, backend: Optional[str]) -> str:
-    explicit = backend if backend is not None else (os.environ.get("ABCC_BACKEND") or None)
-    if explicit in (None, "auto") and device.type == "cuda" and backends()["triton"].available:
+    if not _explicit(backend) and device.type == "cuda" and backends()["triton"].available:
         # Automatic choice prefers Triton for this op (a deviation from cuda > triton): its kernels
         # use the tensor cores, while the CUDA kernel is a CUDA-core implementation kept for
         # correctness and as a second fused path. Revisit when GPU timings say otherwise.
@@ -354,6 +359,9 @@ def two_stream_attention(qa: torch.Tensor, ka: torch.Tensor, va: torch.Tensor,
     keep = _keep_mask(key_padding_mask, B, Na, Nb, qa.device)
     scale = _check_scale(scale, D)
     engine = _choose_backend(qa.device, backend)
+    if engine != "reference" and not _explicit(backend) and (
+            D not in _FUSED_D or qa.dtype not in _FUSED_DTYPES or B * H > 65535):
+        engine = "reference"  # automatic choice falls back where the fused kernels do not apply
     if engine == "reference":
         return _reference(qa, ka, va, qb, kb, vb, keep, scale)
     if D not in _FUSED_D:
