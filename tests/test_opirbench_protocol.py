@@ -95,6 +95,14 @@ def test_batch_size_does_not_change_scores(ds):
     assert set(per) == set(np.unique(a.system).tolist())
 
 
+def test_num_threads_is_restored(ds):
+    before = torch.get_num_threads()
+    r = evaluate(Persistence(), ds, "random", metrics=["mae"], progress=False, num_threads=1)
+    assert torch.get_num_threads() == before and r.metrics["mae"] > 0
+    with pytest.raises(ValueError, match="num_threads"):
+        evaluate(Persistence(), ds, "random", metrics=["mae"], progress=False, num_threads=0)
+
+
 def test_loso_reports_mean_and_std(ds):
     r = evaluate(Persistence(), ds, "loso", metrics=["mae"], progress=False)
     assert len(r.folds) == 10 and r.n_samples == len(ds)
@@ -181,7 +189,7 @@ def test_abcc_bench_cli(ds_dir, tmp_path, capsys):
 
     out = tmp_path / "bench"
     rc = main(["bench", "--data", str(ds_dir), "--split", "random", "--out", str(out), "--no-progress",
-               "--metrics", "mae,mse,peak_shift"])
+               "--metrics", "mae,mse,peak_shift", "--threads", "1"])
     assert rc == 0
     board = json.loads((out / "leaderboard.json").read_text())
     assert [r["model"] for r in board["rows"]] == ["persistence", "frame0"]

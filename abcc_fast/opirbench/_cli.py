@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="opirbench_out", metavar="DIR", help="output directory")
     p.add_argument("--metrics", default=",".join(ALL_METRICS), help="comma-separated metric names")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", default="auto",
+                   help="CPU threads while scoring: a number, or auto (1 when the machine's load exceeds its "
+                        "cores, else torch's default)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -43,10 +46,17 @@ def _load_dataset(path):
 
 def run(args) -> int:
     from .leaderboard import write_leaderboard
-    from .protocol import REFERENCES, evaluate, load_predictor
+    from .protocol import REFERENCES, auto_threads, evaluate, load_predictor
     from .report import write_figures
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.threads == "auto":
+        threads = auto_threads()
+    else:
+        try:
+            threads = int(args.threads)
+        except ValueError:
+            raise ValueError(f"--threads must be a number or 'auto', got {args.threads!r}") from None
     specs = list(REFERENCES)  # references first, always
     for m in args.model:
         if m not in specs:
@@ -56,7 +66,7 @@ def run(args) -> int:
     results = []
     for name, fn in predictors:
         r = evaluate(fn, dataset, args.split, args.part, metrics=metrics, batch_size=args.batch_size,
-                     progress=not args.no_progress, name=name)
+                     progress=not args.no_progress, name=name, num_threads=threads)
         print(r.summary(), f"[{r.wall_time_s:.1f} s]", flush=True)
         results.append(r)
     out = Path(args.out)

@@ -263,12 +263,15 @@ def _evaluate_one(predict_fn, dataset, split_name, part, metrics, batch_size, pr
 
 def evaluate(predict_fn: Callable, dataset, split: str = "random", part: str = "test", *,
              metrics: Sequence[str] = ALL_METRICS, batch_size: int = 64, progress: bool = True,
-             name: Optional[str] = None) -> EvalResult:
+             name: Optional[str] = None, num_threads: Optional[int] = None) -> EvalResult:
     """Score ``predict_fn`` on ``part`` of ``split`` of ``dataset`` with the OpIRBench metrics.
 
     split: "random", "system", "loso:<k>" (one fold) or "loso" (all folds; ``metrics`` then holds
     the mean over folds, ``metrics[key + "_std"]`` the std, and ``folds`` each fold's result).
     ``predict_fn`` may be a reference name or model path, ``dataset`` a dataset directory.
+    ``num_threads``: CPU threads (torch and the OpenMP kernels) while scoring, restored after;
+    None leaves the setting alone. On an oversubscribed machine 1 thread can be several times
+    faster than 2 (spinning OpenMP barriers); see :func:`auto_threads`.
     Normalisation uses the *training* part's statistics of the same split (manifest).
 
     >>> from abcc_fast.opirbench import evaluate, Persistence
@@ -288,6 +291,16 @@ def evaluate(predict_fn: Callable, dataset, split: str = "random", part: str = "
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model = name or predictor_name(predict_fn)
     names = _split_names(dataset, split)
+    if num_threads is not None:
+        if int(num_threads) < 1:
+            raise ValueError(f"num_threads must be >= 1 or None, got {num_threads}")
+        previous = torch.get_num_threads()
+        torch.set_num_threads(int(num_threads))
+        try:
+            return evaluate(predict_fn, dataset, split, part, metrics=metrics, batch_size=batch_size,
+                            progress=progress, name=model)
+        finally:
+            torch.set_num_threads(previous)
     if len(names) == 1:
         return _evaluate_one(predict_fn, dataset, names[0], part, metrics, int(batch_size), progress, model)
     folds = [_evaluate_one(predict_fn, dataset, n, part, metrics, int(batch_size), progress, model) for n in names]
@@ -307,6 +320,21 @@ def evaluate(predict_fn: Callable, dataset, split: str = "random", part: str = "
                       index=np.concatenate([f.index for f in folds]),
                       wall_time_s=sum(f.wall_time_s for f in folds), timings=timings,
                       config_hash=folds[0].config_hash, oracle_frame0=folds[0].oracle_frame0, folds=folds)
+
+
+def auto_threads() -> int:
+    """Threads for scoring: torch's default, or 1 when the machine is oversubscribed.
+
+    Oversubscribed: the 1-minute load average exceeds the number of cores. Measured on the 2-core
+    CI machine at load ~9: all metrics on the default test split take ~40 s with 2 threads and
+    ~13-16 s with 1 (bench/results/opirbench_cpu.json).
+    """
+    default = torch.get_num_threads()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return default
+    return 1 if load > (os.cpu_count() or 1) else default
 
 
 def headline_keys(metrics: Sequence[str] = ALL_METRICS) -> list[str]:
