@@ -890,7 +890,7 @@ def default_dataset(progress: bool = True, seed: int = 0):
                 except ValueError as err:
                     import warnings
                     warnings.warn(f"cached default dataset is invalid ({err}); regenerating it")
-            generate(path, seed=seed, progress=progress)
+            generate(path, n_samples=DEFAULT_N_SAMPLES, seed=seed, progress=progress)
             return load(path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
