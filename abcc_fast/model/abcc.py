@@ -143,7 +143,7 @@ class ABCC(nn.Module):
         return du_dr
 
     # -- training ------------------------------------------------------------------------------
-    def training_loss(self, batch: dict, *, generator: Optional[torch.Generator] = None):
+    def training_loss(self, batch: dict, generator: Optional[torch.Generator] = None):
         """Scalar loss and named float parts for one default-collated batch of OpIRDataset samples
         (static [B, W], frames [B, T, W], voltage [B, T], composition [B, C], electrode [B]; the
         synthetic truth fields solvent/sei/extent are never read). Draws (r, tau) itself, from
