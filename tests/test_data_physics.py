@@ -15,11 +15,11 @@ LITERATURE = {
     ("PC", "bound"): [1765, 725],
     ("FEC", "free"): [1830, 1190, 1090],                         # 1825-1835, 1180-1200, 1080-1100
     ("VC", "free"): [1830, 1555, 1155],                          # 1830, 1550-1560, 1150-1160
-    ("DMC", "free"): [1752.5, 1272.5, 914, 792.5],               # 1750-1755, 1265-1280, 913-915, 790-795
+    ("DMC", "free"): [1752.5, 1272.5, 914, 792.5, 2960],         # 1750-1755, 1265-1280, 913-915, 790-795, nu(CH3)
     ("DMC", "bound"): [1722.5, 1310, 932.5],                     # 1720-1725, 1300-1320, 930-935
     ("EMC", "free"): [1745, 1262.5, 1015],
     ("DEC", "free"): [1743.5, 1257.5, 1025],
-    ("DME", "free"): [1110, 850],
+    ("DME", "free"): [1110, 850, 2820],                          # 2820 = OCH3 marker (§1.3, §6)
     ("DME", "bound"): [870],
     ("DOL", "free"): [1150, 1085, 1030, 940],
     ("LiPF6", "free"): [840],
@@ -40,7 +40,7 @@ TOL = {("DMC", "free"): {1272.5: 5.0}}  # range 1265-1280 is 15 wide: its centre
 @pytest.mark.parametrize("key", list(LITERATURE), ids=lambda k: f"{k[0]}-{k[1]}")
 def test_pure_component_peak_positions(key):
     name, state = key
-    wn = np.arange(650.0, 1950.0, 0.1)
+    wn = np.arange(650.0, 3200.0, 0.1)
     y = render_species(name, wn, state=state or "free", atr=True, resolution=4.0)
     idx, _ = find_peaks(y, prominence=0.002 * y.max())
     # parabolic refinement of each local maximum

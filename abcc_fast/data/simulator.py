@@ -46,7 +46,7 @@ from . import chemistry as chem
 from . import protocols as proto
 
 GENERATOR_NAME = "OpIRSim"
-GENERATOR_VERSION = "1.1.0"
+GENERATOR_VERSION = "1.2.0"
 DEFAULT_N_SAMPLES = 7118
 N_UNIFORM = 96          # uniforms per sample (parameter draws)
 N_FRAME_NORMALS = 8     # per-frame normals (baseline random walk, atmosphere, ...)
