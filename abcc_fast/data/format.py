@@ -322,6 +322,7 @@ class DatasetWriter:
                              "replace it (choose another output directory)")
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=self.out_dir.parent))
+        os.chmod(self.tmp, 0o755)  # mkdtemp makes it private; a dataset is meant to be shared
         self.shards: list[dict] = []
         self.systems: list[torch.Tensor] = []
         self.sum1: list[torch.Tensor] = []
@@ -355,6 +356,7 @@ class DatasetWriter:
         # one metadata key only: safetensors writes its metadata map in hash order, and a single
         # key keeps the bytes deterministic
         save_file(sample, str(self.tmp / name), metadata={"opir_schema": f"v{SCHEMA_VERSION}:{self.count}"})
+        os.chmod(self.tmp / name, 0o644)
         self.shards.append({"file": name, "sha256": sha256_file(self.tmp / name), "samples": n})
         self.systems.append(sample["system"].clone())
         f = sample["frames"].reshape(n, -1)
