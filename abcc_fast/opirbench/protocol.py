@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import importlib
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .metrics import ALL_METRICS, METRIC_KEYS, METRICS_VERSION, MetricContext, check_metric_names, score_batch
+from .metrics import ALL_METRICS, METRICS_VERSION, MetricContext, check_metric_names, score_batch
 
 INPUT_FIELDS = ("static", "voltage", "time_s", "composition", "electrode", "system")
 SPLITS = ("random", "system", "loso")
@@ -335,11 +334,3 @@ def auto_threads() -> int:
     except (AttributeError, OSError):
         return default
     return 1 if load > (os.cpu_count() or 1) else default
-
-
-def headline_keys(metrics: Sequence[str] = ALL_METRICS) -> list[str]:
-    return [k for m in metrics for k in METRIC_KEYS[m]]
-
-
-def is_finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
