@@ -5,7 +5,9 @@ see `backends()` for what runs here and `abcc_fast.ops._backend` for how one is 
 (per call `backend=...`, environment `ABCC_BACKEND`, else automatic by device).
 """
 from ._backend import BACKENDS, BackendStatus, backends, backends_report
+from .meanflow import meanflow_integrate, meanflow_target
+from .soft_dtw import dilate, soft_dtw, soft_dtw_alignment, soft_dtw_cost
 from .two_stream_attention import two_stream_attention
-from .meanflow import meanflow_integrate, meanflow_target  # noqa: F401  (MeanFlow helpers)
 
-__all__ = ["BACKENDS", "BackendStatus", "backends", "backends_report", "two_stream_attention"]
+__all__ = ["BACKENDS", "BackendStatus", "backends", "backends_report", "soft_dtw", "soft_dtw_cost",
+           "soft_dtw_alignment", "dilate", "two_stream_attention", "meanflow_target", "meanflow_integrate"]

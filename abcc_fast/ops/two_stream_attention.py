@@ -41,6 +41,7 @@ backend="triton"/"cuda" raises):
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import os
 from typing import Optional, Sequence, Tuple, Union
@@ -311,7 +312,22 @@ def _split_tangents(tensors):
     return tuple(primals), tuple(tangents)
 
 
-@torch.compiler.disable
+def _run_eagerly(fn):
+    """`torch.compiler.disable(fn)`, applied at the first call: importing torch._dynamo costs
+    about 2 s, which every `import abcc_fast.ops` (and so every `abcc` command) would pay."""
+    disabled = None
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        nonlocal disabled
+        if disabled is None:
+            disabled = torch.compiler.disable(fn)
+        return disabled(*args, **kwargs)
+
+    return wrapper
+
+
+@_run_eagerly
 def _fused(engine: str, tensors, keep: Optional[torch.Tensor], scale: float):
     # Eager on purpose: Dynamo may trace an autograd.Function's forward and drop its forward-mode
     # rule without an error; here tangents are unpacked and re-attached in plain Python instead.
