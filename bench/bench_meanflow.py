@@ -85,14 +85,14 @@ def core_steps(model: ABCC, q, v, dv, jump):
     rows = torch.nonzero(jump).reshape(-1)
 
     def fm():
-        us, uz = model.velocity(*_args(q))
-        loss = (us + uz - v).pow(2).mean()
+        us, uz, ub = model.velocity(*_args(q))
+        loss = (us + uz + ub - v).pow(2).mean()
         loss.backward()
 
     def mf(rows_):
         def step():
-            us, uz = model.velocity(*_args(q))
-            u = us + uz
+            us, uz, ub = model.velocity(*_args(q))
+            u = us + uz + ub
             du = torch.zeros_like(u)
             if rows_ is None:
                 du = model._total_velocity_jvp(*_args(q), v=v, dvolt_dr=dv)
@@ -106,8 +106,8 @@ def core_steps(model: ABCC, q, v, dv, jump):
         a = _args(q)
 
         def u_total(x_, r_, vr_):
-            us, uz = model.velocity(x_, a[1], r_, a[3], vr_, a[5], a[6], a[7])
-            return us + uz
+            us, uz, ub = model.velocity(x_, a[1], r_, a[3], vr_, a[5], a[6], a[7])
+            return us + uz + ub
         u, du = torch.func.jvp(u_total, (a[0], a[2], a[4]), (v, torch.ones_like(a[2]), dv))
         loss, _, _ = meanflow_target(u, v, du.detach(), q["r"], q["tau"])
         loss.backward()

@@ -76,13 +76,13 @@ def test_jvp_equals_finite_difference_of_the_network():
     x, static, v = torch.randn(B, W).double(), torch.randn(B, W).double(), torch.randn(B, W).double()
     r, tau = torch.tensor([0.1, 0.3, 0.5]).double(), torch.tensor([0.6, 0.9, 0.7]).double()
     vr, vtau, dv = torch.rand(B).double(), torch.rand(B).double(), torch.randn(B).double()
-    comp, elec = torch.rand(B, C).double(), torch.tensor([0, 1, 0])
+    comp, elec = torch.rand(B, C + 1).double(), torch.tensor([0, 1, 0])   # context: composition + duration
     du_dr = model._total_velocity_jvp(x, static, r, tau, vr, vtau, comp, elec, v=v, dvolt_dr=dv)
     h = 1e-5
 
     def u(s):
-        us, uz = model.velocity(x + s * v, static, r + s, tau, vr + s * dv, vtau, comp, elec)
-        return us + uz
+        us, uz, ub = model.velocity(x + s * v, static, r + s, tau, vr + s * dv, vtau, comp, elec)
+        return us + uz + ub
     with torch.no_grad():
         fd = (u(h) - u(-h)) / (2 * h)
     assert du_dr.abs().max() > 1e-3
@@ -158,9 +158,9 @@ def test_predict_shapes_streams_samples():
     b = make_batch(3)
     out = model.predict(b["static"], b["voltage"], b["composition"], b["electrode"], return_streams=True,
                         samples=4, noise=0.01, generator=torch.Generator().manual_seed(0))
-    assert out["frames"].shape == (3, T, W) and out["solvent"].shape == (3, T, W) and out["sei"].shape == (3, T, W)
+    assert all(out[k].shape == (3, T, W) for k in ("frames", "solvent", "sei", "baseline"))
     assert out["samples"].shape == (4, 3, T, W) and out["std"].shape == (3, T, W)
-    torch.testing.assert_close(out["frames"], out["solvent"] + out["sei"])
+    torch.testing.assert_close(out["frames"], out["solvent"] + out["sei"] + out["baseline"])
     torch.testing.assert_close(out["frames"][:, 0], b["static"])        # tau = 0: the static spectrum
     assert (out["sei"] >= 0).all() and (out["sei"][:, 0] == 0).all()
     assert (out["std"][:, 1:] > 0).any()
@@ -189,7 +189,9 @@ def test_save_load_round_trip(tmp_path):
         assert torch.equal(out[k], again[k]), k
     predictor = load_predictor(str(path))
     res = predictor({**b, "wavenumber": torch.tensor(WN)})
-    assert torch.equal(res["frames"], out["frames"]) and "sei" in res
+    with_time = loaded.predict(b["static"], b["voltage"], b["composition"], b["electrode"], time_s=b["time_s"])
+    assert torch.equal(res["frames"], with_time["frames"]) and "sei" in res
+    assert not torch.equal(with_time["frames"], out["frames"])          # the protocol duration conditions
     with pytest.raises(FileNotFoundError, match="config.json"):
         ABCC.from_pretrained(tmp_path)
 

@@ -4,7 +4,8 @@ Training (``training_loss``), in z-units x_z = (x - mean) / std of the training 
 
   Trajectories from the static spectrum (r = 0; the state predict starts from). For each sample and
   frame k (tau_k = k / (T - 1)): one network query u = (u_solvent, u_sei)(static, 0, tau_k), and
-  ``meanflow_integrate`` gives y_k = static + tau_k u_solvent, z_k = tau_k u_sei, x_k = y_k + z_k.
+  ``meanflow_integrate`` gives y_k = static + tau_k u_solvent, z_k = tau_k u_sei, and
+  x_k = y_k + z_k + tau_k u_baseline (a smooth Legendre baseline nuisance outside both streams).
     L_disp_traj = mean_{k >= 1} ||x_k - frame_k||^2                 (the main signal)
     + the constraints of SPEC.md 4.3 on (y_k, z_k)                 (abcc_fast.model.constraints)
   MeanFlow pairs (mf_pairs per sample): r ~ U(0, 1); with probability jvp_fraction tau ~ U(r, 1),
@@ -118,14 +119,32 @@ class ABCC(nn.Module):
     def forward(self, *args, **kwargs):
         """``forward(batch: dict, generator=None)`` -> ``training_loss(batch)`` (the DDP entry);
         ``forward(x, static, r, tau, volt_r, volt_tau, composition, electrode)`` -> the average
-        velocities (u_solvent, u_sei) [B, W] in z-units (see ``velocity``)."""
+        velocities (u_solvent, u_sei, u_baseline) [B, W] in z-units (see ``velocity``)."""
         if args and isinstance(args[0], dict):
             return self.training_loss(*args, **kwargs)
         return self.velocity(*args, **kwargs)
 
+    def context(self, composition: torch.Tensor, time_s: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-sample context the network is conditioned on: composition [B, C], plus (use_duration)
+        the scaled log protocol duration (log(time_s[:, -1] - time_s[:, 0]) - m) / s -> [B, C (+1)].
+        Rates and film-growth kinetics act in seconds, so the duration is informative. Without
+        time_s the training split's typical duration (exp m) is assumed."""
+        cfg = self.config
+        if not cfg.use_duration:
+            return composition
+        if time_s is None:
+            feat = torch.zeros(composition.shape[0], 1, device=composition.device, dtype=composition.dtype)
+        else:
+            t = time_s.to(composition.device, torch.float64)
+            log_dur = (t[:, -1] - t[:, 0]).clamp_min(1.0).log()
+            feat = ((log_dur - cfg.duration_log_mean) / cfg.duration_log_std).to(composition.dtype)[:, None]
+        return torch.cat([composition, feat], dim=1)
+
     def velocity(self, x, static, r, tau, volt_r, volt_tau, composition, electrode):
         """Average velocities of both streams over [r, tau]: x, static [B, W] z-units; r, tau,
-        volt_r, volt_tau [B]; composition [B, C]; electrode int64 [B] -> (u_solvent, u_sei) [B, W]."""
+        volt_r, volt_tau [B]; composition: the context [B, C (+1)] (see ``context``); electrode
+        int64 [B] -> (u_solvent, u_sei, u_baseline) [B, W] (u_baseline: the smooth baseline
+        nuisance, outside both streams; frames = solvent + SEI + baseline)."""
         return self.backbone(x, static, r, tau, volt_r, volt_tau, composition, electrode)
 
     def _total_velocity_jvp(self, x, static, r, tau, volt_r, volt_tau, composition, electrode,
@@ -135,9 +154,9 @@ class ABCC(nn.Module):
         graph and no parameter hooks fire (DDP sees only the ordinary primal call). The joint
         attention op computes its tangent in the same fused launch as its primal on GPU."""
         with torch.no_grad(), fwAD.dual_level():
-            us, uz = self.backbone(fwAD.make_dual(x, v), static, fwAD.make_dual(r, torch.ones_like(r)), tau,
+            us, uz, ub = self.backbone(fwAD.make_dual(x, v), static, fwAD.make_dual(r, torch.ones_like(r)), tau,
                                    fwAD.make_dual(volt_r, dvolt_dr), volt_tau, composition, electrode)
-            du_dr = fwAD.unpack_dual(us + uz).tangent
+            du_dr = fwAD.unpack_dual(us + uz + ub).tangent
         if du_dr is None:  # the output does not depend on (x, r, V(r)) at all
             du_dr = torch.zeros_like(x)
         return du_dr
@@ -154,7 +173,7 @@ class ABCC(nn.Module):
         static_raw = batch["static"].to(dev, dtype)
         frames_raw = batch["frames"].to(dev, dtype)
         voltage = batch["voltage"].to(dev, dtype)
-        composition = batch["composition"].to(dev, dtype)
+        composition = self.context(batch["composition"].to(dev, dtype), batch.get("time_s"))   # [B, C (+1)]
         electrode = batch["electrode"].to(dev).long()
         B, T, W = frames_raw.shape
         if W != cfg.W or static_raw.shape != (B, W):
@@ -211,24 +230,26 @@ class ABCC(nn.Module):
 
         cat = [torch.cat(q) for q in (q_x, q_static, q_r, q_tau, q_vr, q_vtau, q_comp, q_elec)]
         # ONE ordinary module call for every query: the primal that carries the gradients.
-        u_solvent, u_sei = self.velocity(*cat)
+        u_solvent, u_sei, u_baseline = self.velocity(*cat)
         nt = B * Tp
         parts: dict[str, torch.Tensor] = {}
 
         frames_hat, solvent, sei = meanflow_integrate(
             static, u_solvent[:nt].view(B, Tp, W), u_sei[:nt].view(B, Tp, W), 0.0, taus,
             project=False, backend=cfg.ops_backend)
+        frames_hat = frames_hat + taus[..., None] * u_baseline[:nt].view(B, Tp, W)
         scored = (taus > 0).to(dtype)[..., None]
         parts["disp_traj"] = ((frames_hat - frames_traj).pow(2) * scored).sum() / (scored.sum() * W).clamp_min(1)
 
         if M > 0:
-            u_pairs = u_solvent[nt:] + u_sei[nt:]                          # [B M, W]
+            u_pairs = u_solvent[nt:] + u_sei[nt:] + u_baseline[nt:]       # [B M, W]
             rr, tt = q_r[1], q_tau[1]
             x_hat, _, _ = meanflow_integrate(q_x[1], u_solvent[nt:, None], u_sei[nt:, None], rr, tt[:, None],
                                              project=False, backend=cfg.ops_backend)
             jump_rows = jump.reshape(-1)
             n_jump = int(jump_rows.sum())
-            res = (x_hat[:, 0] - x_tau.reshape(B * M, W)).pow(2).mean(-1)
+            x_hat = x_hat[:, 0] + (tt - rr)[:, None] * u_baseline[nt:]
+            res = (x_hat - x_tau.reshape(B * M, W)).pow(2).mean(-1)
             parts["disp_pairs"] = (res * jump_rows).sum() / max(n_jump, 1)
             if cfg.w_identity > 0:
                 vr = v_r.reshape(B * M, W)
@@ -281,7 +302,7 @@ class ABCC(nn.Module):
         return loss, logs
 
     # -- inference -----------------------------------------------------------------------------
-    def _check_predict_inputs(self, static, voltage, composition, electrode, wavenumber):
+    def _check_predict_inputs(self, static, voltage, composition, electrode, wavenumber, time_s=None):
         cfg = self.config
 
         def tensor(name, x, dtype):
@@ -339,23 +360,33 @@ class ABCC(nn.Module):
             names = f" ({', '.join(f'{i}={n}' for i, n in enumerate(cfg.electrodes))})" if cfg.electrodes else ""
             raise ValueError(f"ABCC.predict: unknown electrode index {bad}; this model knows indices "
                              f"0..{cfg.n_electrodes - 1}{names}")
-        for name, x in (("static", static), ("voltage", voltage), ("composition", composition)):
+        if time_s is not None:
+            time_s = tensor("time_s", time_s, torch.float32)
+            if time_s.dim() == 1:
+                time_s = time_s[None]
+            if tuple(time_s.shape) != tuple(voltage.shape):
+                raise ValueError(f"ABCC.predict: time_s must be [B, T] like voltage {tuple(voltage.shape)}, "
+                                 f"got shape {tuple(time_s.shape)}")
+        checks = [("static", static), ("voltage", voltage), ("composition", composition)]
+        for name, x in checks + ([("time_s", time_s)] if time_s is not None else []):
             bad = ~torch.isfinite(x)
             if bool(bad.any()):
                 row = int(bad.nonzero()[0, 0])
                 raise ValueError(f"ABCC.predict: {name} contains {int(bad.sum())} NaN/Inf values (first in batch "
                                  f"row {row}); clean or drop those samples")
-        return static, voltage, composition.float(), electrode
+        return static, voltage, composition.float(), electrode, time_s
 
     @torch.no_grad()
     def predict(self, static, voltage, composition, electrode, *, return_streams: bool = False,
-                samples: int = 0, noise: float = 0.0, wavenumber=None,
+                samples: int = 0, noise: float = 0.0, wavenumber=None, time_s=None,
                 generator: Optional[torch.Generator] = None) -> dict:
         """All T frames from the static spectrum, in one batched call (raw absorbance in and out).
 
         Args:
           static [B, W] AU; voltage [B, T] V (T frames at tau_k = k / (T - 1)); composition [B, C]
-          mole fractions; electrode [B] indices; wavenumber [W] optional, checked against the model's.
+          mole fractions; electrode [B] indices; wavenumber [W] optional, checked against the model's;
+          time_s [B, T] optional seconds (the protocol duration conditions the model; without it the
+          training split's typical duration is assumed -- pass it when you have it).
           samples, noise: stochastic mode -- K = samples extra predictions from source states
           static + noise * N(0, 1) (noise in AU), all in the same batched call.
         Returns:
@@ -365,13 +396,13 @@ class ABCC(nn.Module):
         cfg = self.config
         if samples < 0 or (samples > 0 and not noise >= 0):
             raise ValueError(f"ABCC.predict: samples must be >= 0 and noise >= 0, got {samples}, {noise}")
-        static, voltage, composition, electrode = self._check_predict_inputs(static, voltage, composition,
-                                                                            electrode, wavenumber)
+        static, voltage, composition, electrode, time_s = self._check_predict_inputs(
+            static, voltage, composition, electrode, wavenumber, time_s)
         dev = self.device
         dtype = next(self.parameters()).dtype
         static = static.to(dev, dtype)
         voltage = voltage.to(dev, dtype)
-        composition = composition.to(dev, dtype)
+        composition = self.context(composition.to(dev, dtype), time_s)
         electrode = electrode.to(dev)
         B, W = static.shape
         T = voltage.shape[1]
@@ -394,19 +425,23 @@ class ABCC(nn.Module):
         q_elec = electrode.repeat(rep).repeat_interleave(T, 0)
         u_solvent = torch.empty(S * T, W, device=dev, dtype=dtype)
         u_sei = torch.empty_like(u_solvent)
+        u_baseline = torch.empty_like(u_solvent)
         n = max(1, int(cfg.predict_chunk))
         for s in range(0, S * T, n):
             sl = slice(s, min(s + n, S * T))
-            u_solvent[sl], u_sei[sl] = self.velocity(q_x[sl], q_static[sl], q_r[sl], q_tau[sl], q_vr[sl],
-                                                     q_vtau[sl], q_comp[sl], q_elec[sl])
+            u_solvent[sl], u_sei[sl], u_baseline[sl] = self.velocity(q_x[sl], q_static[sl], q_r[sl], q_tau[sl], q_vr[sl],
+                                                                   q_vtau[sl], q_comp[sl], q_elec[sl])
         frames, solvent, sei = meanflow_integrate(sources, u_solvent.view(S, T, W), u_sei.view(S, T, W), 0.0, taus,
                                                   project=True, backend=cfg.ops_backend)
+        baseline = taus[None, :, None] * u_baseline.view(S, T, W)      # baseline(0) = 0
+        frames = frames + baseline
         mean, std = cfg.norm_mean, cfg.norm_std
         frames = (frames * std + mean).float()
         out = {"frames": frames[:B]}
         if return_streams:
             out["solvent"] = (solvent[:B] * std + mean).float()
             out["sei"] = (sei[:B] * std).float()
+            out["baseline"] = (baseline[:B] * std).float()
         if K > 0:
             smp = frames[B:].view(K, B, T, W)
             out["samples"] = smp
@@ -476,7 +511,8 @@ class ABCCPredictor:
 
     def __call__(self, batch: dict) -> dict:
         return self.model.predict(batch["static"], batch["voltage"], batch["composition"], batch["electrode"],
-                                  wavenumber=batch.get("wavenumber"), return_streams=True)
+                                  wavenumber=batch.get("wavenumber"), time_s=batch.get("time_s"),
+                                  return_streams=True)
 
 
 def load_predictor(path) -> Callable[[dict], dict]:

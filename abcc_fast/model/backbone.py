@@ -26,8 +26,10 @@ from .config import ABCCConfig
 
 
 def fourier_features(t: torch.Tensor, n_freq: int) -> torch.Tensor:
-    """t [B] -> [B, 2 n_freq]: sin/cos(pi 2^j t), j = 0..n_freq-1 (smooth, so d/dr exists)."""
-    freqs = math.pi * (2.0 ** torch.arange(n_freq, device=t.device, dtype=t.dtype))
+    """t [B] -> [B, 2 n_freq]: sin/cos(pi j t / 2), j = 1..n_freq -- low, linearly spaced
+    frequencies: the velocity field is smooth in time, and d/dr of the features (the JVP) stays
+    O(n_freq) instead of O(2^n_freq) with geometric frequencies."""
+    freqs = 0.5 * math.pi * torch.arange(1, n_freq + 1, device=t.device, dtype=t.dtype)
     ang = t[:, None] * freqs
     return torch.cat([ang.sin(), ang.cos()], dim=-1)
 
@@ -112,15 +114,21 @@ class StreamHead(nn.Module):
         return self.proj(_modulate(self.norm(x), shift, scale))
 
 
+def context_size(cfg: ABCCConfig) -> int:
+    """Width of the per-sample context vector: composition (+ the scaled log protocol duration)."""
+    return cfg.n_components + (1 if cfg.use_duration else 0)
+
+
 class ConditionEmbedding(nn.Module):
-    """c = MLP([fourier(r), fourier(tau - r), V(r), V(tau), composition, electrode])  -> [B, d]."""
+    """c = MLP([fourier(r), fourier(tau - r), V(r), V(tau), context, electrode])  -> [B, d];
+    context = composition (+ scaled log protocol duration, see ABCC.context)."""
 
     def __init__(self, cfg: ABCCConfig):
         super().__init__()
         self.n_freq = cfg.n_freq
         self.volt_mean, self.volt_std = cfg.volt_mean, cfg.volt_std
         self.electrode = nn.Embedding(cfg.n_electrodes, cfg.dim)
-        n_in = 4 * cfg.n_freq + 2 + cfg.n_components
+        n_in = 4 * cfg.n_freq + 2 + context_size(cfg)
         self.inp = nn.Linear(n_in, cfg.dim)
         self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
 
@@ -133,9 +141,12 @@ class ConditionEmbedding(nn.Module):
 
 
 class TwoStreamBackbone(nn.Module):
-    """(x_r, static, r, tau, V(r), V(tau), composition, electrode) -> (u_solvent, u_sei) [B, W].
+    """(x_r, static, r, tau, V(r), V(tau), context, electrode) -> (u_solvent, u_sei, u_baseline) [B, W].
 
-    Spectra in z-units; r, tau in [0, 1]; voltages in V; electrode int64 [B].
+    Spectra in z-units; r, tau in [0, 1]; voltages in V; electrode int64 [B]. u_baseline is the
+    velocity of the smooth baseline nuisance of SPEC.md 4.2 (x = y + z + baseline): a combination
+    of the first `baseline_basis` Legendre polynomials over the grid, read from the pooled tokens of
+    both streams (zeros when baseline_basis = 0). It keeps baseline drift out of the two streams.
     """
 
     def __init__(self, cfg: ABCCConfig):
@@ -154,6 +165,18 @@ class TwoStreamBackbone(nn.Module):
                                     for _ in range(cfg.depth))
         self.head_solvent = StreamHead(d, P)
         self.head_sei = StreamHead(d, P)
+        nb = cfg.baseline_basis
+        if nb > 0:
+            self.head_baseline = nn.Linear(3 * d, nb)
+            nn.init.zeros_(self.head_baseline.weight)
+            nn.init.zeros_(self.head_baseline.bias)
+            grid = torch.linspace(-1.0, 1.0, cfg.W, dtype=torch.float64)
+            polys = [torch.ones_like(grid), grid]
+            for n in range(1, nb - 1):  # Legendre recurrence
+                polys.append(((2 * n + 1) * grid * polys[-1] - n * polys[-2]) / (n + 1))
+            self.register_buffer("baseline_basis", torch.stack(polys[:nb]).float(), persistent=False)
+        else:
+            self.head_baseline = None
 
     def condition(self, r, tau, volt_r, volt_tau, composition, electrode):
         return self.cond(r, tau, volt_r, volt_tau, composition, electrode)
@@ -171,4 +194,8 @@ class TwoStreamBackbone(nn.Module):
             a, b = blk(a, b, c)
         u_solvent = rearrange(self.head_solvent(a[:, 1:], c), "b n p -> b (n p)")
         u_sei = rearrange(self.head_sei(b[:, 1:], c), "b n p -> b (n p)")
-        return u_solvent, u_sei
+        if self.head_baseline is None:
+            return u_solvent, u_sei, torch.zeros_like(u_solvent)
+        pooled = torch.cat([a[:, 1:].mean(1), b[:, 1:].mean(1), c], dim=-1)
+        u_baseline = self.head_baseline(pooled) @ self.baseline_basis.to(pooled.dtype)
+        return u_solvent, u_sei, u_baseline

@@ -30,6 +30,9 @@ class ABCCConfig:
     norm_std: float = 1.0
     volt_mean: float = 1.5             # voltage scaling of the condition: (V - mean) / std
     volt_std: float = 1.0
+    use_duration: bool = True          # condition on log(protocol duration) (time_s[-1] - time_s[0])
+    duration_log_mean: float = 10.0    # scaling of that condition: (log(seconds) - mean) / std
+    duration_log_std: float = 1.0
 
     # -- architecture (two-stream MM-DiT, SPEC.md 4.2) ----------------------------------------
     patch: int = 16                    # wavenumber points per token (W % patch == 0)
@@ -37,6 +40,7 @@ class ABCCConfig:
     depth: int = 2                     # joint blocks
     heads: int = 2                     # head dim = dim / heads (fused attention: 32, 64 or 128)
     mlp_ratio: float = 2.0
+    baseline_basis: int = 4            # Legendre polynomials of the smooth baseline nuisance (0: none)
     n_freq: int = 8                    # Fourier features per time input (r, tau - r)
     attention_backend: Optional[str] = None   # None: automatic (fused on GPU)
     ops_backend: Optional[str] = None         # meanflow_target / meanflow_integrate backend
@@ -81,7 +85,8 @@ class ABCCConfig:
              "n_components, n_electrodes and n_reactions must be >= 1")
         need(not self.wavenumber or len(self.wavenumber) == self.W,
              f"wavenumber has {len(self.wavenumber)} points but W={self.W}")
-        need(self.norm_std > 0 and self.volt_std > 0, "norm_std and volt_std must be > 0")
+        need(self.norm_std > 0 and self.volt_std > 0 and self.duration_log_std > 0,
+             "norm_std, volt_std and duration_log_std must be > 0")
         need(0.0 <= self.jvp_fraction <= 1.0, f"jvp_fraction must be in [0, 1], got {self.jvp_fraction}")
         need(self.jvp_mode in ("subset", "full", "none"),
              f"jvp_mode must be 'subset', 'full' or 'none', got {self.jvp_mode!r}")
@@ -132,6 +137,8 @@ class ABCCConfig:
         wn = [float(x) for x in ds.wavenumber.tolist()]
         train = ds.split(split, "train") if split else ds
         volt = (train if len(train) else ds).voltage.double()
+        tsrc = (train if len(train) else ds).time_s.double()
+        log_dur = (tsrc[:, -1] - tsrc[:, 0]).clamp_min(1.0).log()
         n_reactions = len(man.get("reactions") or []) or (int(ds.extent.shape[-1]) if ds.extent is not None else 1)
         patch = kw.pop("patch", None)
         base = cls.preset(preset).__dict__.copy() if patch is None else cls.preset(preset, patch=patch).__dict__.copy()
@@ -144,7 +151,9 @@ class ABCCConfig:
                     components=[c if isinstance(c, str) else str(c.get("name", c)) for c in (man.get("components") or [])],
                     electrodes=[str(e) for e in (man.get("electrodes") or [])],
                     norm_mean=float(mean), norm_std=float(std),
-                    volt_mean=float(volt.mean()), volt_std=float(max(volt.std().item(), 1e-3)))
+                    volt_mean=float(volt.mean()), volt_std=float(max(volt.std().item(), 1e-3)),
+                    duration_log_mean=float(log_dur.mean()),
+                    duration_log_std=float(max(log_dur.std().item() if log_dur.numel() > 1 else 1.0, 1e-3)))
         base.update(kw)
         return cls(**base)
 

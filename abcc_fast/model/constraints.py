@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .backbone import fourier_features
+from .backbone import context_size, fourier_features
 from .config import ABCCConfig
 
 PEAK_EDGE_POINTS = 3  # as OpIRBench's peak_shift (baseline through the window edges)
@@ -73,7 +73,7 @@ class ExtentHead(nn.Module):
         self.n_freq = cfg.n_freq
         self.volt_mean, self.volt_std = cfg.volt_mean, cfg.volt_std
         self.electrode = nn.Embedding(cfg.n_electrodes, hidden)
-        self.net = nn.Sequential(nn.Linear(2 * cfg.n_freq + 1 + cfg.n_components, hidden), nn.SiLU(),
+        self.net = nn.Sequential(nn.Linear(2 * cfg.n_freq + 1 + context_size(cfg), hidden), nn.SiLU(),
                                  nn.Linear(hidden, cfg.n_reactions))
         nn.init.zeros_(self.net[2].weight)
         nn.init.constant_(self.net[2].bias, -4.0)  # extents start near 0 (softplus(-4) ~ 0.018 per unit tau)
