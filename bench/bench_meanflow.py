@@ -49,6 +49,7 @@ def make_batch(B: int, cfg: ABCCConfig, device) -> dict:
     frames = static[:, None] + drift + 0.002 * torch.randn(B, T, W, generator=g)
     return {k: v.to(device) for k, v in dict(
         static=static, frames=frames, voltage=(3.0 - 2.8 * tau).expand(B, T).contiguous(),
+        time_s=(36000.0 * tau).expand(B, T).contiguous(),
         composition=torch.softmax(torch.randn(B, 15, generator=g), -1),
         electrode=torch.randint(0, 5, (B,), generator=g)).items()}
 
@@ -69,7 +70,7 @@ def core_queries(model: ABCC, batch: dict, n_per_sample: int, jvp_fraction: floa
     q = dict(x=interpolate(frames, r).flatten(0, 1), static=static.repeat_interleave(n_per_sample, 0),
              r=r.flatten(), tau=tau.flatten(), volt_r=interpolate(batch["voltage"], r).flatten(),
              volt_tau=interpolate(batch["voltage"], tau).flatten(),
-             composition=batch["composition"].repeat_interleave(n_per_sample, 0),
+             composition=model.context(batch["composition"], batch["time_s"]).repeat_interleave(n_per_sample, 0),
              electrode=batch["electrode"].repeat_interleave(n_per_sample, 0))
     v = interpolate(time_derivative(frames), r).flatten(0, 1)
     dv = interpolate(time_derivative(batch["voltage"]), r).flatten()
@@ -176,7 +177,8 @@ def main(argv=None) -> int:
             model_i = ABCC(cfg_i).to(device).eval()
             model_i.load_state_dict(model.state_dict())
             m = measure(lambda: model_i.predict(inf_batch["static"], inf_batch["voltage"], inf_batch["composition"],
-                                                inf_batch["electrode"], return_streams=True),
+                                                inf_batch["electrode"], time_s=inf_batch["time_s"],
+                                                return_streams=True),
                         device, min_time=min_time, max_reps=20, budget=120)
             rows_inf.append({"preset": preset, "what": f"ABCC.predict (ops {ops_backend}, attention {attn or 'auto'})",
                              "spectra": B_inf * cfg.T, "time_ms": m["time_ms"],
