@@ -260,3 +260,27 @@ def test_bad_input_to_predict(case, match):
         args["voltage"] = torch.rand(3, T)
     with pytest.raises(ValueError, match=match):
         model.predict(**args, **kw)
+
+
+def test_from_dataset_and_a_collated_simulator_batch(tmp_path):
+    """Config from an OpIRSim dataset; training_loss on default-collated samples (truth fields present
+    but unused); predict through the OpIRBench loader with the dataset's batch keys."""
+    from torch.utils.data import default_collate
+
+    import abcc_fast.data as data
+    ds = data.load(data.generate(tmp_path / "ds", n_samples=24, T=5, W=64, seed=3, progress=False))
+    cfg = ABCCConfig.from_dataset(ds, "random", preset="tiny")
+    assert (cfg.W, cfg.T, cfg.n_components) == (64, 5, ds.composition.shape[1])
+    assert cfg.n_electrodes == len(ds.manifest["electrodes"]) and cfg.wavenumber == ds.wavenumber.tolist()
+    model = ABCC(cfg)
+    train = ds.split("random", "train")
+    batch = default_collate([train[i] for i in range(4)])
+    loss, parts = model.training_loss(batch, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and parts["disp_traj"] > 0
+    loss.backward()
+    path = model.save_pretrained(tmp_path / "m")
+    out = load_predictor(str(path))({"static": train.static[:3], "voltage": train.voltage[:3],
+                                     "time_s": train.time_s[:3], "composition": train.composition[:3],
+                                     "electrode": train.electrode[:3], "system": train.system[:3],
+                                     "wavenumber": ds.wavenumber})
+    assert out["frames"].shape == (3, 5, 64)
