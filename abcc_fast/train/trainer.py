@@ -472,7 +472,8 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
             loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate, num_workers=cfg.num_workers,
                                 generator=g, pin_memory=device.type == "cuda")
             for batch in loader:
-                used = elapsed_before + time.perf_counter() - t_start
+                t_step = time.perf_counter()
+                used = elapsed_before + t_step - t_start
                 time_frac = used / cfg.max_time_s if cfg.max_time_s else 0.0
                 lr = learning_rate(step, cfg, time_frac)
                 for group in optimizer.param_groups:
@@ -513,9 +514,10 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
                 if bar is not None:
                     bar.update(1)
 
-                # wall-clock cap: rank 0 decides, everyone follows
+                # wall-clock cap: stop when the next step would end past it; rank 0 decides, all follow
                 if cfg.max_time_s:
-                    over = elapsed_before + time.perf_counter() - t_start >= cfg.max_time_s
+                    now = time.perf_counter()
+                    over = elapsed_before + (now - t_start) + (now - t_step) >= cfg.max_time_s
                     if info.distributed:
                         flag = torch.tensor([1.0 if over else 0.0],
                                             device=device if info.backend == "nccl" else "cpu")
