@@ -141,9 +141,12 @@ def _streams_figure(model, ds, split: str, path: Path) -> Optional[Path]:
     if len(sub) == 0 or sub.solvent is None:
         return None
     row = example_indices(sub, 1)[0]
+    from .predict import supported_kwargs
+
+    extra = supported_kwargs(model.predict, time_s=sub.time_s[row:row + 1], wavenumber=ds.wavenumber)
     with torch.no_grad():
         out = model.predict(sub.static[row:row + 1], sub.voltage[row:row + 1], sub.composition[row:row + 1],
-                            sub.electrode[row:row + 1], return_streams=True)
+                            sub.electrode[row:row + 1], return_streams=True, **extra)
     systems = [s.get("name", str(i)) if isinstance(s, dict) else str(s)
                for i, s in enumerate(ds.manifest.get("systems") or [])]
     sysi = int(sub.system[row])

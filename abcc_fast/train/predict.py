@@ -177,6 +177,16 @@ def _move_into(tmp: Path, out: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def supported_kwargs(fn, **kwargs) -> dict:
+    """The optional inputs ``fn`` accepts (``time_s``, ``wavenumber``: newer models condition on them)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
 def _finite(name: str, t: Optional[torch.Tensor]) -> None:
     if t is not None and not bool(torch.isfinite(t).all()):
         raise ValueError(f"the model produced NaN/Inf in {name!r}; the inputs are far outside the training data "
@@ -205,10 +215,12 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
     elec = electrode_index(electrode, list(info["electrodes"]))
 
     f32 = dict(dtype=torch.float32)
+    extra = supported_kwargs(model.predict, time_s=torch.tensor(time_s[None], **f32),
+                             wavenumber=torch.tensor(grid, **f32))
     with torch.no_grad():
         out = model.predict(torch.tensor(static[None], **f32), torch.tensor(voltage[None], **f32),
                             torch.tensor(comp[None], **f32), torch.tensor([elec], dtype=torch.int64),
-                            return_streams=bool(streams), samples=int(samples), noise=float(noise))
+                            return_streams=bool(streams), samples=int(samples), noise=float(noise), **extra)
     frames = out["frames"][0].detach().float().cpu()                           # [T, W]
     if tuple(frames.shape) != (T, grid.shape[0]):
         raise ValueError(f"model returned frames of shape {tuple(frames.shape)}, expected [T, W] = [{T}, {grid.shape[0]}]")
