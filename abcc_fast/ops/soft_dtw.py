@@ -223,19 +223,25 @@ def _reference_alignment(D, n, m, gamma, bandwidth):
 class _CpuEngine:
     """C++/OpenMP kernels of csrc/cpu/soft_dtw.cpp. Supports the univariate on-the-fly cost.
 
-    Threads: torch.get_num_threads(), and 1 in a forked child (see ops._backend.cpu_threads).
+    Threads: torch.get_num_threads(), at least ~1M cells each, 1 in a forked child
+    (see ops._backend.cpu_threads).
     """
 
     supports_seq = True
 
+    @staticmethod
+    def _threads(n, m) -> int:
+        return cpu_threads(work=int((n * m).sum()))
+
     def forward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save):
         value, temporal, r, rt, off = native_module().sdtw_cpu_forward(
-            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, cpu_threads())
+            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, self._threads(n, m))
         return value, (temporal if want_temporal else None), (r, rt, off)
 
     def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal):
         G, dx, dy = native_module().sdtw_cpu_backward(
-            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, *state, grad_value, grad_temporal, cpu_threads())
+            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, *state, grad_value, grad_temporal,
+            self._threads(n, m))
         return (G,) if D is not None else (dx, dy)
 
 
