@@ -116,7 +116,7 @@ def test_training_loss_parts_and_gradients_reach_every_parameter():
     model = randomised(ABCC(make_config(w_identity=0.1)), scale=0.05)
     batch = make_batch(4)
     loss, parts = model(batch, generator=torch.Generator().manual_seed(0))
-    for key in ("disp_traj", "disp_pairs", "identity", "sei_nonneg", "sei_growth", "solvent_new_bands", "smooth",
+    for key in ("disp_traj", "disp_pairs", "identity", "sei_nonneg", "sei_growth", "sei_sparsity", "solvent_new_bands", "smooth",
                 "mass", "peak_drift", "peak_accel", "loss"):
         assert key in parts and math.isfinite(parts[key]), key
     loss.backward()
@@ -127,7 +127,7 @@ def test_training_loss_parts_and_gradients_reach_every_parameter():
 
 
 def test_switching_constraints_off_removes_their_terms():
-    off = {k: 0.0 for k in ("w_sei_nonneg", "w_sei_growth", "w_mass", "w_peak_drift", "w_peak_accel", "w_smooth",
+    off = {k: 0.0 for k in ("w_sei_nonneg", "w_sei_growth", "w_sei_sparsity", "w_mass", "w_peak_drift", "w_peak_accel", "w_smooth",
                             "w_solvent_new_bands", "w_identity")}
     model = ABCC(make_config(**off))
     assert model.extent_head is None

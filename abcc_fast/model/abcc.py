@@ -270,6 +270,8 @@ class ABCC(nn.Module):
             parts["sei_nonneg"] = C.sei_nonnegative(sei)
         if cfg.w_sei_growth > 0:
             parts["sei_growth"] = C.sei_growth(sei)
+        if cfg.w_sei_sparsity > 0:
+            parts["sei_sparsity"] = C.sei_sparsity(sei)
         if cfg.w_solvent_new_bands > 0:
             mask = C.no_band_mask(static_raw, cfg.new_band_threshold, cfg.new_band_dilate)
             parts["solvent_new_bands"] = C.solvent_new_bands(solvent, static, mask)
@@ -294,6 +296,7 @@ class ABCC(nn.Module):
 
         weights = {"disp_traj": cfg.w_displacement, "disp_pairs": cfg.w_displacement,
                    "identity": cfg.w_identity, "sei_nonneg": cfg.w_sei_nonneg, "sei_growth": cfg.w_sei_growth,
+                   "sei_sparsity": cfg.w_sei_sparsity,
                    "solvent_new_bands": cfg.w_solvent_new_bands, "smooth": cfg.w_smooth, "mass": cfg.w_mass,
                    "peak_drift": cfg.w_peak_drift, "peak_accel": cfg.w_peak_accel}
         loss = sum(weights[k] * v for k, v in parts.items())

@@ -5,6 +5,7 @@ two streams are defined absolutely: y(0) = static, z(0) = 0. Spectra in z-units 
 std) unless said otherwise; trajectories are [B, T', W] over ascending taus [B, T'].
 
   sei_nonnegative      mean relu(-z)^2
+  sei_sparsity         mean |z|   (identifiability: y + c, z - c fit the frames alike)
   sei_growth           mean relu(z_{k-1} - z_k)^2                          ("mostly growing": a penalty)
   solvent_new_bands    mean m * relu(y - static)^2, m = 1 where the dilated static spectrum has no band
   wavenumber_smoothness mean (D2_nu (y - static))^2 + mean (D2_nu z)^2      (second differences along nu)
@@ -31,6 +32,11 @@ PEAK_EDGE_POINTS = 3  # as OpIRBench's peak_shift (baseline through the window e
 
 def sei_nonnegative(sei: torch.Tensor) -> torch.Tensor:
     return F.relu(-sei).pow(2).mean()
+
+
+def sei_sparsity(sei: torch.Tensor) -> torch.Tensor:
+    """mean |z|: without it y + c and z - c fit the frames equally (the streams are unidentified)."""
+    return sei.abs().mean()
 
 
 def sei_growth(sei: torch.Tensor) -> torch.Tensor:
