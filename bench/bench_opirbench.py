@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from abcc_fast.opirbench import ALL_METRICS, METRICS_VERSION, Persistence, evaluate
-from abcc_fast.opirbench.leaderboard import atomic_write_text
+from abcc_fast._atomic import write_text
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "opirbench_cpu.json"
 
@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
         "target_s": 30.0, "meets_target": best["total_s"] <= 30.0,
         "machine": machine_info(), "metrics": r.metrics,
     }
-    atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
+    write_text(args.out, json.dumps(out, indent=2) + "\n")
     print(json.dumps({k: out[k] for k in ("dataset", "n_samples", "best_total_s", "best_per_metric_s",
                                           "meets_target")}, indent=2))
     return out

@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 
+from abcc_fast._atomic import write_text
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -33,6 +35,7 @@ def machine_info(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
+        "load_average_1_5_15": list(os.getloadavg()),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -85,48 +88,44 @@ def _reset_peak_rss() -> bool:
 
 def measure(fn: Callable[[], object], device: torch.device, *, min_time: float = 1.0, max_reps: int = 20,
             budget: float = 60.0) -> dict:
-    """Median wall time (ms) and peak memory (MB) of `fn()`; `budget` caps the seconds spent."""
+    """Median wall time (ms) and peak memory (MB) of `fn()`; `budget` caps the seconds spent.
+
+    The peak memory is taken during the last timed call (no extra call: slow reference paths
+    would pay it in full).
+    """
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     fn()
     sync()
     first = time.perf_counter() - t0
-    times = []
-    spent = first
-    while len(times) < max_reps and (sum(times) < min_time or len(times) < 2) and spent + first < budget:
+    reps = 1
+    while reps < max_reps and (first * reps < min_time or reps < 2) and first * (reps + 1) < budget:
+        reps += 1
+    times, peak_mb = [], float("nan")
+    for i in range(reps):
+        last = i == reps - 1
+        if last and device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        elif last:
+            tracking = _reset_peak_rss()
+            base = _rss_kb("VmRSS")
         t0 = time.perf_counter()
         fn()
         sync()
-        dt = time.perf_counter() - t0
-        times.append(dt)
-        spent += dt
-    if not times:
-        times = [first]
-    # memory: one more call, isolated
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        fn()
-        torch.cuda.synchronize()
-        peak_mb = (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    elif _reset_peak_rss():
-        base = _rss_kb("VmRSS")
-        fn()
-        peak_mb = max(0, _rss_kb("VmHWM") - base) / 1024
-    else:
-        peak_mb = float("nan")
+        times.append(time.perf_counter() - t0)
+        if last and device.type == "cuda":
+            peak_mb = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        elif last and tracking:
+            peak_mb = max(0, _rss_kb("VmHWM") - base) / 1024
     return {"time_ms": statistics.median(times) * 1e3, "reps": len(times), "peak_mem_mb": peak_mb}
 
 
 def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
     """Write bench/results/<name>.json and .md atomically."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
     out_json, out_md = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
-    for path, text in ((out_json, json.dumps(payload, indent=2)), (out_md, markdown)):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    write_text(out_json, json.dumps(payload, indent=2))
+    write_text(out_md, markdown)
     return out_json, out_md
 
 

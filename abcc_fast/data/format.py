@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
+from .._atomic import swap_into_place
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -394,7 +395,7 @@ class DatasetWriter:
                 fh.write(text + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            _swap_into_place(self.tmp, self.out_dir)
+            swap_into_place(self.tmp, self.out_dir)
         except BaseException:
             self.abort()
             raise
@@ -445,16 +446,6 @@ def write_dataset(out_dir: PathLike, tensors: dict, manifest: dict, *,
         for lo in range(0, max(S, 1), step):
             w.add({k: v[lo:lo + step] for k, v in tensors.items() if k != "wavenumber"})
     return Path(out_dir)
-
-
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,10 +33,6 @@ Inference (``predict``): all T frames from the static spectrum in one batched ne
 from __future__ import annotations
 
 import json
-import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -45,6 +41,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from .._atomic import atomic_directory
 from abcc_fast.ops.meanflow import meanflow_integrate, meanflow_target
 
 from . import constraints as C
@@ -456,23 +453,11 @@ class ABCC(nn.Module):
         """Write ``path/model.safetensors`` and ``path/config.json`` atomically (a temporary sibling
         directory swapped into place); returns the path."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "model_type": MODEL_TYPE})
             meta = {"model_type": MODEL_TYPE, "config": self.config.to_dict()}
             (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-                os.replace(path, old / "x")
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod

@@ -13,39 +13,14 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from .._atomic import write_text
 from .metrics import METRIC_DEFINITIONS, METRIC_KEYS, METRICS_VERSION
 from .protocol import EvalResult
 
 PROTOCOL_VERSION = "opirbench-v1"
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def atomic_write_text(path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def manifest_sha256(dataset) -> str:
@@ -163,10 +138,10 @@ def write_leaderboard(results: Sequence[EvalResult], dataset, out_dir, split: st
     board = leaderboard_dict(results, dataset, split, part)
     out = Path(out_dir)
     paths = {
-        "json": atomic_write_text(out / f"{stem}.json", json.dumps(_clean(board), indent=2, allow_nan=False)
+        "json": write_text(out / f"{stem}.json", json.dumps(_clean(board), indent=2, allow_nan=False)
                                                                    + "\n"),
-        "csv": atomic_write_text(out / f"{stem}.csv", to_csv(board)),
-        "md": atomic_write_text(out / f"{stem}.md", to_markdown(board)),
+        "csv": write_text(out / f"{stem}.csv", to_csv(board)),
+        "md": write_text(out / f"{stem}.md", to_markdown(board)),
     }
     return paths
 

@@ -30,6 +30,7 @@ from typing import Optional, Union
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from .._atomic import swap_into_place, write_text
 
 PathLike = Union[str, os.PathLike]
 LATEST = "LATEST"
@@ -40,90 +41,6 @@ CHECKPOINT_VERSION = 1
 # --------------------------------------------------------------------------------------------
 # atomic file and directory writes
 # --------------------------------------------------------------------------------------------
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same directory + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_save_safetensors(tensors: dict, path: PathLike, metadata: Optional[dict] = None) -> Path:
-    """``safetensors.save_file`` into a temporary file beside ``path``, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(_contiguous(tensors), tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-class atomic_directory:
-    """Context manager: yields a temporary directory; on success it becomes ``target``.
-
-    An existing ``target`` is moved aside and deleted only after the new one is in place; on an
-    exception the temporary directory is removed and ``target`` is untouched. (Between the two
-    renames ``target`` is briefly absent; readers that must never see that use the ``LATEST``
-    pointer scheme of :func:`save_checkpoint`.)
-
-        with atomic_directory("run/model") as tmp:
-            model.save_pretrained(tmp)
-    """
-
-    def __init__(self, target: PathLike):
-        self.target = Path(target)
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        _fsync_dir(self.tmp)
-        old = None
-        if self.target.exists():
-            old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(self.target, old)
-        os.replace(self.tmp, self.target)
-        _fsync_dir(self.target.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def _contiguous(tensors: dict) -> dict:
     # safetensors refuses shared or non-contiguous storage: store independent dense copies
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
@@ -198,11 +115,8 @@ def save_checkpoint(run_dir: PathLike, *, step: int, model_state: dict, ema_stat
         for f in FILES:
             with open(tmp / f, "rb") as fh:
                 os.fsync(fh.fileno())
-        _fsync_dir(tmp)
-        if final.exists():  # re-saving the same step (e.g. final == last periodic): replace it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        atomic_write_text(root / LATEST, name + "\n")
+        swap_into_place(tmp, final)  # re-saving the same step (final == last periodic) replaces it
+        write_text(root / LATEST, name + "\n")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

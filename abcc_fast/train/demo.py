@@ -186,7 +186,7 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
     from ..model import ABCC, ABCCConfig, load_predictor
     from ..opirbench import Frame0, Persistence, evaluate, manifest_sha256, write_leaderboard
     from ..opirbench.report import write_figures
-    from .checkpoint import atomic_write_text
+    from .._atomic import write_text
     from .trainer import TrainConfig, train
 
     if preset not in PRESETS:
@@ -262,10 +262,10 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
         "training": {s: runs[s].to_json() for s in SPLITS},
         "leaderboards": {s: {r.model: r.metrics for r in results[s]} for s in SPLITS},
     }
-    atomic_write_text(out / "demo_summary.json", json.dumps(summary, indent=1, default=str) + "\n")
+    write_text(out / "demo_summary.json", json.dumps(summary, indent=1, default=str) + "\n")
     report = _report(out, ds, summary, runs, results, boards, figs, curves, bars, systems_by_part, n_params,
                      train_cfg, timings)
-    atomic_write_text(out / "report.md", report)
+    write_text(out / "report.md", report)
     _say(f"done in {timings['total'] / 60:.1f} min: {out / 'report.md'}")
     return out / "report.md"
 

@@ -35,7 +35,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -48,7 +47,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, default_collate
 
-from .checkpoint import (atomic_directory, atomic_write_text, checkpoint_root, latest_checkpoint, load_checkpoint,
+from .._atomic import atomic_directory, write_text
+from .checkpoint import (checkpoint_root, latest_checkpoint, load_checkpoint,
                          save_checkpoint)
 from .distributed import DistInfo, barrier, init_distributed, mean_over_ranks, wrap_for_training
 
@@ -293,7 +293,7 @@ class _Log:
             if rows:
                 self.columns = list(rows[0].keys())
                 buf = [",".join(self.columns)] + [",".join(r.get(c, "") or "" for c in self.columns) for r in kept]
-                atomic_write_text(path, "\n".join(buf) + "\n")
+                write_text(path, "\n".join(buf) + "\n")
         elif path.exists():
             path.unlink()
         if tensorboard:
@@ -431,7 +431,7 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
         elapsed_before = float(st.get("elapsed_s", 0.0))
         resumed_from = start_step
     if info.is_main:
-        atomic_write_text(out / "train_config.json", json.dumps(
+        write_text(out / "train_config.json", json.dumps(
             {"train": cfg.to_json(), "split": split, "world_size": info.world_size,
              "model": _model_config(model)}, indent=1) + "\n")
 
@@ -562,7 +562,7 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
                          wall_time_s=wall, total_time_s=elapsed_before + wall, resumed_from=resumed_from,
                          model=ema_model)
     if info.is_main:
-        atomic_write_text(out / "train_result.json", json.dumps(result.to_json(), indent=1) + "\n")
+        write_text(out / "train_result.json", json.dumps(result.to_json(), indent=1) + "\n")
     return result
 
 

@@ -9,8 +9,6 @@ IR convention: wavenumber axes run high -> low (left to right).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -20,6 +18,7 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from .._atomic import atomic_path
 
 __all__ = ["save_figure", "operando_heatmap", "waterfall", "difference_spectra", "decomposition",
            "centroid_drift", "uncertainty_band", "to_numpy"]
@@ -34,18 +33,9 @@ def to_numpy(x) -> np.ndarray:
 
 def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
     """Save ``fig`` as PNG at ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return Path(path)
 
 
 def _finish(fig: Figure, path) -> Figure:
