@@ -13,7 +13,6 @@ Results: bench/results/soft_dtw_<cpu|cuda>.json and .md.
 from __future__ import annotations
 
 import argparse
-import math
 
 import torch
 
@@ -27,6 +26,9 @@ DIMS = [1, 64]
 # Pure-PyTorch reference and the numba peers are slow: skip a row whose predicted time for one
 # call exceeds this many seconds (the prediction uses the measured rate at a smaller shape).
 PREDICT_CAP_S = 40.0
+# ... and a row whose predicted peak memory (measured MB per cell at a smaller shape) exceeds this:
+# tslearn materialises B x N x M x d in float64 (8 GB at B=64, N=512, d=64).
+PREDICT_CAP_MB = 6000.0
 
 
 def _peers(device: torch.device) -> dict:
@@ -55,12 +57,13 @@ def _ours(device: torch.device) -> list[str]:
     return ["reference"] + [b for b in native if status[b].available]
 
 
-def run(device: torch.device, quick: bool = False) -> dict:
+def run(device: torch.device, quick: bool = False, checkpoint=None) -> dict:
     torch.manual_seed(0)
     shapes = SHAPES[:2] if quick else SHAPES
     peers = _peers(device)
     rows = []
-    rate = {}  # (impl, mode) -> cells/s measured at the largest shape so far, to predict cost
+    rate = {}  # (impl, mode, d) -> cells/s measured at the largest shape so far, to predict cost
+    mem_rate = {}  # (impl, mode, d) -> peak MB per cell, to predict memory
     for d in DIMS:
         for B, N in shapes:
             cells = B * N * N
@@ -74,6 +77,10 @@ def run(device: torch.device, quick: bool = False) -> dict:
                     if key in rate and cells / rate[key] > PREDICT_CAP_S:
                         rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name,
                                          note=f"skipped: predicted {cells / rate[key]:.0f} s per call"))
+                        continue
+                    if key in mem_rate and cells * mem_rate[key] > PREDICT_CAP_MB:
+                        rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name,
+                                         note=f"skipped: predicted {cells * mem_rate[key] / 1024:.0f} GB peak memory"))
                         continue
                     if mode == "forward":
                         def call(fn=fn):
@@ -93,7 +100,11 @@ def run(device: torch.device, quick: bool = False) -> dict:
                         continue
                     cps = cells / (m["time_ms"] / 1e3)
                     rate[key] = cps
+                    if m["peak_mem_mb"] == m["peak_mem_mb"]:  # not NaN
+                        mem_rate[key] = max(mem_rate.get(key, 0.0), m["peak_mem_mb"] / cells)
                     rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name, cells_per_s=cps, **m))
+                    if checkpoint:
+                        checkpoint(rows)
                     print(f"soft_dtw d={d} B={B} N={N} {mode:16s} {name:15s} {m['time_ms']:10.2f} ms "
                           f"{cps:9.3g} cells/s {m['peak_mem_mb']:8.1f} MB", flush=True)
     # DILATE (univariate, gamma 0.01) forward+backward, ours only: no peer implements it
@@ -145,7 +156,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smallest shapes only (smoke run)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    result = run(device, quick=args.quick)
+    name = "soft_dtw_quick_" + device.type if args.quick else "soft_dtw_" + device.type
+
+    def checkpoint(rows):  # partial results survive a crash of a later row
+        write_results(name + "_partial", {"machine": machine_info(device), "rows": rows}, "")
+
+    result = run(device, quick=args.quick, checkpoint=checkpoint)
     cols = [("op", "op", ""), ("B", "B", ""), ("N", "N=M", ""), ("d", "d", ""), ("mode", "mode", ""),
             ("impl", "implementation", ""), ("time_ms", "time (ms)", ".2f"), ("cells_per_s", "cells/s", ".3g"),
             ("peak_mem_mb", "peak mem (MB)", ".1f"), ("speedup_vs_reference", "x reference", ".1f"),
@@ -156,8 +172,9 @@ def main() -> None:
           f"git {info.get('git', '?')}. gamma = 1.0 (soft-DTW), 0.01 (DILATE). Median of repeated calls; "
           "peak memory = growth of peak RSS (CPU) or of max allocated (CUDA) during one call.\n\n"
           + markdown_table(result["rows"], cols))
-    name = "soft_dtw_quick_" + device.type if args.quick else "soft_dtw_" + device.type
     paths = write_results(name, result, md)
+    for suffix in (".json", ".md"):
+        (paths[0].parent / (name + "_partial" + suffix)).unlink(missing_ok=True)
     print("wrote", *paths)
 
 
