@@ -64,7 +64,7 @@ def test_optimizer_no_decay_on_norms_and_biases(tiny_ds):
 
 
 def test_presets_and_validation():
-    assert TrainConfig.preset_named("cpu").max_time_s == 300.0
+    assert TrainConfig.preset_named("cpu").max_time_s == 330.0
     assert TrainConfig.preset_named("gpu").amp
     with pytest.raises(ValueError, match="unknown training preset"):
         TrainConfig.preset_named("huge")
