@@ -180,6 +180,29 @@ def parse_composition(spec: Union[str, dict, None]) -> np.ndarray:
     return out / out.sum()
 
 
+def read_time_voltage(path: PathLike, T: int, why: str) -> tuple[np.ndarray, np.ndarray]:
+    """A time/voltage CSV with one row per frame -> (time_s [T], voltage [T]) in s and V vs Li/Li+.
+
+    Columns are found by name (TIME_NAMES, VOLT_NAMES); `why` says where T comes from, for the
+    error when the row count differs.
+    """
+    header, values = read_table(path)
+    it, iv = _find(header, TIME_NAMES), _find(header, VOLT_NAMES)
+    if it is None or iv is None:
+        raise ValueError(f"{path}: needs a time column (one of {TIME_NAMES}) and a voltage column "
+                         f"(one of {VOLT_NAMES}); found {header}")
+    if values.shape[0] != T:
+        raise ValueError(f"{path}: {values.shape[0]} rows but {why}; give one time/voltage row per frame "
+                         f"({T} rows)")
+    time_s, voltage = values[:, it], values[:, iv]
+    if np.any(np.diff(time_s) < 0):
+        raise ValueError(f"{path}: time is not non-decreasing; sort the rows by time")
+    if np.any(voltage < -1.0) or np.any(voltage > 6.0):
+        raise ValueError(f"{path}: voltage outside [-1, 6] V vs Li/Li+ (min {voltage.min():.3g}, max "
+                         f"{voltage.max():.3g}); give volts vs Li/Li+, not mV")
+    return time_s, voltage
+
+
 def import_csv(frames_csv: PathLike, table_csv: PathLike, static_csv: PathLike, out_dir: PathLike, *,
                wn_range=(700.0, 1900.0), W: int = 512, grid: Optional[np.ndarray] = None,
                composition: Union[str, dict, None] = None, electrode: str = "graphite",
@@ -208,17 +231,7 @@ def import_csv(frames_csv: PathLike, table_csv: PathLike, static_csv: PathLike, 
     frames = _resample(frames_csv, wn, spectra, grid).T                 # [T, W]
     T = frames.shape[0]
 
-    th, tv = read_table(table_csv)
-    it, iv = _find(th, TIME_NAMES), _find(th, VOLT_NAMES)
-    if it is None or iv is None:
-        raise ValueError(f"{table_csv}: needs a time column (one of {TIME_NAMES}) and a voltage column "
-                         f"(one of {VOLT_NAMES}); found {th}")
-    if tv.shape[0] != T:
-        raise ValueError(f"{table_csv}: {tv.shape[0]} rows but {frames_csv} has {T} frame columns; "
-                         "give one time/voltage row per frame")
-    time_s, voltage = tv[:, it], tv[:, iv]
-    if np.any(np.diff(time_s) < 0):
-        raise ValueError(f"{table_csv}: time is not non-decreasing; sort the rows by time")
+    time_s, voltage = read_time_voltage(table_csv, T, f"{frames_csv} has {T} frame columns")
 
     if static_csv.suffix.lower() in (".jdx", ".dx", ".jcamp"):
         jx, jy = read_jcamp(static_csv)

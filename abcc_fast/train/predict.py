@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..data import chemistry as chem
-from ..data.importer import TIME_NAMES, VOLT_NAMES, _find, _monotonic_grid, _resample, parse_composition, read_table
+from ..data.importer import _monotonic_grid, _resample, parse_composition, read_table, read_time_voltage
 from .trainer import TRAINING_DATA_FILE
 
 PathLike = Union[str, os.PathLike]
@@ -108,21 +108,7 @@ def read_static(path: PathLike, grid: np.ndarray) -> np.ndarray:
 def read_voltage(path: PathLike, T: int) -> tuple[np.ndarray, np.ndarray]:
     """A (time_s, voltage) CSV with one row per predicted frame -> (time_s [T], voltage [T])."""
     path = _require_file(path, "voltage table")
-    header, values = read_table(path)
-    it, iv = _find(header, TIME_NAMES), _find(header, VOLT_NAMES)
-    if it is None or iv is None:
-        raise ValueError(f"{path}: needs a time column (one of {TIME_NAMES}) and a voltage column "
-                         f"(one of {VOLT_NAMES}); found {header}")
-    if values.shape[0] != T:
-        raise ValueError(f"{path}: {values.shape[0]} rows, but the model predicts T={T} frames; give one "
-                         f"(time_s, voltage) row per frame ({T} rows)")
-    time_s, voltage = values[:, it], values[:, iv]
-    if np.any(np.diff(time_s) < 0):
-        raise ValueError(f"{path}: time_s is not non-decreasing; sort the rows by time")
-    if np.any(voltage < -1.0) or np.any(voltage > 6.0):
-        raise ValueError(f"{path}: voltage outside [-1, 6] V vs Li/Li+ (min {voltage.min():.3g}, max "
-                         f"{voltage.max():.3g}); give volts vs Li/Li+, not mV")
-    return time_s, voltage
+    return read_time_voltage(path, T, f"the model predicts T={T} frames")
 
 
 def composition_vector(spec: Optional[str], components: list) -> np.ndarray:
