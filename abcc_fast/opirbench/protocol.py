@@ -39,6 +39,12 @@ SPLITS = ("random", "system", "loso")
 # --------------------------------------------------------------------------------------------
 # reference predictors
 # --------------------------------------------------------------------------------------------
+def _constant_prediction(spectrum: torch.Tensor, T: int) -> dict:
+    """Every frame = `spectrum` [B, W]; decomposition solvent = spectrum, SEI = 0 (the references)."""
+    frames = spectrum.unsqueeze(1).expand(-1, T, -1)
+    return {"frames": frames, "solvent": frames, "sei": torch.zeros_like(frames)}
+
+
 class Persistence:
     """Reference: every frame is the static spectrum (no dynamics at all).
 
@@ -50,10 +56,7 @@ class Persistence:
     config: dict = {"reference": "persistence"}
 
     def __call__(self, batch: dict) -> dict:
-        static = batch["static"]  # [B, W]
-        T = batch["voltage"].shape[1]
-        frames = static.unsqueeze(1).expand(-1, T, -1)
-        return {"frames": frames, "solvent": frames, "sei": torch.zeros_like(frames)}
+        return _constant_prediction(batch["static"], batch["voltage"].shape[1])
 
 
 class Frame0:
@@ -68,10 +71,7 @@ class Frame0:
     config: dict = {"reference": "frame0"}
 
     def __call__(self, batch: dict) -> dict:
-        frame0 = batch["frame0"]  # [B, W]
-        T = batch["voltage"].shape[1]
-        frames = frame0.unsqueeze(1).expand(-1, T, -1)
-        return {"frames": frames, "solvent": frames, "sei": torch.zeros_like(frames)}
+        return _constant_prediction(batch["frame0"], batch["voltage"].shape[1])
 
 
 REFERENCES: dict[str, Callable[[], Callable]] = {"persistence": Persistence, "frame0": Frame0}
