@@ -18,7 +18,6 @@ CPU numbers use one thread per process on the shared 2-core machine unless --thr
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import torch

@@ -3,11 +3,9 @@ exact resume after a SIGKILL, atomic checkpoints, corrupt files, the wall-clock 
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest

@@ -647,7 +647,6 @@ class OpIRSim:
 
         # electrolyte stream: speciation at the local salt concentration (§1.5, §3.3)
         free, bound = speciation(st["c"], st["pol"], p["solvation_number"][:, None])
-        n_comp = len(chem.COMPONENT_NAMES)
         coef = np.zeros((S, T, B.electrolyte.shape[0]))
         for i, name in enumerate(chem.COMPONENT_NAMES):
             coef[..., B.free_row[name]] = free[..., i]
@@ -691,7 +690,6 @@ class OpIRSim:
         frames = clean.clamp(-1.0, 2.0).mul_(math.log(10.0)).exp_()
         frames.mul_(torch.from_numpy(sigma[:, None] * edge)[:, None, :]).mul_(torch.from_numpy(noise[:, :T]))
         frames.add_(clean)
-        static_noise = torch.from_numpy(noise[:, T])
         baseline_static = baseline[:, T]
         solvent, sei, frames, baseline = solvent.numpy(), sei.numpy(), frames.numpy(), baseline.numpy()
 

@@ -23,7 +23,6 @@ the whole CTA after the barrier); launches use num_stages=1 so no load is hoiste
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import triton

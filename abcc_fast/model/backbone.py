@@ -80,7 +80,7 @@ class JointBlock(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor):
         """a [B, Na, d] solvent tokens, b [B, Nb, d] SEI tokens, c [B, d] condition."""
-        mods, qkvs, hs = [], [], []
+        mods, qkvs = [], []
         for s, x in ((self.solvent, a), (self.sei, b)):
             m = s.modulation(F.silu(c)).chunk(6, dim=-1)
             mods.append(m)
