@@ -420,6 +420,40 @@ def sample_parameters(U: np.ndarray, system_pos: np.ndarray, overrides: Optional
     return p
 
 
+# The uniforms (columns of U) that no input of a sample reveals: nothing in the static spectrum, the
+# voltage/time protocol, the composition or the electrode depends on them. Kinetics (rate scale and
+# per-reaction jitter, onset jitter, passivation scale, aging, transesterification, cracking, fresh
+# Li, soluble-product lifetime), salt polarisation (gain, time constant) and operando-only nuisance
+# (electrode broadband term and slope, re-seating, gain drift). Together with the per-frame normals
+# Z[:, :T] (operando baseline walk, atmosphere) and the frame noise they are what even a perfect
+# model must average over: ``OpIRSim.conditional_mean`` marginalises exactly these.
+HIDDEN_UNIFORMS = tuple(sorted({22, 23, 24, 29, 30, 37, 39, 78, 79, 80, 81, 82, 83, 84}
+                               | set(range(40, 40 + len(chem.REACTIONS)))        # rate_jitter
+                               | set(range(60, 60 + len(chem.REACTIONS)))))      # onset_jitter
+
+
+def conditional_randoms(seed: int, indices: np.ndarray, T: int, W: int, replicates: int, draw_seed: int = 0):
+    """Random numbers for ``replicates`` copies of each sample that keep everything the inputs reveal
+    (U outside HIDDEN_UNIFORMS, the static spectrum's normals and noise) and redraw the rest: hidden
+    uniforms, the operando frames' normals; the frame noise is set to 0 (it has zero mean).
+
+    Returns (U, Z, noise) for S * replicates samples, replicate-major ([m * S + s] is copy m of
+    sample s). Deterministic per (seed, sample index, draw_seed, replicate), whatever the batching."""
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    S, M = idx.size, int(replicates)
+    U, Z, noise = draw_randoms(seed, idx, T, W)
+    hidden = np.array(HIDDEN_UNIFORMS)
+    Ur = np.repeat(U[None], M, 0)
+    Zr = np.repeat(Z[None], M, 0)
+    for s, i in enumerate(idx):
+        g = np.random.default_rng(np.random.SeedSequence([int(seed), int(i), 0xC0D1, int(draw_seed)]))
+        Ur[:, s, hidden] = g.random((M, hidden.size))
+        Zr[:, s, :T] = g.standard_normal((M, T, Z.shape[-1]))
+    nr = np.zeros((M, S, T + 1, W), dtype=np.float32)
+    nr[:, :, T] = noise[None, :, T]
+    return Ur.reshape(M * S, -1), Zr.reshape(M * S, T + 1, -1), nr.reshape(M * S, T + 1, W)
+
+
 def initial_concentrations(p: dict) -> np.ndarray:
     """[S, C] mol/L of every component of the pristine electrolyte (ideal mixing, §1.5 LP30 check:
     EC:DMC 1:1 w/w + 1 M LiPF6 -> ~6.5 M EC, ~6.4 M DMC)."""
@@ -627,19 +661,20 @@ class OpIRSim:
 
     # -- rendering ------------------------------------------------------------------------------
     def simulate(self, indices: Sequence[int], seed: int = 0, overrides: Optional[dict] = None,
-                 return_extras: bool = False) -> dict:
+                 return_extras: bool = False, randoms: Optional[tuple] = None) -> dict:
         """Simulate the samples with global indices ``indices``.
 
         Returns float32 arrays: ``static`` [S, W], ``frames``, ``solvent``, ``sei`` [S, T, W],
         ``voltage``, ``time_s`` [S, T], ``extent`` [S, T, K], ``composition`` [S, C]; int64
         ``system``, ``electrode`` [S]. With ``return_extras``: also ``baseline`` [S, T, W], ``params``
         (dict), ``concentrations`` [S, T, C], ``polarisation`` [S, T], ``film_nm`` [S, T],
-        ``noise_sigma`` [S], ``x`` [S, T].
+        ``noise_sigma`` [S], ``x`` [S, T]. ``randoms``: (U, Z, noise) as ``draw_randoms`` returns them,
+        to use instead of the per-sample draws (``conditional_randoms`` builds such sets).
         """
         cfg, B = self.config, self.basis
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         S, T, W = idx.size, cfg.T, cfg.W
-        U, Z, noise = draw_randoms(seed, idx, T, W)
+        U, Z, noise = draw_randoms(seed, idx, T, W) if randoms is None else randoms
         p = sample_parameters(U, self.system_of(idx), overrides)
         c0 = initial_concentrations(p)
         pr = self._protocol(p, c0)
@@ -727,6 +762,28 @@ class OpIRSim:
                        noise_sigma=p["noise_sigma"], x=st["x"], n_film=n_film,
                        exfoliating=pr["exfoliating"])
         return out
+
+    def conditional_mean(self, indices: Sequence[int], seed: int = 0, replicates: int = 16,
+                         draw_seed: int = 0) -> dict:
+        """Monte-Carlo mean of ``frames``, ``solvent`` and ``sei`` over the parameters no input reveals
+        (HIDDEN_UNIFORMS, operando baseline/atmosphere normals, frame noise), the inputs of each sample
+        held fixed: the best any predictor of these inputs can do in mean squared error, up to the
+        Monte-Carlo error (the MSE of a mean of M draws exceeds the bound by the hidden variance / M).
+
+        Returns float32 ``frames``, ``solvent``, ``sei`` [S, T, W] and ``static`` [S, W] (identical to
+        the dataset's static spectra: the inputs are not redrawn)."""
+        cfg = self.config
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        M = int(replicates)
+        if M < 1:
+            raise ValueError(f"replicates must be >= 1, got {replicates}")
+        randoms = conditional_randoms(seed, idx, cfg.T, cfg.W, M, draw_seed)
+        out = self.simulate(np.tile(idx, M), seed=seed, randoms=randoms)
+        S = idx.size
+        res = {k: out[k].reshape(M, S, cfg.T, cfg.W).mean(0, dtype=np.float64).astype(np.float32)
+               for k in ("frames", "solvent", "sei")}
+        res["static"] = out["static"][:S]
+        return res
 
     def _baseline_coefs(self, p: dict, Z: np.ndarray, st: dict, pr: dict) -> np.ndarray:
         """[S, T+1, 8] coefficients of the baseline basis: frames 0..T-1, then the static spectrum."""

@@ -27,6 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--threads", default="auto",
                    help="CPU threads while scoring: a number, or auto (1 when the machine's load exceeds its "
                         "cores, else torch's default)")
+    p.add_argument("--oracle", type=int, default=0, metavar="M",
+                   help="also score the simulator oracle (OpIRSim data only): the Monte-Carlo mean of M "
+                        "re-simulations with every draw no input reveals redrawn, i.e. what a perfect model "
+                        "of these inputs could reach; 0: off")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -63,6 +67,11 @@ def run(args) -> int:
             specs.append(m)
     predictors = [(spec if spec in REFERENCES else Path(spec).name or spec, load_predictor(spec)) for spec in specs]
     dataset = _load_dataset(args.data)
+    if args.oracle:
+        from .oracle import SimulatorOracle
+
+        oracle = SimulatorOracle(dataset.manifest, replicates=args.oracle)
+        predictors.insert(len(REFERENCES), (oracle.name, oracle))
     results = []
     for name, fn in predictors:
         r = evaluate(fn, dataset, args.split, args.part, metrics=metrics, batch_size=args.batch_size,

@@ -11,6 +11,8 @@ A *predictor* is any callable ``predict_fn(batch) -> dict``. ``batch`` holds, fo
     wavenumber   float32 [W]
     frame0       float32 [B, W]      ONLY for predictors with ``needs_frame0 = True`` (the `frame0`
                                      reference): the true rest-state frame, an oracle input
+    index        int64   [B]         ONLY for predictors with ``needs_index = True`` (the simulator
+                                     oracle, which re-simulates the sample): global sample indices
 
 and it returns ``{"frames": [B, T, W]}`` (all T frames; frame 0 is not scored) and optionally
 ``{"solvent": [B, T, W], "sei": [B, T, W]}`` for the `decomp` metric. The operando frames
@@ -200,6 +202,19 @@ def _context(dataset, split_name: str) -> MetricContext:
     return MetricContext(wavenumber=dataset.wavenumber, mean=float(mean), std=float(std), marker_windows=windows)
 
 
+def predictor_batch(predict_fn: Callable, sub, sl: slice) -> dict:
+    """The inputs ``predict_fn`` gets for rows ``sl`` of dataset part ``sub`` (module docstring):
+    the INPUT_FIELDS and the grid, plus frame 0 / the global indices for the predictors that
+    declare ``needs_frame0`` / ``needs_index``."""
+    batch = {k: getattr(sub, k)[sl] for k in INPUT_FIELDS}
+    batch["wavenumber"] = sub.wavenumber
+    if getattr(predict_fn, "needs_frame0", False):
+        batch["frame0"] = sub.frames[sl, 0]
+    if getattr(predict_fn, "needs_index", False):
+        batch["index"] = sub.index[sl]
+    return batch
+
+
 def _evaluate_one(predict_fn, dataset, split_name, part, metrics, batch_size, progress, model) -> EvalResult:
     sub = dataset.split(split_name, part)
     S = len(sub)
@@ -218,10 +233,7 @@ def _evaluate_one(predict_fn, dataset, split_name, part, metrics, batch_size, pr
     t_start = time.perf_counter()
     for s in range(0, S, batch_size):
         sl = slice(s, min(s + batch_size, S))
-        batch = {k: getattr(sub, k)[sl] for k in INPUT_FIELDS}
-        batch["wavenumber"] = sub.wavenumber
-        if needs_frame0:
-            batch["frame0"] = sub.frames[sl, 0]
+        batch = predictor_batch(predict_fn, sub, sl)
         B = batch["static"].shape[0]
         t0 = time.perf_counter()
         with torch.no_grad():

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import torch
 
 from .metrics import band_centroids, window_slices
-from .protocol import INPUT_FIELDS
+from .protocol import predictor_batch
 
 
 def example_indices(sub, max_samples: int = 2) -> list[int]:
@@ -70,10 +70,7 @@ def write_figures(predictors: Sequence[tuple[str, Callable]], dataset, split: st
         emit(waterfall(wn, true, title=f"true frames: {label}"), f"{tag}_waterfall_true.png")
         c_true = band_centroids(true, wn, windows)              # [T, n_win]
         for model, fn in predictors:
-            batch = {k: getattr(sub, k)[sl] for k in INPUT_FIELDS}
-            batch["wavenumber"] = wn
-            if getattr(fn, "needs_frame0", False):
-                batch["frame0"] = sub.frames[sl, 0]
+            batch = predictor_batch(fn, sub, sl)
             with torch.no_grad():
                 pred = fn(batch)["frames"][0].detach().cpu().float()
             m = _slug(model)

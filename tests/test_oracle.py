@@ -1,0 +1,83 @@
+"""The simulator oracle: hidden draws reveal nothing through the inputs, and their conditional mean
+is a lower bound that beats the references and single re-simulations."""
+import numpy as np
+import pytest
+import torch
+
+from abcc_fast.data import generate, load
+from abcc_fast.data.simulator import HIDDEN_UNIFORMS, OpIRSim, SimConfig, conditional_randoms, draw_randoms
+from abcc_fast.opirbench import Persistence, SimulatorOracle, evaluate
+
+T, W = 8, 64
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    path = generate(tmp_path_factory.mktemp("sim") / "d", n_samples=60, T=T, W=W, seed=5, progress=False)
+    return load(path)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_hidden_draws_change_no_input():
+    """Redrawing every hidden uniform and the operando normals leaves static, protocol, composition
+    and electrode unchanged (up to float32 rounding of batch-size-dependent matrix products), and
+    does change the frames (they are hidden, not unused)."""
+    sim = OpIRSim(SimConfig(T=T, W=W))
+    idx = np.arange(20)
+    base = sim.simulate(idx, seed=1)
+    other = sim.simulate(np.tile(idx, 2), seed=1, randoms=conditional_randoms(1, idx, T, W, replicates=2))
+    for k in ("static", "voltage", "time_s", "composition", "electrode", "system"):
+        for m in range(2):
+            np.testing.assert_allclose(other[k][m * 20:(m + 1) * 20], base[k], rtol=0, atol=1e-6, err_msg=k)
+    assert np.abs(other["frames"][:20] - base["frames"]).max() > 1e-3
+    assert np.abs(other["frames"][:20] - other["frames"][20:]).max() > 1e-3
+
+
+def test_conditional_randoms_keep_visible_draws_and_ignore_batching():
+    idx = np.array([3, 7, 11])
+    U, Z, noise = draw_randoms(2, idx, T, W)
+    Ur, Zr, nr = conditional_randoms(2, idx, T, W, replicates=3)
+    visible = np.setdiff1d(np.arange(U.shape[1]), HIDDEN_UNIFORMS)
+    for m in range(3):
+        rows = slice(m * 3, (m + 1) * 3)
+        np.testing.assert_array_equal(Ur[rows][:, visible], U[:, visible])
+        np.testing.assert_array_equal(Zr[rows][:, T], Z[:, T])          # the static spectrum's normals
+        np.testing.assert_array_equal(nr[rows][:, T], noise[:, T])
+        assert not np.allclose(Ur[rows][:, list(HIDDEN_UNIFORMS)], U[:, list(HIDDEN_UNIFORMS)])
+        assert not nr[rows][:, :T].any()                                 # frame noise: its mean, 0
+    U2, Z2, _ = conditional_randoms(2, idx[1:], T, W, replicates=3)       # other batch, same draws
+    np.testing.assert_array_equal(U2.reshape(3, 2, -1), Ur.reshape(3, 3, -1)[:, 1:])
+    np.testing.assert_array_equal(Z2.reshape(3, 2, T + 1, -1), Zr.reshape(3, 3, T + 1, -1)[:, 1:])
+
+
+def test_oracle_mean_beats_references_and_single_draws(ds):
+    pers = evaluate(Persistence(), ds, "random", metrics=["mse", "decomp"], progress=False)
+    one = evaluate(SimulatorOracle(ds.manifest, replicates=1), ds, "random", metrics=["mse"], progress=False)
+    many = evaluate(SimulatorOracle(ds.manifest, replicates=12), ds, "random", metrics=["mse", "decomp"],
+                    progress=False)
+    assert many.metrics["mse"] < one.metrics["mse"] < pers.metrics["mse"]
+    assert many.metrics["mse"] < 0.5 * pers.metrics["mse"]
+    assert many.metrics["decomp"] < pers.metrics["decomp"]
+    assert many.model == "oracle (M=12)" and many.config_hash != one.config_hash
+
+
+def test_oracle_refuses_foreign_or_modified_data(ds):
+    with pytest.raises(ValueError, match="needs an OpIRSim dataset"):
+        SimulatorOracle({"generator": {"name": "imported"}})
+    bad = {**ds.manifest, "generator": {**ds.manifest["generator"], "version": "0.0.1"}}
+    with pytest.raises(ValueError, match="regenerate the dataset"):
+        SimulatorOracle(bad)
+    oracle = SimulatorOracle(ds.manifest, replicates=2)
+    sub = ds.split("random", "test")
+    batch = {"static": sub.static[:2] + 0.01, "index": sub.index[:2]}
+    with pytest.raises(ValueError, match="re-simulated static spectra differ"):
+        oracle(batch)
+    with pytest.raises(ValueError, match="needs batch\\['index'\\]"):
+        oracle({"static": sub.static[:2]})
