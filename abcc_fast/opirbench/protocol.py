@@ -93,7 +93,8 @@ def register_model_loader(fn: Callable) -> Callable:
 def load_predictor(spec: str) -> Callable:
     """A predictor from a name (`persistence`, `frame0`) or a model path.
 
-    Paths go to the registered loaders, then to ``abcc_fast.model.load_predictor(path)``.
+    Paths go to the registered loaders, then, when ``config.json`` records a baseline's model type,
+    to ``abcc_fast.model.baselines.load_predictor``, else to ``abcc_fast.model.load_predictor(path)``.
     """
     if spec in REFERENCES:
         return REFERENCES[spec]()
@@ -104,6 +105,9 @@ def load_predictor(spec: str) -> Callable:
         predictor = loader(spec)
         if predictor is not None:
             return predictor
+    baselines = importlib.import_module("abcc_fast.model.baselines")
+    if baselines.saved_model_type(spec) in baselines.BASELINES:  # config.json names the model type
+        return baselines.load_predictor(spec)
     try:
         model_module = importlib.import_module("abcc_fast.model")
     except ImportError as err:

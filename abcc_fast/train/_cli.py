@@ -6,21 +6,28 @@ import sys
 from pathlib import Path
 
 PRESETS = {"tiny": "tiny", "cpu": "cpu_default", "gpu": "gpu_default"}  # CLI name -> config preset
+# --model choices: the keys of abcc_fast.model.baselines.BASELINES, spelt out so that building the
+# parser does not import torch (tests/test_baselines.py checks the two lists agree)
+MODEL_NAMES = ("abcc", "mlp", "cnn", "gru", "patchtst", "dlinear", "convlstm", "simvp", "cfm", "meanflow_noise")
 
 
 def register(subparsers) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
     p = subparsers.add_parser(
-        "train", help="train ABCC on an OpIRBench split (checkpoints, resume, torchrun DDP)",
-        description="Train ABCC on the training part of a split. Writes DIR/model (final EMA weights), DIR/best "
-                    "(best validation loss), DIR/checkpoints (atomic, resumable), DIR/log.csv. Multi-GPU: "
+        "train", help="train ABCC (or a baseline) on an OpIRBench split (checkpoints, resume, torchrun DDP)",
+        description="Train ABCC (or, with --model, an OpIRBench baseline) on the training part of a split. "
+                    "Writes DIR/model (final EMA weights), DIR/best (best validation loss), DIR/checkpoints "
+                    "(atomic, resumable), DIR/log.csv. Multi-GPU: "
                     "torchrun --nproc_per_node N -m abcc_fast.cli train --preset gpu ...",
         formatter_class=fmt)
     p.add_argument("--data", default=None, metavar="PATH",
                    help="dataset directory (default: the embedded OpIRSim default dataset, generated on first use)")
     p.add_argument("--split", default="random", help="random, system or loso:<k> (trains on its train part)")
     p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="model + training preset")
+    p.add_argument("--model", default="abcc", metavar="NAME", choices=MODEL_NAMES,
+                   help="abcc, or an OpIRBench baseline: " + ", ".join(MODEL_NAMES[1:]) +
+                        " (baselines have the tiny and cpu presets)")
     p.add_argument("--steps", type=int, default=None, help="step budget (default: the preset's)")
     p.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
                    help="wall-clock cap (default: the preset's; cpu: 300 s)")
@@ -67,6 +74,18 @@ def register(subparsers) -> None:
     d.set_defaults(func=run_demo)
 
 
+def build_model(name: str, ds, split: str, preset: str):
+    """A freshly initialised model ``name`` ("abcc" or a key of BASELINES) sized by ``preset``
+    (a config preset name: tiny, cpu_default, gpu_default) from the dataset ``ds``."""
+    if name == "abcc":
+        from ..model import ABCC, ABCCConfig
+
+        return ABCC(ABCCConfig.from_dataset(ds, split, preset=preset))
+    from ..model.baselines import get
+
+    return get(name).from_dataset(ds, split, preset=preset)
+
+
 def _dataset(path, progress: bool):
     from ..data import default_dataset, load
 
@@ -80,7 +99,6 @@ def _dataset(path, progress: bool):
 def run_train(args) -> int:
     import torch
 
-    from ..model import ABCC, ABCCConfig
     from .checkpoint import latest_checkpoint
     from .distributed import barrier, cleanup, init_distributed
     from .trainer import TrainConfig, train
@@ -102,7 +120,7 @@ def run_train(args) -> int:
         if info.is_main:
             barrier(info)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-        model = ABCC(ABCCConfig.from_dataset(ds, args.split, preset=PRESETS[args.preset]))
+        model = build_model(args.model, ds, args.split, PRESETS[args.preset])
         result = train(model, ds, split=args.split, config=cfg, out_dir=out, resume=args.resume,
                        progress=progress, dist_info=info)
     finally:

@@ -53,8 +53,12 @@ def load_model(path: PathLike):
                                 "that `abcc train --out DIR` wrote")
     if not path.is_dir():
         raise ValueError(f"{path} is a file; --model takes the model directory that `abcc train` wrote (DIR/model)")
+    from ..model.baselines import BASELINES, BaselineModel, saved_model_type
+
+    # config.json records the model type: a baseline's goes to its class, everything else to ABCC
+    model_class = BaselineModel if saved_model_type(path) in BASELINES else _model_class()
     try:
-        model = _model_class().from_pretrained(path)
+        model = model_class.from_pretrained(path)
     except (FileNotFoundError, ValueError):
         raise
     except Exception as err:  # safetensors / JSON errors of a damaged directory
