@@ -157,6 +157,15 @@ class MeanFlowNoiseBaseline(_FlowBaseline):
         """u(z_r, r, tau) [B, T, W]; the network sees r and tau - r."""
         return self.velocity(z, static_z, [r, tau - r], cond)
 
+    def du_dr(self, z_r, static_z, r, tau, v, cond: Cond) -> torch.Tensor:
+        """d/dr u(z_r, r, tau) along the path (dz_r/dr = v): the JVP with tangent (v, 1, 0) on
+        (z, r, tau) [B, T, W], by forward-mode AD under no_grad (a stop-gradient target)."""
+        with torch.no_grad(), fwAD.dual_level():
+            out = self.average_velocity(fwAD.make_dual(z_r, v), static_z, fwAD.make_dual(r, torch.ones_like(r)),
+                                        tau, cond)
+            tangent = fwAD.unpack_dual(out).tangent
+        return torch.zeros_like(z_r) if tangent is None else tangent
+
     def loss_z(self, static_z, frames_z, cond: Cond, generator=None):
         c = self.config
         x = self._data(static_z, frames_z)
@@ -170,15 +179,10 @@ class MeanFlowNoiseBaseline(_FlowBaseline):
         v = x - eps
         u = self.average_velocity(z_r, static_z, r, tau, cond)                           # carries the gradient
         du_dr = torch.zeros_like(u)
-        rows = torch.nonzero(jump).reshape(-1)
+        rows = torch.nonzero(jump).reshape(-1)                 # the JVP only where tau - r != 0
         if rows.numel():
             sub = Cond(*(None if f is None else f[rows] for f in cond))
-            with torch.no_grad(), fwAD.dual_level():
-                out = self.average_velocity(fwAD.make_dual(z_r[rows], v[rows]), static_z[rows],
-                                            fwAD.make_dual(r[rows], torch.ones_like(r[rows])), tau[rows], sub)
-                tangent = fwAD.unpack_dual(out).tangent
-            if tangent is not None:
-                du_dr[rows] = tangent
+            du_dr[rows] = self.du_dr(z_r[rows], static_z[rows], r[rows], tau[rows], v[rows], sub)
         loss, u_tgt, _ = meanflow_target(u.flatten(1), v.flatten(1), du_dr.flatten(1), r, tau,
                                          c=c.adaptive_c, p=c.adaptive_p)
         mse = (u.detach().flatten(1) - u_tgt).pow(2).mean()      # the unweighted error, for the logs
