@@ -35,8 +35,8 @@ from .base import BaselineConfig, BaselineModel, Cond, ConvTrunk, fourier_time, 
 @dataclass
 class FlowConfig(BaselineConfig):
     TINY = dict(channels=8, depth=2, kernel=5, n_freq=4, cond_dim=16, electrode_dim=4, steps=4)
-    CPU_DEFAULT = dict(channels=64, depth=6, kernel=5, n_freq=8, cond_dim=64, electrode_dim=8, steps=16,
-                       eval_samples=4)
+    CPU_DEFAULT = dict(channels=64, depth=6, kernel=5, n_freq=8, cond_dim=64, electrode_dim=8, steps=8,
+                       eval_samples=2)
 
     channels: int = 64
     depth: int = 6

@@ -33,7 +33,7 @@ from .base import BaselineConfig, BaselineModel, Cond, context_size, largest_div
 @dataclass
 class GRUConfig(BaselineConfig):
     TINY = dict(hidden=32, cond_dim=16, electrode_dim=4)
-    CPU_DEFAULT = dict(hidden=256, cond_dim=64, electrode_dim=8)
+    CPU_DEFAULT = dict(hidden=512, cond_dim=64, electrode_dim=8)
 
     hidden: int = 256
     cell: str = "gru"                  # "gru" | "lstm"
@@ -85,7 +85,7 @@ class GRUBaseline(BaselineModel):
 @dataclass
 class PatchTSTConfig(BaselineConfig):
     TINY = dict(dim=32, depth=1, heads=2, frame_patch=2, spectral_patch=16, cond_dim=16, electrode_dim=4)
-    CPU_DEFAULT = dict(dim=128, depth=3, heads=4, frame_patch=4, spectral_patch=16, cond_dim=64, electrode_dim=8)
+    CPU_DEFAULT = dict(dim=256, depth=4, heads=4, frame_patch=4, spectral_patch=16, cond_dim=64, electrode_dim=8)
 
     dim: int = 128
     depth: int = 3

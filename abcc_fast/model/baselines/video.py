@@ -86,7 +86,7 @@ class ConvLSTMBaseline(BaselineModel):
 @dataclass
 class SimVPConfig(BaselineConfig):
     TINY = dict(channels=8, hidden=16, levels=2, blocks=1, cond_dim=16, electrode_dim=4)
-    CPU_DEFAULT = dict(channels=16, hidden=128, levels=2, blocks=2, cond_dim=64, electrode_dim=8)
+    CPU_DEFAULT = dict(channels=16, hidden=128, levels=2, blocks=3, cond_dim=64, electrode_dim=8)
 
     channels: int = 16                 # latent channels per frame
     hidden: int = 128                  # translator width
