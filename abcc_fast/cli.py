@@ -17,6 +17,7 @@ _AREAS = (
     "abcc_fast.train._cli",
     "abcc_fast.viz._cli",
     "abcc_fast.ops._cli",
+    "abcc_fast.analysis._cli",
 )
 
 

@@ -1,0 +1,111 @@
+"""`abcc analyze`: SEI formation-pathway analysis of one series, or the evaluation against truth."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "analyze", help="SEI formation pathway: product growth, onsets, order, centroid drift; or --evaluate",
+        description="Analyse one operando series: a prediction directory written by `abcc predict` (PRED), or "
+                    "a dataset sample (--data DIR --sample i; no DIR: the default dataset). Fits each frame's SEI "
+                    "stream (given, or estimated from the frames by a template fit) with OpIRSim's SEI product "
+                    "templates (NNLS), reports each product's onset potential and the formation order, and the "
+                    "band-centroid drift. Writes analysis.md, analysis.json and figures/ into --out. With "
+                    "--evaluate: score the analysis and MCR-ALS/NMF against synthetic ground truth on --n samples "
+                    "and write evaluation.md/.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("prediction", nargs="?", default=None, metavar="PRED",
+                   help="prediction directory written by `abcc predict --out PRED`")
+    p.add_argument("--data", nargs="?", const="", default=None, metavar="DIR",
+                   help="dataset directory (give --data alone for the embedded default dataset)")
+    p.add_argument("--sample", type=int, default=None, help="sample row of --data to analyse")
+    p.add_argument("--out", default="abcc_analysis", metavar="DIR", help="output directory")
+    p.add_argument("--products", default=None,
+                   help="comma-separated SEI products to fit (default: those the electrolyte can form)")
+    p.add_argument("--source", default="auto", choices=["auto", "streams", "frames"],
+                   help="SEI stream: the given streams (auto when present), or the template fit of the frames")
+    p.add_argument("--fraction", type=float, default=0.1, help="onset: fraction of the largest amount")
+    p.add_argument("--detect-au", type=float, default=5e-4, help="detection: strongest band at least this (AU)")
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--evaluate", action="store_true", help="evaluate against synthetic truth instead")
+    p.add_argument("--n", type=int, default=200, help="--evaluate: number of samples (random split, test part)")
+    p.add_argument("--model", default=None, metavar="DIR",
+                   help="--evaluate: also score the streams of this saved ABCC model (abcc train's DIR/model)")
+    p.add_argument("--methods", default="all",
+                   help="--evaluate: chemometric baselines, 'all', 'none' or e.g. mcr_als:difference:2,nmf:frames:3")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _methods(text: str):
+    from .chemometrics import METHODS, MODES
+    from .evaluation import CHEMOMETRIC_METHODS
+
+    if text == "all":
+        return CHEMOMETRIC_METHODS
+    if text == "none":
+        return ()
+    out = []
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) != 3 or parts[0] not in METHODS or parts[1] not in MODES or not parts[2].isdigit():
+            raise ValueError(f"--methods: cannot read {item!r}; write method:mode:k with method in {list(METHODS)}, "
+                             f"mode in {list(MODES)}, k >= 2, e.g. mcr_als:difference:2")
+        out.append((parts[0], parts[1], int(parts[2])))
+    return tuple(out)
+
+
+def run(args) -> int:
+    if args.evaluate:
+        return _evaluate(args)
+    from .pathway import analyze
+    from .report import read_dataset_sample, read_prediction_dir, write_report
+
+    if args.prediction is not None and args.data is not None:
+        raise ValueError("give either a prediction directory (PRED) or --data [DIR] --sample i, not both")
+    if args.prediction is not None:
+        series = read_prediction_dir(args.prediction)
+    elif args.data is not None or args.sample is not None:
+        if args.sample is None:
+            raise ValueError("--data needs --sample i (the row of the dataset to analyse)")
+        series = read_dataset_sample(args.data or None, args.sample)
+    else:
+        raise ValueError("nothing to analyse: give a prediction directory (abcc analyze PRED --out DIR) or a dataset "
+                         "sample (abcc analyze --data [DIR] --sample i --out DIR), or --evaluate")
+    products = [s for s in args.products.split(",")] if args.products else None
+    has_streams = series.get("sei") is not None
+    if args.source == "streams" and not has_streams:
+        raise ValueError("--source streams: this input has no solvent/sei streams (run `abcc predict --streams`, "
+                         "or use --source frames)")
+    res = analyze(series["frames"], series["voltage"], series["wavenumber"], time_s=series.get("time_s"),
+                  solvent=series.get("solvent"), sei=series.get("sei"), products=products,
+                  components=series.get("components"), marker_windows=series.get("marker_windows"),
+                  fraction=args.fraction, detect_au=args.detect_au, resolution=series.get("resolution", 4.0),
+                  use_streams=args.source != "frames")
+    truth = series.get("truth")
+    if truth is not None:
+        from ..data import chemistry as chem
+
+        truth = truth[:, [chem.FILM_SPECIES.index(p) for p in res.products]]
+    paths = write_report(res, args.out, series["description"], truth, figures=not args.no_figures)
+    print(Path(paths["md"]).read_text())
+    print(f"wrote {paths['md']}, {paths['json']} and {len(paths['figures'])} figures")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .. import data
+    from .evaluation import evaluate, table_markdown, write_evaluation
+
+    if args.prediction is not None:
+        raise ValueError("--evaluate scores a dataset, not a prediction directory; drop PRED (use --data DIR)")
+    methods = _methods(args.methods)
+    ds = data.load(args.data) if args.data else None
+    result = evaluate(ds, args.n, model_dir=args.model, chemometric_methods=methods,
+                      fraction=args.fraction, detect_au=args.detect_au, progress=not args.no_progress)
+    paths = write_evaluation(result, args.out)
+    print(table_markdown(result))
+    print(f"wrote {paths['md']}, {paths['json']}")
+    return 0
