@@ -66,13 +66,15 @@ def core_queries(model: ABCC, batch: dict, n_per_sample: int, jvp_fraction: floa
     jump.view(-1)[torch.randperm(B * n_per_sample, generator=g)[:round(jvp_fraction * B * n_per_sample)]] = True
     jump = jump.to(device)
     tau = torch.where(jump, r + (1 - r) * torch.rand(B, n_per_sample, generator=g).to(device), r)
+    state = model.protocol_state(batch["voltage"], batch["time_s"])          # [B, T, n_state]
     q = dict(x=interpolate(frames, r).flatten(0, 1), static=static.repeat_interleave(n_per_sample, 0),
-             r=r.flatten(), tau=tau.flatten(), volt_r=interpolate(batch["voltage"], r).flatten(),
-             volt_tau=interpolate(batch["voltage"], tau).flatten(),
-             composition=model.context(batch["composition"], batch["time_s"]).repeat_interleave(n_per_sample, 0),
+             r=r.flatten(), tau=tau.flatten(), volt_r=interpolate(state, r).flatten(0, 1),
+             volt_tau=interpolate(state, tau).flatten(0, 1),
+             composition=model.context(batch["composition"], batch["time_s"], batch["voltage"])
+             .repeat_interleave(n_per_sample, 0),
              electrode=batch["electrode"].repeat_interleave(n_per_sample, 0))
     v = interpolate(time_derivative(frames), r).flatten(0, 1)
-    dv = interpolate(time_derivative(batch["voltage"]), r).flatten()
+    dv = interpolate(time_derivative(state), r).flatten(0, 1)
     return q, v, dv, jump.flatten()
 
 

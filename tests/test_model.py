@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from abcc_fast.model import ABCC, ABCCConfig, load_predictor
+from abcc_fast.model.backbone import context_size, state_size
 from abcc_fast.model.abcc import interpolate, time_derivative
 
 W, T, C, E, K = 64, 6, 3, 2, 2
@@ -69,14 +70,16 @@ def test_time_helpers():
 
 
 def test_jvp_equals_finite_difference_of_the_network():
-    """d/dr u along (x + s v, r + s, tau, V(r) + s dV/dr) by the JVP == central finite difference."""
+    """d/dr u along (x + s v, r + s, tau, s(r) + s ds/dr) by the JVP == central finite difference
+    (s(r): the protocol state, V and the history exposures)."""
     torch.manual_seed(0)
     model = randomised(ABCC(make_config())).double()
     B = 3
+    n_state, n_ctx = state_size(model.config), context_size(model.config)
     x, static, v = torch.randn(B, W).double(), torch.randn(B, W).double(), torch.randn(B, W).double()
     r, tau = torch.tensor([0.1, 0.3, 0.5]).double(), torch.tensor([0.6, 0.9, 0.7]).double()
-    vr, vtau, dv = torch.rand(B).double(), torch.rand(B).double(), torch.randn(B).double()
-    comp, elec = torch.rand(B, C + 1).double(), torch.tensor([0, 1, 0])   # context: composition + duration
+    vr, vtau, dv = torch.rand(B, n_state).double(), torch.rand(B, n_state).double(), torch.randn(B, n_state).double()
+    comp, elec = torch.rand(B, n_ctx).double(), torch.tensor([0, 1, 0])   # context: composition, duration, profile
     du_dr = model._total_velocity_jvp(x, static, r, tau, vr, vtau, comp, elec, v=v, dvolt_dr=dv)
     h = 1e-5
 
@@ -284,3 +287,23 @@ def test_from_dataset_and_a_collated_simulator_batch(tmp_path):
                                      "electrode": train.electrode[:3], "system": train.system[:3],
                                      "wavenumber": ds.wavenumber})
     assert out["frames"].shape == (3, 5, 64)
+
+
+def test_protocol_state_exposure_and_context():
+    """State columns: V, log(1 + hours below each level), log(1 + elapsed hours); the context holds the
+    resampled voltage profile."""
+    model = ABCC(make_config(history_levels=[1.0, 0.5], history_width=0.01, profile_points=4))
+    hours = torch.arange(T, dtype=torch.float64)                       # one frame per hour
+    voltage = torch.where(hours < 2, 2.0, 0.7).double()[None]          # 2 V for 2 h, then 0.7 V
+    s = model.protocol_state(voltage, time_s=3600.0 * hours[None])
+    assert s.shape == (1, T, 1 + 2 + 1)
+    torch.testing.assert_close(s[0, :, 0], voltage[0])
+    below_1v = torch.tensor([0.0, 0.0, 0.5] + [0.5 + k for k in range(1, T - 2)]).double()   # trapezoid edge
+    torch.testing.assert_close(s[0, :, 1], below_1v.log1p(), atol=1e-6, rtol=0)
+    assert s[0, :, 2].abs().max() < 1e-6                                # never below 0.5 V
+    torch.testing.assert_close(s[0, :, 3], hours.log1p())
+    ctx = model.context(torch.rand(1, C).double(), 3600.0 * hours[None], voltage)
+    assert ctx.shape == (1, C + 1 + 4)
+    torch.testing.assert_close(ctx[0, -4], torch.tensor(0.5).double())  # (2 V - mean 1.5) / std 1
+    with pytest.raises(ValueError, match="pass voltage"):
+        model.context(torch.rand(1, C).double(), None, None)

@@ -10,12 +10,13 @@ Training (``training_loss``), in z-units x_z = (x - mean) / std of the training 
     + the constraints of SPEC.md 4.3 on (y_k, z_k)                 (abcc_fast.model.constraints)
   MeanFlow pairs (mf_pairs per sample): r ~ U(0, 1); with probability jvp_fraction tau ~ U(r, 1),
   else tau = r. x_r, x_tau: frames linearly interpolated in tau; v_r: central finite differences
-  of the frames (one-sided at the ends), interpolated; V(r), dV/dr likewise.
+  of the frames (one-sided at the ends), interpolated; the protocol state s(r) (V(r) and the
+  cumulative exposures below potential levels, ``protocol_state``) and ds/dr likewise.
     L_disp_mf   = mean over r != tau of ||x_r + (tau - r) u - x_tau||^2
     L_identity  = meanflow_target(u, v_r, du_dr, r, tau): u_tgt = v_r + (tau - r) stopgrad(du_dr),
                   adaptive weight 1 / (e + c)^p, with du_dr = d/dr u(x_r, r, tau) the JVP with
-                  tangent (v_r, 1, 0, dV/dr) on (x, r, tau, V(r)) -- V(r) moves with r, so its
-                  tangent is the voltage slope -- computed only on the r != tau rows
+                  tangent (v_r, 1, 0, ds/dr) on (x, r, tau, s(r)) -- s(r) moves with r, so its
+                  tangent is its time slope -- computed only on the r != tau rows
                   (jvp_mode="subset"; "full" on all rows; "none": du_dr = 0, the flow-matching target).
   loss = w_displacement (L_disp_traj + L_disp_mf) + w_identity L_identity + sum_c w_c L_c.
 
@@ -33,6 +34,7 @@ Inference (``predict``): all T frames from the static spectrum in one batched ne
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -121,33 +123,73 @@ class ABCC(nn.Module):
             return self.training_loss(*args, **kwargs)
         return self.velocity(*args, **kwargs)
 
-    def context(self, composition: torch.Tensor, time_s: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def context(self, composition: torch.Tensor, time_s: Optional[torch.Tensor] = None,
+                voltage: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-sample context the network is conditioned on: composition [B, C], plus (use_duration)
-        the scaled log protocol duration (log(time_s[:, -1] - time_s[:, 0]) - m) / s -> [B, C (+1)].
-        Rates and film-growth kinetics act in seconds, so the duration is informative. Without
-        time_s the training split's typical duration (exp m) is assumed."""
+        the scaled log protocol duration (log(time_s[:, -1] - time_s[:, 0]) - m) / s, plus
+        (profile_points > 0) the whole voltage profile [B, T] resampled to profile_points times and
+        standardised -> [B, context_size]. Rates and film-growth kinetics act in seconds, so the
+        duration is informative; the profile tells the protocol (galvanostatic, CV, GITT) and where
+        the cell goes. Without time_s the training split's typical duration (exp m) is assumed."""
         cfg = self.config
-        if not cfg.use_duration:
-            return composition
-        if time_s is None:
-            feat = torch.zeros(composition.shape[0], 1, device=composition.device, dtype=composition.dtype)
-        else:
-            t = time_s.to(composition.device, torch.float64)
-            log_dur = (t[:, -1] - t[:, 0]).clamp_min(1.0).log()
-            feat = ((log_dur - cfg.duration_log_mean) / cfg.duration_log_std).to(composition.dtype)[:, None]
-        return torch.cat([composition, feat], dim=1)
+        parts = [composition]
+        if cfg.use_duration:
+            if time_s is None:
+                feat = torch.zeros(composition.shape[0], 1, device=composition.device, dtype=composition.dtype)
+            else:
+                t = time_s.to(composition.device, torch.float64)
+                log_dur = (t[:, -1] - t[:, 0]).clamp_min(1.0).log()
+                feat = ((log_dur - cfg.duration_log_mean) / cfg.duration_log_std).to(composition.dtype)[:, None]
+            parts.append(feat)
+        if cfg.profile_points:
+            if voltage is None:
+                raise ValueError("ABCC.context: this model is conditioned on the voltage profile; pass voltage [B, T]")
+            v = voltage.to(composition.device, composition.dtype)
+            grid = torch.linspace(0, 1, cfg.profile_points, device=v.device, dtype=v.dtype)
+            prof = interpolate(v, grid.expand(v.shape[0], -1))
+            parts.append((prof - cfg.volt_mean) / cfg.volt_std)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else composition
+
+    def protocol_state(self, voltage: torch.Tensor, time_s: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The protocol state at every frame: voltage [B, T] (V), time_s [B, T] (s) -> [B, T, n_state].
+
+        Column 0 is V; then, per history level E_j, the cumulative exposure below it in hours,
+        X_j(t) = log(1 + int_0^t sigmoid((E_j - V(s)) / w) ds) (trapezoid over frames; film growth
+        integrates a potential-gated rate over time, CHEMISTRY.md 5.1); then log(1 + elapsed hours).
+        Smooth in time, so the JVP in r uses its time derivative like V's. Without time_s the frames
+        are taken as evenly spaced over the training split's typical duration."""
+        cfg = self.config
+        cols = [voltage[..., None]]
+        if cfg.history_levels or cfg.history_elapsed:
+            B, T = voltage.shape
+            if time_s is None:
+                dur_h = math.exp(cfg.duration_log_mean) / 3600.0
+                t_h = torch.linspace(0, dur_h, T, device=voltage.device, dtype=voltage.dtype).expand(B, T)
+            else:
+                t = time_s.to(voltage.device, torch.float64)
+                t_h = ((t - t[:, :1]) / 3600.0).clamp_min(0).to(voltage.dtype)
+            if cfg.history_levels:
+                levels = torch.tensor(cfg.history_levels, device=voltage.device, dtype=voltage.dtype)
+                gate = torch.sigmoid((levels - voltage[..., None]) / cfg.history_width)      # [B, T, L]
+                inc = 0.5 * (gate[:, 1:] + gate[:, :-1]) * torch.diff(t_h, dim=1)[..., None]
+                expo = torch.cat([torch.zeros_like(gate[:, :1]), inc.cumsum(dim=1)], dim=1)
+                cols.append(expo.log1p())
+            if cfg.history_elapsed:
+                cols.append(t_h.log1p()[..., None])
+        return torch.cat(cols, dim=-1)
 
     def velocity(self, x, static, r, tau, volt_r, volt_tau, composition, electrode):
-        """Average velocities of both streams over [r, tau]: x, static [B, W] z-units; r, tau,
-        volt_r, volt_tau [B]; composition: the context [B, C (+1)] (see ``context``); electrode
+        """Average velocities of both streams over [r, tau]: x, static [B, W] z-units; r, tau [B];
+        volt_r, volt_tau: the protocol states s(r), s(tau) [B, n_state] (see ``protocol_state``;
+        column 0 is V); composition: the context [B, context_size] (see ``context``); electrode
         int64 [B] -> (u_solvent, u_sei, u_baseline) [B, W] (u_baseline: the smooth baseline
         nuisance, outside both streams; frames = solvent + SEI + baseline)."""
         return self.backbone(x, static, r, tau, volt_r, volt_tau, composition, electrode)
 
     def _total_velocity_jvp(self, x, static, r, tau, volt_r, volt_tau, composition, electrode,
                             v, dvolt_dr) -> torch.Tensor:
-        """d/dr u(x_r, r, tau) of u = u_solvent + u_sei: the JVP with tangent (v, 1, 0, dV/dr) on
-        (x, r, tau, V(r)), by forward-mode AD under no_grad -- a stop-gradient target: no autograd
+        """d/dr u(x_r, r, tau) of u = u_solvent + u_sei: the JVP with tangent (v, 1, 0, ds/dr) on
+        (x, r, tau, s(r)) (s: the protocol state, moving with r), by forward-mode AD under no_grad -- a stop-gradient target: no autograd
         graph and no parameter hooks fire (DDP sees only the ordinary primal call). The joint
         attention op computes its tangent in the same fused launch as its primal on GPU."""
         with torch.no_grad(), fwAD.dual_level():
@@ -170,7 +212,9 @@ class ABCC(nn.Module):
         static_raw = batch["static"].to(dev, dtype)
         frames_raw = batch["frames"].to(dev, dtype)
         voltage = batch["voltage"].to(dev, dtype)
-        composition = self.context(batch["composition"].to(dev, dtype), batch.get("time_s"))   # [B, C (+1)]
+        time_s = batch.get("time_s")
+        composition = self.context(batch["composition"].to(dev, dtype), time_s, voltage)      # [B, context]
+        state = self.protocol_state(voltage, time_s)                                         # [B, T, n_state]
         electrode = batch["electrode"].to(dev).long()
         B, T, W = frames_raw.shape
         if W != cfg.W or static_raw.shape != (B, W):
@@ -192,15 +236,17 @@ class ABCC(nn.Module):
             idx = torch.arange(T, device=dev).expand(B, T)
         Tp = idx.shape[1]
         taus = grid[idx]                                                   # [B, T']
-        volt_tau_traj = torch.gather(voltage, 1, idx)
+        F_s = state.shape[-1]
+        state_tau_traj = torch.gather(state, 1, idx[..., None].expand(B, Tp, F_s))
+        volt_tau_traj = state_tau_traj[..., 0]
         frames_traj = torch.gather(frames, 1, idx[..., None].expand(B, Tp, W))
 
         q_x = [static.repeat_interleave(Tp, 0)]
         q_static = [q_x[0]]
         q_r = [torch.zeros(B * Tp, device=dev, dtype=dtype)]
         q_tau = [taus.reshape(-1)]
-        q_vr = [voltage[:, 0].repeat_interleave(Tp, 0)]
-        q_vtau = [volt_tau_traj.reshape(-1)]
+        q_vr = [state[:, 0].repeat_interleave(Tp, 0)]
+        q_vtau = [state_tau_traj.reshape(B * Tp, F_s)]
         q_comp = [composition.repeat_interleave(Tp, 0)]
         q_elec = [electrode.repeat_interleave(Tp, 0)]
 
@@ -213,15 +259,15 @@ class ABCC(nn.Module):
             x_r = interpolate(frames, r)                                   # [B, M, W]
             x_tau = interpolate(frames, tau)
             v_r = interpolate(time_derivative(frames), r)
-            volt_r = interpolate(voltage, r)
-            volt_tau = interpolate(voltage, tau)
-            dvolt_dr = interpolate(time_derivative(voltage), r)
+            volt_r = interpolate(state, r)                                 # [B, M, n_state]
+            volt_tau = interpolate(state, tau)
+            dvolt_dr = interpolate(time_derivative(state), r)
             q_x.append(x_r.reshape(B * M, W))
             q_static.append(static.repeat_interleave(M, 0))
             q_r.append(r.reshape(-1))
             q_tau.append(tau.reshape(-1))
-            q_vr.append(volt_r.reshape(-1))
-            q_vtau.append(volt_tau.reshape(-1))
+            q_vr.append(volt_r.reshape(B * M, F_s))
+            q_vtau.append(volt_tau.reshape(B * M, F_s))
             q_comp.append(composition.repeat_interleave(M, 0))
             q_elec.append(electrode.repeat_interleave(M, 0))
 
@@ -258,7 +304,8 @@ class ABCC(nn.Module):
                     rows = torch.nonzero(jump_rows).reshape(-1)
                 if rows is not None and rows.numel() > 0:
                     sub = [c[nt:][rows] for c in cat]
-                    du_dr[rows] = self._total_velocity_jvp(*sub, v=vr[rows], dvolt_dr=dvolt_dr.reshape(-1)[rows])
+                    du_dr[rows] = self._total_velocity_jvp(*sub, v=vr[rows],
+                                                           dvolt_dr=dvolt_dr.reshape(B * M, F_s)[rows])
                 parts["identity"], _, _ = meanflow_target(u_pairs, vr, du_dr, rr, tt, c=cfg.adaptive_c,
                                                           p=cfg.adaptive_p, backend=cfg.ops_backend)
 
@@ -402,7 +449,8 @@ class ABCC(nn.Module):
         dtype = next(self.parameters()).dtype
         static = static.to(dev, dtype)
         voltage = voltage.to(dev, dtype)
-        composition = self.context(composition.to(dev, dtype), time_s)
+        composition = self.context(composition.to(dev, dtype), time_s, voltage)
+        state = self.protocol_state(voltage, time_s)                  # [B, T, n_state]
         electrode = electrode.to(dev)
         B, W = static.shape
         T = voltage.shape[1]
@@ -419,8 +467,9 @@ class ABCC(nn.Module):
         q_static = static_z.repeat(rep, 1).repeat_interleave(T, 0)
         q_r = torch.zeros(S * T, device=dev, dtype=dtype)
         q_tau = taus.repeat(S)
-        q_vr = voltage[:, 0].repeat(rep).repeat_interleave(T, 0)
-        q_vtau = voltage.repeat(rep, 1).reshape(-1)
+        F_s = state.shape[-1]
+        q_vr = state[:, 0].repeat(rep, 1).repeat_interleave(T, 0)
+        q_vtau = state.repeat(rep, 1, 1).reshape(-1, F_s)
         q_comp = composition.repeat(rep, 1).repeat_interleave(T, 0)
         q_elec = electrode.repeat(rep).repeat_interleave(T, 0)
         u_solvent = torch.empty(S * T, W, device=dev, dtype=dtype)

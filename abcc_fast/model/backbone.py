@@ -115,35 +115,53 @@ class StreamHead(nn.Module):
 
 
 def context_size(cfg: ABCCConfig) -> int:
-    """Width of the per-sample context vector: composition (+ the scaled log protocol duration)."""
-    return cfg.n_components + (1 if cfg.use_duration else 0)
+    """Width of the per-sample context vector: composition (+ the scaled log protocol duration)
+    (+ the voltage profile resampled to ``profile_points``)."""
+    return cfg.n_components + (1 if cfg.use_duration else 0) + cfg.profile_points
+
+
+def state_size(cfg: ABCCConfig) -> int:
+    """Width of the protocol state at one time: V, the exposure below each history level (+ elapsed
+    time). See ``ABCC.protocol_state``."""
+    return 1 + len(cfg.history_levels) + (1 if cfg.history_elapsed else 0)
 
 
 class ConditionEmbedding(nn.Module):
-    """c = MLP([fourier(r), fourier(tau - r), V(r), V(tau), context, electrode])  -> [B, d];
-    context = composition (+ scaled log protocol duration, see ABCC.context)."""
+    """c = MLP([fourier(r), fourier(tau - r), s(r), s(tau), context, electrode])  -> [B, d];
+    s = the protocol state (V, exposures below the history levels, elapsed time; see
+    ABCC.protocol_state), context = composition (+ scaled log protocol duration, + voltage profile,
+    see ABCC.context)."""
 
     def __init__(self, cfg: ABCCConfig):
         super().__init__()
         self.n_freq = cfg.n_freq
+        self.n_state = state_size(cfg)
         self.volt_mean, self.volt_std = cfg.volt_mean, cfg.volt_std
         self.electrode = nn.Embedding(cfg.n_electrodes, cfg.dim)
-        n_in = 4 * cfg.n_freq + 2 + context_size(cfg)
+        n_in = 4 * cfg.n_freq + 2 * self.n_state + context_size(cfg)
         self.inp = nn.Linear(n_in, cfg.dim)
         self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
 
+    def _state(self, s):
+        """[B] voltage or [B, n_state] protocol state -> scaled [B, n_state] (V standardised)."""
+        if s.dim() == 1:
+            s = s[:, None]
+        if s.shape[1] != self.n_state:
+            raise ValueError(f"protocol state has {s.shape[1]} columns, the model expects {self.n_state} "
+                             "(V + history levels + elapsed): build it with ABCC.protocol_state")
+        return torch.cat([(s[:, :1] - self.volt_mean) / self.volt_std, s[:, 1:]], dim=1)
+
     def forward(self, r, tau, volt_r, volt_tau, composition, electrode):
         feats = torch.cat([fourier_features(r, self.n_freq), fourier_features(tau - r, self.n_freq),
-                           ((volt_r - self.volt_mean) / self.volt_std)[:, None],
-                           ((volt_tau - self.volt_mean) / self.volt_std)[:, None],
-                           composition.to(r.dtype)], dim=-1)
+                           self._state(volt_r), self._state(volt_tau), composition.to(r.dtype)], dim=-1)
         return self.mlp(self.inp(feats) + self.electrode(electrode))
 
 
 class TwoStreamBackbone(nn.Module):
-    """(x_r, static, r, tau, V(r), V(tau), context, electrode) -> (u_solvent, u_sei, u_baseline) [B, W].
+    """(x_r, static, r, tau, s(r), s(tau), context, electrode) -> (u_solvent, u_sei, u_baseline) [B, W].
 
-    Spectra in z-units; r, tau in [0, 1]; voltages in V; electrode int64 [B]. u_baseline is the
+    Spectra in z-units; r, tau in [0, 1]; s = protocol state [B, n_state] (column 0: V; a [B]
+    voltage is accepted when the config has no history features); electrode int64 [B]. u_baseline is the
     velocity of the smooth baseline nuisance of SPEC.md 4.2 (x = y + z + baseline): a combination
     of the first `baseline_basis` Legendre polynomials over the grid, read from the pooled tokens of
     both streams (zeros when baseline_basis = 0). It keeps baseline drift out of the two streams.

@@ -33,6 +33,13 @@ class ABCCConfig:
     use_duration: bool = True          # condition on log(protocol duration) (time_s[-1] - time_s[0])
     duration_log_mean: float = 10.0    # scaling of that condition: (log(seconds) - mean) / std
     duration_log_std: float = 1.0
+    # protocol history (SPEC 4.2 conditions on V(r), V(tau); film growth integrates the whole
+    # history, so the protocol state at time t also holds the cumulative exposure below each
+    # potential level: X_j(t) = log(1 + int_0^t sigmoid((E_j - V(s)) / history_width) ds / 1 h))
+    history_levels: list = field(default_factory=lambda: [1.8, 1.5, 1.3, 1.1, 0.9, 0.7, 0.5, 0.3, 0.1, 0.0])
+    history_width: float = 0.05        # V, width of the logistic exposure switch
+    history_elapsed: bool = True       # also log(1 + elapsed hours) in the protocol state
+    profile_points: int = 16           # the whole voltage profile, resampled to this many points, in the context
 
     # -- architecture (two-stream MM-DiT, SPEC.md 4.2) ----------------------------------------
     patch: int = 16                    # wavenumber points per token (W % patch == 0)
@@ -88,6 +95,9 @@ class ABCCConfig:
              f"wavenumber has {len(self.wavenumber)} points but W={self.W}")
         need(self.norm_std > 0 and self.volt_std > 0 and self.duration_log_std > 0,
              "norm_std, volt_std and duration_log_std must be > 0")
+        need(self.history_width > 0, f"history_width must be > 0 V, got {self.history_width}")
+        need(self.profile_points >= 0 and self.profile_points != 1,
+             f"profile_points must be 0 (off) or >= 2, got {self.profile_points}")
         need(0.0 <= self.jvp_fraction <= 1.0, f"jvp_fraction must be in [0, 1], got {self.jvp_fraction}")
         need(self.jvp_mode in ("subset", "full", "none"),
              f"jvp_mode must be 'subset', 'full' or 'none', got {self.jvp_mode!r}")
