@@ -171,7 +171,8 @@ class Cond(NamedTuple):
     """The conditioning of one batch, computed once and read by every network.
 
     context [B, D]      embedding of composition, electrode and log duration (per sample)
-    frame   [B, T, D]   context + embedding of the voltage features of frame k
+    frame   [B, T, D]   context + embedding of the voltage features of frame k (None for
+                        networks with uses_frame_condition = False)
     volt    [B, T, 3]   raw per-frame features: (V_k - m) / s, tau_k = k / (T - 1), (V_k - V_0) / s
     raw     [B, C (+1) + E]  composition, scaled log duration, one-hot electrode (linear models)
     """
@@ -188,17 +189,20 @@ def mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
 
 class Conditioning(nn.Module):
     """context = MLP([composition, log-duration, electrode embedding]);
-    frame_k = context + MLP(volt_k) with volt_k the three voltage features of frame k."""
+    frame_k = context + MLP(volt_k) with volt_k the three voltage features of frame k (built only
+    for networks that read per-frame conditions: every parameter must get a gradient under DDP)."""
 
-    def __init__(self, cfg: BaselineConfig):
+    def __init__(self, cfg: BaselineConfig, per_frame: bool = True):
         super().__init__()
         D = cfg.cond_dim
         self.electrode = nn.Embedding(cfg.n_electrodes, cfg.electrode_dim)
         self.context = mlp(context_size(cfg) + cfg.electrode_dim, D, D)
-        self.frame = mlp(3, D, D)
+        self.frame = mlp(3, D, D) if per_frame else None
 
     def forward(self, volt, ctx, electrode):
         context = self.context(torch.cat([ctx, self.electrode(electrode)], dim=-1))      # [B, D]
+        if self.frame is None:
+            return context, None
         return context, context[:, None, :] + self.frame(volt)                          # [B, T, D]
 
 
@@ -259,7 +263,8 @@ class BaselineModel(nn.Module):
     config_class: ClassVar[type] = BaselineConfig
     fixed_T: ClassVar[bool] = True          # False: any number of frames (recurrent rollouts)
     stochastic: ClassVar[bool] = False      # True: predict draws noise (seeded, reproducible)
-    uses_conditioning: ClassVar[bool] = True
+    uses_conditioning: ClassVar[bool] = True   # False: no learned embedding (linear models read Cond.raw)
+    uses_frame_condition: ClassVar[bool] = True  # False: the network reads the whole profile, Cond.volt
 
     def __init__(self, config):
         super().__init__()
@@ -270,7 +275,7 @@ class BaselineModel(nn.Module):
                             f"{type(config).__name__}")
         config.validate()
         self.config = config
-        self.cond = Conditioning(config) if self.uses_conditioning else None
+        self.cond = Conditioning(config, self.uses_frame_condition) if self.uses_conditioning else None
 
     # -- constructors ---------------------------------------------------------------------------
     @classmethod

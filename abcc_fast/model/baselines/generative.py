@@ -87,6 +87,7 @@ class _FlowBaseline(BaselineModel):
     """Shared: data <-> z-units, the velocity network, noise draws."""
 
     stochastic = True
+    uses_frame_condition = False           # the velocity networks read the whole voltage profile
     n_times = 1                        # time inputs of the network (cfm: t; meanflow: r, tau - r)
 
     def __init__(self, config):

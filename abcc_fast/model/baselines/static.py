@@ -34,6 +34,7 @@ class MLPBaseline(BaselineModel):
     """Static MLP: [static_z (W), voltage features (3 T), context (D)] -> T x W frame changes."""
 
     model_type = "mlp"
+    uses_frame_condition = False
     config_class = MLPConfig
 
     def __init__(self, config):
@@ -73,6 +74,7 @@ class CNNBaseline(BaselineModel):
     """Static 1-D CNN along wavenumber: static_z [1, W] -> T channels (one per frame) of changes."""
 
     model_type = "cnn"
+    uses_frame_condition = False
     config_class = CNNConfig
 
     def __init__(self, config):
