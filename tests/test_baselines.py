@@ -168,6 +168,25 @@ def test_trainer_bench_and_predict_loader(name, ds, tmp_path):
     assert isinstance(predictor, BaselinePredictor) and predictor.name == name
     res = opirbench.evaluate(predictor, ds, "random", "test", metrics=["mae", "mse"], progress=False)
     assert res.n_samples > 0 and all(v == v for v in res.metrics.values())
+    # abcc predict end to end: CSV in, frames on disk (the model's own prediction for that sample)
+    from abcc_fast.train.predict import predict_to_dir
+
+    x = ds.split("random", "test")[0]
+    comps, elecs = info["components"], info["electrodes"]
+    names = [c if isinstance(c, str) else c["name"] for c in comps]
+    composition = ",".join(f"{n}={float(f)}" for n, f in zip(names, x["composition"]) if f > 0)
+    (tmp_path / "s.csv").write_text("wavenumber,absorbance\n" + "".join(
+        f"{float(w)},{float(a)}\n" for w, a in zip(ds.wavenumber, x["static"])))
+    (tmp_path / "v.csv").write_text("time_s,voltage\n" + "".join(
+        f"{float(t)},{float(v)}\n" for t, v in zip(x["time_s"], x["voltage"])))
+    predict_to_dir(result.model_dir, tmp_path / "s.csv", tmp_path / "v.csv", composition,
+                   elecs[int(x["electrode"])], tmp_path / "pred", figures=False)
+    from safetensors.torch import load_file
+
+    frames = load_file(str(tmp_path / "pred" / "frames.safetensors"))["frames"]
+    direct = model.predict(x["static"][None], x["voltage"][None], x["composition"][None], x["electrode"][None],
+                           time_s=x["time_s"][None])["frames"][0]
+    torch.testing.assert_close(frames, direct, atol=1e-4, rtol=1e-4)
 
 
 def test_cli_train_model_flag(ds, tmp_path):
