@@ -105,6 +105,9 @@ def run_train(args) -> int:
 
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
                                    ("max_time_s", args.max_time)) if v is not None}
+    if args.model != "abcc" and args.preset == "gpu":  # say so before the dataset is generated or loaded
+        raise ValueError(f"--model {args.model}: the baselines have the tiny and cpu presets (no gpu preset yet); "
+                         "pass --preset cpu or --preset tiny")
     cfg = TrainConfig.preset_named(args.preset, seed=args.seed, device=args.device, **overrides).validate()
     out = Path(args.out)
     if not args.resume and not args.overwrite and latest_checkpoint(out) is not None:
