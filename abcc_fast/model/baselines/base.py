@@ -108,7 +108,8 @@ class BaselineConfig:
 
     @classmethod
     def cpu_default(cls, **kw) -> "BaselineConfig":
-        """A few hundred training steps (batch 8) in about 5 minutes on 2 CPU cores."""
+        """Sized to about ABCC's cpu_default step cost, so the trainer's CPU budget (1,200 steps of
+        batch 8, 330 s cap) trains every baseline for several hundred steps or more on 2 CPU cores."""
         return cls(**{**cls.CPU_DEFAULT, **kw})
 
     @classmethod
