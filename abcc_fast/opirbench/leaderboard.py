@@ -71,7 +71,7 @@ def _columns(results: Sequence[EvalResult]) -> list[str]:
 
 
 def _row(r: EvalResult, cols: list[str]) -> dict:
-    kind = "reference" if r.model in ("persistence", "frame0") else "model"
+    kind = "reference" if r.model in ("persistence", "frame0") or r.model.startswith("oracle") else "model"
     row = {"model": r.model, "kind": kind, "oracle_frame0": r.oracle_frame0, "config_hash": r.config_hash,
            "n_samples": r.n_samples, "wall_time_s": round(r.wall_time_s, 3)}
     row.update({c: r.metrics.get(c) for c in cols})
