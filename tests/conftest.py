@@ -28,3 +28,16 @@ def triton_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread avoids OpenMP spin-waits on a shared 2-core machine (often 10x
+    faster). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
