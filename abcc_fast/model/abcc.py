@@ -106,6 +106,62 @@ class ABCC(nn.Module):
             torch.linspace(0.0, 1.0, config.W)
         self.register_buffer("wavenumber", wn, persistent=False)
         self._marker_slices = C.marker_slices(wn, config.marker_windows) if config.wavenumber else []
+        if config.composition_encoding == "templates":   # open vocabulary (SPEC 4.4, abcc_fast.vocabulary)
+            from abcc_fast import vocabulary as V
+            self.composition_encoder = V.TemplateEncoder(config.W, config.patch, config.dim, config.template_dim)
+            self.register_buffer("component_templates", self._known_templates(config))
+
+    @staticmethod
+    def _known_templates(cfg: ABCCConfig) -> torch.Tensor:
+        """[C, 2, W] free/bound templates of the vocabulary on the model grid (saved with the weights).
+        Components unknown to chemistry get zeros: set them with ``set_component_templates`` (a saved
+        model loads its own)."""
+        from abcc_fast import vocabulary as V
+        from abcc_fast.data import chemistry as chem
+        if not cfg.wavenumber:
+            raise ValueError("ABCCConfig: composition_encoding='templates' needs the wavenumber grid (config.wavenumber)")
+        names = list(cfg.components) or (chem.COMPONENT_NAMES if cfg.n_components == len(chem.COMPONENT_NAMES) else [])
+        if len(names) != cfg.n_components:
+            raise ValueError(f"ABCCConfig: composition_encoding='templates' needs the {cfg.n_components} component "
+                             f"names (config.components, got {len(names)})")
+        if all(n in chem.COMPONENTS for n in names):
+            return torch.from_numpy(V.known_template_matrix(names, cfg.wavenumber))
+        return torch.zeros(cfg.n_components, 2, cfg.W)
+
+    def set_component_templates(self, templates) -> None:
+        """Replace the vocabulary's templates: [C, 2, W] array/tensor, or C ComponentTemplate-likes
+        (see ``abcc_fast.vocabulary.as_template``) in ``config.components`` order."""
+        if self.config.composition_encoding != "templates":
+            raise ValueError("set_component_templates: this model uses composition_encoding='vocabulary'")
+        if isinstance(templates, (list, tuple)):
+            from abcc_fast import vocabulary as V
+            import numpy as np
+            templates = np.stack([V.as_template(t, self.config.wavenumber).array() for t in templates])
+        t = torch.as_tensor(templates, dtype=self.component_templates.dtype)
+        if tuple(t.shape) != tuple(self.component_templates.shape):
+            raise ValueError(f"set_component_templates: expected shape {tuple(self.component_templates.shape)}, "
+                             f"got {tuple(t.shape)}")
+        self.component_templates.copy_(t.to(self.component_templates.device))
+
+    def composition_embedding(self, composition: torch.Tensor, extra_templates: Optional[torch.Tensor] = None):
+        """The composition part of the context: composition [B, C] itself (vocabulary encoding), or
+        sum_i x_i E(template_i) [B, template_dim] over the vocabulary's templates followed by
+        ``extra_templates`` [E, 2, W] (templates encoding; composition then has C + E columns)."""
+        cfg = self.config
+        n_extra = 0 if extra_templates is None else int(extra_templates.shape[0])
+        if cfg.composition_encoding != "templates":
+            if n_extra:
+                raise ValueError("ABCC: this model encodes composition over a fixed vocabulary "
+                                 "(composition_encoding='vocabulary'); it cannot represent new components -- "
+                                 "train with composition_encoding='templates'")
+            return composition
+        tpl = self.component_templates
+        if not bool(tpl.abs().sum() > 0):
+            raise ValueError("ABCC: the component templates are not set (components unknown to chemistry); "
+                             "call set_component_templates")
+        if n_extra:
+            tpl = torch.cat([tpl, extra_templates.to(tpl.device, tpl.dtype)])
+        return self.composition_encoder(composition, tpl)
 
     # -- plumbing ------------------------------------------------------------------------------
     @property
@@ -124,15 +180,16 @@ class ABCC(nn.Module):
         return self.velocity(*args, **kwargs)
 
     def context(self, composition: torch.Tensor, time_s: Optional[torch.Tensor] = None,
-                voltage: Optional[torch.Tensor] = None) -> torch.Tensor:
+                voltage: Optional[torch.Tensor] = None, extra_templates: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-sample context the network is conditioned on: composition [B, C], plus (use_duration)
         the scaled log protocol duration (log(time_s[:, -1] - time_s[:, 0]) - m) / s, plus
         (profile_points > 0) the whole voltage profile [B, T] resampled to profile_points times and
         standardised -> [B, context_size]. Rates and film-growth kinetics act in seconds, so the
         duration is informative; the profile tells the protocol (galvanostatic, CV, GITT) and where
-        the cell goes. Without time_s the training split's typical duration (exp m) is assumed."""
+        the cell goes. Without time_s the training split's typical duration (exp m) is assumed.
+        With composition_encoding="templates" the composition part is ``composition_embedding``."""
         cfg = self.config
-        parts = [composition]
+        parts = [self.composition_embedding(composition, extra_templates)]
         if cfg.use_duration:
             if time_s is None:
                 feat = torch.zeros(composition.shape[0], 1, device=composition.device, dtype=composition.dtype)
@@ -148,7 +205,7 @@ class ABCC(nn.Module):
             grid = torch.linspace(0, 1, cfg.profile_points, device=v.device, dtype=v.dtype)
             prof = interpolate(v, grid.expand(v.shape[0], -1))
             parts.append((prof - cfg.volt_mean) / cfg.volt_std)
-        return torch.cat(parts, dim=1) if len(parts) > 1 else composition
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def protocol_state(self, voltage: torch.Tensor, time_s: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The protocol state at every frame: voltage [B, T] (V), time_s [B, T] (s) -> [B, T, n_state].
@@ -349,7 +406,7 @@ class ABCC(nn.Module):
         return loss, logs
 
     # -- inference -----------------------------------------------------------------------------
-    def _check_predict_inputs(self, static, voltage, composition, electrode, wavenumber, time_s=None):
+    def _check_predict_inputs(self, static, voltage, composition, electrode, wavenumber, time_s=None, n_extra=0):
         cfg = self.config
 
         def tensor(name, x, dtype):
@@ -390,7 +447,7 @@ class ABCC(nn.Module):
             composition = composition[None]
         if composition.dim() != 2 or composition.shape[0] != B:
             raise ValueError(f"ABCC.predict: composition must be [B, C] with B={B}, got shape {tuple(composition.shape)}")
-        if composition.shape[1] != cfg.n_components:
+        if composition.shape[1] != cfg.n_components + n_extra:
             names = f" ({', '.join(cfg.components)})" if cfg.components else ""
             raise ValueError(f"ABCC.predict: composition has {composition.shape[1]} entries but the model knows "
                              f"{cfg.n_components} components{names}; an unknown component cannot be used: give "
@@ -426,7 +483,7 @@ class ABCC(nn.Module):
     @torch.no_grad()
     def predict(self, static, voltage, composition, electrode, *, return_streams: bool = False,
                 samples: int = 0, noise: float = 0.0, wavenumber=None, time_s=None,
-                generator: Optional[torch.Generator] = None) -> dict:
+                generator: Optional[torch.Generator] = None, components=None, extra_components=None) -> dict:
         """All T frames from the static spectrum, in one batched call (raw absorbance in and out).
 
         Args:
@@ -436,6 +493,10 @@ class ABCC(nn.Module):
           training split's typical duration is assumed -- pass it when you have it).
           samples, noise: stochastic mode -- K = samples extra predictions from source states
           static + noise * N(0, 1) (noise in AU), all in the same batched call.
+          components: names of composition's columns (known and extra, any order/subset); without
+          it composition covers config.components followed by extra_components.
+          extra_components: new components (templates encoding only, SPEC 4.4): ComponentTemplate,
+          component JSON dict or path (band JSON or NAME=measured.csv); see abcc_fast.vocabulary.
         Returns:
           {"frames": [B, T, W]} (+ "solvent", "sei" [B, T, W] with return_streams; + "samples"
           [K, B, T, W] and "std" [B, T, W] when samples > 0), on the model's device, float32.
@@ -443,13 +504,15 @@ class ABCC(nn.Module):
         cfg = self.config
         if samples < 0 or (samples > 0 and not noise >= 0):
             raise ValueError(f"ABCC.predict: samples must be >= 0 and noise >= 0, got {samples}, {noise}")
+        composition, extra_t = self._open_composition(composition, components, extra_components)
         static, voltage, composition, electrode, time_s = self._check_predict_inputs(
-            static, voltage, composition, electrode, wavenumber, time_s)
+            static, voltage, composition, electrode, wavenumber, time_s,
+            n_extra=0 if extra_t is None else int(extra_t.shape[0]))
         dev = self.device
         dtype = next(self.parameters()).dtype
         static = static.to(dev, dtype)
         voltage = voltage.to(dev, dtype)
-        composition = self.context(composition.to(dev, dtype), time_s, voltage)
+        composition = self.context(composition.to(dev, dtype), time_s, voltage, extra_templates=extra_t)
         state = self.protocol_state(voltage, time_s)                  # [B, T, n_state]
         electrode = electrode.to(dev)
         B, W = static.shape
@@ -496,6 +559,43 @@ class ABCC(nn.Module):
             out["samples"] = smp
             out["std"] = smp.std(dim=0, unbiased=K > 1) if K > 1 else torch.zeros_like(smp[0])
         return out
+
+    def _open_composition(self, composition, components=None, extra_components=None):
+        """(composition over config.components + extra names, extra templates [E, 2, W] or None)."""
+        cfg = self.config
+        if components is None and not extra_components:
+            return composition, None
+        from abcc_fast import vocabulary as V
+        extra = []
+        if extra_components:
+            if cfg.composition_encoding != "templates":
+                got = ", ".join(getattr(c, "name", None) or str(c) for c in extra_components)
+                raise ValueError(f"ABCC.predict: this model encodes composition over a fixed vocabulary "
+                                 f"(composition_encoding='vocabulary': {', '.join(cfg.components) or cfg.n_components}); "
+                                 f"it cannot represent the new component(s) {got}. Use a model trained with "
+                                 "composition_encoding='templates'")
+            extra = [V.as_template(c, cfg.wavenumber) for c in extra_components]
+        names = list(cfg.components) + [t.name for t in extra]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ABCC.predict: duplicate component names {names}")
+        tpl = torch.stack([torch.from_numpy(t.array()) for t in extra]) if extra else None
+        if components is None:
+            return composition, tpl
+        if not cfg.components:
+            raise ValueError("ABCC.predict: components= needs a model whose config names its components")
+        comp = torch.as_tensor(composition, dtype=torch.float32)
+        comp = comp[None] if comp.dim() == 1 else comp
+        if comp.dim() != 2 or comp.shape[1] != len(components):
+            raise ValueError(f"ABCC.predict: composition must be [B, {len(components)}] (one column per name in "
+                             f"components), got shape {tuple(comp.shape)}")
+        full = torch.zeros(comp.shape[0], len(names))
+        for j, n in enumerate(components):
+            if n not in names:
+                how = ("pass its template in extra_components" if cfg.composition_encoding == "templates" else
+                       "this vocabulary-encoded model cannot represent it (composition_encoding='templates' can)")
+                raise ValueError(f"ABCC.predict: unknown component {n!r}; this model knows {', '.join(names)}; {how}")
+            full[:, names.index(n)] += comp[:, j]
+        return full, tpl
 
     # -- persistence ---------------------------------------------------------------------------
     def save_pretrained(self, path) -> Path:

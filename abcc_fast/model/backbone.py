@@ -117,7 +117,8 @@ class StreamHead(nn.Module):
 def context_size(cfg: ABCCConfig) -> int:
     """Width of the per-sample context vector: composition (+ the scaled log protocol duration)
     (+ the voltage profile resampled to ``profile_points``)."""
-    return cfg.n_components + (1 if cfg.use_duration else 0) + cfg.profile_points
+    comp = cfg.template_dim if cfg.composition_encoding == "templates" else cfg.n_components
+    return comp + (1 if cfg.use_duration else 0) + cfg.profile_points
 
 
 def state_size(cfg: ABCCConfig) -> int:

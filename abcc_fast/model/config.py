@@ -25,6 +25,11 @@ class ABCCConfig:
     wavenumber: list = field(default_factory=list)     # [W] cm^-1 ascending (empty: not checked)
     marker_windows: dict = field(default_factory=dict)  # {name: [lo, hi]} cm^-1 (CHEMISTRY.md 6)
     components: list = field(default_factory=list)     # names, for error messages
+    # composition representation (SPEC 4.4): "vocabulary" = one context slot per component;
+    # "templates" = sum_i x_i E(template_i), E a learned encoder of each component's band template
+    # (abcc_fast.vocabulary), so a new component is a new template (predict(extra_components=...))
+    composition_encoding: str = "vocabulary"
+    template_dim: int = 16             # width of E(template) with composition_encoding="templates"
     electrodes: list = field(default_factory=list)
     norm_mean: float = 0.0             # training-split frame mean (AU): x_z = (x - mean) / std
     norm_std: float = 1.0
@@ -98,6 +103,9 @@ class ABCCConfig:
         need(self.history_width > 0, f"history_width must be > 0 V, got {self.history_width}")
         need(self.profile_points >= 0 and self.profile_points != 1,
              f"profile_points must be 0 (off) or >= 2, got {self.profile_points}")
+        need(self.composition_encoding in ("vocabulary", "templates"),
+             f"composition_encoding must be 'vocabulary' or 'templates', got {self.composition_encoding!r}")
+        need(self.template_dim >= 1, f"template_dim must be >= 1, got {self.template_dim}")
         need(0.0 <= self.jvp_fraction <= 1.0, f"jvp_fraction must be in [0, 1], got {self.jvp_fraction}")
         need(self.jvp_mode in ("subset", "full", "none"),
              f"jvp_mode must be 'subset', 'full' or 'none', got {self.jvp_mode!r}")
