@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     q.add_argument("--voltage", required=True, metavar="CSV", help="voltage table: time_s, voltage (V vs Li/Li+)")
     q.add_argument("--composition", required=True, help='mole fractions, e.g. "EC=0.5,DMC=0.5,LiPF6=0.1"')
     q.add_argument("--electrode", required=True, help="electrode name, e.g. graphite")
+    q.add_argument("--component-file", action="append", default=[], metavar="FILE",
+                   help="a new component for --composition (models trained with composition_encoding=templates): "
+                        "a band JSON (abcc_fast.vocabulary) or NAME=spectrum.csv (wavenumber, absorbance); repeatable")
     q.add_argument("--streams", action="store_true", help="also write the solvent and SEI streams")
     q.add_argument("--samples", type=int, default=0, metavar="K", help="stochastic samples for an uncertainty band")
     q.add_argument("--noise", type=float, default=0.002, help="source-state noise (AU) for --samples")
@@ -142,7 +145,8 @@ def run_predict(args) -> int:
 
     written = predict_to_dir(args.model, args.static, args.voltage, args.composition, args.electrode, args.out,
                              streams=args.streams, samples=args.samples, noise=args.noise,
-                             figures=not args.no_figures)
+                             figures=not args.no_figures,
+                             **({"component_files": args.component_file} if args.component_file else {}))
     for name, path in written.items():
         print(f"wrote {path}")
     return 0

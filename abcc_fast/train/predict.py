@@ -116,7 +116,10 @@ def read_voltage(path: PathLike, T: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def composition_vector(spec: Optional[str], components: list) -> np.ndarray:
-    """"EC=0.5,DMC=0.5,LiPF6=0.1" -> mole fractions [C] over the model's ``components`` (normalised)."""
+    """"EC=0.5,DMC=0.5,LiPF6=0.1" -> mole fractions [C] over the model's ``components`` (normalised;
+    names outside chemistry's vocabulary are new components given by --component-file)."""
+    if spec and str(spec).strip() and any(n not in chem.COMPONENTS for n in components):
+        return _open_composition_vector(str(spec), list(components))
     if not spec or not str(spec).strip():
         raise ValueError(f"--composition is required, e.g. EC=0.5,DMC=0.5,LiPF6=0.1; known components: "
                          f"{', '.join(components)}")
@@ -132,6 +135,36 @@ def composition_vector(spec: Optional[str], components: list) -> np.ndarray:
         if chem_vec[i] > 0:
             out[components.index(name)] = chem_vec[i]
     return out / out.sum()
+
+
+def _open_composition_vector(spec: str, components: list) -> np.ndarray:
+    """composition_vector over a vocabulary with new components (same checks as parse_composition)."""
+    import math
+
+    out = np.zeros(len(components))
+    for kv in [kv.split("=", 1) for kv in spec.split(",") if kv.strip()]:
+        if len(kv) != 2:
+            raise ValueError(f"bad composition entry {kv!r}; write NAME=FRACTION, e.g. EC=0.5,DMC=0.5")
+        name = kv[0].strip()
+        if name not in components:
+            raise ValueError(f"unknown component {name!r} in --composition; this model knows: {', '.join(components)}")
+        try:
+            val = float(kv[1])
+        except ValueError:
+            raise ValueError(f"composition of {name} must be a number, got {kv[1]!r}") from None
+        if not (math.isfinite(val) and val >= 0):
+            raise ValueError(f"composition of {name} must be a finite non-negative number, got {val}")
+        out[components.index(name)] += val
+    if out.sum() <= 0:
+        raise ValueError("composition fractions sum to zero")
+    return out / out.sum()
+
+
+def load_component_files(files, grid: np.ndarray) -> list:
+    """--component-file values (band JSON, or [NAME=]spectrum.csv) -> ComponentTemplates on ``grid``."""
+    from ..vocabulary import load_template
+
+    return [load_template(f, grid) for f in files]
 
 
 def electrode_index(name: Optional[str], electrodes: list) -> int:
@@ -185,7 +218,8 @@ def _finite(name: str, t: Optional[torch.Tensor]) -> None:
 
 def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathLike, composition: str,
                    electrode: str, out_dir: PathLike, *, streams: bool = False, samples: int = 0,
-                   noise: float = 0.0, figures: bool = True) -> dict:
+                   noise: float = 0.0, figures: bool = True,
+                   component_files=()) -> dict:
     """Run one prediction and write it to ``out_dir``; returns ``{name: path}`` of what was written.
 
     Example::
@@ -201,12 +235,19 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
     T = int(info["T"])
     static = read_static(static_csv, grid)                                     # [W]
     time_s, voltage = read_voltage(voltage_csv, T)                             # [T], [T]
-    comp = composition_vector(composition, list(info["components"]))           # [C]
+    new_components = load_component_files(component_files, grid)              # open vocabulary (SPEC 4.4)
+    comp_names = list(info["components"]) + [t.name for t in new_components]
+    comp = composition_vector(composition, comp_names)                         # [C (+ new)]
     elec = electrode_index(electrode, list(info["electrodes"]))
 
     f32 = dict(dtype=torch.float32)
     extra = supported_kwargs(model.predict, time_s=torch.tensor(time_s[None], **f32),
                              wavenumber=torch.tensor(grid, **f32))
+    if new_components:
+        if not supported_kwargs(model.predict, extra_components=None):
+            raise ValueError(f"--component-file: this model ({type(model).__name__}) has a fixed component vocabulary "
+                             "and cannot take new components; use an ABCC trained with composition_encoding=templates")
+        extra["extra_components"] = new_components
     with torch.no_grad():
         out = model.predict(torch.tensor(static[None], **f32), torch.tensor(voltage[None], **f32),
                             torch.tensor(comp[None], **f32), torch.tensor([elec], dtype=torch.int64),
@@ -243,7 +284,8 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
         if figures:
             written += _figures(tmp / "figures", grid, tensors, info)
         meta = {"model": str(Path(model_dir).resolve()), "static": str(static_csv), "voltage": str(voltage_csv),
-                "composition": {n: float(c) for n, c in zip(info["components"], comp) if c > 0},
+                "composition": {n: float(c) for n, c in zip(comp_names, comp) if c > 0},
+                "component_files": [str(f) for f in component_files],
                 "electrode": electrode, "streams": bool(streams), "samples": int(samples), "noise": float(noise),
                 "shapes": {k: list(v.shape) for k, v in tensors.items()}}
         (tmp / "prediction.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
