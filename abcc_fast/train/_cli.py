@@ -1,4 +1,4 @@
-"""`abcc train`, `abcc predict`, `abcc demo`."""
+"""`abcc train`, `abcc predict`, `abcc calibrate`, `abcc demo`."""
 from __future__ import annotations
 
 import argparse
@@ -56,11 +56,34 @@ def register(subparsers) -> None:
                    help="a new component for --composition (models trained with composition_encoding=templates): "
                         "a band JSON (abcc_fast.vocabulary) or NAME=spectrum.csv (wavenumber, absorbance); repeatable")
     q.add_argument("--streams", action="store_true", help="also write the solvent and SEI streams")
-    q.add_argument("--samples", type=int, default=0, metavar="K", help="stochastic samples for an uncertainty band")
-    q.add_argument("--noise", type=float, default=0.002, help="source-state noise (AU) for --samples")
+    q.add_argument("--samples", type=int, default=0, metavar="K",
+                   help="stochastic samples for an uncertainty band; with a calibration.json in --model (abcc "
+                        "calibrate) also calibrated 50/90%% bands (band_*_{lower,upper}.csv)")
+    q.add_argument("--noise", type=float, default=None, metavar="AU",
+                   help="source-state noise (AU) for --samples (default: the calibration's, else 0.002)")
     q.add_argument("--out", default="abcc_prediction", metavar="DIR")
     q.add_argument("--no-figures", action="store_true")
     q.set_defaults(func=run_predict)
+
+    c = subparsers.add_parser(
+        "calibrate", help="calibrate ABCC's stochastic prediction bands on the validation part (conformal)",
+        description="Fit split-conformal prediction bands (abcc_fast.uncertainty) on the validation part of a split: "
+                    "writes calibration.json into --model (used by abcc predict --samples K) and a report "
+                    "(coverage.md, coverage.json, reliability.png: coverage of the 50/90%% bands on the test part, "
+                    "calibrated and raw) into --out.",
+        formatter_class=fmt)
+    c.add_argument("--model", required=True, metavar="DIR", help="ABCC model directory written by abcc train (DIR/model)")
+    c.add_argument("--data", default=None, metavar="PATH", help="dataset directory (default: the embedded dataset)")
+    c.add_argument("--split", default="random", help="the split the model was trained on (random, system, loso:<k>)")
+    c.add_argument("--samples", type=int, default=8, metavar="K", help="stochastic samples (>= 2)")
+    c.add_argument("--noise", type=float, default=0.002, metavar="AU", help="source-state noise")
+    c.add_argument("--max-samples", type=int, default=128, metavar="N",
+                   help="validation (and test) samples used, a fixed random subset; 0: all")
+    c.add_argument("--global", dest="per_frame", action="store_false",
+                   help="one factor for all frames instead of one per frame index")
+    c.add_argument("--out", default="abcc_calibration", metavar="DIR", help="report directory")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=run_calibrate)
 
     d = subparsers.add_parser(
         "demo", help="generate data, train on random + system splits, benchmark, write report.md",
@@ -149,6 +172,28 @@ def run_predict(args) -> int:
                              **({"component_files": args.component_file} if args.component_file else {}))
     for name, path in written.items():
         print(f"wrote {path}")
+    return 0
+
+
+def run_calibrate(args) -> int:
+    from .. import uncertainty as unc
+    from .predict import load_model
+
+    unc._check_sampling(args.samples, args.noise)      # before loading or generating anything
+    if args.max_samples < 0 or args.max_samples == 1:
+        raise ValueError(f"--max-samples must be 0 (all) or >= 2, got {args.max_samples}")
+    model, _ = load_model(args.model)
+    ds = _dataset(args.data, not args.no_progress)
+    n = args.max_samples or None
+    cal = unc.calibrate(model, ds, args.split, "val", samples=args.samples, noise=args.noise, max_samples=n,
+                        per_frame=args.per_frame, model_dir=args.model)
+    report = unc.coverage(model, ds, args.split, "test", calibration=cal, max_samples=n)
+    path = cal.save(args.model)
+    written = unc.write_report(report, args.out, calibration=cal)
+    print(f"wrote {path}")
+    for p in written.values():
+        print(f"wrote {p}")
+    print(unc.report_markdown(report))
     return 0
 
 

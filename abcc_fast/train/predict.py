@@ -12,6 +12,11 @@ failure leaves nothing half-written::
     prediction.json       inputs, model, vocabularies, output shapes
     figures/              operando heatmap; stream heatmaps; uncertainty band (with samples)
 
+With ``samples`` and a ``calibration.json`` in the model directory (``abcc calibrate``), also the
+calibrated bands (``abcc_fast.uncertainty``): ``band_50_lower.csv``, ``band_50_upper.csv``,
+``band_90_lower.csv``, ``band_90_upper.csv`` (same layout as frames.csv), ``lower_50``, ``upper_50``,
+``lower_90``, ``upper_90``, ``std`` [T, W] in frames.safetensors and ``figures/calibrated_bands.png``.
+
 CSV parsing and resampling reuse ``abcc_fast.data.importer`` (one parser for measured data).
 """
 from __future__ import annotations
@@ -29,6 +34,8 @@ import torch
 from ..data import chemistry as chem
 from ..data.importer import _monotonic_grid, _resample, parse_composition, read_table, read_time_voltage
 from .trainer import TRAINING_DATA_FILE
+
+DEFAULT_NOISE = 0.002   # AU: abcc predict --noise without a calibration
 
 PathLike = Union[str, os.PathLike]
 
@@ -218,10 +225,12 @@ def _finite(name: str, t: Optional[torch.Tensor]) -> None:
 
 def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathLike, composition: str,
                    electrode: str, out_dir: PathLike, *, streams: bool = False, samples: int = 0,
-                   noise: float = 0.0, figures: bool = True,
+                   noise: Optional[float] = None, figures: bool = True,
                    component_files=()) -> dict:
     """Run one prediction and write it to ``out_dir``; returns ``{name: path}`` of what was written.
 
+    noise (AU): None takes the calibration's noise when the model directory has a calibration.json,
+    else 0.002. With samples and a calibration, calibrated 50/90 % bands are written too (samples >= 2).
     Example::
 
         predict_to_dir("run/model", "static.csv", "voltage.csv", "EC=0.5,DMC=0.5,LiPF6=0.1", "graphite",
@@ -231,6 +240,9 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
         raise ValueError(f"--samples must be >= 0, got {samples}")
     # ---- everything is read and checked before anything is written ------------------------
     model, info = load_model(model_dir)
+    calibration = _calibration_for(model_dir, int(samples))
+    if noise is None:
+        noise = calibration.noise if calibration is not None else DEFAULT_NOISE
     grid = np.asarray(info["wavenumber"], dtype=np.float64)
     T = int(info["T"])
     static = read_static(static_csv, grid)                                     # [W]
@@ -268,6 +280,14 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
             raise ValueError("the model did not return samples although --samples was given")
         s = s.detach().float().cpu()
         tensors["samples"] = s[:, 0]                                            # [K, B, T, W] -> [K, T, W]
+    if calibration is not None:
+        from ..uncertainty import calibrated_bands
+
+        if out.get("std") is None:
+            raise ValueError("the model did not return a sample spread ('std'); calibrated bands need ABCC")
+        tensors["std"] = out["std"][0].detach().float().cpu()
+        _finite("std", tensors["std"])
+        tensors.update(calibrated_bands(calibration, frames, tensors["std"], int(samples), float(noise)))
     for k, v in tensors.items():
         _finite(k, v)
 
@@ -281,13 +301,25 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
         (tmp / "frames.csv").write_text(frames_csv(grid, frames.numpy()), encoding="utf-8")
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "frames.safetensors"))
         written = ["frames.csv", "frames.safetensors"]
+        for k in [k for k in tensors if k.startswith("lower_")]:
+            level = k.split("_", 1)[1]
+            for side in ("lower", "upper"):
+                name = f"band_{level}_{side}.csv"
+                (tmp / name).write_text(frames_csv(grid, tensors[f"{side}_{level}"].numpy()), encoding="utf-8")
+                written.append(name)
         if figures:
             written += _figures(tmp / "figures", grid, tensors, info)
         meta = {"model": str(Path(model_dir).resolve()), "static": str(static_csv), "voltage": str(voltage_csv),
                 "composition": {n: float(c) for n, c in zip(comp_names, comp) if c > 0},
                 "component_files": [str(f) for f in component_files],
                 "electrode": electrode, "streams": bool(streams), "samples": int(samples), "noise": float(noise),
+                "calibrated": calibration is not None,
                 "shapes": {k: list(v.shape) for k, v in tensors.items()}}
+        if calibration is not None:
+            meta["calibration"] = {"file": str(Path(model_dir).resolve() / "calibration.json"),
+                                   "method": calibration.method, "fitted_samples": calibration.samples,
+                                   "fitted_on": f"{calibration.split}/{calibration.part}",
+                                   "n_samples": calibration.n_samples}
         (tmp / "prediction.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         written.append("prediction.json")
         _move_into(tmp, out_dir)
@@ -323,4 +355,33 @@ def _figures(fig_dir: Path, grid: np.ndarray, t: dict, info: dict) -> list:
         emit(uncertainty_band(grid, t["frames"][-1], lo, hi,
                               title=f"last frame: prediction and 5-95% band over {last.shape[0]} samples"),
              "uncertainty_last_frame.png")
+    if "lower_90" in t:
+        fig = uncertainty_band(grid, t["frames"][-1], t["lower_90"][-1], t["upper_90"][-1],
+                               title=f"last frame: calibrated 50% / 90% bands (K={t['samples'].shape[0]})")
+        fig.axes[0].fill_between(grid, t["lower_50"][-1].numpy(), t["upper_50"][-1].numpy(), color="tab:blue",
+                                 alpha=0.35, label="50% band")
+        fig.axes[0].collections[0].set_label("90% band")
+        fig.axes[0].legend(fontsize=8)
+        emit(fig, "calibrated_bands.png")
     return names
+
+
+def _calibration_for(model_dir: PathLike, samples: int):
+    """The model directory's calibration.json when there is one and samples are asked for (else None).
+
+    A calibration fitted for other weights, or samples < 2 with a calibration, is an error."""
+    from ..uncertainty import load_calibration, weights_sha256
+
+    calibration = load_calibration(model_dir)
+    if calibration is None or samples == 0:
+        return None
+    if samples < 2:
+        raise ValueError(f"--samples {samples}: {model_dir} has a calibration.json, and calibrated bands need a "
+                         f"spread of at least 2 samples; pass --samples {calibration.samples} (what it was fitted "
+                         "with), or --samples 0 for no bands")
+    sha = weights_sha256(model_dir)
+    if calibration.model_sha256 and sha and calibration.model_sha256 != sha:
+        raise ValueError(f"{model_dir}/calibration.json was fitted for other weights (sha256 "
+                         f"{calibration.model_sha256[:12]}.., these are {sha[:12]}..); run `abcc calibrate --model "
+                         f"{model_dir} ...` again")
+    return calibration
