@@ -33,7 +33,6 @@ Inference (``predict``): all T frames from the static spectrum in one batched ne
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Callable, Optional
@@ -41,17 +40,14 @@ from typing import Callable, Optional
 import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
 
-from .._atomic import atomic_directory
 from abcc_fast.ops.meanflow import meanflow_integrate, meanflow_target
 
 from . import constraints as C
+from ._io import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_model_meta, save_model_dir  # noqa: F401
 from .backbone import TwoStreamBackbone
 from .config import ABCCConfig
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 MODEL_TYPE = "abcc"
 
 
@@ -601,38 +597,16 @@ class ABCC(nn.Module):
     def save_pretrained(self, path) -> Path:
         """Write ``path/model.safetensors`` and ``path/config.json`` atomically (a temporary sibling
         directory swapped into place); returns the path."""
-        path = Path(path)
-        with atomic_directory(path) as tmp:
-            state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "model_type": MODEL_TYPE})
-            meta = {"model_type": MODEL_TYPE, "config": self.config.to_dict()}
-            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        return path
+        return save_model_dir(self, path, MODEL_TYPE, self.config.to_dict())
 
     @classmethod
     def from_pretrained(cls, path, map_location="cpu") -> "ABCC":
         """Load a directory written by ``save_pretrained``."""
-        path = Path(path)
-        cfg_file, w_file = path / CONFIG_NAME, path / WEIGHTS_NAME
-        for f in (cfg_file, w_file):
-            if not f.is_file():
-                raise FileNotFoundError(f"ABCC.from_pretrained: {f} is missing; {path} must be a directory "
-                                        f"written by ABCC.save_pretrained ({CONFIG_NAME} + {WEIGHTS_NAME})")
-        try:
-            meta = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"ABCC.from_pretrained: {cfg_file} is not valid JSON ({err})") from None
+        meta = read_model_meta(path, "ABCC.from_pretrained")
         if meta.get("model_type") != MODEL_TYPE or "config" not in meta:
-            raise ValueError(f"ABCC.from_pretrained: {cfg_file} is not an ABCC config (model_type "
+            raise ValueError(f"ABCC.from_pretrained: {Path(path) / CONFIG_NAME} is not an ABCC config (model_type "
                              f"{meta.get('model_type')!r})")
-        model = cls(ABCCConfig.from_dict(meta["config"]))
-        device = torch.device(map_location) if isinstance(map_location, str) else map_location
-        state = load_file(str(w_file), device=str(device) if device is not None else "cpu")
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"ABCC.from_pretrained: {w_file} does not match the config: missing {missing}, "
-                             f"unexpected {unexpected}")
-        return model.to(device).eval()
+        return load_weights(cls(ABCCConfig.from_dict(meta["config"])), path, "ABCC.from_pretrained", map_location)
 
 
 class ABCCPredictor:

@@ -26,7 +26,6 @@ The model contract is the trainer's and ABCC's (abcc_fast/train/trainer.py)::
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, NamedTuple, Optional
@@ -34,14 +33,11 @@ from typing import ClassVar, NamedTuple, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from ..._atomic import atomic_directory
+from .._io import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_model_meta, save_model_dir  # noqa: F401
 from ..abcc import ABCC
 from ..config import ABCCConfig
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 PRESETS = ("tiny", "cpu_default")
 
 # data-derived fields, shared with ABCCConfig (same names, same meaning, same computation)
@@ -439,13 +435,7 @@ class BaselineModel(nn.Module):
     # -- persistence ----------------------------------------------------------------------------
     def save_pretrained(self, path) -> Path:
         """``path/model.safetensors`` + ``path/config.json`` ({"model_type", "config"}), atomically."""
-        path = Path(path)
-        with atomic_directory(path) as tmp:
-            state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "model_type": self.model_type})
-            meta = {"model_type": self.model_type, "config": self.config.to_dict()}
-            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        return path
+        return save_model_dir(self, path, self.model_type, self.config.to_dict())
 
     @classmethod
     def from_pretrained(cls, path, map_location="cpu") -> "BaselineModel":
@@ -453,33 +443,17 @@ class BaselineModel(nn.Module):
         saved ``model_type``; on a subclass the saved type must be that subclass's."""
         from . import BASELINES
 
-        path = Path(path)
         where = f"{cls.__name__}.from_pretrained"
-        cfg_file, w_file = path / CONFIG_NAME, path / WEIGHTS_NAME
-        for f in (cfg_file, w_file):
-            if not f.is_file():
-                raise FileNotFoundError(f"{where}: {f} is missing; {path} must be a directory written by "
-                                        f"save_pretrained ({CONFIG_NAME} + {WEIGHTS_NAME})")
-        try:
-            meta = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: {cfg_file} is not valid JSON ({err})") from None
-        model_type = meta.get("model_type") if isinstance(meta, dict) else None
+        meta = read_model_meta(path, where)
+        model_type = meta.get("model_type")
         if model_type not in BASELINES or "config" not in meta:
-            raise ValueError(f"{where}: {cfg_file} is not a baseline config (model_type {model_type!r}; "
-                             f"baselines: {', '.join(BASELINES)})")
+            raise ValueError(f"{where}: {Path(path) / CONFIG_NAME} is not a baseline config (model_type "
+                             f"{model_type!r}; baselines: {', '.join(BASELINES)})")
         klass = BASELINES[model_type]
         if cls is not BaselineModel and klass is not cls:
             raise ValueError(f"{where}: {path} holds a {model_type!r} model, not {cls.model_type!r}; load it "
                              f"with BaselineModel.from_pretrained or {klass.__name__}.from_pretrained")
-        model = klass(klass.config_class.from_dict(meta["config"]))
-        device = torch.device(map_location) if isinstance(map_location, str) else map_location
-        state = load_file(str(w_file), device=str(device) if device is not None else "cpu")
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{where}: {w_file} does not match the config: missing {missing}, "
-                             f"unexpected {unexpected}")
-        return model.to(device).eval()
+        return load_weights(klass(klass.config_class.from_dict(meta["config"])), path, where, map_location)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
