@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import shutil
 import statistics
 from pathlib import Path
