@@ -236,8 +236,12 @@ class ABCC(nn.Module):
         volt_r, volt_tau: the protocol states s(r), s(tau) [B, n_state] (see ``protocol_state``;
         column 0 is V); composition: the context [B, context_size] (see ``context``); electrode
         int64 [B] -> (u_solvent, u_sei, u_baseline) [B, W] (u_baseline: the smooth baseline
-        nuisance, outside both streams; frames = solvent + SEI + baseline)."""
-        return self.backbone(x, static, r, tau, volt_r, volt_tau, composition, electrode)
+        nuisance, outside both streams; frames = solvent + SEI + baseline). With ``streams=1`` (the
+        one-stream ablation) u_sei is 0: the solvent stream and the baseline carry every change."""
+        u_solvent, u_sei, u_baseline = self.backbone(x, static, r, tau, volt_r, volt_tau, composition, electrode)
+        if self.config.streams == 1:
+            u_sei = torch.zeros_like(u_sei)
+        return u_solvent, u_sei, u_baseline
 
     def _total_velocity_jvp(self, x, static, r, tau, volt_r, volt_tau, composition, electrode,
                             v, dvolt_dr) -> torch.Tensor:
@@ -248,7 +252,7 @@ class ABCC(nn.Module):
         with torch.no_grad(), fwAD.dual_level():
             us, uz, ub = self.backbone(fwAD.make_dual(x, v), static, fwAD.make_dual(r, torch.ones_like(r)), tau,
                                    fwAD.make_dual(volt_r, dvolt_dr), volt_tau, composition, electrode)
-            du_dr = fwAD.unpack_dual(us + uz + ub).tangent
+            du_dr = fwAD.unpack_dual(us + ub if self.config.streams == 1 else us + uz + ub).tangent
         if du_dr is None:  # the output does not depend on (x, r, V(r)) at all
             du_dr = torch.zeros_like(x)
         return du_dr
@@ -479,7 +483,8 @@ class ABCC(nn.Module):
     @torch.no_grad()
     def predict(self, static, voltage, composition, electrode, *, return_streams: bool = False,
                 samples: int = 0, noise: float = 0.0, wavenumber=None, time_s=None,
-                generator: Optional[torch.Generator] = None, components=None, extra_components=None) -> dict:
+                generator: Optional[torch.Generator] = None, components=None, extra_components=None,
+                steps: int = 1) -> dict:
         """All T frames from the static spectrum, in one batched call (raw absorbance in and out).
 
         Args:
@@ -493,6 +498,11 @@ class ABCC(nn.Module):
           it composition covers config.components followed by extra_components.
           extra_components: new components (templates encoding only, SPEC 4.4): ComponentTemplate,
           component JSON dict or path (band JSON or NAME=measured.csv); see abcc_fast.vocabulary.
+          steps: 1 (default) = every frame is one jump from r = 0. n > 1 chains n jumps over a coarse
+          grid of frame indices g_j = round(j (T - 1) / n) (at most T - 1 jumps): the state at
+          tau_{g_j} is the jump from the state at tau_{g_{j-1}} (r = tau_{g_{j-1}}, per stream,
+          SEI >= 0 projected), and the frames in (g_{j-1}, g_j] are jumps from g_{j-1} -- n batched
+          network calls, one per segment (the "one step vs several" ablation).
         Returns:
           {"frames": [B, T, W]} (+ "solvent", "sei" [B, T, W] with return_streams; + "samples"
           [K, B, T, W] and "std" [B, T, W] when samples > 0), on the model's device, float32.
@@ -500,6 +510,8 @@ class ABCC(nn.Module):
         cfg = self.config
         if samples < 0 or (samples > 0 and not noise >= 0):
             raise ValueError(f"ABCC.predict: samples must be >= 0 and noise >= 0, got {samples}, {noise}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"ABCC.predict: steps must be an integer >= 1 (network jumps per trajectory), got {steps!r}")
         composition, extra_t = self._open_composition(composition, components, extra_components)
         static, voltage, composition, electrode, time_s = self._check_predict_inputs(
             static, voltage, composition, electrode, wavenumber, time_s,
@@ -522,6 +534,10 @@ class ABCC(nn.Module):
         S = sources.shape[0]                           # (K + 1) B source states
         rep = S // B
         taus = torch.linspace(0, 1, T, device=dev, dtype=dtype)
+        if steps > 1 and T > 2:
+            frames, solvent, sei, baseline = self._multistep(sources, static_z, state, composition, electrode,
+                                                             taus, steps)
+            return self._predict_output(frames, solvent, sei, baseline, B, K, return_streams)
         q_x = sources.repeat_interleave(T, 0)           # [S T, W]
         q_static = static_z.repeat(rep, 1).repeat_interleave(T, 0)
         q_r = torch.zeros(S * T, device=dev, dtype=dtype)
@@ -543,6 +559,12 @@ class ABCC(nn.Module):
                                                   project=True, backend=cfg.ops_backend)
         baseline = taus[None, :, None] * u_baseline.view(S, T, W)      # baseline(0) = 0
         frames = frames + baseline
+        return self._predict_output(frames, solvent, sei, baseline, B, K, return_streams)
+
+    def _predict_output(self, frames, solvent, sei, baseline, B: int, K: int, return_streams: bool) -> dict:
+        """predict's dict from the z-unit results [(K + 1) B, T, W] (raw absorbance, float32)."""
+        cfg = self.config
+        T, W = frames.shape[1], frames.shape[2]
         mean, std = cfg.norm_mean, cfg.norm_std
         frames = (frames * std + mean).float()
         out = {"frames": frames[:B]}
@@ -555,6 +577,52 @@ class ABCC(nn.Module):
             out["samples"] = smp
             out["std"] = smp.std(dim=0, unbiased=K > 1) if K > 1 else torch.zeros_like(smp[0])
         return out
+
+    def _multistep(self, sources, static_z, state, composition, electrode, taus, steps: int):
+        """predict(steps=n > 1): chained jumps over the coarse grid g_j = round(j (T - 1) / n).
+
+        sources [S, W] (S = (K + 1) B source states, z-units), static_z [B, W], state [B, T, n_state],
+        composition: the context [B, ctx], electrode [B], taus [T] -> (frames, solvent, sei, baseline)
+        [S, T, W] z-units. Each stream jumps from its own state: y_tau = y_r + (tau - r) u_solvent,
+        z_tau = max(z_r + (tau - r) u_sei, 0), b_tau = b_r + (tau - r) u_baseline; the network reads
+        x_r = y_r + z_r + b_r (as in training, where x_r is the observed frame at r)."""
+        cfg = self.config
+        S, W = sources.shape
+        B, T = state.shape[0], state.shape[1]
+        rep = S // B
+        n = min(int(steps), T - 1)
+        grid = sorted({round(j * (T - 1) / n) for j in range(n + 1)})          # frame indices, 0 .. T - 1
+        frames = torch.empty(S, T, W, device=sources.device, dtype=sources.dtype)
+        solvent, sei, baseline = torch.empty_like(frames), torch.empty_like(frames), torch.empty_like(frames)
+        y, z, b = sources, torch.zeros_like(sources), torch.zeros_like(sources)
+        state_s = state.repeat(rep, 1, 1)                                          # [S, T, n_state]
+        comp_s, elec_s, static_s = composition.repeat(rep, 1), electrode.repeat(rep), static_z.repeat(rep, 1)
+        chunk = max(1, int(cfg.predict_chunk))
+        for j in range(1, len(grid)):
+            g0, g1 = grid[j - 1], grid[j]
+            ks = torch.arange(0 if j == 1 else g0 + 1, g1 + 1, device=sources.device)   # frames of this jump
+            L = ks.numel()
+            r = taus[g0]
+            q_x = (y + z + b).repeat_interleave(L, 0)                              # [S L, W]
+            q_static = static_s.repeat_interleave(L, 0)
+            q_r = r.expand(S * L).contiguous()
+            q_tau = taus[ks].repeat(S)
+            q_vr = state_s[:, g0].repeat_interleave(L, 0)
+            q_vtau = state_s[:, ks].reshape(S * L, -1)
+            q_comp = comp_s.repeat_interleave(L, 0)
+            q_elec = elec_s.repeat_interleave(L, 0)
+            us, uz, ub = (torch.empty(S * L, W, device=sources.device, dtype=sources.dtype) for _ in range(3))
+            for s0 in range(0, S * L, chunk):
+                sl = slice(s0, min(s0 + chunk, S * L))
+                us[sl], uz[sl], ub[sl] = self.velocity(q_x[sl], q_static[sl], q_r[sl], q_tau[sl], q_vr[sl],
+                                                       q_vtau[sl], q_comp[sl], q_elec[sl])
+            f, sv, se = meanflow_integrate(y, us.view(S, L, W), uz.view(S, L, W), r.expand(S).contiguous(),
+                                           taus[ks].expand(S, L).contiguous(), x0_sei=z, project=True,
+                                           backend=cfg.ops_backend)
+            bl = b[:, None] + (taus[ks] - r)[None, :, None] * ub.view(S, L, W)
+            frames[:, ks], solvent[:, ks], sei[:, ks], baseline[:, ks] = f + bl, sv, se, bl
+            y, z, b = sv[:, -1], se[:, -1], bl[:, -1]
+        return frames, solvent, sei, baseline
 
     def _open_composition(self, composition, components=None, extra_components=None):
         """(composition over config.components + extra names, extra templates [E, 2, W] or None)."""
@@ -615,15 +683,19 @@ class ABCCPredictor:
     name = "abcc"
     needs_frame0 = False
 
-    def __init__(self, model: ABCC, path: str = ""):
+    def __init__(self, model: ABCC, path: str = "", steps: int = 1):
         self.model = model.eval()
         self.path = path
+        self.steps = int(steps)            # predict(steps=...): 1 = one jump per frame from r = 0
         self.config = {"model": "abcc", **model.config.to_dict()}
+        if self.steps != 1:
+            self.config["predict_steps"] = self.steps
 
     def __call__(self, batch: dict) -> dict:
+        kw = {"steps": self.steps} if self.steps != 1 else {}
         return self.model.predict(batch["static"], batch["voltage"], batch["composition"], batch["electrode"],
                                   wavenumber=batch.get("wavenumber"), time_s=batch.get("time_s"),
-                                  return_streams=True)
+                                  return_streams=True, **kw)
 
 
 def load_predictor(path) -> Callable[[dict], dict]:

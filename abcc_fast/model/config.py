@@ -53,6 +53,9 @@ class ABCCConfig:
     heads: int = 2                     # head dim = dim / heads (fused attention: 32, 64 or 128)
     mlp_ratio: float = 2.0
     baseline_basis: int = 4            # Legendre polynomials of the smooth baseline nuisance (0: none)
+    streams: int = 2                   # 2: solvent + SEI streams; 1 (ablation): the SEI stream's velocity is
+                                       # forced to 0, so the solvent stream (+ baseline) carries every change
+                                       # (the SEI-side tokens still take part in the joint attention)
     n_freq: int = 8                    # Fourier features per time input (r, tau - r)
     attention_backend: Optional[str] = None   # None: automatic (fused on GPU)
     ops_backend: Optional[str] = None         # meanflow_target / meanflow_integrate backend
@@ -94,6 +97,7 @@ class ABCCConfig:
         need(self.patch >= 1 and self.W % self.patch == 0,
              f"W={self.W} must be a multiple of patch={self.patch}; choose patch among the divisors of W")
         need(self.dim % self.heads == 0, f"dim={self.dim} must be a multiple of heads={self.heads}")
+        need(self.streams in (1, 2), f"streams must be 1 (ablation: no SEI stream) or 2, got {self.streams}")
         need(self.n_components >= 1 and self.n_electrodes >= 1 and self.n_reactions >= 1,
              "n_components, n_electrodes and n_reactions must be >= 1")
         need(not self.wavenumber or len(self.wavenumber) == self.W,
@@ -176,6 +180,19 @@ class ABCCConfig:
         base.update(kw)
         return cls(**base)
 
+    # -- ablations (issue 6.2) -------------------------------------------------------------------
+    def ablation(self, name: str) -> "ABCCConfig":
+        """A copy of this config with the named ablation of ``ABLATIONS`` applied (weight presets
+        and the ``streams`` switch; no new model code). "abcc" is the unchanged model.
+
+        >>> cfg = ABCCConfig.tiny(W=64, T=4, n_components=3, n_electrodes=2, n_reactions=2)
+        >>> cfg.ablation("no_physics").w_mass, cfg.ablation("one_stream").streams
+        (0.0, 1)
+        """
+        if name not in ABLATIONS:
+            raise ValueError(f"unknown ABCC ablation {name!r}; choose one of {', '.join(ABLATIONS)}")
+        return dataclasses.replace(self, **ABLATIONS[name])
+
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -190,3 +207,25 @@ class ABCCConfig:
         if unknown:
             raise ValueError(f"ABCCConfig: unknown fields {unknown} (saved by a newer abcc_fast?)")
         return cls(**d)
+
+
+# Named ablations of SPEC.md 4.3 / issue 6.2: overrides of ABCCConfig fields (0 switches a term off).
+#   no_physics   the physics constraints: mass conservation (+ its extent head), peak drift and
+#                drift acceleration
+#   no_spectrum  the spectrum constraints: SEI non-negative and growing, wavenumber smoothness,
+#                no new solvent bands (w_sei_sparsity, a stream-attribution prior listed in neither
+#                group, stays on)
+#   one_stream   one stream: the SEI velocity is 0 (streams=1), and the terms that only mean something
+#                for two streams are off with it (SEI non-negative/growing/sparse; "no new solvent
+#                bands" would forbid the single stream to grow the SEI bands; mass conservation ties
+#                the SEI area to the extent)
+# "Without Chemical Flow" is not a weight preset: it is the ``meanflow_noise`` baseline (noise-to-data
+# MeanFlow, abcc_fast.model.baselines); one step vs several is ``ABCC.predict(steps=n)`` on the same model.
+_SPECTRUM_OFF = dict(w_sei_nonneg=0.0, w_sei_growth=0.0, w_smooth=0.0, w_solvent_new_bands=0.0)
+ABLATIONS: dict = {
+    "abcc": {},
+    "no_physics": dict(w_mass=0.0, w_peak_drift=0.0, w_peak_accel=0.0),
+    "no_spectrum": dict(_SPECTRUM_OFF),
+    "one_stream": dict(streams=1, w_sei_nonneg=0.0, w_sei_growth=0.0, w_sei_sparsity=0.0,
+                       w_solvent_new_bands=0.0, w_mass=0.0),
+}
