@@ -12,7 +12,10 @@ def register(subparsers) -> None:
         "bench", help="OpIRBench: score models, write the leaderboard (md/csv/json) and figures",
         description="Score one or more models on an OpIRBench split. The references `persistence` (every "
                     "frame = static spectrum) and `frame0` (every frame = true frame 0) are always included. "
-                    "Writes leaderboard.md/.csv/.json and figures/ into --out.",
+                    "Writes leaderboard.md/.csv/.json and figures/ into --out. With --all: the full table -- "
+                    "ABCC, its ablations and every baseline trained on both splits with --seeds seeds under one "
+                    "budget, mean +- std, references and the simulator oracle, a figure of the best three "
+                    "(resumable: rerun the same command to continue).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", action="append", default=[], metavar="NAME|PATH",
                    help="persistence, frame0, or the path of a saved model; repeat for several")
@@ -32,6 +35,23 @@ def register(subparsers) -> None:
                         "re-simulations with every draw no input reveals redrawn, i.e. what a perfect model "
                         "of these inputs could reach; 0: off")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    a = p.add_argument_group("full table (--all; abcc_fast.opirbench.suite)")
+    a.add_argument("--all", action="store_true",
+                   help="train and score every entry x split (random, system) x seed; writes table.md/.csv/.json "
+                        "(the simulator oracle is always a row: --oracle M replicates, default 16)")
+    a.add_argument("--entries", default=None, metavar="E1,E2",
+                   help="entries of --all (default: all): abcc, abcc_no_physics, abcc_no_spectrum, abcc_one_stream, "
+                        "abcc_steps<N>, mlp, cnn, gru, patchtst, dlinear, convlstm, simvp, cfm, meanflow_noise")
+    a.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per entry and split")
+    a.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"],
+                   help="training budget + model presets (gpu: ABCC gpu_default, baselines cpu_default)")
+    a.add_argument("--steps", type=int, default=None, help="step budget for every entry (default: the preset's)")
+    a.add_argument("--max-time", type=float, default=None, metavar="S",
+                   help="wall-clock cap per training run in seconds (default: the preset's)")
+    a.add_argument("--sweep", action="store_true",
+                   help="baselines: choose lr among --sweep-lr x the preset's lr by val-part MSE (seed 0)")
+    a.add_argument("--sweep-lr", default="0.5,1,2", metavar="F1,F2", help="lr factors of the sweep")
+    a.add_argument("--splits", default="random,system", help="splits of --all")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -54,6 +74,8 @@ def run(args) -> int:
     from .report import write_figures
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if getattr(args, "all", False):
+        return run_all(args, metrics)
     if args.threads == "auto":
         threads = auto_threads()
     else:
@@ -86,3 +108,24 @@ def run(args) -> int:
         print(f"wrote {len(figs)} figures to {out / 'figures'}")
     print(f"wrote {paths['md']}, {paths['csv']}, {paths['json']}")
     return 0
+
+
+def run_all(args, metrics) -> int:
+    """``abcc bench --all``: the suite (abcc_fast.opirbench.suite.run_suite)."""
+    from .suite import run_suite
+
+    if args.model:
+        raise ValueError("--all trains its own entries; pass --entries instead of --model")
+    try:
+        factors = [float(f) for f in args.sweep_lr.split(",") if f.strip()]
+    except ValueError:
+        raise ValueError(f"--sweep-lr must be comma-separated numbers, got {args.sweep_lr!r}") from None
+    paths = run_suite(args.out, args.data, entries=args.entries, splits=[s.strip() for s in args.splits.split(",")
+                                                                          if s.strip()],
+                      seeds=args.seeds, preset=args.preset, steps=args.steps, max_time_s=args.max_time,
+                      sweep=args.sweep, sweep_lr=factors, metrics=metrics, oracle_replicates=args.oracle or 16,
+                      figures=not args.no_figures, progress=not args.no_progress)
+    print(Path(paths["md"]).read_text())
+    print(f"wrote {paths['md']}, {paths['csv']}, {paths['json']}"
+          + (f" and {len(paths['figures'])} figures" if paths["figures"] else ""))
+    return 1 if paths["failures"] else 0
