@@ -139,6 +139,7 @@ class ConditionEmbedding(nn.Module):
         self.n_state = state_size(cfg)
         self.volt_mean, self.volt_std = cfg.volt_mean, cfg.volt_std
         self.electrode = nn.Embedding(cfg.n_electrodes, cfg.dim)
+        nn.init.zeros_(self.electrode.weight)   # an electrode never seen in training adds nothing (not noise)
         n_in = 4 * cfg.n_freq + 2 * self.n_state + context_size(cfg)
         self.inp = nn.Linear(n_in, cfg.dim)
         self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))

@@ -193,6 +193,7 @@ class Conditioning(nn.Module):
         super().__init__()
         D = cfg.cond_dim
         self.electrode = nn.Embedding(cfg.n_electrodes, cfg.electrode_dim)
+        nn.init.zeros_(self.electrode.weight)   # unseen electrodes add nothing (as in ABCC)
         self.context = mlp(context_size(cfg) + cfg.electrode_dim, D, D)
         self.frame = mlp(3, D, D) if per_frame else None
 
