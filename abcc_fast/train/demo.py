@@ -194,6 +194,13 @@ def _headroom(results: dict) -> list:
             "|---|---|---|---|---|---|---|", *rows, ""]
 
 
+def _loadavg() -> Optional[list]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def _rel(path: Path, root: Path) -> str:
     return os.path.relpath(path, root).replace(os.sep, "/")
 
@@ -214,6 +221,7 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     t_total = time.perf_counter()
+    load_start = _loadavg()
     _FIGURE_ERRORS.clear()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,6 +290,7 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
     # ---- 4. report ----------------------------------------------------------------------------
     summary = {
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "load_average_at_start": load_start, "load_average_at_end": _loadavg(),
         "preset": "quick" if quick else preset, "model_preset": model_preset, "seed": seed,
         "dataset": {"name": ds.manifest.get("name"), "samples": len(ds), "T": ds.T, "W": ds.W,
                     "manifest_sha256": manifest_sha256(ds)},
@@ -308,7 +317,9 @@ def _report(out, ds, summary, runs, results, boards, figs, curves, bars, systems
     L = ["# abcc demo report", "",
          f"Generated {summary['created_utc']} on {platform.node() or 'this machine'} "
          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}). "
-         f"Total wall time **{timings['total'] / 60:.1f} min**.", "",
+         f"Total wall time **{timings['total'] / 60:.1f} min**; load average (1, 5, 15 min) "
+         f"{summary['load_average_at_start']} at the start, {summary['load_average_at_end']} at the end "
+         "(other work on the machine slows training and so lowers the steps a wall-clock cap allows).", "",
          "## Setup", "",
          f"- dataset: `{summary['dataset']['name']}`: {len(ds)} samples, T={ds.T} frames, W={ds.W} wavenumbers "
          f"({float(ds.wavenumber[0]):.0f}-{float(ds.wavenumber[-1]):.0f} cm^-1), manifest sha256 "
