@@ -355,7 +355,12 @@ def to_markdown(rows: list, setup: dict) -> str:
          f"{setup['machine'].get('cpu_count')} CPUs, GPU {setup['machine'].get('cuda') or 'none'}, torch "
          f"{setup['machine'].get('torch')}",
          f"- metrics {setup['metrics_version']}: z-scored with the training split's statistics, frames 1..T-1, lower "
-         "is better; DILATE can be negative (soft-DTW entropy term)", ""]
+         "is better; DILATE can be negative (soft-DTW entropy term)",
+         "- ablations: `abcc_no_physics` (mass conservation, peak drift/acceleration off), `abcc_no_spectrum` (SEI "
+         "non-negative/growing, smoothness, no new solvent bands off), `abcc_one_stream` (SEI velocity 0 and the "
+         "two-stream terms off), `abcc_steps<N>` (the `abcc` models predicting with N chained jumps); *without "
+         "Chemical Flow* is `meanflow_noise` (noise-to-data MeanFlow on the baselines' conv trunk)",
+         "- `s/step`: training wall time / steps of the run (evaluation and checkpoints included)", ""]
     for split in setup["splits"]:
         rs = [r for r in rows if r["split"] == split]
         if not rs:
