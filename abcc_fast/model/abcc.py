@@ -29,7 +29,11 @@ batch dict is ``training_loss`` (so DDP's forward bookkeeping runs); a constrain
 does not build its parameters (no unused parameters).
 
 Inference (``predict``): all T frames from the static spectrum in one batched network call and one
-``meanflow_integrate`` (jump, stream sum, SEI >= 0 projection).
+``meanflow_integrate`` (jump, stream sum, SEI >= 0 projection). ``predict(steps=n)`` instead chains n
+jumps over a coarse grid of frames (the one-step vs several-steps ablation, ``_multistep``).
+
+Ablations (issue 6.2): ``ABCCConfig.ablation(name)``; ``streams=1`` sets u_sei = 0 (the SEI head then
+gets no gradient: under DDP train it with ``TrainConfig(find_unused_parameters=True)``).
 """
 from __future__ import annotations
 
