@@ -204,11 +204,17 @@ class ABCCConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ABCCConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"ABCCConfig: unknown fields {unknown} (saved by a newer abcc_fast?)")
-        return cls(**d)
+        return config_from_dict(cls, d)
+
+
+def config_from_dict(cls, d: dict):
+    """A config dataclass from its ``to_dict``; unknown fields are an error (a newer save), missing
+    ones take their defaults (an older save)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown fields {unknown} (saved by a newer abcc_fast?)")
+    return cls(**d)
 
 
 # Named ablations of SPEC.md 4.3 / issue 6.2: overrides of ABCCConfig fields (0 switches a term off).

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from .._io import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_model_meta, save_model_dir  # noqa: F401
 from ..abcc import ABCC
-from ..config import ABCCConfig
+from ..config import ABCCConfig, config_from_dict
 
 PRESETS = ("tiny", "cpu_default")
 
@@ -146,11 +146,7 @@ class BaselineConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "BaselineConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown fields {unknown} (saved by a newer abcc_fast?)")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 def largest_divisor(n: int, want: int) -> int:
