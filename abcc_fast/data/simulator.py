@@ -432,24 +432,34 @@ HIDDEN_UNIFORMS = tuple(sorted({22, 23, 24, 29, 30, 37, 39, 78, 79, 80, 81, 82, 
                                | set(range(60, 60 + len(chem.REACTIONS)))))      # onset_jitter
 
 
-def conditional_randoms(seed: int, indices: np.ndarray, T: int, W: int, replicates: int, draw_seed: int = 0):
+def conditional_randoms(seed: int, indices: np.ndarray, T: int, W: int, replicates: int, draw_seed: int = 0,
+                        hidden: Optional[Sequence[int]] = None, frame_normals: bool = True,
+                        frame_noise: bool = False):
     """Random numbers for ``replicates`` copies of each sample that keep everything the inputs reveal
     (U outside HIDDEN_UNIFORMS, the static spectrum's normals and noise) and redraw the rest: hidden
     uniforms, the operando frames' normals; the frame noise is set to 0 (it has zero mean).
 
+    ``hidden`` (a subset of HIDDEN_UNIFORMS), ``frame_normals=False`` and ``frame_noise=True``
+    (redrawn instead of 0) split the unpredictable part into its sources (bench/bench_oracle.py).
     Returns (U, Z, noise) for S * replicates samples, replicate-major ([m * S + s] is copy m of
     sample s). Deterministic per (seed, sample index, draw_seed, replicate), whatever the batching."""
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     S, M = idx.size, int(replicates)
     U, Z, noise = draw_randoms(seed, idx, T, W)
-    hidden = np.array(HIDDEN_UNIFORMS)
+    hidden = np.array(HIDDEN_UNIFORMS if hidden is None else sorted(hidden), dtype=np.int64)
+    if not set(hidden.tolist()) <= set(HIDDEN_UNIFORMS):
+        raise ValueError(f"hidden must be a subset of HIDDEN_UNIFORMS; {sorted(set(hidden.tolist()) - set(HIDDEN_UNIFORMS))} "
+                         "shape the inputs")
     Ur = np.repeat(U[None], M, 0)
     Zr = np.repeat(Z[None], M, 0)
+    nr = np.zeros((M, S, T + 1, W), dtype=np.float32)
     for s, i in enumerate(idx):
         g = np.random.default_rng(np.random.SeedSequence([int(seed), int(i), 0xC0D1, int(draw_seed)]))
         Ur[:, s, hidden] = g.random((M, hidden.size))
-        Zr[:, s, :T] = g.standard_normal((M, T, Z.shape[-1]))
-    nr = np.zeros((M, S, T + 1, W), dtype=np.float32)
+        if frame_normals:
+            Zr[:, s, :T] = g.standard_normal((M, T, Z.shape[-1]))
+        if frame_noise:
+            nr[:, s, :T] = g.standard_normal((M, T, W))
     nr[:, :, T] = noise[None, :, T]
     return Ur.reshape(M * S, -1), Zr.reshape(M * S, T + 1, -1), nr.reshape(M * S, T + 1, W)
 
