@@ -307,3 +307,35 @@ def test_protocol_state_exposure_and_context():
     torch.testing.assert_close(ctx[0, -4], torch.tensor(0.5).double())  # (2 V - mean 1.5) / std 1
     with pytest.raises(ValueError, match="pass voltage"):
         model.context(torch.rand(1, C).double(), None, None)
+
+
+def test_sei_stream_in_the_span_of_product_templates():
+    """sei_basis='templates': every SEI velocity is a combination of the film products' templates
+    (so it cannot paint a sharp solvent band); without a grid the config is refused clearly."""
+    grid = [700.0 + 1200.0 * i / 127 for i in range(128)]
+    cfg = make_config(W=128, wavenumber=grid, sei_basis="templates", marker_windows={})
+    model = randomised(ABCC(cfg)).double()
+    A = model.backbone.head_sei.sei_templates.double()                 # [M, W]
+    assert A.shape[1] == 128 and A.shape[0] >= 10
+    B = 3
+
+    def u_sei(m):
+        g = torch.Generator().manual_seed(3)
+        n_state, n_ctx = state_size(m.config), context_size(m.config)
+        args = (torch.randn(B, 128, generator=g).double(), torch.randn(B, 128, generator=g).double(),
+                torch.rand(B, generator=g).double(), torch.rand(B, generator=g).double(),
+                torch.rand(B, n_state, generator=g).double(), torch.rand(B, n_state, generator=g).double(),
+                torch.rand(B, n_ctx, generator=g).double(), torch.tensor([0, 1, 0]))
+        with torch.no_grad():
+            return m.velocity(*args)[1]
+
+    def span_residual(z):
+        return (A.T @ torch.linalg.lstsq(A.T, z.T).solution).T - z
+
+    z = u_sei(model)
+    assert z.abs().max() > 1e-4 and span_residual(z).abs().max() < 1e-8 * float(z.abs().max())
+    free = randomised(ABCC(make_config(W=128, wavenumber=grid, marker_windows={}))).double()
+    zf = u_sei(free)
+    assert span_residual(zf).abs().max() > 1e-2 * float(zf.abs().max())   # the free head is not in that span
+    with pytest.raises(ValueError, match="needs the model grid"):
+        ABCC(ABCCConfig.tiny(W=64, T=4, n_components=3, n_electrodes=2, n_reactions=2, sei_basis="templates"))

@@ -97,6 +97,44 @@ class JointBlock(nn.Module):
         return outs[0], outs[1]
 
 
+class TemplateHead(nn.Module):
+    """SEI velocity as a combination of product templates: final adaLN, mean over the stream's
+    tokens, Linear(d, M) (zero-initialised) -> coefficients [B, M] @ templates [M, W]. The templates
+    (``sei_templates``, a persistent buffer: saved with the weights) are the film products' spectra
+    along their aging states on the model grid, each scaled to a peak of 1 z-unit."""
+
+    def __init__(self, dim: int, templates: torch.Tensor):
+        super().__init__()
+        self.norm = PlainLayerNorm(1e-6)
+        self.modulation = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, templates.shape[0])
+        for lin in (self.modulation, self.proj):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+        self.register_buffer("sei_templates", templates.float())
+
+    def forward(self, x, c):
+        shift, scale = self.modulation(F.silu(c)).chunk(2, dim=-1)
+        coef = self.proj(_modulate(self.norm(x), shift, scale).mean(1))          # [B, M]
+        return coef @ self.sei_templates.to(coef.dtype)
+
+
+def sei_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
+    """[M, W] film-product templates (all products x aging states) on cfg.wavenumber, unit peak."""
+    from ..analysis.templates import MIN_TEMPLATE_PEAK, film_products, product_templates, simulator_basis
+    from ..data import chemistry as chem
+
+    if len(cfg.wavenumber) != cfg.W:
+        raise ValueError("ABCCConfig(sei_basis='templates') needs the model grid (config.wavenumber, W points) to "
+                         "render the SEI product templates: build the config with ABCCConfig.from_dataset(ds, ...) "
+                         "or pass wavenumber=[...], or use sei_basis='free'")
+    basis = simulator_basis(cfg.wavenumber)
+    names = [n for n in film_products()
+             if float(abs(basis.sei[chem.FILM_SPECIES.index(n), 0]).max()) >= MIN_TEMPLATE_PEAK]
+    m = torch.as_tensor(product_templates(cfg.wavenumber, names).matrix, dtype=torch.float64)
+    return m / m.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+
+
 class StreamHead(nn.Module):
     """Final adaLN + Linear(d, P), zero-initialised (the velocity starts at 0)."""
 
@@ -184,7 +222,7 @@ class TwoStreamBackbone(nn.Module):
         self.blocks = nn.ModuleList(JointBlock(d, cfg.heads, cfg.mlp_ratio, cfg.attention_backend)
                                     for _ in range(cfg.depth))
         self.head_solvent = StreamHead(d, P)
-        self.head_sei = StreamHead(d, P)
+        self.head_sei = TemplateHead(d, sei_template_matrix(cfg)) if cfg.sei_basis == "templates" else StreamHead(d, P)
         nb = cfg.baseline_basis
         if nb > 0:
             self.head_baseline = nn.Linear(3 * d, nb)
@@ -213,7 +251,10 @@ class TwoStreamBackbone(nn.Module):
         for blk in self.blocks:
             a, b = blk(a, b, c)
         u_solvent = rearrange(self.head_solvent(a[:, 1:], c), "b n p -> b (n p)")
-        u_sei = rearrange(self.head_sei(b[:, 1:], c), "b n p -> b (n p)")
+        if isinstance(self.head_sei, TemplateHead):
+            u_sei = self.head_sei(b[:, 1:], c)
+        else:
+            u_sei = rearrange(self.head_sei(b[:, 1:], c), "b n p -> b (n p)")
         if self.head_baseline is None:
             return u_solvent, u_sei, torch.zeros_like(u_solvent)
         pooled = torch.cat([a[:, 1:].mean(1), b[:, 1:].mean(1), c], dim=-1)
