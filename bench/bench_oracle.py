@@ -60,9 +60,8 @@ def main(argv=None) -> int:
     static = (test.static.numpy()[pick] - mean) / std
     persistence = float(((frames[:, 1:] - static[:, None]) ** 2).mean())
     gen = ds.manifest["generator"]
-    cfg = gen["config"]
-    sim = OpIRSim(SimConfig(T=cfg["T"], W=cfg["W"], wn_range=tuple(cfg["wn_range"])))
-    seed, T, W, M = int(gen["seed"]), int(cfg["T"]), int(cfg["W"]), int(args.replicates)
+    sim = OpIRSim(SimConfig.from_json(gen["config"]))
+    seed, T, W, M = int(gen["seed"]), sim.config.T, sim.config.W, int(args.replicates)
     rows = []
     for name, g in _groups().items():
         t0 = time.perf_counter()

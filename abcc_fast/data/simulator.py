@@ -94,6 +94,14 @@ class SimConfig:
         return {"T": self.T, "W": self.W, "wn_range": list(self.wn_range), "resolution": self.resolution,
                 "substeps": self.substeps, "systems": self.system_numbers()}
 
+    @classmethod
+    def from_json(cls, d: dict) -> "SimConfig":
+        """The inverse of ``to_json`` (a manifest's generator config; extra keys such as n_samples are
+        ignored): the settings to re-simulate a dataset's samples."""
+        return cls(T=int(d["T"]), W=int(d["W"]), wn_range=(float(d["wn_range"][0]), float(d["wn_range"][1])),
+                   resolution=float(d.get("resolution", 4.0)), substeps=int(d.get("substeps", 8)),
+                   systems=d.get("systems"))
+
 
 # ---------------------------------------------------------------------------------------------
 # Line shapes and templates

@@ -41,11 +41,7 @@ class SimulatorOracle:
                              "the oracle")
         if int(replicates) < 1:
             raise ValueError(f"replicates must be >= 1, got {replicates}")
-        cfg = dict(gen.get("config") or {})
-        self.sim = sim_mod.OpIRSim(sim_mod.SimConfig(
-            T=int(cfg["T"]), W=int(cfg["W"]), wn_range=tuple(cfg["wn_range"]),
-            resolution=float(cfg.get("resolution", 4.0)), substeps=int(cfg.get("substeps", 8)),
-            systems=cfg.get("systems")))
+        self.sim = sim_mod.OpIRSim(sim_mod.SimConfig.from_json(gen.get("config") or {}))
         self.seed = int(gen.get("seed", 0))
         self.replicates = int(replicates)
         self.draw_seed = int(draw_seed)
