@@ -84,6 +84,16 @@ def interpolate(series: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return a + w * (b - a)
 
 
+def duration_feature(time_s: Optional[torch.Tensor], like: torch.Tensor, log_mean: float, log_std: float) -> torch.Tensor:
+    """[B, 1] scaled log protocol duration (log(time_s[:, -1] - time_s[:, 0]) - log_mean) / log_std,
+    on ``like``'s device and dtype; zeros (the training split's typical duration) without time_s."""
+    if time_s is None:
+        return like.new_zeros(like.shape[0], 1)
+    t = time_s.to(like.device, torch.float64)
+    log_dur = (t[:, -1] - t[:, 0]).clamp_min(1.0).log()
+    return ((log_dur - log_mean) / log_std).to(like.dtype)[:, None]
+
+
 class ABCC(nn.Module):
     """The ABCC operando-IR model (SPEC.md 4). See the module docstring for the method.
 
@@ -191,13 +201,7 @@ class ABCC(nn.Module):
         cfg = self.config
         parts = [self.composition_embedding(composition, extra_templates)]
         if cfg.use_duration:
-            if time_s is None:
-                feat = torch.zeros(composition.shape[0], 1, device=composition.device, dtype=composition.dtype)
-            else:
-                t = time_s.to(composition.device, torch.float64)
-                log_dur = (t[:, -1] - t[:, 0]).clamp_min(1.0).log()
-                feat = ((log_dur - cfg.duration_log_mean) / cfg.duration_log_std).to(composition.dtype)[:, None]
-            parts.append(feat)
+            parts.append(duration_feature(time_s, composition, cfg.duration_log_mean, cfg.duration_log_std))
         if cfg.profile_points:
             if voltage is None:
                 raise ValueError("ABCC.context: this model is conditioned on the voltage profile; pass voltage [B, T]")

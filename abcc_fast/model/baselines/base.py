@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._io import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_model_meta, save_model_dir  # noqa: F401
-from ..abcc import ABCC
+from ..abcc import ABCC, duration_feature
 from ..config import ABCCConfig, config_from_dict
 
 PRESETS = ("tiny", "cpu_default")
@@ -308,14 +308,9 @@ class BaselineModel(nn.Module):
         volt = torch.stack([v, tau, v - v[:, :1]], dim=-1)                             # [B, T, 3]
         ctx = composition                                                              # [B, C (+1)]
         if cfg.use_duration:
-            # scaled log protocol duration, as ABCC's context (rates act in seconds); without time_s
-            # the training split's typical duration is assumed (feature 0)
-            feat = composition.new_zeros(composition.shape[0], 1)
-            if time_s is not None:
-                t = time_s.to(composition.device, torch.float64)
-                log_dur = (t[:, -1] - t[:, 0]).clamp_min(1.0).log()
-                feat = ((log_dur - cfg.duration_log_mean) / cfg.duration_log_std).to(composition.dtype)[:, None]
-            ctx = torch.cat([composition, feat], dim=1)
+            # scaled log protocol duration, as ABCC's context (rates act in seconds)
+            ctx = torch.cat([composition, duration_feature(time_s, composition, cfg.duration_log_mean,
+                                                           cfg.duration_log_std)], dim=1)
         onehot = F.one_hot(electrode, cfg.n_electrodes).to(ctx.dtype)
         raw = torch.cat([ctx, onehot], dim=-1)
         if self.cond is None:
