@@ -121,16 +121,13 @@ class TemplateHead(nn.Module):
 
 def sei_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     """[M, W] film-product templates (all products x aging states) on cfg.wavenumber, unit peak."""
-    from ..analysis.templates import MIN_TEMPLATE_PEAK, film_products, product_templates, simulator_basis
-    from ..data import chemistry as chem
+    from ..analysis.templates import film_products, product_templates, visible_products
 
     if len(cfg.wavenumber) != cfg.W:
         raise ValueError("ABCCConfig(sei_basis='templates') needs the model grid (config.wavenumber, W points) to "
                          "render the SEI product templates: build the config with ABCCConfig.from_dataset(ds, ...) "
                          "or pass wavenumber=[...], or use sei_basis='free'")
-    basis = simulator_basis(cfg.wavenumber)
-    names = [n for n in film_products()
-             if float(abs(basis.sei[chem.FILM_SPECIES.index(n), 0]).max()) >= MIN_TEMPLATE_PEAK]
+    names = visible_products(cfg.wavenumber, film_products())      # products with a band on this grid
     m = torch.as_tensor(product_templates(cfg.wavenumber, names).matrix, dtype=torch.float64)
     return m / m.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
 
