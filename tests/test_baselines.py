@@ -54,7 +54,7 @@ def test_registry_names_and_cli_choices():
 @pytest.mark.parametrize("name", NAMES)
 def test_presets_are_json_and_build(name, ds):
     cls = BASELINES[name]
-    for preset in ("tiny", "cpu_default"):
+    for preset in ("tiny", "cpu_default", "gpu_default"):
         cfg = cls.config_class.from_dataset(ds, "random", preset=preset)
         back = cls.config_class.from_dict(json.loads(json.dumps(cfg.to_dict())))
         assert back.to_dict() == cfg.to_dict()
@@ -62,6 +62,22 @@ def test_presets_are_json_and_build(name, ds):
         assert cfg.norm_std == pytest.approx(ds.norm_stats("random")[1])
     with pytest.raises(ValueError, match="preset"):
         cls.config_class.from_dataset(ds, "random", preset="huge")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gpu_preset_is_larger_and_trains(name, ds, batch):
+    """gpu_default (the GPU suite's size) is a real, bigger architecture: it builds, its loss is
+    finite and differentiable, and it has more parameters than cpu_default (DLinear: as many)."""
+    cls = BASELINES[name]
+    n = {p: sum(q.numel() for q in cls.from_dataset(ds, "random", preset=p).parameters())
+         for p in ("cpu_default", "gpu_default")}
+    assert n["gpu_default"] >= n["cpu_default"] if name == "dlinear" else n["gpu_default"] > n["cpu_default"]
+    torch.manual_seed(0)
+    model = cls.from_dataset(ds, "random", preset="gpu_default")
+    loss, _ = model.training_loss(batch, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", NAMES)

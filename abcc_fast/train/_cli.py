@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="model + training preset")
     p.add_argument("--model", default="abcc", metavar="NAME", choices=MODEL_NAMES,
                    help="abcc, or an OpIRBench baseline: " + ", ".join(MODEL_NAMES[1:]) +
-                        " (baselines have the tiny and cpu presets)")
+                        " (every model has the tiny, cpu and gpu presets)")
     p.add_argument("--steps", type=int, default=None, help="step budget (default: the preset's)")
     p.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
                    help="wall-clock cap (default: the preset's; cpu: 300 s)")
@@ -131,9 +131,6 @@ def run_train(args) -> int:
 
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
                                    ("max_time_s", args.max_time)) if v is not None}
-    if args.model != "abcc" and args.preset == "gpu":  # say so before the dataset is generated or loaded
-        raise ValueError(f"--model {args.model}: the baselines have the tiny and cpu presets (no gpu preset yet); "
-                         "pass --preset cpu or --preset tiny")
     cfg = TrainConfig.preset_named(args.preset, seed=args.seed, device=args.device, **overrides).validate()
     out = Path(args.out)
     if not args.resume and not args.overwrite and latest_checkpoint(out) is not None:

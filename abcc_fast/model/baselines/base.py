@@ -38,7 +38,7 @@ from .._io import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_model_meta, save
 from ..abcc import ABCC, duration_feature
 from ..config import ABCCConfig, config_from_dict
 
-PRESETS = ("tiny", "cpu_default")
+PRESETS = ("tiny", "cpu_default", "gpu_default")
 
 # data-derived fields, shared with ABCCConfig (same names, same meaning, same computation)
 DATA_FIELDS = ("W", "T", "n_components", "n_electrodes", "wavenumber", "components", "electrodes",
@@ -51,11 +51,12 @@ DATA_FIELDS = ("W", "T", "n_components", "n_electrodes", "wavenumber", "componen
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class BaselineConfig:
-    """Fields every baseline has. Subclasses add their architecture and set ``TINY`` and
-    ``CPU_DEFAULT`` (preset overrides of their own defaults)."""
+    """Fields every baseline has. Subclasses add their architecture and set ``TINY``,
+    ``CPU_DEFAULT`` and ``GPU_DEFAULT`` (preset overrides of their own defaults)."""
 
     TINY: ClassVar[dict] = {}
     CPU_DEFAULT: ClassVar[dict] = {}
+    GPU_DEFAULT: ClassVar[dict] = {}
 
     # -- data-derived (from_dataset); meanings as in ABCCConfig ---------------------------------
     W: int = 512
@@ -109,10 +110,17 @@ class BaselineConfig:
         return cls(**{**cls.CPU_DEFAULT, **kw})
 
     @classmethod
+    def gpu_default(cls, **kw) -> "BaselineConfig":
+        """For the GPU suite (``abcc bench --all --preset gpu``) next to ABCC's gpu_default (14.8 M
+        parameters): wider and deeper than cpu_default: 2-15x its parameters
+        (the MLP 20.7 M, as its hidden x T W output layer dominates; DLinear, linear, is unchanged)."""
+        return cls(**{**cls.GPU_DEFAULT, **kw})
+
+    @classmethod
     def preset(cls, name: str, **kw) -> "BaselineConfig":
         if name not in PRESETS:
             raise ValueError(f"unknown {cls.__name__} preset {name!r}; baselines have {PRESETS} "
-                             "(abcc train: --preset tiny or cpu)")
+                             "(abcc train: --preset tiny, cpu or gpu)")
         return getattr(cls, name)(**kw)
 
     @classmethod
@@ -125,7 +133,8 @@ class BaselineConfig:
         data = ABCCConfig.from_dataset(ds, split, preset="tiny")
         fields = {k: getattr(data, k) for k in DATA_FIELDS}
         fields.update(cls.fields_from_dataset(ds, split, fields))
-        base = {**(cls.TINY if preset == "tiny" else cls.CPU_DEFAULT), **fields}
+        arch = {"tiny": cls.TINY, "cpu_default": cls.CPU_DEFAULT, "gpu_default": cls.GPU_DEFAULT}[preset]
+        base = {**arch, **fields}
         base.update(cls.fit_to_data(base))
         base.update(kw)
         return cls(**base)

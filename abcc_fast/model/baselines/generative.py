@@ -37,6 +37,8 @@ class FlowConfig(BaselineConfig):
     TINY = dict(channels=8, depth=2, kernel=5, n_freq=4, cond_dim=16, electrode_dim=4, steps=4)
     CPU_DEFAULT = dict(channels=64, depth=6, kernel=5, n_freq=8, cond_dim=64, electrode_dim=8, steps=8,
                        eval_samples=2)
+    GPU_DEFAULT = dict(channels=192, depth=10, kernel=5, n_freq=16, cond_dim=128, electrode_dim=16, steps=8,
+                       eval_samples=4)
 
     channels: int = 64
     depth: int = 6
@@ -71,6 +73,7 @@ class CFMConfig(FlowConfig):
 class MeanFlowNoiseConfig(FlowConfig):
     TINY = {**FlowConfig.TINY, "steps": 1}
     CPU_DEFAULT = {**FlowConfig.CPU_DEFAULT, "steps": 1}
+    GPU_DEFAULT = {**FlowConfig.GPU_DEFAULT, "steps": 1}
 
     steps: int = 1                     # one-step sampler
     jvp_fraction: float = 0.25         # fraction of (r, tau) pairs with r != tau (MeanFlow: 25 %)

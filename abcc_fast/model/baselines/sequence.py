@@ -34,6 +34,7 @@ from .base import BaselineConfig, BaselineModel, Cond, context_size, largest_div
 class GRUConfig(BaselineConfig):
     TINY = dict(hidden=32, cond_dim=16, electrode_dim=4)
     CPU_DEFAULT = dict(hidden=512, cond_dim=64, electrode_dim=8)
+    GPU_DEFAULT = dict(hidden=1024, cond_dim=128, electrode_dim=16)
 
     hidden: int = 256
     cell: str = "gru"                  # "gru" | "lstm"
@@ -86,6 +87,7 @@ class GRUBaseline(BaselineModel):
 class PatchTSTConfig(BaselineConfig):
     TINY = dict(dim=32, depth=1, heads=2, frame_patch=2, spectral_patch=16, cond_dim=16, electrode_dim=4)
     CPU_DEFAULT = dict(dim=256, depth=4, heads=4, frame_patch=4, spectral_patch=16, cond_dim=64, electrode_dim=8)
+    GPU_DEFAULT = dict(dim=384, depth=6, heads=6, frame_patch=2, spectral_patch=16, cond_dim=128, electrode_dim=16)
 
     dim: int = 128
     depth: int = 3
@@ -152,6 +154,7 @@ class PatchTSTBaseline(BaselineModel):
 class DLinearConfig(BaselineConfig):
     TINY = dict(kernel=3)
     CPU_DEFAULT = dict(kernel=5)
+    GPU_DEFAULT = dict(kernel=5)
 
     kernel: int = 5                    # moving-average window of the trend (odd)
 

@@ -21,6 +21,7 @@ from .base import BaselineConfig, BaselineModel, Cond, ConvTrunk, mlp
 class MLPConfig(BaselineConfig):
     TINY = dict(hidden=32, depth=1, cond_dim=16, electrode_dim=4)
     CPU_DEFAULT = dict(hidden=512, depth=3, cond_dim=64, electrode_dim=8)
+    GPU_DEFAULT = dict(hidden=1024, depth=4, cond_dim=128, electrode_dim=16)
 
     hidden: int = 256
     depth: int = 2                     # hidden layers
@@ -59,6 +60,7 @@ class MLPBaseline(BaselineModel):
 class CNNConfig(BaselineConfig):
     TINY = dict(channels=8, depth=2, kernel=5, cond_dim=16, electrode_dim=4)
     CPU_DEFAULT = dict(channels=64, depth=8, kernel=5, cond_dim=64, electrode_dim=8)
+    GPU_DEFAULT = dict(channels=192, depth=12, kernel=5, cond_dim=128, electrode_dim=16)
 
     channels: int = 64
     depth: int = 6                     # residual blocks (dilations 1, 2, 4, 8, 1, ...)

@@ -29,6 +29,7 @@ from .base import BaselineConfig, BaselineModel, Cond, film, largest_divisor
 class ConvLSTMConfig(BaselineConfig):
     TINY = dict(channels=8, hidden=8, kernel=3, down=4, cond_dim=16, electrode_dim=4)
     CPU_DEFAULT = dict(channels=32, hidden=32, kernel=5, down=4, cond_dim=64, electrode_dim=8)
+    GPU_DEFAULT = dict(channels=96, hidden=96, kernel=5, down=2, cond_dim=128, electrode_dim=16)
 
     channels: int = 32                 # encoder channels
     hidden: int = 32                   # ConvLSTM state channels
@@ -87,6 +88,7 @@ class ConvLSTMBaseline(BaselineModel):
 class SimVPConfig(BaselineConfig):
     TINY = dict(channels=8, hidden=16, levels=2, blocks=1, cond_dim=16, electrode_dim=4)
     CPU_DEFAULT = dict(channels=16, hidden=128, levels=2, blocks=3, cond_dim=64, electrode_dim=8)
+    GPU_DEFAULT = dict(channels=64, hidden=384, levels=2, blocks=6, cond_dim=128, electrode_dim=16)
 
     channels: int = 16                 # latent channels per frame
     hidden: int = 128                  # translator width
