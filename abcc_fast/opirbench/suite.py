@@ -113,7 +113,9 @@ def check_entries(entries: Optional[Sequence[str]]) -> list[str]:
 def model_presets(preset: str) -> dict:
     """Model config preset per family for a suite preset: tiny -> tiny, cpu -> cpu_default,
     gpu -> gpu_default (ABCC and every baseline)."""
-    name = {"tiny": "tiny", "cpu": "cpu_default", "gpu": "gpu_default"}[preset]
+    from ..train._cli import PRESETS as CONFIG_PRESETS  # CLI name -> config preset (no torch import)
+
+    name = CONFIG_PRESETS[preset]
     return {"abcc": name, "baseline": name}
 
 

@@ -101,39 +101,42 @@ class BaselineConfig:
     @classmethod
     def tiny(cls, **kw) -> "BaselineConfig":
         """CI size: trains in seconds."""
-        return cls(**{**cls.TINY, **kw})
+        return cls.preset("tiny", **kw)
 
     @classmethod
     def cpu_default(cls, **kw) -> "BaselineConfig":
-        """Sized to about ABCC's cpu_default step cost, so the trainer's CPU budget (1,200 steps of
-        batch 8, 330 s cap) trains every baseline for several hundred steps or more on 2 CPU cores."""
-        return cls(**{**cls.CPU_DEFAULT, **kw})
+        """Sized to about ABCC's cpu_default step cost, so the trainer's CPU budget (batch 8, 330 s
+        of wall clock) trains every baseline for several hundred steps or more on 2 CPU cores."""
+        return cls.preset("cpu_default", **kw)
 
     @classmethod
     def gpu_default(cls, **kw) -> "BaselineConfig":
         """For the GPU suite (``abcc bench --all --preset gpu``) next to ABCC's gpu_default (14.8 M
         parameters): wider and deeper than cpu_default: 2-15x its parameters
         (the MLP 20.7 M, as its hidden x T W output layer dominates; DLinear, linear, is unchanged)."""
-        return cls(**{**cls.GPU_DEFAULT, **kw})
+        return cls.preset("gpu_default", **kw)
 
     @classmethod
-    def preset(cls, name: str, **kw) -> "BaselineConfig":
+    def architecture(cls, name: str) -> dict:
+        """The architecture overrides of preset ``name`` (``TINY``, ``CPU_DEFAULT`` or ``GPU_DEFAULT``)."""
         if name not in PRESETS:
             raise ValueError(f"unknown {cls.__name__} preset {name!r}; baselines have {PRESETS} "
                              "(abcc train: --preset tiny, cpu or gpu)")
-        return getattr(cls, name)(**kw)
+        return getattr(cls, name.upper())
+
+    @classmethod
+    def preset(cls, name: str, **kw) -> "BaselineConfig":
+        return cls(**{**cls.architecture(name), **kw})
 
     @classmethod
     def from_dataset(cls, ds, split: str = "random", preset: str = "cpu_default", **kw) -> "BaselineConfig":
         """Grid, vocabularies and normalisation of ``ds`` (training part of ``split``), computed by
         ``ABCCConfig.from_dataset`` so ABCC and every baseline see identical inputs, plus the
         preset's architecture and ``kw`` overrides."""
-        if preset not in PRESETS:
-            cls.preset(preset)  # raises the message naming the presets
+        arch = cls.architecture(preset)  # first: an unknown preset fails before any data is read
         data = ABCCConfig.from_dataset(ds, split, preset="tiny")
         fields = {k: getattr(data, k) for k in DATA_FIELDS}
         fields.update(cls.fields_from_dataset(ds, split, fields))
-        arch = {"tiny": cls.TINY, "cpu_default": cls.CPU_DEFAULT, "gpu_default": cls.GPU_DEFAULT}[preset]
         base = {**arch, **fields}
         base.update(cls.fit_to_data(base))
         base.update(kw)
