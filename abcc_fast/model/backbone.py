@@ -97,28 +97,6 @@ class JointBlock(nn.Module):
         return outs[0], outs[1]
 
 
-class TemplateHead(nn.Module):
-    """SEI velocity as a combination of product templates: final adaLN, mean over the stream's
-    tokens, Linear(d, M) (zero-initialised) -> coefficients [B, M] @ templates [M, W]. The templates
-    (``sei_templates``, a persistent buffer: saved with the weights) are the film products' spectra
-    along their aging states on the model grid, each scaled to a peak of 1 z-unit."""
-
-    def __init__(self, dim: int, templates: torch.Tensor):
-        super().__init__()
-        self.norm = PlainLayerNorm(1e-6)
-        self.modulation = nn.Linear(dim, 2 * dim)
-        self.proj = nn.Linear(dim, templates.shape[0])
-        for lin in (self.modulation, self.proj):
-            nn.init.zeros_(lin.weight)
-            nn.init.zeros_(lin.bias)
-        self.register_buffer("sei_templates", templates.float())
-
-    def forward(self, x, c):
-        shift, scale = self.modulation(F.silu(c)).chunk(2, dim=-1)
-        coef = self.proj(_modulate(self.norm(x), shift, scale).mean(1))          # [B, M]
-        return coef @ self.sei_templates.to(coef.dtype)
-
-
 def sei_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     """[M, W] film-product templates (all products x aging states) on cfg.wavenumber, unit peak."""
     from ..analysis.templates import film_products, product_templates, visible_products
@@ -133,20 +111,39 @@ def sei_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
 
 
 class StreamHead(nn.Module):
-    """Final adaLN + Linear(d, P), zero-initialised (the velocity starts at 0)."""
+    """Final adaLN + Linear(d, P), zero-initialised (the velocity starts at 0): tokens [B, N, d]
+    -> a stream's velocity [B, N P]."""
 
-    def __init__(self, dim: int, patch: int):
+    def __init__(self, dim: int, out: int):
         super().__init__()
         self.norm = PlainLayerNorm(1e-6)
         self.modulation = nn.Linear(dim, 2 * dim)
-        self.proj = nn.Linear(dim, patch)
+        self.proj = nn.Linear(dim, out)
         for lin in (self.modulation, self.proj):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def forward(self, x, c):
+    def features(self, x, c):
         shift, scale = self.modulation(F.silu(c)).chunk(2, dim=-1)
-        return self.proj(_modulate(self.norm(x), shift, scale))
+        return _modulate(self.norm(x), shift, scale)
+
+    def forward(self, x, c):
+        return rearrange(self.proj(self.features(x, c)), "b n p -> b (n p)")
+
+
+class TemplateHead(StreamHead):
+    """SEI velocity as a combination of product templates: StreamHead's final adaLN, mean over the
+    stream's tokens, Linear(d, M) (zero-initialised) -> coefficients [B, M] @ templates [M, W]. The
+    templates (``sei_templates``, a persistent buffer: saved with the weights) are the film products'
+    spectra along their aging states on the model grid, each scaled to a peak of 1 z-unit."""
+
+    def __init__(self, dim: int, templates: torch.Tensor):
+        super().__init__(dim, templates.shape[0])
+        self.register_buffer("sei_templates", templates.float())
+
+    def forward(self, x, c):
+        coef = self.proj(self.features(x, c).mean(1))                               # [B, M]
+        return coef @ self.sei_templates.to(coef.dtype)
 
 
 def context_size(cfg: ABCCConfig) -> int:
@@ -247,11 +244,8 @@ class TwoStreamBackbone(nn.Module):
         b = torch.cat([self.cond_token_sei(c)[:, None], b], dim=1)
         for blk in self.blocks:
             a, b = blk(a, b, c)
-        u_solvent = rearrange(self.head_solvent(a[:, 1:], c), "b n p -> b (n p)")
-        if isinstance(self.head_sei, TemplateHead):
-            u_sei = self.head_sei(b[:, 1:], c)
-        else:
-            u_sei = rearrange(self.head_sei(b[:, 1:], c), "b n p -> b (n p)")
+        u_solvent = self.head_solvent(a[:, 1:], c)                  # [B, W]
+        u_sei = self.head_sei(b[:, 1:], c)                          # [B, W]: patches or templates
         if self.head_baseline is None:
             return u_solvent, u_sei, torch.zeros_like(u_solvent)
         pooled = torch.cat([a[:, 1:].mean(1), b[:, 1:].mean(1), c], dim=-1)
