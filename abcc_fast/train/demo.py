@@ -375,7 +375,8 @@ def _report(out, ds, summary, runs, results, boards, figs, overview_figs, system
          "- references: `persistence` (every frame = static spectrum), `frame0` (every frame = true frame 0: an "
          "oracle rest state the model does not get), and on OpIRSim data `oracle`: the simulator's Monte-Carlo "
          f"conditional mean over {ORACLE_REPLICATES} re-simulations of each test sample with every draw that no "
-         "input reveals redrawn (film kinetics, salt polarisation, operando baseline and noise): the best score "
+         "input reveals redrawn (film kinetics, salt polarisation, operando baseline and noise, and the split of the "
+         "static spectrum's scale into contact and static gain, of which the inputs reveal only the product): the best score "
          "any model of these inputs can expect (its MSE sits above the Bayes bound by the hidden variance / "
          f"{ORACLE_REPLICATES})", "",
          "## Training", "",
