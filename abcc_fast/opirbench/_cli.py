@@ -44,12 +44,12 @@ def register(subparsers) -> None:
                         "abcc_steps<N>, mlp, cnn, gru, patchtst, dlinear, convlstm, simvp, cfm, meanflow_noise")
     a.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per entry and split")
     a.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"],
-                   help="training budget + model presets (gpu: ABCC gpu_default, baselines cpu_default)")
+                   help="training budget + model presets (the same preset for ABCC and every baseline)")
     a.add_argument("--steps", type=int, default=None,
                    help="the budget: training steps for every entry, the same for all (default: the preset's)")
     a.add_argument("--max-time", type=float, default=None, metavar="S",
                    help="optional wall-clock safety cap per training run in seconds: a run it ends early is marked "
-                        "capped in the table (with a warning); it never changes the step schedule; default: none")
+                        "capped in the table (with a warning); it never changes the step schedule")
     a.add_argument("--sweep", action="store_true",
                    help="every trained entry (ABCC, its ablations, the baselines): choose lr among --sweep-lr x the "
                         "preset's lr by val-part MSE (seed 0)")

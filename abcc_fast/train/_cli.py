@@ -33,7 +33,7 @@ def register(subparsers) -> None:
                         "gives the same model on a busy or an idle machine (default: the preset's)")
     p.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
                    help="optional wall-clock safety cap: ends the run early with a warning (marked capped; the "
-                        "schedule still follows --steps, so the result does not compare with full runs); default: none")
+                        "schedule still follows --steps, so the result does not compare with full runs)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
