@@ -17,7 +17,8 @@ Entries (``ENTRIES``):
   abcc_no_physics   without the physics constraints (ABCCConfig.ablation("no_physics"))
   abcc_no_spectrum  without the spectrum constraints (ablation "no_spectrum")
   abcc_one_stream   one stream instead of two (ablation "one_stream": SEI velocity 0)
-  abcc_steps<N>     the trained ``abcc`` model itself, predicting with N chained jumps
+  abcc_mf_sources   also trained from MeanFlow sources r > 0 (ablation "mf_sources")
+  abcc_steps<N>     the trained ``abcc_mf_sources`` model, predicting with N chained jumps
                     (``ABCC.predict(steps=N)``) instead of one: one step vs several, no retraining
   meanflow_noise    without Chemical Flow: noise-to-data MeanFlow (the baseline of that name; it runs on
                     the baselines' convolutional trunk, not the ABCC backbone)
@@ -26,7 +27,7 @@ Entries (``ENTRIES``):
 Validation sweep (``sweep=True``, every trained entry: ABCC, its ablations and the baselines
 alike): each is trained with seed 0 at lr x ``sweep_lr`` factors of the preset's lr; the lr with
 the lowest val-part MSE is kept for every seed (its seed-0 run *is* the seed-0 run of the table:
-same config, same seed). ``abcc_steps<N>`` scores the ``abcc`` runs, so it shares their lr.
+same config, same seed). ``abcc_steps<N>`` scores the ``abcc_mf_sources`` runs, so it shares their lr.
 
 Output directory (resumable: a (split, entry, seed) whose ``results/...json`` exists is skipped;
 an interrupted training run resumes from its last checkpoint)::
@@ -64,7 +65,7 @@ from .metrics import ALL_METRICS, METRIC_DEFINITIONS, METRIC_KEYS, METRICS_VERSI
 
 SPLITS = ("random", "system")
 ABLATION_ENTRIES = {"abcc": "abcc", "abcc_no_physics": "no_physics", "abcc_no_spectrum": "no_spectrum",
-                    "abcc_one_stream": "one_stream"}
+                    "abcc_one_stream": "one_stream", "abcc_mf_sources": "mf_sources"}
 BASELINE_ENTRIES = ("mlp", "cnn", "gru", "patchtst", "dlinear", "convlstm", "simvp", "cfm", "meanflow_noise")
 ENTRIES = tuple(ABLATION_ENTRIES) + ("abcc_steps4",) + BASELINE_ENTRIES
 PRESETS = ("tiny", "cpu", "gpu")
@@ -142,8 +143,9 @@ def train_config(preset: str, steps: Optional[int] = None, max_time_s: Optional[
 
 
 def _trained_entry(entry: str) -> str:
-    """The entry whose trained model ``entry`` evaluates (abcc_steps<N> -> abcc)."""
-    return "abcc" if _STEPS_RE.match(entry) else entry
+    """The entry whose trained model ``entry`` evaluates (abcc_steps<N> -> abcc_mf_sources: chained
+    jumps start from predicted states at r > 0, which only a model trained from such sources knows)."""
+    return "abcc_mf_sources" if _STEPS_RE.match(entry) else entry
 
 
 def _build_model(entry: str, ds, split: str, presets: dict):
