@@ -228,20 +228,27 @@ class _CpuEngine:
     """
 
     supports_seq = True
+    # Which C++ engine runs: "auto" (by shape), "pairs" (one pair at a time, SIMD along
+    # anti-diagonals) or "lanes" (one pair per SIMD lane; needs every pair at the padded lengths,
+    # else the pair engine runs). Tests pin it; users have no reason to.
+    choice = "auto"
+    _CODES = {"auto": 0, "pairs": 1, "lanes": 2}
 
     @staticmethod
     def _threads(n, m) -> int:
         return cpu_threads(work=int((n * m).sum()))
 
     def forward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save):
+        code = self._CODES[self.choice]
         value, temporal, r, rt, off = native_module().sdtw_cpu_forward(
-            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, self._threads(n, m))
-        return value, (temporal if want_temporal else None), (r, rt, off)
+            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, self._threads(n, m), code)
+        return value, (temporal if want_temporal else None), (r, rt, off, code)
 
     def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal):
+        r, rt, off, code = state
         G, dx, dy = native_module().sdtw_cpu_backward(
-            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, *state, grad_value, grad_temporal,
-            self._threads(n, m))
+            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, r, rt, off, grad_value, grad_temporal,
+            self._threads(n, m), code)
         return (G,) if D is not None else (dx, dy)
 
 
