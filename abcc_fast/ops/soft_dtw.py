@@ -99,6 +99,8 @@ def _valid_mask(lengths: torch.Tensor, full: int, device) -> torch.Tensor:
 
 
 def _check_finite(t: torch.Tensor, mask: Optional[torch.Tensor], name: str, fn: str) -> None:
+    if mask is None and bool(torch.isfinite(t.detach().sum())):
+        return  # one reduction, no temporaries; a NaN/Inf (or an overflowing sum) takes the full check
     bad = ~torch.isfinite(t)
     if mask is not None:
         bad = bad & mask.view(mask.shape + (1,) * (t.dim() - mask.dim()))
@@ -123,14 +125,18 @@ def _prepare_pair(x, y, lengths_x, lengths_y, fn, names=("x", "y")):
     B, N, M = x3.shape[0], x3.shape[1], y3.shape[1]
     n = _lengths(lengths_x, B, N, x3.device, f"lengths_{names[0]}", fn)
     m = _lengths(lengths_y, B, M, x3.device, f"lengths_{names[1]}", fn)
-    mask_x = _valid_mask(n, N, x3.device)
-    mask_y = _valid_mask(m, M, y3.device)
-    _check_finite(x3, mask_x, names[0], fn)
-    _check_finite(y3, mask_y, names[1], fn)
-    # Padding is replaced by zeros (NaN-proof, and its gradient is exactly zero).
-    x3 = torch.where(mask_x.unsqueeze(-1), x3.to(dtype), torch.zeros((), dtype=dtype, device=x3.device))
-    y3 = torch.where(mask_y.unsqueeze(-1), y3.to(dtype), torch.zeros((), dtype=dtype, device=y3.device))
-    return x3, y3, n, m
+    return _mask_padding(x3, lengths_x, n, dtype, names[0], fn), _mask_padding(y3, lengths_y, m, dtype, names[1], fn), n, m
+
+
+def _mask_padding(t: torch.Tensor, lengths: Lengths, n: torch.Tensor, dtype, name: str, fn: str) -> torch.Tensor:
+    """Checks the valid part is finite; padding is replaced by zeros (NaN-proof, and its gradient is
+    exactly zero). Without lengths there is no padding: no mask is built."""
+    if lengths is None:
+        _check_finite(t, None, name, fn)
+        return t.to(dtype)
+    mask = _valid_mask(n, t.shape[1], t.device)
+    _check_finite(t, mask, name, fn)
+    return torch.where(mask.unsqueeze(-1), t.to(dtype), torch.zeros((), dtype=dtype, device=t.device))
 
 
 def pairwise_sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -144,7 +150,7 @@ def pairwise_sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (x[:, :, None, 0] - y[:, None, :, 0]) ** 2
     xx = (x * x).sum(-1)
     yy = (y * y).sum(-1)
-    return (xx[:, :, None] + yy[:, None, :] - 2.0 * torch.bmm(x, y.transpose(1, 2))).clamp_min(0.0)
+    return torch.baddbmm(xx[:, :, None] + yy[:, None, :], x, y.transpose(1, 2), alpha=-2.0).clamp_min(0.0)
 
 
 def default_omega(n: torch.Tensor, m: torch.Tensor, N: int, M: int, dtype, device) -> torch.Tensor:

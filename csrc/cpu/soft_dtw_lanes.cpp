@@ -125,7 +125,7 @@ void forward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, T*
             const bool dead = mn == INF;
             const T o = dead ? INF : cst[l] + sm;
             out[l] = o;
-            tout[l] = dead ? T(0) : omv[l] + (ea * ta[l] + eb * tb[l] + ec * tc[l]) / S;
+            tout[l] = dead ? T(0) : omv[l] + (ea * ta[l] + eb * tb[l] + ec * tc[l]) * Math<T>::recip(S);
             rmin[l] = std::min(rmin[l], o);
           }
         } else {
@@ -248,7 +248,7 @@ void backward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, c
             T mn, ea, eb, ec, S;
             softmin3(a_in[l] + c2[l], b_in[l], c_in[l], s, s, mn, ea, eb, ec, S);
             const bool dead = mn == INF;
-            const T inv = T(1) / S;
+            const T inv = Math<T>::recip(S);
             const T Pa = dead ? T(0) : ea * inv, Pb = dead ? T(0) : eb * inv, Pc = dead ? T(0) : ec * inv;
             const T E = e_s[l], ET = et_s[l];
             const T mu = Pa * ta[l] + Pb * tb[l] + Pc * tc[l];
@@ -266,7 +266,7 @@ void backward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, c
             T mn, ea, eb, ec, S;
             softmin3(a_in[l] + c2[l], b_in[l], c_in[l], s, s, mn, ea, eb, ec, S);
             const bool dead = mn == INF;
-            const T E = e_s[l] / S;
+            const T E = e_s[l] * Math<T>::recip(S);
             e2[l] += dead ? T(0) : ea * E;
             e1b[l] += dead ? T(0) : eb * E;
             e1c[l] += dead ? T(0) : ec * E;
