@@ -131,3 +131,51 @@ def test_huge_costs_do_not_saturate(engine, choice):
     big = torch.full((B, 4), 1e19)
     assert torch.isinf(soft_dtw(big, y, 1.0)).all()
     assert torch.isinf(soft_dtw(big, y, 1.0, backend="reference")).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy mode: float64 accumulation for long series
+# ---------------------------------------------------------------------------------------------
+def _walks(N, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(1, N, generator=g) * 0.1).cumsum(1)
+    y = (torch.randn(1, N, generator=g) * 0.1).cumsum(1) + 2.0
+    return x, y
+
+
+@needs_cpu
+@pytest.mark.parametrize("gamma", [1.0, 0.01])
+def test_accuracy_mode_on_long_random_walks(gamma):
+    """Past PRECISION_AUTO_LENGTH, "auto" computes float32 inputs in float64 and returns float32:
+    E within 1e-4 of the float64 path (the float32 forward alone is off by 5e-4..1e-2 at 4096)."""
+    from abcc_fast.ops.soft_dtw import PRECISION_AUTO_LENGTH
+
+    x, y = _walks(PRECISION_AUTO_LENGTH + 1, seed=int(gamma * 100))
+    E64 = soft_dtw_alignment(x.double(), y.double(), gamma, backend="cpu")
+    for precision in ("auto", "float64"):
+        E = soft_dtw_alignment(x, y, gamma, precision=precision, backend="cpu")
+        assert E.dtype == torch.float32
+        assert (E.double() - E64).abs().max().item() <= 1e-4
+    xg = x.clone().requires_grad_(True)
+    v = soft_dtw(xg, y, gamma)
+    v.backward()
+    assert v.dtype == torch.float32 and xg.grad.dtype == torch.float32
+    xr = x.double().requires_grad_(True)
+    soft_dtw(xr, y.double(), gamma).backward()
+    torch.testing.assert_close(xg.grad.double(), xr.grad, rtol=1e-5, atol=1e-5)
+
+
+@needs_cpu
+def test_precision_keyword():
+    x, y = _pair(2, 20, 20, seed=1)
+    v64 = soft_dtw(x.double(), y.double(), 0.1)
+    v = soft_dtw(x, y, 0.1, precision="float64")
+    assert v.dtype == torch.float32
+    torch.testing.assert_close(v.double(), v64, rtol=1e-7, atol=0)  # only the final rounding to float32
+    loss, shape, temporal = dilate(x, y, 0.5, 0.1, precision="float64", reduction="none")
+    ref = dilate(x.double(), y.double(), 0.5, 0.1, reduction="none")
+    for a, b in zip((loss, shape, temporal), ref):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.double(), b, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        soft_dtw(x, y, 0.1, precision="fp64")
