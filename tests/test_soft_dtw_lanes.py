@@ -179,3 +179,37 @@ def test_precision_keyword():
         torch.testing.assert_close(a.double(), b, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="precision must be one of"):
         soft_dtw(x, y, 0.1, precision="fp64")
+
+
+# ---------------------------------------------------------------------------------------------
+# OpIRBench's DILATE metrics on the fast engine == the float64 reference twin
+# ---------------------------------------------------------------------------------------------
+@needs_cpu
+def test_opirbench_dilate_metrics_match_float64_reference():
+    from einops import rearrange
+
+    from abcc_fast.opirbench import metrics
+    from abcc_fast.opirbench.toy import toy_dataset
+
+    ds = toy_dataset(6, T=10, W=48, seed=3)
+    true = ds.frames
+    g = torch.Generator().manual_seed(0)
+    pred = true + 0.02 * torch.randn(true.shape, generator=g) + 0.01 * torch.roll(true, 1, dims=2)
+    ctx = metrics.MetricContext(wavenumber=ds.wavenumber, mean=float(true.mean()), std=float(true.std()))
+    got = {**metrics.dilate(pred, true, ctx), **metrics.dilate_spec(pred, true, ctx)}
+
+    zp = (pred[:, 1:].double() - ctx.mean) / ctx.std
+    zt = (true[:, 1:].double() - ctx.mean) / ctx.std
+    B, T1, W = zp.shape
+    a, gamma = metrics.DILATE_ALPHA, metrics.DILATE_GAMMA
+    time_parts = dilate(rearrange(zp, "b t w -> (b w) t"), rearrange(zt, "b t w -> (b w) t"), a, gamma,
+                        reduction="none", backend="reference")
+    spec_parts = dilate(rearrange(zp, "b t w -> (b t) w"), rearrange(zt, "b t w -> (b t) w"), a, gamma,
+                        reduction="none", bandwidth=ctx.spec_bandwidth(), backend="reference")
+    expected = {}
+    for prefix, parts, per in (("dilate", time_parts, W), ("dilate_spec", spec_parts, T1)):
+        for suffix, v in zip(("", "_shape", "_temporal"), parts):
+            expected[prefix + suffix] = v.view(B, per).mean(1)
+    assert set(got) == set(expected)
+    for key in expected:
+        torch.testing.assert_close(got[key].double(), expected[key], rtol=1e-5, atol=1e-6, msg=key)
