@@ -366,6 +366,9 @@ int64_t sdtw_lane_width(const SdtwProblem<T>& p) {
   // short to fill the pair engine's vectors, and lose at B = 4-8 for long series.
   const double diag_len = p.bandwidth < 0 ? double(std::min(p.N, p.M))
                                           : std::min(double(std::min(p.N, p.M)), 2.0 * p.bandwidth + 1.0);
+  // A given cost matrix is read with one gather per lane (stride N*M): past ~512^2 cells per pair
+  // those loads miss the caches and the pair engine's contiguous diagonal reads win (2x at 2048).
+  if (p.D && p.N * p.M > 512 * 512) return 0;
   if (p.B >= kLanes) return kLanes;
   return (p.B >= kLanes / 4 && diag_len <= 64) ? kLanes : 0;
 }
