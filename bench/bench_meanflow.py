@@ -69,8 +69,8 @@ def core_queries(model: ABCC, batch: dict, n_per_sample: int, jvp_fraction: floa
     tau = torch.where(jump, r + (1 - r) * torch.rand(B, n_per_sample, generator=g).to(device), r)
     state = model.protocol_state(batch["voltage"], batch["time_s"])          # [B, T, n_state]
     q = dict(x=interpolate(frames, r).flatten(0, 1), static=static.repeat_interleave(n_per_sample, 0),
-             r=r.flatten(), tau=tau.flatten(), volt_r=interpolate(state, r).flatten(0, 1),
-             volt_tau=interpolate(state, tau).flatten(0, 1),
+             r=r.flatten(), tau=tau.flatten(), state_r=interpolate(state, r).flatten(0, 1),
+             state_tau=interpolate(state, tau).flatten(0, 1),
              composition=model.context(batch["composition"], batch["time_s"], batch["voltage"])
              .repeat_interleave(n_per_sample, 0),
              electrode=batch["electrode"].repeat_interleave(n_per_sample, 0))
@@ -80,7 +80,7 @@ def core_queries(model: ABCC, batch: dict, n_per_sample: int, jvp_fraction: floa
 
 
 def _args(q, rows=None):
-    keys = ("x", "static", "r", "tau", "volt_r", "volt_tau", "composition", "electrode")
+    keys = ("x", "static", "r", "tau", "state_r", "state_tau", "composition", "electrode")
     return [q[k] if rows is None else q[k][rows] for k in keys]
 
 
@@ -98,9 +98,9 @@ def core_steps(model: ABCC, q, v, dv, jump):
             u = us + uz + ub
             du = torch.zeros_like(u)
             if rows_ is None:
-                du = model._total_velocity_jvp(*_args(q), v=v, dvolt_dr=dv)
+                du = model._total_velocity_jvp(*_args(q), v=v, dstate_dr=dv)
             elif rows_.numel():
-                du[rows_] = model._total_velocity_jvp(*_args(q, rows_), v=v[rows_], dvolt_dr=dv[rows_])
+                du[rows_] = model._total_velocity_jvp(*_args(q, rows_), v=v[rows_], dstate_dr=dv[rows_])
             loss, _, _ = meanflow_target(u, v, du, q["r"], q["tau"])
             loss.backward()
         return step

@@ -80,7 +80,7 @@ def test_jvp_equals_finite_difference_of_the_network():
     r, tau = torch.tensor([0.1, 0.3, 0.5]).double(), torch.tensor([0.6, 0.9, 0.7]).double()
     vr, vtau, dv = torch.rand(B, n_state).double(), torch.rand(B, n_state).double(), torch.randn(B, n_state).double()
     comp, elec = torch.rand(B, n_ctx).double(), torch.tensor([0, 1, 0])   # context: composition, duration, profile
-    du_dr = model._total_velocity_jvp(x, static, r, tau, vr, vtau, comp, elec, v=v, dvolt_dr=dv)
+    du_dr = model._total_velocity_jvp(x, static, r, tau, vr, vtau, comp, elec, v=v, dstate_dr=dv)
     h = 1e-5
 
     def u(s):
