@@ -20,6 +20,7 @@ from abcc_fast.ops import two_stream_attention
 tsa = importlib.import_module("abcc_fast.ops.two_stream_attention")
 
 from conftest import HAS_CUDA, triton_available
+from native_standin import checked, op_args
 
 DEVICE = "cuda" if HAS_CUDA else "cpu"
 FUSED = ["triton"] + (["cuda"] if HAS_CUDA and tsa.native_module() is not None
@@ -324,16 +325,17 @@ def test_nested_forward_ad_raises():
 
 
 class _FakeNativeCuda:
-    """Stands in for abcc_fast._C on a machine without a GPU: same entry point and argument order as
-    csrc/bindings.cpp's two_stream_attention_cuda_forward, results from the reference. Checks the
-    Python glue of the cuda backend and that its LSE convention feeds the Triton backward."""
+    """Stands in for abcc_fast._C on a machine without a GPU: the entry point of csrc/bindings.cpp's
+    two_stream_attention_cuda_forward, called with the names the extension exports (_C.op_args),
+    results from the reference. Checks the Python glue of the cuda backend and that its LSE
+    convention feeds the Triton backward."""
 
     @staticmethod
     def has_cuda():
         return True
 
     @staticmethod
-    def two_stream_attention_cuda_forward(qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, keep, scale):
+    def _forward(qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, keep, scale):
         keep_b = keep.bool() if keep is not None else None
         prim = (qa, ka, va, qb, kb, vb)
         oa, ob = tsa._reference(*prim, keep_b, scale)
@@ -350,10 +352,13 @@ class _FakeNativeCuda:
 
 
 @needs_triton
+@pytest.mark.skipif(not op_args(), reason="abcc_fast._C is not built (or predates _C.op_args)")
 def test_cuda_backend_glue_with_a_stand_in_extension(monkeypatch):
-    monkeypatch.setattr(tsa, "native_module", lambda: _FakeNativeCuda())
-    xs = _inputs(2, 1, 7, 5, 32, device="cpu", seed=8)
-    keep = _random_keep(2, 7, 5, "batch_row_removed", 8).cpu()
+    fake = _FakeNativeCuda()
+    fake.two_stream_attention_cuda_forward = checked("two_stream_attention_cuda_forward", fake._forward)
+    monkeypatch.setattr(tsa, "native_module", lambda: fake)
+    xs = _inputs(2, 1, 7, 5, 32, device=DEVICE, seed=8)
+    keep = _random_keep(2, 7, 5, "batch_row_removed", 8).to(DEVICE)
     ts = _tangents(xs)
     scale = 32 ** -0.5
     fn = lambda *a: tsa._fused("cuda", a, keep, scale)  # noqa: E731  (bypasses the device check)

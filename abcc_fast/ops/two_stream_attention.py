@@ -190,8 +190,11 @@ def _triton_backward(prim, oa, ob, lse, doa, dob, keep, scale):
 
 def _cuda_forward(prim, tangents, keep, scale):
     mod = native_module()
-    outs = mod.two_stream_attention_cuda_forward(*prim, *(tangents if tangents is not None else (None,) * 6),
-                                                 keep, float(scale))
+    tqa, tka, tva, tqb, tkb, tvb = tangents if tangents is not None else (None,) * 6
+    qa, ka, va, qb, kb, vb = prim
+    # by keyword: the names are csrc/bindings.cpp's kTwoStreamAttentionArgs (checked against _C.op_args)
+    outs = mod.two_stream_attention_cuda_forward(qa=qa, ka=ka, va=va, qb=qb, kb=kb, vb=vb, tqa=tqa, tka=tka,
+                                                 tva=tva, tqb=tqb, tkb=tkb, tvb=tvb, keep=keep, scale=float(scale))
     oa, ob, lse = outs[0], outs[1], outs[2]
     if tangents is None:
         return oa, ob, lse, None, None
