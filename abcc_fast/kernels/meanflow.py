@@ -4,7 +4,8 @@ target:    one program per sample row: u_tgt = v + (tau - r) du_dr written block
            the squared error is accumulated; then e = sum / W, w = (e + c)^-p.
 integrate: one program per (sample, frame, W-block): y = y_r + (tau - r) u_y, z = z_r + (tau - r) u_z,
            z = max(z, 0) if projected, x = y + z.
-All arithmetic in fp32 on contiguous fp32 tensors.
+All arithmetic in fp32 on contiguous fp32 tensors; element offsets in int64 (B * T * W may exceed
+2^31 at large batches).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import triton.language as tl
 @triton.jit
 def _target_kernel(u_ptr, v_ptr, d_ptr, r_ptr, tau_ptr, tgt_ptr, err_ptr, w_ptr, W, c, p,
                    BLOCK: tl.constexpr, N_BLOCKS: tl.constexpr):
-    row = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)  # int64 offsets: B * W may exceed 2^31
     dt = tl.load(tau_ptr + row) - tl.load(r_ptr + row)
     base = row * W
     acc = tl.zeros([BLOCK], dtype=tl.float32)
@@ -40,7 +41,7 @@ def _target_kernel(u_ptr, v_ptr, d_ptr, r_ptr, tau_ptr, tgt_ptr, err_ptr, w_ptr,
 @triton.jit
 def _integrate_kernel(y0_ptr, z0_ptr, uy_ptr, uz_ptr, r_ptr, tau_ptr, x_ptr, y_ptr, z_ptr, T, W,
                       HAS_Z0: tl.constexpr, PROJECT: tl.constexpr, BLOCK: tl.constexpr):
-    bt = tl.program_id(0)          # b * T + k
+    bt = tl.program_id(0).to(tl.int64)  # b * T + k; int64 offsets: B * T * W may exceed 2^31
     wb = tl.program_id(1)
     b = bt // T
     offs = wb * BLOCK + tl.arange(0, BLOCK)

@@ -51,7 +51,7 @@ def _cell_cost(D_ptr, x_ptr, y_ptr, b64, i, j, N, M, mask, SEQ: tl.constexpr):
 def _cell_omega(om_ptr, om_bstride, b64, i, j, n, m, M, mask, OMEGA: tl.constexpr):
     """DILATE tangent direction: Omega[b, i, j], default ((i+1)/n - (j+1)/m)^2. [P, BI]"""
     if OMEGA:
-        o = tl.load(om_ptr + b64 * om_bstride + i * M + j, mask=mask, other=0.0)
+        o = tl.load(om_ptr + b64 * om_bstride + i.to(tl.int64) * M + j, mask=mask, other=0.0)
     else:
         inv_n = 1.0 / n.to(tl.float32)
         inv_m = 1.0 / m.to(tl.float32)
