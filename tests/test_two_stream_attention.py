@@ -447,3 +447,28 @@ def test_triton_kernels_compile_for_sm90():
 
     proc = triton_aot.run("attention")
     assert triton_aot.ok(proc), proc.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# the CUDA C++ kernel (CUDA cores) is never an automatic or environment-wide choice
+# ---------------------------------------------------------------------------------------------
+@needs_triton
+def test_abcc_backend_cuda_runs_triton_for_attention(monkeypatch):
+    monkeypatch.setenv("ABCC_BACKEND", "cuda")
+    assert tsa._choose_backend(torch.device(DEVICE), None) == "triton"
+    monkeypatch.delenv("ABCC_BACKEND")
+    calls = []
+    monkeypatch.setattr(tsa, "resolve", lambda op, dev, req, impl: calls.append((req, impl)) or "reference")
+    tsa._choose_backend(torch.device("cpu"), None)  # automatic on CPU tensors: cuda is not among the candidates
+    assert calls and "cuda" not in calls[-1][1]
+
+
+def test_explicit_cuda_backend_warns_once(monkeypatch):
+    monkeypatch.setattr(tsa, "resolve", lambda *a: "cuda")
+    monkeypatch.setattr(tsa, "_warned_cuda_kernel", False)
+    with pytest.warns(RuntimeWarning, match="tensor cores"):
+        assert tsa._choose_backend(torch.device(DEVICE), "cuda") == "cuda"
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tsa._choose_backend(torch.device(DEVICE), "cuda")

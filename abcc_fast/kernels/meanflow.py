@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from . import on_device
+
 
 @triton.jit
 def _target_kernel(u_ptr, v_ptr, d_ptr, r_ptr, tau_ptr, tgt_ptr, err_ptr, w_ptr, W, c, p,
@@ -73,8 +75,9 @@ def target(u_pred, v, du_dr, r, tau, *, c: float, p: float):
     weight = torch.empty_like(err)
     if B == 0:
         return u_tgt, err, weight
-    _target_kernel[(B,)](u_pred, v, du_dr, r, tau, u_tgt, err, weight, W, float(c), float(p),
-                         BLOCK=_block(W), N_BLOCKS=triton.cdiv(W, _block(W)))
+    with on_device(u_pred):
+        _target_kernel[(B,)](u_pred, v, du_dr, r, tau, u_tgt, err, weight, W, float(c), float(p),
+                             BLOCK=_block(W), N_BLOCKS=triton.cdiv(W, _block(W)))
     return u_tgt, err, weight
 
 
@@ -89,6 +92,7 @@ def integrate(x0_solvent, x0_sei, u_solvent, u_sei, r, taus, *, project: bool):
     block = min(256, _block(W))
     grid = (B * T, triton.cdiv(W, block))
     z0 = x0_sei if x0_sei is not None else x0_solvent  # unused pointer when HAS_Z0 is False
-    _integrate_kernel[grid](x0_solvent, z0, u_solvent, u_sei, r, taus, frames, solvent, sei, T, W,
-                            HAS_Z0=x0_sei is not None, PROJECT=bool(project), BLOCK=block)
+    with on_device(u_solvent):
+        _integrate_kernel[grid](x0_solvent, z0, u_solvent, u_sei, r, taus, frames, solvent, sei, T, W,
+                                HAS_Z0=x0_sei is not None, PROJECT=bool(project), BLOCK=block)
     return frames, solvent, sei
