@@ -41,5 +41,11 @@ bench: install
 demo: install
 	abcc demo
 
+# On a GPU machine (CUDA torch, triton, cmake, ninja installed): build with CUDA, run the GPU tests
+# and the GPU benchmarks within ~8 minutes; writes bench/results/*_gpu.{json,md}. Fails (exit 2)
+# without a GPU; `python -m bench.gpu_check --dry-run` checks it anywhere.
+gpu-check:
+	$(PY) -m bench.gpu_check
+
 clean:
 	rm -rf build abcc_fast/_C*.so *.egg-info

@@ -2,13 +2,16 @@
 
     python -m bench.bench_soft_dtw            # full grid (KERNELS.md section 5 / issue 2)
     python -m bench.bench_soft_dtw --quick    # a smoke run of the smallest shapes
+    python -m bench.bench_soft_dtw --gpu      # GPU session (make gpu-check): soft_dtw_gpu.*, short
+                                              # timings, the slow reference capped at 5 s per call
 
 Shapes (B, N=M) in {(64,32), (512,32), (64,512), (16,2048), (4,4096)}, d in {1, 64}; modes
 `forward` (value only, no graph) and `forward+backward` (value, then gradient w.r.t. x); plus
 DILATE forward+backward (gamma 0.01, alpha 0.5) on univariate series. Peers, measured in the same
 run: pysdtw (its numba CPU path here, its CUDA kernel on a GPU) and tslearn's
 SoftDTWLossPyTorch (numba, CPU). gamma = 1.0 for the soft-DTW rows (the peers' default).
-Results: bench/results/soft_dtw_<cpu|cuda>.json and .md.
+Results: bench/results/soft_dtw_<cpu|cuda|gpu>.json and .md. With ABCC_BENCH_DEADLINE set
+(bench.gpu_check), rows after the deadline are recorded as skipped.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import torch
 from abcc_fast.ops import backends
 from abcc_fast.ops.soft_dtw import dilate, soft_dtw
 
-from .harness import machine_info, markdown_table, measure, write_results
+from .harness import machine_info, markdown_table, measure, past_deadline, write_results
 
 SHAPES = [(64, 32), (512, 32), (64, 512), (16, 2048), (4, 4096)]
 DIMS = [1, 64]
@@ -57,7 +60,10 @@ def _ours(device: torch.device) -> list[str]:
     return ["reference"] + [b for b in native if status[b].available]
 
 
-def run(device: torch.device, quick: bool = False, checkpoint=None) -> dict:
+def run(device: torch.device, quick: bool = False, checkpoint=None, gpu_session: bool = False) -> dict:
+    """`gpu_session`: shorter timings and a 5 s cap on predicted per-call time (make gpu-check)."""
+    cap_s = 5.0 if gpu_session else PREDICT_CAP_S
+    row_budget = 10.0 if gpu_session else 90.0
     torch.manual_seed(0)
     shapes = SHAPES[:2] if quick else SHAPES
     peers = _peers(device)
@@ -74,7 +80,11 @@ def run(device: torch.device, quick: bool = False, checkpoint=None) -> dict:
             for mode in ("forward", "forward+backward"):
                 for name, fn in impls.items():
                     key = (name, mode, d)
-                    if key in rate and cells / rate[key] > PREDICT_CAP_S:
+                    if past_deadline():
+                        rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name,
+                                         note="skipped: session deadline"))
+                        continue
+                    if key in rate and cells / rate[key] > cap_s:
                         rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name,
                                          note=f"skipped: predicted {cells / rate[key]:.0f} s per call"))
                         continue
@@ -93,7 +103,7 @@ def run(device: torch.device, quick: bool = False, checkpoint=None) -> dict:
                             xg.grad = None
                             fn(xg, y).sum().backward()
                     try:
-                        m = measure(call, device, budget=90.0)
+                        m = measure(call, device, budget=row_budget)
                     except Exception as err:  # noqa: BLE001 - a peer failing is a result too
                         rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name,
                                          note=f"failed: {type(err).__name__}: {str(err)[:120]}"))
@@ -114,16 +124,17 @@ def run(device: torch.device, quick: bool = False, checkpoint=None) -> dict:
         cells = B * N * N
         for b in _ours(device):
             key = (f"abcc:{b}", "dilate", 1)
-            if key in rate and cells / rate[key] > PREDICT_CAP_S:
-                rows.append(dict(op="dilate", B=B, N=N, d=1, mode="forward+backward", impl=f"abcc:{b}",
-                                 note=f"skipped: predicted {cells / rate[key]:.0f} s per call"))
+            if key in rate and cells / rate[key] > cap_s or past_deadline():
+                note = "skipped: session deadline" if past_deadline() else \
+                    f"skipped: predicted {cells / rate[key]:.0f} s per call"
+                rows.append(dict(op="dilate", B=B, N=N, d=1, mode="forward+backward", impl=f"abcc:{b}", note=note))
                 continue
             xg = x.clone().requires_grad_(True)
 
             def call(b=b, xg=xg):
                 xg.grad = None
                 dilate(xg, y, 0.5, 0.01, backend=b)[0].backward()
-            m = measure(call, device, budget=90.0)
+            m = measure(call, device, budget=row_budget)
             cps = cells / (m["time_ms"] / 1e3)
             rate[key] = cps
             rows.append(dict(op="dilate", B=B, N=N, d=1, mode="forward+backward", impl=f"abcc:{b}",
@@ -154,14 +165,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="smallest shapes only (smoke run)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="GPU session: needs CUDA, writes soft_dtw_gpu.json/.md (make gpu-check)")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    if args.gpu and not torch.cuda.is_available():
+        raise SystemExit("bench_soft_dtw --gpu: no CUDA device is visible")
+    device = torch.device("cuda" if args.gpu else args.device)
     name = "soft_dtw_quick_" + device.type if args.quick else "soft_dtw_" + device.type
+    if args.gpu:
+        name = "soft_dtw_gpu"
 
     def checkpoint(rows):  # partial results survive a crash of a later row
         write_results(name + "_partial", {"machine": machine_info(device), "rows": rows}, "")
 
-    result = run(device, quick=args.quick, checkpoint=checkpoint)
+    result = run(device, quick=args.quick, checkpoint=checkpoint, gpu_session=args.gpu)
     cols = [("op", "op", ""), ("B", "B", ""), ("N", "N=M", ""), ("d", "d", ""), ("mode", "mode", ""),
             ("impl", "implementation", ""), ("time_ms", "time (ms)", ".2f"), ("cells_per_s", "cells/s", ".3g"),
             ("peak_mem_mb", "peak mem (MB)", ".1f"), ("speedup_vs_reference", "x reference", ".1f"),
