@@ -50,3 +50,18 @@ def test_headline_picks_the_target_rows(tmp_path, monkeypatch):
     (tmp_path / "soft_dtw_gpu.json").write_text(json.dumps({"rows": rows}))
     head = gpu_check.headline()
     assert head["soft_dtw_speedup_vs_pysdtw_cuda"] == {"abcc:cuda": 40.0, "abcc:triton": 20.0}
+
+
+def test_a_group_past_its_time_limit_is_stopped_and_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    monkeypatch.setattr(gpu_check, "RESULTS", tmp_path)
+    (tmp_path / "t_slow.py").write_text("import time\n\ndef test_fast():\n    pass\n\n"
+                                        "def test_slow():\n    time.sleep(120)\n")
+    monkeypatch.setattr(gpu_check, "TEST_GROUPS", [[str(tmp_path / "t_slow.py")]])
+    monkeypatch.setattr(gpu_check, "RESERVE_FOR_BENCH_S", 0.0)
+    monkeypatch.setattr(gpu_check, "TEST_LIMIT_S", 12.0)
+    s = gpu_check.Session(minutes=3)
+    gpu_check.run_tests(s)
+    step = s.report["steps"]["tests"]
+    assert step["status"] == "timeout" and step["seconds"] < 45
+    assert step["groups"][0].get("passed") == 1  # the report written on interrupt counts what ran
