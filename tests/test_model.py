@@ -252,14 +252,16 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_reference_backends_are_a_drop_in():
-    """The fused backends (triton here, under the interpreter) give the reference's outputs."""
+    """The fused backends (triton: compiled on a GPU, else under the interpreter on CPU tensors)
+    give the reference's outputs."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    ref = randomised(ABCC(make_config(ops_backend="reference", attention_backend="reference")))
-    fused = ABCC(make_config(ops_backend="triton", attention_backend="triton"))
+    ref = randomised(ABCC(make_config(ops_backend="reference", attention_backend="reference"))).to(dev)
+    fused = ABCC(make_config(ops_backend="triton", attention_backend="triton")).to(dev)
     fused.load_state_dict(ref.state_dict())
-    auto = ABCC(make_config())
+    auto = ABCC(make_config()).to(dev)
     auto.load_state_dict(ref.state_dict())
-    b = make_batch(2)
+    b = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in make_batch(2).items()}
     args = (b["static"], b["voltage"], b["composition"], b["electrode"])
     want = ref.predict(*args, return_streams=True)
     for m in (fused, auto):
