@@ -63,12 +63,12 @@ def test_soft_dtw_cuda_adapter_calls_match_the_bindings(monkeypatch, univariate,
 
     def fwd(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save):
         return cpu.sdtw_cpu_forward(D=D, x=x, y=y, n=n, m=m, gamma=gamma, bandwidth=bandwidth, omega=omega,
-                                    want_temporal=want_temporal, save=save, threads=1)
+                                    want_temporal=want_temporal, save=save, threads=1, engine=0)
 
     def bwd(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, ckpt, ckpt_t, base, grad_value, grad_temporal):
         return cpu.sdtw_cpu_backward(D=D, x=x, y=y, n=n, m=m, gamma=gamma, bandwidth=bandwidth, omega=omega,
                                      want_temporal=want_temporal, r=ckpt, rt=ckpt_t, off=base,
-                                     grad_value=grad_value, grad_temporal=grad_temporal, threads=1)
+                                     grad_value=grad_value, grad_temporal=grad_temporal, threads=1, engine=0)
 
     class StandIn:
         has_cuda = staticmethod(lambda: True)
