@@ -65,8 +65,8 @@ def verify_weights(path, where: str, expected) -> None:
         raise ValueError(f"{where}: {Path(path) / CONFIG_NAME}: weights_sha256 must be 64 hex digits; the file "
                          "was modified by hand, save the model again")
     if sha256_file(w_file) != expected:
-        raise ValueError(f"{where}: {w_file} does not match the sha256 recorded in {CONFIG_NAME}: the weights "
-                         "are corrupt or were modified; copy the model directory again or retrain")
+        raise ValueError(f"{where}: {w_file} is corrupt or was modified (its sha256 differs from the weights_sha256 "
+                         f"in {CONFIG_NAME}); copy the model directory again or retrain")
 
 
 def _key_summary(keys, limit: int = 4) -> str:

@@ -165,9 +165,8 @@ def _read_safetensors(path: Path, expected_sha: Optional[str]) -> dict:
         raise ValueError(f"checkpoint file missing: {path}; the checkpoint is incomplete. Delete its directory "
                          "(an older one is used if LATEST names it) or train from scratch without --resume")
     if expected_sha is not None and sha256_file(path) != expected_sha:
-        raise ValueError(f"checkpoint file {path} does not match the sha256 recorded in state.json: it is corrupt "
-                         "or was modified. Delete the checkpoint directory and train again, or resume from an "
-                         "intact copy")
+        raise ValueError(f"checkpoint file {path} is corrupt or was modified (its sha256 differs from the one in "
+                         "state.json); delete the checkpoint directory and train again, or resume from an intact copy")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
