@@ -198,6 +198,9 @@ def atomic_directory(target: PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir(target)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's folder is private; the result gets the usual mode
     try:
         yield tmp
         swap_into_place(tmp, target)

@@ -94,13 +94,14 @@ def check_output_dir(path: PathLike, option: str = "--out") -> Path:
     return path
 
 
-def check_replaceable_output(path: PathLike, marker: str, command: str, option: str = "--out") -> Path:
+def check_replaceable_output(path: PathLike, marker, command: str, option: str = "--out") -> Path:
     """Check that ``path`` may be replaced as a whole by the output of ``command``: it is new, empty,
-    or holds ``marker`` (written by an earlier run of the command). A folder with other files is
-    refused, since replacing it would delete them."""
+    or holds ``marker`` (a file name, or a tuple of them: written by an earlier run of the command).
+    A folder with other files is refused, since replacing it would delete them."""
     path = check_output_dir(path, option)
-    if path.is_dir() and any(path.iterdir()) and not (path / marker).exists():
-        raise ValueError(f"{option} {path} is a folder with other files (no {marker} of an earlier `{command}`); "
-                         f"the output replaces the whole folder, so choose a new or empty folder, or one "
-                         f"`{command}` wrote before")
+    markers = (marker,) if isinstance(marker, str) else tuple(marker)
+    if path.is_dir() and any(path.iterdir()) and not any((path / m).exists() for m in markers):
+        raise ValueError(f"{option} {path} is a folder with other files (no {' or '.join(markers)} of an earlier "
+                         f"`{command}`); the output replaces the whole folder, so choose a new or empty folder, or "
+                         f"one `{command}` wrote before")
     return path

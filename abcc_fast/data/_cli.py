@@ -142,6 +142,10 @@ def _inspect(args) -> int:
     from .format import load
     from .simulator import default_dataset
 
+    if args.figures:
+        from .._paths import check_output_dir
+
+        check_output_dir(args.figures, "--figures")
     ds = load(args.path, verify=not args.no_verify) if args.path else default_dataset()
     print(summary(ds))
     if args.figures:
