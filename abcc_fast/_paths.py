@@ -19,17 +19,20 @@ PathLike = Union[str, os.PathLike]
 __all__ = ["plain_name", "confined_file", "confined_dir", "check_output_dir"]
 
 
-def plain_name(name, where: str, field: str) -> str:
+FIX = "the file was modified by hand or is corrupt; write it again"
+
+
+def plain_name(name, where: str, field: str, fix: str = FIX) -> str:
     """``name`` if it is a plain file name (a non-empty string without a separator, not ``.``/``..``,
-    no NUL); else ValueError naming ``where`` and ``field``."""
+    no NUL); else ValueError naming ``where`` and ``field``, ending with ``fix``."""
     if not isinstance(name, str):
         raise ValueError(f"{where}: {field} must be a file name (a string), got {type(name).__name__} "
-                         f"{_short(name)}; the file was modified by hand, write it again")
+                         f"{_short(name)}; {fix}")
     bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
            or os.path.isabs(name) or (os.altsep and os.altsep in name))
     if bad:
         raise ValueError(f"{where}: {field} {_short(name)} is not a plain file name inside the folder (no '/', "
-                         "'..' or absolute paths are allowed); the file was modified by hand, write it again")
+                         f"'..' or absolute paths are allowed); {fix}")
     return name
 
 
@@ -38,15 +41,15 @@ def _short(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "...'"
 
 
-def _confined(root: PathLike, name, where: str, field: str, want_dir: bool) -> Path:
+def _confined(root: PathLike, name, where: str, field: str, want_dir: bool, fix: str = FIX) -> Path:
     root = Path(root)
-    name = plain_name(name, where, field)
+    name = plain_name(name, where, field, fix)
     path = root / name
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        raise ValueError(f"{where}: {field} {name!r} names {path}, which is missing; the folder is incomplete, "
-                         "write it again or copy it again") from None
+        raise ValueError(f"{where}: {field} {name!r} names {path}, which is missing; the folder is incomplete: "
+                         f"{fix}, or copy it again") from None
     except OSError as err:
         raise ValueError(f"{where}: {field} {name!r}: cannot inspect {path} ({err.strerror})") from None
     if stat.S_ISLNK(st.st_mode):
@@ -63,20 +66,20 @@ def _confined(root: PathLike, name, where: str, field: str, want_dir: bool) -> P
     if not ok:
         kind = "directory" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "special file"
         want = "directory" if want_dir else "regular file"
-        raise ValueError(f"{where}: {field} {name!r} names a {kind} ({path}), not a {want}; the folder was "
-                         "modified by hand, write it again")
+        raise ValueError(f"{where}: {field} {name!r} names a {kind} ({path}), not a {want}; {fix}")
     return path
 
 
-def confined_file(root: PathLike, name, where: str, field: str = "file") -> Path:
+def confined_file(root: PathLike, name, where: str, field: str = "file", fix: str = FIX) -> Path:
     """``root/name`` after checking that ``name`` is a plain name and ``root/name`` a regular file
-    inside ``root`` (a link only when it resolves inside ``root``); ValueError otherwise."""
-    return _confined(root, name, where, field, want_dir=False)
+    inside ``root`` (a link only when it resolves inside ``root``); ValueError ending with ``fix``
+    otherwise."""
+    return _confined(root, name, where, field, want_dir=False, fix=fix)
 
 
-def confined_dir(root: PathLike, name, where: str, field: str = "name") -> Path:
+def confined_dir(root: PathLike, name, where: str, field: str = "name", fix: str = FIX) -> Path:
     """Like :func:`confined_file` for a sub-directory of ``root``."""
-    return _confined(root, name, where, field, want_dir=True)
+    return _confined(root, name, where, field, want_dir=True, fix=fix)
 
 
 def check_output_dir(path: PathLike, option: str = "--out") -> Path:

@@ -67,7 +67,7 @@ def dataset(tmp_path_factory) -> Path:
 
 @contextlib.contextmanager
 def copy_of(src: Path):
-    """A scratch copy of the dataset folder (removed afterwards)."""
+    """A scratch copy of a folder (a dataset, a model, a run), removed afterwards."""
     parent = Path(tempfile.mkdtemp(prefix="abcc-fuzz-"))
     try:
         dst = parent / "ds"
@@ -404,9 +404,7 @@ def test_model_files_are_deterministic(dataset, model_dir, tmp_path):
 def test_fuzz_corrupted_model(model_dir, data):
     from abcc_fast.model import ABCC
 
-    with tempfile.TemporaryDirectory() as tmp:
-        m = Path(tmp) / "m"
-        shutil.copytree(model_dir, m)
+    with copy_of(model_dir) as m:
         blob = bytearray((m / "model.safetensors").read_bytes())
         for pos in data.draw(st.lists(st.integers(0, len(blob) - 1), min_size=1, max_size=64, unique=True),
                              label="pos"):
@@ -449,9 +447,7 @@ def checkpoint_run(tmp_path_factory) -> Path:
 @fuzz
 @given(data=st.data())
 def test_fuzz_checkpoint_files(checkpoint_run, data):
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        shutil.copytree(checkpoint_run, run)
+    with copy_of(checkpoint_run) as run:
         ck = run / "checkpoints" / "step_0000001"
         target = data.draw(st.sampled_from(["model.safetensors", "ema.safetensors", "optimizer.safetensors",
                                             "state.json", "LATEST"]), label="file")
@@ -600,16 +596,6 @@ def run_dir(dataset, tmp_path_factory) -> Path:
     return run
 
 
-@contextlib.contextmanager
-def run_copy(run_dir: Path):
-    parent = Path(tempfile.mkdtemp(prefix="abcc-fuzz-run-"))
-    try:
-        shutil.copytree(run_dir, parent / "run")
-        yield parent / "run"
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
-
-
 def _resume(dataset, run, *extra):
     return run_cli("train", "--data", dataset, "--preset", "tiny", "--steps", "3", "--out", run, "--resume",
                    "--no-progress", *extra)
@@ -617,7 +603,7 @@ def _resume(dataset, run, *extra):
 
 def test_resume_refuses_other_lr_batch_size_dataset_and_preset(dataset, run_dir, tmp_path):
     other = generate(tmp_path / "other", n_samples=30, T=4, W=16, seed=2, progress=False)
-    with run_copy(run_dir) as run:
+    with copy_of(run_dir) as run:
         assert_clear_error(*_resume(dataset, run, "--lr", "0.5"), "lr=", "--lr")
         assert_clear_error(*_resume(dataset, run, "--batch-size", "3"), "batch_size=", "--batch-size")
         assert_clear_error(*_resume(other, run), "another dataset")
@@ -631,13 +617,13 @@ def test_resume_refuses_other_lr_batch_size_dataset_and_preset(dataset, run_dir,
 def test_damaged_checkpoint_state_and_optimizer(dataset, run_dir):
     from safetensors.torch import load_file, save_file
 
-    with run_copy(run_dir) as run:
+    with copy_of(run_dir) as run:
         ck = latest_checkpoint(run)
         state = json.loads((ck / "state.json").read_text())
         del state["step"]
         (ck / "state.json").write_text(json.dumps(state))
         assert_clear_error(*_resume(dataset, run), "'step'")
-    with run_copy(run_dir) as run:
+    with copy_of(run_dir) as run:
         ck = latest_checkpoint(run)
         opt = load_file(str(ck / "optimizer.safetensors"))
         key = next(k for k in opt if k.endswith("exp_avg") and opt[k].ndim >= 1)
@@ -647,7 +633,7 @@ def test_damaged_checkpoint_state_and_optimizer(dataset, run_dir):
         state["sha256"]["optimizer.safetensors"] = hashlib.sha256((ck / "optimizer.safetensors").read_bytes()).hexdigest()
         (ck / "state.json").write_text(json.dumps(state))
         assert_clear_error(*_resume(dataset, run), "optimizer tensor", "shape")
-    with run_copy(run_dir) as run:
+    with copy_of(run_dir) as run:
         ck = latest_checkpoint(run)
         blob = bytearray((ck / "ema.safetensors").read_bytes())
         blob[-3] ^= 0x10
@@ -655,7 +641,7 @@ def test_damaged_checkpoint_state_and_optimizer(dataset, run_dir):
         assert_clear_error(*_resume(dataset, run), "ema.safetensors is corrupt")
 
 
-def test_divergence_advice_names_an_existing_checkpoint_only(dataset, tmp_path, monkeypatch):
+def test_divergence_is_one_line_with_advice_that_works(dataset, tmp_path, monkeypatch):
     import abcc_fast.train.trainer as trainer
 
     real = trainer.ema_update
@@ -672,7 +658,7 @@ def test_divergence_advice_names_an_existing_checkpoint_only(dataset, tmp_path, 
     monkeypatch.setattr(trainer, "ema_update", poison)
     line = assert_clear_error(*run_cli("train", "--data", dataset, "--preset", "tiny", "--steps", "5", "--out",
                                        tmp_path / "fresh", "--no-progress"), "diverged")
-    assert "no checkpoint was written" in line and "resume from" not in line
+    assert "--lr" in line and "--overwrite" in line and "resume from" not in line
 
 
 def test_ctrl_c_during_training_names_the_checkpoint(dataset, tmp_path, monkeypatch):

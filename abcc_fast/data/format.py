@@ -477,9 +477,11 @@ def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+REWRITE = "the manifest was modified by hand or is corrupt; regenerate or re-import the dataset"
+
+
 def _bad(where: str, field: str, what: str) -> ValueError:
-    return ValueError(f"{where}: manifest[{field}] {what}; the manifest was modified by hand or is corrupt, "
-                      "regenerate or re-import the dataset")
+    return ValueError(f"{where}: manifest[{field}] {what}; {REWRITE}")
 
 
 def check_manifest(m: dict, where: str = "manifest") -> None:
@@ -513,7 +515,7 @@ def check_manifest(m: dict, where: str = "manifest") -> None:
         for k in ("file", "sha256", "samples"):
             if k not in e:
                 raise _bad(where, f, f"has no {k!r}")
-        plain_name(e["file"], where, f"manifest['shards'][{i}]['file']")
+        plain_name(e["file"], where, f"manifest['shards'][{i}]['file']", REWRITE)
         if e["file"] in seen:
             raise _bad(where, f + "]['file'", f"{e['file']!r} is listed twice")
         seen.add(e["file"])
@@ -590,7 +592,7 @@ def load(path: PathLike, *, verify: bool = True) -> OpIRDataset:
     expect_synth = bool(manifest.get("synthetic"))
     # every shard is a regular file inside the dataset folder, checked before anything is opened
     mpath = root / MANIFEST_NAME
-    files = [confined_file(root, e["file"], str(mpath), f"manifest['shards'][{i}]['file']")
+    files = [confined_file(root, e["file"], str(mpath), f"manifest['shards'][{i}]['file']", fix=REWRITE)
              for i, e in enumerate(manifest["shards"])]
     digests: dict = {}
     if verify:  # hashlib releases the GIL: hash the shards on a few threads

@@ -154,10 +154,7 @@ def latest_checkpoint(run_dir: PathLike) -> Optional[Path]:
     fix = f"the run directory was modified by hand. Delete {root} to start again, or fix {pointer}"
     if not isinstance(name, str) or not name.startswith("step_"):
         raise ValueError(f"{pointer}: does not name a step_NNNNNNN checkpoint; {fix}")
-    try:
-        return confined_dir(root, name, str(pointer), "the checkpoint name")
-    except ValueError as err:
-        raise ValueError(f"{err}; {fix}") from None
+    return confined_dir(root, name, str(pointer), "the checkpoint name", fix=fix)
 
 
 def _read_safetensors(path: Path, expected_sha: Optional[str]) -> dict:
@@ -306,13 +303,8 @@ def restore_checkpoint(ckpt: PathLike, model: torch.nn.Module, ema_model: torch.
 
 
 def divergence_message(loss: float, step: int, run_dir: PathLike) -> str:
-    """The advice when the training loss stops being finite (a resume only when a checkpoint exists)."""
-    try:
-        ckpt = latest_checkpoint(run_dir)
-    except ValueError:
-        ckpt = None
-    where = (f"resume from the last checkpoint ({ckpt}, step {int(ckpt.name[5:])}) with --resume and a lower --lr"
-             if ckpt is not None and ckpt.name[5:].isdigit() else
-             "no checkpoint was written before it, so start again with a lower --lr")
-    return (f"training loss is {loss} at step {step}; lower the learning rate (--lr), check the data for "
-            f"outliers, or {where}")
+    """The advice when the training loss stops being finite. Resuming is exact (the same steps with
+    the same random draws) and refuses another --lr, so it would diverge again: start afresh."""
+    return (f"training loss is {loss} at step {step}; start the run again with a lower learning rate "
+            f"(--lr, with --overwrite to replace {run_dir}) and check the data for outliers (a --resume would "
+            "repeat the same steps and diverge again)")
