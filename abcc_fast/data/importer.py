@@ -28,6 +28,7 @@ from .format import write_dataset
 
 PathLike = Union[str, Path]
 FLOAT32_MAX = float(np.finfo(np.float32).max)   # values are stored as float32
+RANGE_HINT = "choose a range inside it (--range LO HI)"
 SUM_TOLERANCE = 1e-3                            # |sum of mole fractions - 1| allowed without a warning
 TIME_NAMES = ("time_s", "time", "t", "t_s", "time/s")
 VOLT_NAMES = ("voltage", "e", "v", "ewe", "potential", "voltage_v", "e/v", "ewe/v")
@@ -143,6 +144,26 @@ def read_jcamp(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+JCAMP_SUFFIXES = (".jdx", ".dx", ".jcamp")
+
+
+def read_static_spectrum(path: PathLike, grid: np.ndarray, hint: str = RANGE_HINT,
+                         what: str = "the dataset grid") -> np.ndarray:
+    """A static spectrum, CSV (wavenumber, absorbance) or JCAMP-DX (by suffix), resampled onto
+    ``grid`` -> float64 [W] (errors end with ``hint`` when the grid is not covered)."""
+    path = Path(path)
+    if path.suffix.lower() in JCAMP_SUFFIXES:
+        sv = np.stack(read_jcamp(path), axis=1)
+    else:
+        header, sv = read_table(path)
+        if sv.shape[1] < 2:
+            raise ValueError(f"{path}: needs a wavenumber column and an absorbance column; found {header}")
+    if sv.shape[0] < 2:
+        raise ValueError(f"{path}: needs at least 2 points (a spectrum), found {sv.shape[0]}")
+    wn, spectrum = _monotonic_grid(path, sv[:, 0], sv[:, 1:2])
+    return _resample(path, wn, spectrum, grid, hint=hint, what=what)[:, 0]
+
+
 def _jcamp_number(path: Path, labels: dict, key: str, default: Optional[float] = None) -> float:
     """The finite number of JCAMP-DX label ``##key=`` (``default`` when absent; required when None)."""
     text = labels.get(key)
@@ -169,9 +190,6 @@ def _monotonic_grid(path: Path, wn: np.ndarray, values: np.ndarray):
     bad = int(np.nonzero((d <= 0) if (d > 0).sum() >= (d < 0).sum() else (d >= 0))[0][0])
     raise ValueError(f"{path}: the wavenumber column is not monotonic (row {bad + 3}: {wn[bad + 1]} after "
                      f"{wn[bad]}); sort the file by wavenumber and remove duplicate points")
-
-
-RANGE_HINT = "choose a range inside it (--range LO HI)"
 
 
 def _resample(path: Path, wn: np.ndarray, values: np.ndarray, grid: np.ndarray, hint: str = RANGE_HINT,
@@ -291,15 +309,7 @@ def import_csv(frames_csv: PathLike, table_csv: PathLike, static_csv: PathLike, 
 
     time_s, voltage = read_time_voltage(table_csv, T, f"{frames_csv} has {T} frame columns")
 
-    if static_csv.suffix.lower() in (".jdx", ".dx", ".jcamp"):
-        jx, jy = read_jcamp(static_csv)
-        sv = np.stack([jx, jy], axis=1)
-    else:
-        _, sv = read_table(static_csv)
-    if sv.shape[1] < 2:
-        raise ValueError(f"{static_csv}: needs a wavenumber column and an absorbance column")
-    swn, sspec = _monotonic_grid(static_csv, sv[:, 0], sv[:, 1:2])
-    static = _resample(static_csv, swn, sspec, grid)[:, 0]
+    static = read_static_spectrum(static_csv, grid)
 
     comp = parse_composition(composition)
     tensors = {

@@ -43,12 +43,13 @@ def register(subparsers) -> None:
 
     q = subparsers.add_parser(
         "predict", help="predict operando frames from a static spectrum and a voltage table",
-        description="Predict all operando frames from a static spectrum (CSV: wavenumber, absorbance; resampled "
-                    "onto the model's grid) and a voltage table (CSV: time_s, voltage; one row per frame). Writes "
+        description="Predict all operando frames from a static spectrum (CSV: wavenumber, absorbance; or JCAMP-DX; "
+                    "resampled onto the model's grid) and a voltage table (CSV: time_s, voltage; one row per frame). Writes "
                     "frames.csv, frames.safetensors, prediction.json and figures/ into --out, atomically.",
         formatter_class=fmt)
     q.add_argument("--model", required=True, metavar="DIR", help="model directory written by abcc train (DIR/model)")
-    q.add_argument("--static", required=True, metavar="CSV", help="static spectrum: wavenumber, absorbance")
+    q.add_argument("--static", required=True, metavar="FILE",
+                   help="static spectrum: CSV (wavenumber, absorbance) or JCAMP-DX (.jdx/.dx)")
     q.add_argument("--voltage", required=True, metavar="CSV", help="voltage table: time_s, voltage (V vs Li/Li+)")
     q.add_argument("--composition", required=True, help='mole fractions, e.g. "EC=0.5,DMC=0.5,LiPF6=0.1"')
     q.add_argument("--electrode", required=True, help="electrode name, e.g. graphite")

@@ -32,7 +32,7 @@ import torch
 from ..data import chemistry as chem
 from .._atomic import atomic_directory
 from .._paths import check_replaceable_output
-from ..data.importer import _monotonic_grid, _resample, parse_fractions, read_table, read_time_voltage
+from ..data.importer import parse_fractions, read_static_spectrum, read_time_voltage
 from .trainer import TRAINING_DATA_FILE
 
 DEFAULT_NOISE = 0.002   # AU: abcc predict --noise without a calibration
@@ -105,16 +105,10 @@ def _require_file(path: PathLike, what: str) -> Path:
 
 
 def read_static(path: PathLike, grid: np.ndarray) -> np.ndarray:
-    """A (wavenumber, absorbance) CSV resampled onto ``grid`` [W] -> float64 [W]."""
+    """A static spectrum, CSV (wavenumber, absorbance) or JCAMP-DX, resampled onto ``grid`` [W] -> float64 [W]."""
     path = _require_file(path, "static spectrum")
-    header, values = read_table(path)
-    if values.shape[1] < 2:
-        raise ValueError(f"{path}: needs a wavenumber column and an absorbance column; found {header}")
-    if values.shape[0] < 2:
-        raise ValueError(f"{path}: needs at least 2 rows (a spectrum), found {values.shape[0]}")
-    wn, spectrum = _monotonic_grid(path, values[:, 0], values[:, 1:2])
-    return _resample(path, wn, spectrum, grid, what="the model's grid",
-                     hint="the model predicts on that fixed grid, so give a static spectrum that covers it")[:, 0]
+    return read_static_spectrum(path, grid, what="the model's grid",
+                                hint="the model predicts on that fixed grid, so give a static spectrum that covers it")
 
 
 def read_voltage(path: PathLike, T: int) -> tuple[np.ndarray, np.ndarray]:
