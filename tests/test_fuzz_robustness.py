@@ -706,3 +706,21 @@ def test_predict_replaces_its_output_whole(run_dir, tmp_path):
     dup = list(args)
     dup[dup.index("EC=0.5,DMC=0.5")] = "EC=0.5,EC=0.5"
     assert_clear_error(*run_cli(*dup), "EC is given twice")
+
+
+def test_bench_replaces_its_output_whole(dataset, tmp_path):
+    out = tmp_path / "board"
+    args = ["bench", "--data", dataset, "--split", "random", "--out", out, "--no-figures", "--no-progress",
+            "--metrics", "mse"]
+    rc, err = run_cli(*args)
+    assert rc == 0, err
+    (out / "figures").mkdir()
+    (out / "figures" / "stale.png").write_bytes(b"old")
+    rc, err = run_cli(*args)
+    assert rc == 0, err
+    assert not (out / "figures").exists() and (out / "leaderboard.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".board.")]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    assert_clear_error(*run_cli(*args[:-5], tmp_path / "notes", *args[-4:]), "other files")
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
