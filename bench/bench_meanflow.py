@@ -7,10 +7,11 @@ bench/results/meanflow_<device>.json/.md.
      MeanFlow full      + du_dr = JVP of net with tangent (v, 1, 0, dV/dr) on all N rows
                         (torch.func.jvp, detached parameters: ABCC's DDP-safe form)
      MeanFlow fused     (u, du_dr) from ONE torch.func.jvp whose primal carries the gradient
-                        (the primal+tangent pass of KERNELS.md 3; not DDP-hook friendly)
+                        (one primal+tangent pass; not DDP-hook friendly)
      MeanFlow subset    JVP only on the r != tau rows (jvp_fraction of N), as ABCC trains
-   KERNELS.md 3 targets: full <= 1.35x, subset <= 1.15x flow matching.
-2. ABCC.training_loss step (trajectories + pairs + constraints) with jvp_mode none / subset / full.
+   Targets: full <= 1.35x, subset <= 1.15x flow matching.
+2. ABCC.training_loss step (trajectories + MeanFlow sources + constraints) with jvp_mode none / full
+   (the identity's JVP runs once per source for all its decoded taus).
 3. Inference: ABCC.predict spectra/s (frames predicted per second) with the reference ops and,
    where they run (CUDA), the fused ones; plus meanflow_integrate alone.
 CPU numbers use one thread per process on the shared 2-core machine unless --threads is given.
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
 
     rows_core, rows_train, rows_inf = [], [], []
     for preset in presets:
-        cfg = make_config(preset, device, jvp_fraction=jvp_fraction)
+        cfg = make_config(preset, device)
         model = ABCC(cfg).to(device)
         with torch.no_grad():  # non-zero heads, so that every path does real work
             for p in model.parameters():
@@ -154,8 +155,8 @@ def main(argv=None) -> int:
                               "time_ms": m["time_ms"], "ratio": m["time_ms"] / base, "peak_mem_mb": m["peak_mem_mb"]})
             print(rows_core[-1], flush=True)
         base = None
-        for mode in ("none", "subset", "full"):
-            cfg_m = make_config(preset, device, jvp_fraction=jvp_fraction, jvp_mode=mode)
+        for mode in ("none", "full"):
+            cfg_m = make_config(preset, device, jvp_mode=mode)
             model_m = ABCC(cfg_m).to(device)
             model_m.load_state_dict(model.state_dict())
 
@@ -204,7 +205,7 @@ def main(argv=None) -> int:
     md = [f"# MeanFlow benchmarks ({device.type})\n", f"Machine: {info.get('cpu')} / {info.get('gpu', 'no GPU')}, "
           f"torch {info['torch']}, {info['torch_threads']} thread(s), date {info['date']}.\n",
           f"\n## Core step: same network, same N queries, forward + backward (jvp_fraction {jvp_fraction})\n\n"
-          "Targets (KERNELS.md 3): MeanFlow full <= 1.35x, subset <= 1.15x flow matching.\n\n",
+          "Targets: MeanFlow full <= 1.35x, subset <= 1.15x flow matching.\n\n",
           markdown_table(rows_core, [("preset", "preset", ""), ("queries", "N", "d"), ("step", "step", ""),
                                      ("time_ms", "ms", ".1f"), ("ratio", "x FM", ".2f"), ("peak_mem_mb", "peak MB", ".0f")]),
           "\n## ABCC.training_loss step (trajectories + pairs + constraints)\n\n",

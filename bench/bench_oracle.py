@@ -36,7 +36,9 @@ def _groups():
                                                                                              frame_normals=True),
         "+ film kinetics (rates, onsets, passivation, aging, ...)": dict(hidden=kinetics, frame_normals=False),
         "+ salt polarisation": dict(hidden=POLARISATION, frame_normals=False),
-        "everything hidden": dict(hidden=HIDDEN_UNIFORMS, frame_normals=True),
+        "+ static gain (the static spectrum's scale split into contact and gain)": dict(hidden=(), frame_normals=False,
+                                                                                         static_gain=True),
+        "everything hidden": dict(hidden=HIDDEN_UNIFORMS, frame_normals=True, static_gain=True),
     }
 
 

@@ -2,22 +2,29 @@
 
     python -m bench.bench_soft_dtw            # full grid (KERNELS.md section 5 / issue 2)
     python -m bench.bench_soft_dtw --quick    # a smoke run of the smallest shapes
+    python -m bench.bench_soft_dtw --no-reference --threads 1   # skip the slow PyTorch reference rows
 
 Shapes (B, N=M) in {(64,32), (512,32), (64,512), (16,2048), (4,4096)}, d in {1, 64}; modes
 `forward` (value only, no graph) and `forward+backward` (value, then gradient w.r.t. x); plus
 DILATE forward+backward (gamma 0.01, alpha 0.5) on univariate series. Peers, measured in the same
 run: pysdtw (its numba CPU path here, its CUDA kernel on a GPU) and tslearn's
 SoftDTWLossPyTorch (numba, CPU). gamma = 1.0 for the soft-DTW rows (the peers' default).
+Where precision="auto" computes float32 inputs in float64 (CPU, N > 2048) the float32 kernel is
+timed as well (`abcc:cpu:fp32`). On the CPU the run ends with the OpIRBench scoring of the default
+random test split (every metric, Persistence predictor), wall and process CPU time. The 1-minute
+load average is recorded before and after (the machine may be shared).
 Results: bench/results/soft_dtw_<cpu|cuda>.json and .md.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import time
 
 import torch
 
 from abcc_fast.ops import backends
-from abcc_fast.ops.soft_dtw import dilate, soft_dtw
+from abcc_fast.ops.soft_dtw import PRECISION_AUTO_LENGTH, dilate, soft_dtw
 
 from .harness import machine_info, markdown_table, measure, write_results
 
@@ -51,17 +58,47 @@ def _peers(device: torch.device) -> dict:
     return peers
 
 
-def _ours(device: torch.device) -> list[str]:
+def _ours(device: torch.device, reference: bool = True) -> list[str]:
     status = backends()
     native = ("cpu",) if device.type == "cpu" else ("triton", "cuda")
-    return ["reference"] + [b for b in native if status[b].available]
+    return ["reference"] * reference + [b for b in native if status[b].available]
 
 
-def run(device: torch.device, quick: bool = False, checkpoint=None) -> dict:
+def _impls(device: torch.device, N: int, reference: bool) -> dict:
+    impls = {f"abcc:{b}": (lambda b=b: (lambda a, c: soft_dtw(a, c, 1.0, backend=b)))()
+             for b in _ours(device, reference)}
+    if device.type == "cpu" and "abcc:cpu" in impls and N > PRECISION_AUTO_LENGTH:
+        impls["abcc:cpu:fp32"] = lambda a, c: soft_dtw(a, c, 1.0, precision="float32", backend="cpu")
+    return impls
+
+
+def opirbench_scoring(threads: int) -> dict:
+    """Scoring of the default random test split with every metric (Persistence predictor)."""
+    from abcc_fast.data import default_dataset
+    from abcc_fast.opirbench import ALL_METRICS, Persistence, evaluate
+
+    ds = default_dataset()
+    runs = []
+    for _ in range(3):
+        load = os.getloadavg()[0]
+        c0, w0 = time.process_time(), time.perf_counter()
+        r = evaluate(Persistence(), ds, "random", "test", metrics=ALL_METRICS, progress=False, num_threads=threads)
+        runs.append(dict(wall_s=time.perf_counter() - w0, cpu_s=time.process_time() - c0, load_1m=load,
+                         per_metric_s={k: round(v, 3) for k, v in r.timings.items()}))
+        print(f"opirbench scoring, {threads} thread(s): wall {runs[-1]['wall_s']:.2f} s, cpu {runs[-1]['cpu_s']:.2f} s, "
+              f"load {load:.1f}", flush=True)
+    best = min(runs, key=lambda x: x["wall_s"])
+    return dict(threads=threads, n_samples=r.n_samples, best_wall_s=best["wall_s"], best_cpu_s=best["cpu_s"],
+                median_wall_s=sorted(x["wall_s"] for x in runs)[1], runs=runs,
+                metrics={k: r.metrics[k] for k in ("dilate", "dilate_spec")})
+
+
+def run(device: torch.device, quick: bool = False, checkpoint=None, reference: bool = True) -> dict:
     torch.manual_seed(0)
     shapes = SHAPES[:2] if quick else SHAPES
     peers = _peers(device)
     rows = []
+    load_before = os.getloadavg()[0]
     rate = {}  # (impl, mode, d) -> cells/s measured at the largest shape so far, to predict cost
     mem_rate = {}  # (impl, mode, d) -> peak MB per cell, to predict memory
     for d in DIMS:
@@ -69,7 +106,7 @@ def run(device: torch.device, quick: bool = False, checkpoint=None) -> dict:
             cells = B * N * N
             x = torch.randn(B, N, d, device=device)
             y = torch.randn(B, N, d, device=device)
-            impls = {f"abcc:{b}": (lambda b=b: (lambda a, c: soft_dtw(a, c, 1.0, backend=b)))() for b in _ours(device)}
+            impls = _impls(device, N, reference)
             impls.update(peers)
             for mode in ("forward", "forward+backward"):
                 for name, fn in impls.items():
@@ -112,7 +149,7 @@ def run(device: torch.device, quick: bool = False, checkpoint=None) -> dict:
         x = torch.randn(B, N, device=device)
         y = torch.randn(B, N, device=device)
         cells = B * N * N
-        for b in _ours(device):
+        for b in _ours(device, reference):
             key = (f"abcc:{b}", "dilate", 1)
             if key in rate and cells / rate[key] > PREDICT_CAP_S:
                 rows.append(dict(op="dilate", B=B, N=N, d=1, mode="forward+backward", impl=f"abcc:{b}",
@@ -131,7 +168,11 @@ def run(device: torch.device, quick: bool = False, checkpoint=None) -> dict:
             print(f"dilate   d=1 B={B} N={N} forward+backward {'abcc:' + b:15s} {m['time_ms']:10.2f} ms "
                   f"{cps:9.3g} cells/s {m['peak_mem_mb']:8.1f} MB", flush=True)
     _add_ratios(rows)
-    return {"machine": machine_info(device), "gamma": 1.0, "dilate_gamma": 0.01, "rows": rows}
+    out = {"machine": machine_info(device), "gamma": 1.0, "dilate_gamma": 0.01, "rows": rows,
+           "threads": torch.get_num_threads(), "load_1m_before": load_before, "load_1m_after": os.getloadavg()[0]}
+    if device.type == "cpu" and not quick:
+        out["opirbench_scoring"] = opirbench_scoring(torch.get_num_threads())
+    return out
 
 
 def _add_ratios(rows: list[dict]) -> None:
@@ -154,14 +195,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="smallest shapes only (smoke run)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the (slow) PyTorch reference rows")
+    parser.add_argument("--threads", type=int, default=0, help="torch / OpenMP threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = "soft_dtw_quick_" + device.type if args.quick else "soft_dtw_" + device.type
 
     def checkpoint(rows):  # partial results survive a crash of a later row
         write_results(name + "_partial", {"machine": machine_info(device), "rows": rows}, "")
 
-    result = run(device, quick=args.quick, checkpoint=checkpoint)
+    result = run(device, quick=args.quick, checkpoint=checkpoint, reference=not args.no_reference)
     cols = [("op", "op", ""), ("B", "B", ""), ("N", "N=M", ""), ("d", "d", ""), ("mode", "mode", ""),
             ("impl", "implementation", ""), ("time_ms", "time (ms)", ".2f"), ("cells_per_s", "cells/s", ".3g"),
             ("peak_mem_mb", "peak mem (MB)", ".1f"), ("speedup_vs_reference", "x reference", ".1f"),
@@ -170,8 +215,15 @@ def main() -> None:
     md = (f"# soft-DTW / DILATE benchmark ({device.type})\n\n"
           f"{info['date']}, {info.get('gpu', info['cpu'])}, {info['cpu_count']} cores, torch {info['torch']}, "
           f"git {info.get('git', '?')}. gamma = 1.0 (soft-DTW), 0.01 (DILATE). Median of repeated calls; "
-          "peak memory = growth of peak RSS (CPU) or of max allocated (CUDA) during one call.\n\n"
+          "peak memory = growth of peak RSS (CPU) or of max allocated (CUDA) during one call. "
+          f"{result['threads']} thread(s); 1-minute load average {result['load_1m_before']:.1f} before, "
+          f"{result['load_1m_after']:.1f} after.\n\n"
           + markdown_table(result["rows"], cols))
+    if "opirbench_scoring" in result:
+        sc = result["opirbench_scoring"]
+        md += (f"\n\nOpIRBench scoring (default random test split, {sc['n_samples']} samples, every metric, "
+               f"{sc['threads']} thread(s)): best wall {sc['best_wall_s']:.2f} s (median {sc['median_wall_s']:.2f} s), "
+               f"process CPU {sc['best_cpu_s']:.2f} s; per metric (best run): {sc['runs'][0]['per_metric_s']}.\n")
     paths = write_results(name, result, md)
     for suffix in (".json", ".md"):
         (paths[0].parent / (name + "_partial" + suffix)).unlink(missing_ok=True)

@@ -5,7 +5,7 @@ Two phases, each a few minutes on one core (run them one after the other)::
     OMP_NUM_THREADS=1 python -m bench.bench_uncertainty train   --run /tmp/abcc_unc   # ~3 min
     OMP_NUM_THREADS=1 python -m bench.bench_uncertainty measure --run /tmp/abcc_unc   # ~2 min
 
-``train``: a cpu_default ABCC on the random split, ``TrainConfig.cpu_default(max_time_s=180)``.
+``train``: a cpu_default ABCC on the random split, ``TrainConfig.cpu_default(steps=1000)``.
 ``measure``: split-conformal calibration on 128 validation samples (K = 8 samples, noise 0.002 AU),
 coverage of the 50/90 % intervals on 128 test samples, calibrated and raw; writes
 ``bench/results/uncertainty_cpu.{md,json}`` and ``uncertainty_cpu_reliability.png``.
@@ -30,7 +30,7 @@ def _train(run: Path) -> None:
     torch.manual_seed(0)
     model = ABCC(ABCCConfig.from_dataset(ds, "random", preset="cpu_default"))
     t0 = time.perf_counter()
-    res = train(model, ds, split="random", config=TrainConfig.cpu_default(max_time_s=180), out_dir=run,
+    res = train(model, ds, split="random", config=TrainConfig.cpu_default(steps=1000), out_dir=run,
                 resume=False, progress=False)
     info = {"steps_done": res.steps_done, "stopped_by": res.stopped_by, "wall_time_s": time.perf_counter() - t0,
             "train_loss": res.train_loss, "best_val_loss": res.best_val_loss, "machine": machine_info(torch.device("cpu"))}
@@ -58,7 +58,7 @@ def _measure(args) -> None:
     trained = json.loads((args.run / "bench_train.json").read_text())
     trained.pop("machine", None)
     payload = {"machine": machine, "machine_at_training": json.loads((args.run / "bench_train.json").read_text())["machine"],
-               "training": {"preset": "cpu_default", "split": "random", "max_time_s": 180, **trained},
+               "training": {"preset": "cpu_default", "split": "random", "steps": 1000, **trained},
                "calibrate_wall_s": t_cal, "coverage_wall_s": t_cov, "report": report, "calibration": cal.to_dict()}
     png = RESULTS / "uncertainty_cpu_reliability.png"
     fig = unc.reliability_figure(report, png)
@@ -68,7 +68,7 @@ def _measure(args) -> None:
           f"{m['date']}, git {m.get('git', '?')}, {m['cpu']} ({m['cpu_count']} cores, torch {m['torch']}, "
           f"{m['torch_threads']} thread), load average {', '.join(f'{x:.2f}' for x in m['load_average_1_5_15'])} "
           f"(other work shared the machine). `python -m bench.bench_uncertainty train|measure`.\n\n"
-          f"Model: ABCC cpu_default on the default dataset's random split, `TrainConfig.cpu_default(max_time_s=180)`: "
+          f"Model: ABCC cpu_default on the default dataset's random split, `TrainConfig.cpu_default(steps=1000)`: "
           f"{trained['steps_done']} steps ({trained['stopped_by']}), {trained['wall_time_s']:.0f} s, best val loss "
           f"{trained['best_val_loss']:.4g}. Calibration: {unc.METHOD}, per frame, fitted on {cal.n_samples} val samples "
           f"in {t_cal:.0f} s; coverage on {report['n_samples']} test samples in {t_cov:.0f} s.\n\n"

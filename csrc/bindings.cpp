@@ -33,9 +33,12 @@ using OptTensor = std::optional<Tensor>;
 template <typename T>
 abcc::cpu::SdtwProblem<T> make_problem(const OptTensor& D, const OptTensor& x, const OptTensor& y,
                                        const Tensor& n, const Tensor& m, double gamma, double bandwidth,
-                                       const OptTensor& omega, bool want_temporal, int64_t threads) {
+                                       const OptTensor& omega, bool want_temporal, int64_t threads,
+                                       int64_t engine) {
   abcc::cpu::SdtwProblem<T> p;
   p.threads = static_cast<int>(std::max<int64_t>(1, threads));
+  TORCH_CHECK(engine >= 0 && engine <= 2, "engine must be 0 (auto), 1 (pairs) or 2 (lanes)");
+  p.engine = static_cast<int>(engine);
   TORCH_CHECK(n.scalar_type() == at::kLong && m.scalar_type() == at::kLong, "lengths must be int64");
   ABCC_CHECK_CONTIG(n);
   ABCC_CHECK_CONTIG(m);
@@ -76,18 +79,20 @@ abcc::cpu::SdtwProblem<T> make_problem(const OptTensor& D, const OptTensor& x, c
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> sdtw_cpu_forward(
     const OptTensor& D, const OptTensor& x, const OptTensor& y, const Tensor& n, const Tensor& m,
-    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, bool save, int64_t threads) {
+    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, bool save, int64_t threads,
+    int64_t engine) {
   const Tensor& ref = D.has_value() ? *D : *x;
   const auto opts = ref.options();
   Tensor value, temporal, r, rt, off;
   AT_DISPATCH_FLOATING_TYPES(ref.scalar_type(), "sdtw_cpu_forward", [&] {
-    auto p = make_problem<scalar_t>(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, threads);
+    auto p = make_problem<scalar_t>(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, threads, engine);
+    const int64_t rows = abcc::cpu::sdtw_store_rows(p);
     value = at::empty({p.B}, opts);
     temporal = want_temporal ? at::empty({p.B}, opts) : at::zeros({p.B}, opts);
     if (save) {
-      r = at::empty({p.B, p.N * p.M}, opts);
-      rt = want_temporal ? at::empty({p.B, p.N * p.M}, opts) : at::empty({0}, opts);
-      off = at::empty({p.B, p.N + p.M - 1}, opts.dtype(at::kDouble));
+      r = at::empty({rows, p.N * p.M}, opts);
+      rt = want_temporal ? at::empty({rows, p.N * p.M}, opts) : at::empty({0}, opts);
+      off = at::empty({rows, p.N + p.M - 1}, opts.dtype(at::kDouble));
     } else {
       r = at::empty({0}, opts);
       rt = at::empty({0}, opts);
@@ -110,13 +115,15 @@ std::tuple<Tensor, Tensor, Tensor> sdtw_cpu_backward(
     const OptTensor& D, const OptTensor& x, const OptTensor& y, const Tensor& n, const Tensor& m,
     double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, const Tensor& r,
     const Tensor& rt, const Tensor& off, const OptTensor& grad_value, const OptTensor& grad_temporal,
-    int64_t threads) {
+    int64_t threads, int64_t engine) {
   const Tensor& ref = D.has_value() ? *D : *x;
   Tensor G, dx, dy;
   AT_DISPATCH_FLOATING_TYPES(ref.scalar_type(), "sdtw_cpu_backward", [&] {
-    auto p = make_problem<scalar_t>(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, threads);
-    TORCH_CHECK(r.numel() == p.B * p.N * p.M, "saved R has the wrong size (forward ran without save?)");
-    TORCH_CHECK(!want_temporal || rt.numel() == p.B * p.N * p.M, "saved tangent has the wrong size");
+    auto p = make_problem<scalar_t>(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, threads, engine);
+    const int64_t rows = abcc::cpu::sdtw_store_rows(p);
+    TORCH_CHECK(r.numel() == rows * p.N * p.M, "saved R has the wrong size (forward ran without save?)");
+    TORCH_CHECK(!want_temporal || rt.numel() == rows * p.N * p.M, "saved tangent has the wrong size");
+    TORCH_CHECK(off.numel() == rows * (p.N + p.M - 1), "saved offsets have the wrong size");
     const scalar_t* gv = nullptr;
     const scalar_t* gt = nullptr;
     Tensor gv_c, gt_c;
@@ -226,7 +233,8 @@ void check_sdtw_launch(cudaError_t err, const char* what, int64_t N, int64_t M, 
 // Returns (value, temporal, ckpt, ckpt_t, base); ckpt/ckpt_t/base are empty without save.
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> sdtw_cuda_forward(
     const OptTensor& D, const OptTensor& x, const OptTensor& y, const Tensor& n, const Tensor& m,
-    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, bool save, int64_t threads) {
+    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, bool save, int64_t threads,
+    int64_t engine) {
   TORCH_CHECK(D.has_value() || x.has_value(), "give either D or both x and y");
   const Tensor& ref = D.has_value() ? *D : *x;
   TORCH_CHECK(ref.is_cuda(), "sdtw_cuda_forward: inputs must be CUDA tensors");
@@ -529,12 +537,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sdtw_cpu_forward", &sdtw_cpu_forward, "soft-DTW / DILATE forward (CPU)",
         pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
         pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
-        pybind11::arg("want_temporal"), pybind11::arg("save"), pybind11::arg("threads"));
+        pybind11::arg("want_temporal"), pybind11::arg("save"), pybind11::arg("threads"),
+        pybind11::arg("engine") = 0);
   m.def("sdtw_cpu_backward", &sdtw_cpu_backward, "soft-DTW / DILATE backward (CPU)",
         pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
         pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
         pybind11::arg("want_temporal"), pybind11::arg("r"), pybind11::arg("rt"), pybind11::arg("off"),
-        pybind11::arg("grad_value"), pybind11::arg("grad_temporal"), pybind11::arg("threads"));
+        pybind11::arg("grad_value"), pybind11::arg("grad_temporal"), pybind11::arg("threads"),
+        pybind11::arg("engine") = 0);
 #ifdef ABCC_WITH_CUDA
   // >>> CUDA module definitions (each owner adds its m.def lines inside its own block)
   // >>> soft-DTW CUDA defs

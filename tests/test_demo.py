@@ -1,6 +1,9 @@
 """`abcc demo --quick`: the README's main job end to end at CI size (data, two models, OpIRBench
 with the references and the simulator oracle, report with figures)."""
+import dataclasses
 import json
+
+import numpy as np
 
 import pytest
 import torch
@@ -30,3 +33,50 @@ def test_quick_demo_end_to_end(tmp_path):
             assert (out / target).is_file(), target
     summary = json.loads((out / "demo_summary.json").read_text())
     assert summary["leaderboards"]["random"]["oracle"]["mse"] < summary["leaderboards"]["random"]["persistence"]["mse"]
+
+
+class _BusyClock:
+    """A stand-in for the trainer's ``time`` module whose clock runs 1000x fast: every step looks
+    like it took 1000x longer, as on a heavily loaded machine."""
+
+    def __init__(self):
+        import time
+
+        self._time, self._t0 = time, time.perf_counter()
+
+    def perf_counter(self):
+        return self._t0 + 1000.0 * (self._time.perf_counter() - self._t0)
+
+    def __getattr__(self, name):
+        return getattr(self._time, name)
+
+
+def test_demo_training_is_deterministic_on_a_busy_or_idle_machine(tmp_path, monkeypatch):
+    """`make demo` twice gives the same leaderboards: the demo's own train + score path, run twice with
+    the same seed (the second time under a clock that makes every step look 1000x slower), gives
+    bitwise equal metrics and per-frame MSEs."""
+    from abcc_fast.model import load_predictor
+    from abcc_fast.train import demo, trainer
+
+    ds = demo._dataset(tmp_path, True, None, 0, False)
+    cfg = demo.demo_train_config(quick=True, seed=0)
+    assert cfg.max_time_s is None and cfg.steps == 12
+    # a generous safety cap that never runs out must not change anything either (a schedule that
+    # followed the clock would see 1000x more of it used in the busy run)
+    cfg = dataclasses.replace(cfg, max_time_s=1e6)
+
+    def run(tag):
+        r = demo.train_split(ds, "system", cfg, "tiny", tmp_path / tag, progress=False)
+        assert r.steps_done == cfg.steps and not r.capped
+        return r, demo.score_split(ds, "system", load_predictor(str(r.model_dir)), progress=False)
+
+    quiet, quiet_scores = run("quiet")
+    monkeypatch.setattr(trainer, "time", _BusyClock())
+    busy, busy_scores = run("busy")
+    assert busy.wall_time_s > 100 * quiet.wall_time_s     # the clock did see a "slow" machine
+    assert [r.model for r in quiet_scores] == [r.model for r in busy_scores]
+    for a, b in zip(quiet_scores, busy_scores):
+        assert a.metrics == b.metrics, a.model                          # bitwise equal floats
+        assert np.array_equal(a.per_frame["mse"], b.per_frame["mse"]), a.model
+    assert (tmp_path / "quiet" / "log.csv").read_text().splitlines()[1].split(",")[:4] == \
+        (tmp_path / "busy" / "log.csv").read_text().splitlines()[1].split(",")[:4]

@@ -92,24 +92,76 @@ def test_jvp_equals_finite_difference_of_the_network():
     torch.testing.assert_close(du_dr, fd, rtol=1e-5, atol=1e-7)
 
 
-def test_subset_jvp_gives_the_full_jvp_loss():
-    """The JVP only on r != tau rows changes nothing: on r == tau rows the tangent is multiplied by 0."""
-    batch = make_batch(4)
-    losses = {}
-    for mode in ("subset", "full"):
-        torch.manual_seed(0)
-        model = randomised(ABCC(make_config(jvp_mode=mode, mf_pairs=4, jvp_fraction=0.5, w_identity=1.0,
-                                                  adaptive_c=100.0)))
-        loss, parts = model.training_loss(batch, generator=torch.Generator().manual_seed(1))
-        losses[mode] = (loss, parts)
-    torch.testing.assert_close(losses["subset"][0], losses["full"][0], rtol=1e-6, atol=1e-7)
-    assert losses["subset"][1]["identity"] == pytest.approx(losses["full"][1]["identity"], rel=1e-6)
-    # ... and the JVP is really used: the flow-matching target (no JVP) gives another identity loss
+def test_source_jvp_for_all_taus_equals_finite_difference():
+    """The training JVP (one forward-mode pass per source for all decoded taus) == the central finite
+    difference of the decoded u along (x_r + s v, r + s, s(r) + s ds/dr), tau fixed."""
     torch.manual_seed(0)
-    model = randomised(ABCC(make_config(jvp_mode="none", mf_pairs=4, jvp_fraction=0.5, w_identity=1.0,
-                                                adaptive_c=100.0)))
-    _, parts = model.training_loss(batch, generator=torch.Generator().manual_seed(1))
-    assert parts["identity"] != pytest.approx(losses["full"][1]["identity"], rel=1e-4)
+    model = randomised(ABCC(make_config())).double()
+    B, Q = 3, 5
+    n_state, n_ctx = state_size(model.config), context_size(model.config)
+    x, static, v = torch.randn(B, W).double(), torch.randn(B, W).double(), torch.randn(B, W).double()
+    r = torch.tensor([0.1, 0.3, 0.5]).double()
+    tau = r[:, None] + torch.rand(B, Q).double() * (1 - r[:, None])
+    sr, dsr, stau = torch.rand(B, n_state).double(), torch.randn(B, n_state).double(), torch.rand(B, Q, n_state).double()
+    comp, elec = torch.rand(B, n_ctx).double(), torch.tensor([0, 1, 0])
+    du_dr = model._source_jvp(x, static, r, sr, comp, elec, tau, stau, v, dsr)
+    h = 1e-5
+
+    def u(s):
+        enc = model.backbone.encode(x + s * v, static, r + s, sr + s * dsr, comp, elec)
+        return sum(model.backbone.decode(enc, tau, stau))
+    with torch.no_grad():
+        fd = (u(h) - u(-h)) / (2 * h)
+    assert du_dr.shape == (B, Q, W) and du_dr.abs().max() > 1e-3
+    torch.testing.assert_close(du_dr, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_decoding_many_taus_equals_one_query_per_tau():
+    """Encode once, decode Q taus == Q separate single-tau network queries (the velocity API)."""
+    torch.manual_seed(0)
+    model = randomised(ABCC(make_config())).double()
+    B, Q = 2, 4
+    n_state, n_ctx = state_size(model.config), context_size(model.config)
+    x, static = torch.randn(B, W).double(), torch.randn(B, W).double()
+    r = torch.tensor([0.0, 0.25]).double()
+    tau = torch.rand(B, Q).double()
+    sr, stau = torch.rand(B, n_state).double(), torch.rand(B, Q, n_state).double()
+    comp, elec = torch.rand(B, n_ctx).double(), torch.tensor([1, 0])
+    with torch.no_grad():
+        enc = model.backbone.encode(x, static, r, sr, comp, elec)
+        many = model.backbone.decode(enc, tau, stau)
+        for q in range(Q):
+            one = model.velocity(x, static, r, tau[:, q], sr, stau[:, q], comp, elec)
+            for a, b in zip(many, one):
+                torch.testing.assert_close(a[:, q], b, rtol=1e-10, atol=1e-12)
+
+
+def test_identity_target_uses_the_jvp_and_the_denoised_velocity():
+    """jvp_mode="none" (du/dr = 0) and identity_target="raw" each change the identity loss: the JVP
+    and the low-rank velocity are really used."""
+    batch = make_batch(4)
+
+    def identity(**kw):
+        torch.manual_seed(0)
+        model = randomised(ABCC(make_config(mf_pairs=2, w_identity=1.0, adaptive_c=100.0, **kw)))
+        return model.training_loss(batch, generator=torch.Generator().manual_seed(1))[1]["identity"]
+    full = identity(jvp_mode="full", identity_rank=1)      # the test frames are smooth: rank 1 drops detail
+    assert math.isfinite(full)
+    assert identity(jvp_mode="none", identity_rank=1) != pytest.approx(full, rel=1e-4)
+    assert identity(identity_target="raw") != pytest.approx(full, rel=1e-4)
+
+
+def test_lowrank_frames_keeps_low_rank_changes_and_drops_noise():
+    from abcc_fast.model.abcc import lowrank_frames
+    g = torch.Generator().manual_seed(0)
+    B, Tn, Wn, k = 6, 8, 40, 3
+    static = torch.randn(B, Wn, generator=g)
+    change = torch.randn(B * Tn, k, generator=g) @ torch.randn(k, Wn, generator=g)
+    frames = static[:, None] + change.view(B, Tn, Wn)
+    torch.testing.assert_close(lowrank_frames(frames, static, k), frames, rtol=1e-5, atol=1e-5)
+    noisy = frames + 0.1 * torch.randn(B, Tn, Wn, generator=g)
+    den = lowrank_frames(noisy, static, k)
+    assert (den - frames).pow(2).mean() < 0.3 * (noisy - frames).pow(2).mean()
 
 
 def test_training_loss_parts_and_gradients_reach_every_parameter():
@@ -290,18 +342,23 @@ def test_from_dataset_and_a_collated_simulator_batch(tmp_path):
 
 
 def test_protocol_state_exposure_and_context():
-    """State columns: V, log(1 + hours below each level), log(1 + elapsed hours); the context holds the
-    resampled voltage profile."""
+    """State columns: V, asinh(dV/dt / 0.1 V/h), log(1 + hours below each level), log(1 + elapsed
+    hours); the context holds the resampled voltage profile."""
     model = ABCC(make_config(history_levels=[1.0, 0.5], history_width=0.01, profile_points=4))
     hours = torch.arange(T, dtype=torch.float64)                       # one frame per hour
     voltage = torch.where(hours < 2, 2.0, 0.7).double()[None]          # 2 V for 2 h, then 0.7 V
     s = model.protocol_state(voltage, time_s=3600.0 * hours[None])
-    assert s.shape == (1, T, 1 + 2 + 1)
+    assert s.shape == (1, T, 1 + 1 + 2 + 1)
     torch.testing.assert_close(s[0, :, 0], voltage[0])
+    # dV/dt by central differences (-0.65 V/h at frames 1 and 2), smoothed [1, 2, 1] / 4, asinh(/0.1)
+    rate = torch.tensor([0.0, -0.65, -0.65, 0.0, 0.0, 0.0]).double()
+    pad = torch.cat([rate[:1], rate, rate[-1:]])
+    smooth = 0.25 * pad[:-2] + 0.5 * pad[1:-1] + 0.25 * pad[2:]
+    torch.testing.assert_close(s[0, :, 1], torch.asinh(smooth / 0.1))
     below_1v = torch.tensor([0.0, 0.0, 0.5] + [0.5 + k for k in range(1, T - 2)]).double()   # trapezoid edge
-    torch.testing.assert_close(s[0, :, 1], below_1v.log1p(), atol=1e-6, rtol=0)
-    assert s[0, :, 2].abs().max() < 1e-6                                # never below 0.5 V
-    torch.testing.assert_close(s[0, :, 3], hours.log1p())
+    torch.testing.assert_close(s[0, :, 2], below_1v.log1p(), atol=1e-6, rtol=0)
+    assert s[0, :, 3].abs().max() < 1e-6                                # never below 0.5 V
+    torch.testing.assert_close(s[0, :, 4], hours.log1p())
     ctx = model.context(torch.rand(1, C).double(), 3600.0 * hours[None], voltage)
     assert ctx.shape == (1, C + 1 + 4)
     torch.testing.assert_close(ctx[0, -4], torch.tensor(0.5).double())  # (2 V - mean 1.5) / std 1

@@ -182,6 +182,39 @@ def test_leaderboard_files(ds, ds_dir, tmp_path):
     md = paths["md"].read_text()
     assert "| persistence | reference |" in md and "| frame0 | reference |" in md
     assert not list((tmp_path / "lb").glob("*.tmp"))
+    # MSE per frame: JSON (frames 1..T-1), CSV columns, Markdown table of frames 1-4 and the later groups
+    T = disk.frames.shape[1]
+    assert len(board["rows"][1]["mse_per_frame"]) == T - 1
+    assert float(rows[1]["mse_f3"]) == pytest.approx(board["rows"][1]["mse_per_frame"][2])
+    assert "### MSE per frame" in md and "| model | frame 1 | frame 2 | frame 3 | frame 4 | frame 5-7 |" in md
+
+
+def test_per_frame_mse(ds):
+    """The MSE of each frame k = 1..T-1 (z-units): its mean over frames is the mse column; a model wrong
+    in one frame only is wrong in that frame's entry only."""
+    class OffInFrame2(Oracle):
+        def __call__(self, batch):
+            out = super().__call__(batch)
+            out["frames"][:, 2] += 0.05
+            return out
+
+    r = evaluate(OffInFrame2(ds), ds, "random", metrics=["mse"], progress=False)
+    per = r.per_frame["mse"]
+    T = ds.frames.shape[1]
+    _, std = ds.norm_stats("random")
+    assert per.shape == (T - 1,) and per.mean() == pytest.approx(r.metrics["mse"], rel=1e-6)
+    assert per[1] == pytest.approx((0.05 / std) ** 2, rel=1e-4)          # frame 2
+    assert np.all(np.delete(per, 1) == 0.0)
+    assert evaluate(Persistence(), ds, "random", metrics=["mae"], progress=False).per_frame == {}
+    loso = evaluate(Persistence(), ds, "loso", metrics=["mse"], progress=False)
+    assert loso.per_frame["mse"].mean() == pytest.approx(loso.metrics["mse"], rel=1e-6)
+
+
+def test_frame_groups():
+    assert protocol.frame_groups(31) == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 8), (9, 16), (17, 31)]
+    assert protocol.frame_groups(7) == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 7)]
+    assert protocol.frame_groups(3) == [(1, 1), (2, 2), (3, 3)]
+    assert protocol.group_means([1.0, 2.0, 3.0, 4.0, 5.0, 7.0]) == {"1": 1.0, "2": 2.0, "3": 3.0, "4": 4.0, "5-6": 6.0}
 
 
 def test_abcc_bench_cli(ds_dir, tmp_path, capsys):
@@ -194,7 +227,8 @@ def test_abcc_bench_cli(ds_dir, tmp_path, capsys):
     board = json.loads((out / "leaderboard.json").read_text())
     assert [r["model"] for r in board["rows"]] == ["persistence", "frame0"]
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    for kind in ("heatmap_true", "waterfall_true", "difference_persistence", "centroid_drift_frame0"):
+    for kind in ("heatmap_true", "waterfall_true", "difference_persistence", "centroid_drift_frame0",
+                 "mse_per_frame"):
         assert any(kind in f for f in figs), (kind, figs)
     assert "leaderboard" in capsys.readouterr().out
     assert main(["bench", "--data", str(ds_dir), "--model", "nonexistent_model", "--out", str(out)]) == 2

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from abcc_fast.data import generate, load
-from abcc_fast.data.simulator import HIDDEN_UNIFORMS, OpIRSim, SimConfig, conditional_randoms, draw_randoms
+from abcc_fast.data.simulator import (CONTACT_LO, CONTACT_SPAN, CONTACT_UNIFORM, HIDDEN_UNIFORMS, N_UNIFORM,
+                                     STATIC_GAIN_MAX, STATIC_GAIN_UNIFORM, OpIRSim, SimConfig, _redraw_static_gain,
+                                     conditional_randoms, draw_randoms, sample_parameters)
 from abcc_fast.opirbench import Persistence, SimulatorOracle, evaluate
 
 T, W = 8, 64
@@ -39,10 +41,13 @@ def test_conditional_randoms_keep_visible_draws_and_ignore_batching():
     idx = np.array([3, 7, 11])
     U, Z, noise = draw_randoms(2, idx, T, W)
     Ur, Zr, nr = conditional_randoms(2, idx, T, W, replicates=3)
-    visible = np.setdiff1d(np.arange(U.shape[1]), HIDDEN_UNIFORMS)
+    split = [CONTACT_UNIFORM, STATIC_GAIN_UNIFORM]          # redrawn with their product kept
+    visible = np.setdiff1d(np.arange(U.shape[1]), list(HIDDEN_UNIFORMS) + split)
     for m in range(3):
         rows = slice(m * 3, (m + 1) * 3)
         np.testing.assert_array_equal(Ur[rows][:, visible], U[:, visible])
+        np.testing.assert_allclose(_scale(Ur[rows]), _scale(U), rtol=1e-12)
+        assert not np.allclose(Ur[rows][:, split], U[:, split])
         np.testing.assert_array_equal(Zr[rows][:, T], Z[:, T])          # the static spectrum's normals
         np.testing.assert_array_equal(nr[rows][:, T], noise[:, T])
         assert not np.allclose(Ur[rows][:, list(HIDDEN_UNIFORMS)], U[:, list(HIDDEN_UNIFORMS)])
@@ -50,6 +55,39 @@ def test_conditional_randoms_keep_visible_draws_and_ignore_batching():
     U2, Z2, _ = conditional_randoms(2, idx[1:], T, W, replicates=3)       # other batch, same draws
     np.testing.assert_array_equal(U2.reshape(3, 2, -1), Ur.reshape(3, 3, -1)[:, 1:])
     np.testing.assert_array_equal(Z2.reshape(3, 2, T + 1, -1), Zr.reshape(3, 3, T + 1, -1)[:, 1:])
+
+
+def _scale(U):
+    """contact x (1 + static_gain): what the static spectrum reveals of the two."""
+    params = sample_parameters(U, np.zeros(U.shape[0], dtype=np.int64))
+    return params["contact"] * (1 + params["static_gain"])
+
+
+def test_static_gain_redraw_keeps_every_input_and_follows_its_posterior():
+    """static_gain scales only the static spectrum, contact also the frames: the redraw keeps their
+    product (so every input, bitwise up to float32 rounding) and changes the frames; its draws follow
+    the prior conditioned on the product (checked against rejection from the prior)."""
+    sim = OpIRSim(SimConfig(T=T, W=W))
+    idx = np.arange(20)
+    base = sim.simulate(idx, seed=1)
+    only_gain = conditional_randoms(1, idx, T, W, replicates=2, hidden=(), frame_normals=False, static_gain=True)
+    other = sim.simulate(np.tile(idx, 2), seed=1, randoms=only_gain)
+    for k in ("static", "voltage", "time_s", "composition", "electrode", "system"):
+        np.testing.assert_allclose(other[k][:20], base[k], rtol=0, atol=1e-6, err_msg=k)
+    assert np.abs(other["frames"][:20] - base["frames"]).max() > 1e-4
+    # posterior of static_gain given the product, against prior draws whose product falls in a bin
+    rng = np.random.default_rng(0)
+    c = CONTACT_LO + CONTACT_SPAN * rng.random(2_000_000)
+    g = STATIC_GAIN_MAX * (2 * rng.random(2_000_000) - 1)
+    for target in (0.86, 1.0, 1.14):
+        near = g[np.abs(c * (1 + g) - target) < 3e-4]
+        U = np.zeros((100_000, N_UNIFORM))
+        U[:, CONTACT_UNIFORM], U[:, STATIC_GAIN_UNIFORM] = (target - CONTACT_LO) / CONTACT_SPAN, 0.5
+        _redraw_static_gain(U, rng.random(len(U)))
+        drawn = STATIC_GAIN_MAX * (2 * U[:, STATIC_GAIN_UNIFORM] - 1)
+        np.testing.assert_allclose(np.quantile(drawn, [0.1, 0.5, 0.9]), np.quantile(near, [0.1, 0.5, 0.9]),
+                                   atol=8e-4)
+        np.testing.assert_allclose(_scale(U), target, rtol=1e-12)
 
 
 def test_oracle_mean_beats_references_and_single_draws(ds):
@@ -86,7 +124,7 @@ def test_conditional_randoms_by_source():
     Ur, Zr, nr = conditional_randoms(0, idx, T, W, replicates=2, hidden=(22, 23), frame_normals=False,
                                      frame_noise=True)
     others = np.setdiff1d(np.arange(U.shape[1]), [22, 23])
-    np.testing.assert_array_equal(Ur[:2][:, others], U[:, others])
+    np.testing.assert_array_equal(Ur[:2][:, others], U[:, others])   # a named subset: no static-gain redraw
     np.testing.assert_array_equal(Zr[:2], Z)
     assert not np.allclose(Ur[:2][:, [22, 23]], U[:, [22, 23]]) and nr[:, :T].std() > 0.5
     with pytest.raises(ValueError, match="shape the inputs"):

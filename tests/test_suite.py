@@ -157,10 +157,18 @@ def test_suite_end_to_end_and_resume(tiny_ds, tmp_path, capsys):
     assert rows["abcc"]["mse_mean"] == pytest.approx(sum(mses) / 2)
     with open(out / "table.csv", newline="") as fh:
         header = next(csv.reader(fh))
-    assert {"mse_mean", "mse_std", "dilate_mean", "dilate_std", "peak_shift_mean"} <= set(header)
+    assert {"mse_mean", "mse_std", "dilate_mean", "dilate_std", "peak_shift_mean", "s_per_step_mean",
+            "capped_runs", "mse_f1_mean", "mse_f4_std"} <= set(header)
     md = (out / "table.md").read_text()
-    assert "±" in md and "split `random`" in md and "3 steps" in md
+    assert "±" in md and "split `random`" in md and "3 steps" in md and "capped" not in md
+    assert "| f1 | f2 | f3 | f4 | lr | steps | s/step |" in md and "| entry | frame 1 | frame 2 |" in md
     assert (out / "figures" / "best3_random.png").stat().st_size > 0
+    assert (out / "figures" / "mse_per_frame_random.png").stat().st_size > 0
+    # MSE per frame (frames 1..T-1) in every result and, averaged over seeds, in the table
+    per = [json.loads((out / "results" / "random" / "abcc" / f"seed{s}.json").read_text())["mse_per_frame"]
+           for s in (0, 1)]
+    assert len(per[0]) == tiny_ds.T - 1 and rows["abcc"]["mse_f2_mean"] == pytest.approx((per[0][1] + per[1][1]) / 2)
+    assert rows["oracle"]["mse_per_frame_mean"] and rows["abcc"]["capped_runs"] == 0
     # abcc_steps2 scores the abcc run itself (no model of its own)
     assert not (out / "runs" / "random" / "abcc_steps2").exists()
 
@@ -178,18 +186,49 @@ def test_suite_end_to_end_and_resume(tiny_ds, tmp_path, capsys):
         run_suite(out, tiny_ds, **{**kw, "steps": 4})
 
 
-def test_suite_sweep_keeps_best_lr(tiny_ds, tmp_path):
+def test_suite_sweep_keeps_best_lr_for_every_entry(tiny_ds, tmp_path):
+    """ABCC, its ablations and the baselines get the same lr sweep; abcc_steps<N> shares abcc's."""
     from abcc_fast.opirbench.suite import run_suite
 
     out = tmp_path / "bench"
-    run_suite(out, tiny_ds, entries=["dlinear"], splits=["system"], seeds=1, preset="tiny", steps=2, sweep=True,
-              sweep_lr=[1.0, 2.0], oracle_replicates=0, figures=False, progress=False)
-    rec = json.loads((out / "sweep" / "system" / "dlinear.json").read_text())
-    assert len(rec["settings"]) == 2 and rec["best_lr"] in rec["lrs"]
-    best = min(rec["settings"], key=lambda r: r["val_mse"])
-    assert rec["best_lr"] == best["lr"]
-    res = json.loads((out / "results" / "system" / "dlinear" / "seed0.json").read_text())
-    assert res["training"]["lr"] == rec["best_lr"]
+    run_suite(out, tiny_ds, entries=["abcc", "abcc_one_stream", "abcc_steps2", "dlinear"], splits=["system"],
+              seeds=1, preset="tiny", steps=2, sweep=True, sweep_lr=[1.0, 2.0], oracle_replicates=0, figures=False,
+              progress=False)
+    for entry in ("abcc", "abcc_one_stream", "dlinear"):
+        rec = json.loads((out / "sweep" / "system" / f"{entry}.json").read_text())
+        assert len(rec["settings"]) == 2 and rec["best_lr"] in rec["lrs"]
+        best = min(rec["settings"], key=lambda r: r["val_mse"])
+        assert rec["best_lr"] == best["lr"]
+        res = json.loads((out / "results" / "system" / entry / "seed0.json").read_text())
+        assert res["training"]["lr"] == rec["best_lr"]
+    steps2 = json.loads((out / "results" / "system" / "abcc_steps2" / "seed0.json").read_text())
+    assert steps2["training"]["lr"] == json.loads((out / "sweep" / "system" / "abcc.json").read_text())["best_lr"]
+    assert not (out / "sweep" / "system" / "abcc_steps2.json").exists()
+    assert "validation sweep: every trained entry" in (out / "table.md").read_text()
+
+
+def test_suite_capped_runs_and_older_setups(tiny_ds, tmp_path):
+    """A wall-clock cap that ends runs early marks them capped in the table; a setup written by the
+    older wall-clock-budget version still renders, and resuming it is refused with the reason."""
+    from abcc_fast.opirbench import suite
+
+    out = tmp_path / "bench"
+    with pytest.warns(RuntimeWarning, match="wall-clock cap"):
+        suite.run_suite(out, tiny_ds, entries=["mlp"], splits=["random"], seeds=1, preset="tiny", steps=100_000,
+                        max_time_s=0.5, oracle_replicates=0, figures=False, progress=False)
+    board = json.loads((out / "table.json").read_text())
+    row = next(r for r in board["rows"] if r["entry"] == "mlp")
+    assert row["capped_runs"] == 1 and row["steps_done_mean"] < 100_000
+    md = (out / "table.md").read_text()
+    assert "(capped: 1 run)" in md and "wall-clock safety cap 0.5 s" in md
+
+    old = {k: v for k, v in board["setup"].items() if k not in ("budget_kind", "sweep_entries")}
+    old["train_config"] = {**old["train_config"], "max_time_s": 330.0}
+    assert "an older wall-clock budget" in suite.to_markdown(board["rows"], old)
+    (out / "suite_setup.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="older version with a wall-clock budget"):
+        suite.run_suite(out, tiny_ds, entries=["mlp"], splits=["random"], seeds=1, preset="tiny", steps=100_000,
+                        max_time_s=0.5, oracle_replicates=0, figures=False, progress=False)
 
 
 def test_suite_bad_input(tiny_ds, tmp_path):

@@ -2,6 +2,8 @@
 exact resume after a SIGKILL, atomic checkpoints, corrupt files, the wall-clock cap."""
 from __future__ import annotations
 
+import csv
+import json
 import math
 import signal
 import subprocess
@@ -14,6 +16,7 @@ from safetensors.torch import load_file
 
 from abcc_fast.data import generate, load
 from abcc_fast.train import checkpoint as ckpt_mod
+from abcc_fast.train import trainer as trainer_mod
 from abcc_fast.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from abcc_fast.train.trainer import TrainConfig, build_optimizer, learning_rate, train
 
@@ -47,8 +50,9 @@ def test_learning_rate_warmup_cosine():
     assert learning_rate(10, cfg) == pytest.approx(1.0)
     assert learning_rate(60, cfg) == pytest.approx(0.1 + 0.9 * 0.5)        # half way: cos(pi/2) = 0
     assert learning_rate(110, cfg) == pytest.approx(0.1)
-    # a wall-clock cap pushes the schedule on: 75% of the time used at 10% of the steps
-    assert learning_rate(20, cfg, time_fraction=0.75) == pytest.approx(0.1 + 0.45 * (1 + math.cos(0.75 * math.pi)))
+    # the schedule is a function of the step alone: a wall-clock cap does not move it
+    assert learning_rate(20, TrainConfig(steps=110, lr=1.0, min_lr_ratio=0.1, warmup_steps=10, max_time_s=1e-3)) \
+        == learning_rate(20, cfg) == pytest.approx(0.1 + 0.45 * (1 + math.cos(0.1 * math.pi)))
 
 
 def test_optimizer_no_decay_on_norms_and_biases(tiny_ds):
@@ -62,7 +66,9 @@ def test_optimizer_no_decay_on_norms_and_biases(tiny_ds):
 
 
 def test_presets_and_validation():
-    assert TrainConfig.preset_named("cpu").max_time_s == 330.0
+    cpu = TrainConfig.preset_named("cpu")
+    assert cpu.max_time_s is None and cpu.steps == trainer_mod.CPU_DEFAULT_STEPS   # budgets are steps
+    assert all(TrainConfig.preset_named(p).max_time_s is None for p in ("tiny", "gpu"))
     assert TrainConfig.preset_named("gpu").amp
     with pytest.raises(ValueError, match="unknown training preset"):
         TrainConfig.preset_named("huge")
@@ -176,10 +182,18 @@ def test_corrupt_checkpoint_is_a_clear_error(tiny_ds, tmp_path):
               progress=False)
 
 
-def test_wall_clock_cap_stops_and_exports(tiny_ds, tmp_path):
-    result = train(_model(tiny_ds), tiny_ds, split="system", config=_cfg(steps=10_000, max_time_s=0.5),
-                   out_dir=tmp_path / "run", resume=False, progress=False)
-    assert result.stopped_by == "time" and 1 <= result.steps_done < 10_000
+def test_wall_clock_cap_stops_with_a_warning_and_keeps_the_schedule(tiny_ds, tmp_path):
+    cfg = _cfg(steps=10_000, max_time_s=0.5)
+    with pytest.warns(RuntimeWarning, match="wall-clock cap.*marked capped"):
+        result = train(_model(tiny_ds), tiny_ds, split="system", config=cfg, out_dir=tmp_path / "run",
+                       resume=False, progress=False)
+    assert result.stopped_by == "time_cap" and result.capped and 1 <= result.steps_done < 10_000
+    saved = json.loads((tmp_path / "run" / "train_result.json").read_text())
+    assert saved["capped"] is True and saved["steps_budget"] == 10_000 and saved["s_per_step"] > 0
+    # the learning rates of the steps it ran are those of the full 10,000-step schedule
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv", newline="")))
+    for r in (r for r in rows if r["kind"] == "train"):
+        assert float(r["lr"]) == pytest.approx(learning_rate(int(r["step"]) - 1, cfg), rel=1e-5)
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     assert latest_checkpoint(tmp_path / "run").name == f"step_{result.steps_done:07d}"
     assert result.best_val_loss is not None and math.isfinite(result.best_val_loss)

@@ -43,7 +43,8 @@ def test_train_writes_a_resumable_run(trained):
               "train_config.json", "train_result.json", "checkpoints/LATEST"):
         assert (run / f).is_file(), f
     result = json.loads((run / "train_result.json").read_text())
-    assert result["steps_done"] == 4 and result["stopped_by"] == "steps"
+    assert result["steps_done"] == 4 and result["stopped_by"] == "steps" and result["capped"] is False
+    assert result["steps_budget"] == 4 and result["s_per_step"] > 0        # the wall clock beside the steps
     # without --resume an existing run is not clobbered
     assert main(["train", "--data", str(trained[0]), "--preset", "tiny", "--steps", "4", "--out", str(run),
                  "--no-progress"]) == 2

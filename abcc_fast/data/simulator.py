@@ -328,6 +328,13 @@ def draw_randoms(seed: int, indices: np.ndarray, T: int, W: int):
     return U, Z, noise.numpy()
 
 
+# contact = CONTACT_LO + CONTACT_SPAN * U[:, 32] scales the static spectrum and the operando frames;
+# static_gain = STATIC_GAIN_MAX * (2 U[:, 85] - 1) only the static spectrum (a separate measurement,
+# the cell re-seated on the crystal). See ``_redraw_static_gain`` for what the inputs reveal of them.
+CONTACT_UNIFORM, CONTACT_LO, CONTACT_SPAN = 32, 0.85, 0.3
+STATIC_GAIN_UNIFORM, STATIC_GAIN_MAX = 85, 0.015
+
+
 def sample_parameters(U: np.ndarray, system_pos: np.ndarray, overrides: Optional[dict] = None) -> dict:
     """Map uniforms U [S, N_UNIFORM] to physical parameters (arrays [S] unless noted).
 
@@ -401,7 +408,7 @@ def sample_parameters(U: np.ndarray, system_pos: np.ndarray, overrides: Optional
     p["L_max_nm"] = 10.0 + 30.0 * U[:, 29]       # passivation scale; films end at ~10-60 nm (§3.4)
     p["aging_molar"] = _loguniform(U[:, 30], 0.02, 0.2)
     p["crystal"] = _choice(U[:, 31], CRYSTAL_PROB)
-    p["contact"] = 0.85 + 0.3 * U[:, 32]
+    p["contact"] = CONTACT_LO + CONTACT_SPAN * U[:, CONTACT_UNIFORM]
     p["noise_sigma"] = _loguniform(U[:, 33], 1e-4, 1e-3)      # §5.3
     p["static_noise_factor"] = 0.4 + 0.6 * U[:, 34]
     p["baseline_scale"] = _loguniform(U[:, 35], 1e-3, 1e-2)   # §5.3
@@ -410,7 +417,7 @@ def sample_parameters(U: np.ndarray, system_pos: np.ndarray, overrides: Optional
     p["reseat"] = U[:, 39] < 0.1
     p["reseat_pos"] = U[:, 79]
     p["gain_drift"] = 0.01 * (2 * U[:, 78] - 1)               # +-1 % (§5.3)
-    p["static_gain"] = 0.015 * (2 * U[:, 85] - 1)             # static vs operando contact, +-1.5 %
+    p["static_gain"] = STATIC_GAIN_MAX * (2 * U[:, STATIC_GAIN_UNIFORM] - 1)  # static vs operando contact
     p["tau_leave_h"] = 1.0 + 4.0 * U[:, 80]
     p["transest_scale"] = _loguniform(U[:, 81], 0.5, 2.0)
     p["crack"] = 0.5 + 1.5 * U[:, 82]                         # Si: passivation lost per unit |dx|
@@ -433,27 +440,53 @@ def sample_parameters(U: np.ndarray, system_pos: np.ndarray, overrides: Optional
 # per-reaction jitter, onset jitter, passivation scale, aging, transesterification, cracking, fresh
 # Li, soluble-product lifetime), salt polarisation (gain, time constant) and operando-only nuisance
 # (electrode broadband term and slope, re-seating, gain drift). Together with the per-frame normals
-# Z[:, :T] (operando baseline walk, atmosphere) and the frame noise they are what even a perfect
-# model must average over: ``OpIRSim.conditional_mean`` marginalises exactly these.
+# Z[:, :T] (operando baseline walk, atmosphere), the frame noise and the split of the static
+# spectrum's scale into contact and static gain (``_redraw_static_gain``) they are what even a
+# perfect model must average over: ``OpIRSim.conditional_mean`` marginalises exactly these.
 HIDDEN_UNIFORMS = tuple(sorted({22, 23, 24, 29, 30, 37, 39, 78, 79, 80, 81, 82, 83, 84}
                                | set(range(40, 40 + len(chem.REACTIONS)))        # rate_jitter
                                | set(range(60, 60 + len(chem.REACTIONS)))))      # onset_jitter
 
 
+def _redraw_static_gain(U: np.ndarray, u: np.ndarray) -> None:
+    """Redraw the static gain of the rows of ``U`` in place from its distribution given what the
+    inputs reveal, with ``u`` [rows] uniforms.
+
+    The static spectrum scales with P = contact * (1 + static_gain), the operando frames with
+    contact alone: the inputs reveal P, not the split, so a model cannot know the frames' contact
+    to better than the static gain's +-1.5 %. Given P (both uniform a priori), static_gain has the
+    density 1 / (1 + g) on the interval where contact = P / (1 + g) stays in its range; it is drawn
+    by inverting that distribution, and contact is set to P / (1 + g), so P (and every input) is
+    unchanged."""
+    contact = CONTACT_LO + CONTACT_SPAN * U[:, CONTACT_UNIFORM]
+    product = contact * (1.0 + STATIC_GAIN_MAX * (2.0 * U[:, STATIC_GAIN_UNIFORM] - 1.0))
+    lo = np.maximum(1.0 - STATIC_GAIN_MAX, product / (CONTACT_LO + CONTACT_SPAN))     # bounds of 1 + g
+    hi = np.minimum(1.0 + STATIC_GAIN_MAX, product / CONTACT_LO)
+    one_plus_g = lo * np.power(np.maximum(hi, lo) / lo, u)
+    U[:, STATIC_GAIN_UNIFORM] = np.clip(((one_plus_g - 1.0) / STATIC_GAIN_MAX + 1.0) / 2.0, 0.0, 1.0)
+    U[:, CONTACT_UNIFORM] = np.clip((product / one_plus_g - CONTACT_LO) / CONTACT_SPAN, 0.0, 1.0)
+
+
 def conditional_randoms(seed: int, indices: np.ndarray, T: int, W: int, replicates: int, draw_seed: int = 0,
                         hidden: Optional[Sequence[int]] = None, frame_normals: bool = True,
-                        frame_noise: bool = False):
+                        frame_noise: bool = False, static_gain: Optional[bool] = None):
     """Random numbers for ``replicates`` copies of each sample that keep everything the inputs reveal
     (U outside HIDDEN_UNIFORMS, the static spectrum's normals and noise) and redraw the rest: hidden
-    uniforms, the operando frames' normals; the frame noise is set to 0 (it has zero mean).
+    uniforms, the operando frames' normals, the split of the static spectrum's scale into contact
+    and static gain (``_redraw_static_gain``: the inputs reveal only their product); the frame noise
+    is set to 0 (it has zero mean).
 
-    ``hidden`` (a subset of HIDDEN_UNIFORMS), ``frame_normals=False`` and ``frame_noise=True``
-    (redrawn instead of 0) split the unpredictable part into its sources (bench/bench_oracle.py).
-    Returns (U, Z, noise) for S * replicates samples, replicate-major ([m * S + s] is copy m of
-    sample s). Deterministic per (seed, sample index, draw_seed, replicate), whatever the batching."""
+    ``hidden`` (a subset of HIDDEN_UNIFORMS), ``frame_normals=False``, ``frame_noise=True``
+    (redrawn instead of 0) and ``static_gain`` split the unpredictable part into its sources
+    (bench/bench_oracle.py); ``static_gain`` defaults to True when ``hidden`` is None (everything
+    redrawn) and to False when a subset is named. Returns (U, Z, noise) for S * replicates samples,
+    replicate-major ([m * S + s] is copy m of sample s). Deterministic per (seed, sample index,
+    draw_seed, replicate), whatever the batching."""
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     S, M = idx.size, int(replicates)
     U, Z, noise = draw_randoms(seed, idx, T, W)
+    if static_gain is None:
+        static_gain = hidden is None
     hidden = np.array(HIDDEN_UNIFORMS if hidden is None else sorted(hidden), dtype=np.int64)
     if not set(hidden.tolist()) <= set(HIDDEN_UNIFORMS):
         raise ValueError(f"hidden must be a subset of HIDDEN_UNIFORMS; {sorted(set(hidden.tolist()) - set(HIDDEN_UNIFORMS))} "
@@ -468,6 +501,9 @@ def conditional_randoms(seed: int, indices: np.ndarray, T: int, W: int, replicat
             Zr[:, s, :T] = g.standard_normal((M, T, Z.shape[-1]))
         if frame_noise:
             nr[:, s, :T] = g.standard_normal((M, T, W))
+        if static_gain:  # its own stream: the draws above do not depend on this switch
+            u = np.random.default_rng(np.random.SeedSequence([int(seed), int(i), 0x6A17, int(draw_seed)])).random(M)
+            _redraw_static_gain(Ur[:, s], u)
     nr[:, :, T] = noise[None, :, T]
     return Ur.reshape(M * S, -1), Zr.reshape(M * S, T + 1, -1), nr.reshape(M * S, T + 1, W)
 
@@ -784,7 +820,8 @@ class OpIRSim:
     def conditional_mean(self, indices: Sequence[int], seed: int = 0, replicates: int = 16,
                          draw_seed: int = 0) -> dict:
         """Monte-Carlo mean of ``frames``, ``solvent`` and ``sei`` over the parameters no input reveals
-        (HIDDEN_UNIFORMS, operando baseline/atmosphere normals, frame noise), the inputs of each sample
+        (HIDDEN_UNIFORMS, operando baseline/atmosphere normals, frame noise, the contact/static-gain
+        split of the static spectrum's scale), the inputs of each sample
         held fixed: the best any predictor of these inputs can do in mean squared error, up to the
         Monte-Carlo error (the MSE of a mean of M draws exceeds the bound by the hidden variance / M).
 

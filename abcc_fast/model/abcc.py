@@ -1,43 +1,39 @@
-"""ABCC: chemical flow (MeanFlow in physical time) over a two-stream backbone (SPEC.md 4).
+"""ABCC: chemical flow (MeanFlow in physical time) over a two-stream encoder-decoder.
 
 Training (``training_loss``), in z-units x_z = (x - mean) / std of the training split:
 
-  Trajectories from the static spectrum (r = 0; the state predict starts from). For each sample and
-  frame k (tau_k = k / (T - 1)): one network query u = (u_solvent, u_sei)(static, 0, tau_k), and
-  ``meanflow_integrate`` gives y_k = static + tau_k u_solvent, z_k = tau_k u_sei, and
-  x_k = y_k + z_k + tau_k u_baseline (a smooth Legendre baseline nuisance outside both streams).
+  Trajectories from the static spectrum (r = 0; the state predict starts from). One encoding of
+  (static, r = 0, s(0), context) per sample, decoded at every frame tau_k = k / (T - 1) into the
+  average velocities u = (u_solvent, u_sei, u_baseline); ``meanflow_integrate`` gives
+  y_k = static + tau_k u_solvent, z_k = tau_k u_sei, x_k = y_k + z_k + tau_k u_baseline.
     L_disp_traj = mean_{k >= 1} ||x_k - frame_k||^2                 (the main signal)
-    + the constraints of SPEC.md 4.3 on (y_k, z_k)                 (abcc_fast.model.constraints)
-  MeanFlow pairs (mf_pairs per sample): r ~ U(0, 1); with probability jvp_fraction tau ~ U(r, 1),
-  else tau = r. x_r, x_tau: frames linearly interpolated in tau; v_r: central finite differences
-  of the frames (one-sided at the ends), interpolated; the protocol state s(r) (V(r) and the
-  cumulative exposures below potential levels, ``protocol_state``) and ds/dr likewise.
-    L_disp_mf   = mean over r != tau of ||x_r + (tau - r) u - x_tau||^2
-    L_identity  = meanflow_target(u, v_r, du_dr, r, tau): u_tgt = v_r + (tau - r) stopgrad(du_dr),
-                  adaptive weight 1 / (e + c)^p, with du_dr = d/dr u(x_r, r, tau) the JVP with
-                  tangent (v_r, 1, 0, ds/dr) on (x, r, tau, s(r)) -- s(r) moves with r, so its
-                  tangent is its time slope -- computed only on the r != tau rows
-                  (jvp_mode="subset"; "full" on all rows; "none": du_dr = 0, the flow-matching target).
-  loss = w_displacement (L_disp_traj + L_disp_mf) + w_identity L_identity + sum_c w_c L_c.
+    + the physics and spectrum constraints on (y_k, z_k)           (abcc_fast.model.constraints)
+  MeanFlow sources (mf_pairs per sample): r ~ U(0, 1), x_r and its time derivative v_r from the
+  frames (denoised by a low-rank projection), s(r) and ds/dr likewise; one encoding per source,
+  decoded at tau = r and at every frame.
+    L_disp_pairs = mean over tau_k > r of ||x_r + (tau_k - r) u - frame_k||^2
+    L_identity   = meanflow_target(u, v_r, du/dr): u_tgt = v_r + (tau - r) stopgrad(du/dr), adaptive
+                   weight 1 / (e + c)^p, du/dr the JVP with tangent (v_r, 1, ds/dr) on (x_r, r, s(r)),
+                   one forward-mode pass per source for all its taus (jvp_mode="none": du/dr = 0).
+  loss = w_displacement (L_disp_traj + L_disp_pairs) + w_identity L_identity + sum_c w_c L_c.
 
-DDP: the trajectory and pair queries go through the backbone in ONE ordinary module call (the
-primal that carries gradients). The JVP is forward-mode AD (``torch.autograd.forward_ad``, the
-machinery under ``torch.func.jvp``) of the same backbone under ``torch.no_grad()``: no autograd
-graph, no gradient hooks, so DDP sees one ordinary forward/backward. (``torch.func.jvp`` over a
-``functional_call`` with detached parameters gives the same tangent, 1.4x slower on CPU.) Wrap the model in DDP and call ``ddp_model(batch)``: ``forward`` with a
-batch dict is ``training_loss`` (so DDP's forward bookkeeping runs); a constraint with weight 0
-does not build its parameters (no unused parameters).
+DDP: every gradient-carrying call is an ordinary module call; the JVP is forward-mode AD
+(``torch.autograd.forward_ad``) under ``torch.no_grad()``: no autograd graph, no gradient hooks,
+so DDP sees one ordinary forward/backward. Wrap the model in DDP and call ``ddp_model(batch)``:
+``forward`` with a batch dict is ``training_loss``; a constraint with weight 0 does not build its
+parameters (no unused parameters).
 
-Inference (``predict``): all T frames from the static spectrum in one batched network call and one
-``meanflow_integrate`` (jump, stream sum, SEI >= 0 projection). ``predict(steps=n)`` instead chains n
-jumps over a coarse grid of frames (the one-step vs several-steps ablation, ``_multistep``).
+Inference (``predict``): one encoding per source state, all T frames decoded in one batched call,
+one ``meanflow_integrate`` (jump, stream sum, SEI >= 0 projection). ``predict(steps=n)`` instead
+chains n jumps over a coarse grid of frames (the one-step vs several-steps ablation, ``_multistep``).
 
-Ablations (issue 6.2): ``ABCCConfig.ablation(name)``; ``streams=1`` sets u_sei = 0 (the SEI head then
-gets no gradient: under DDP train it with ``TrainConfig(find_unused_parameters=True)``).
+Ablations: ``ABCCConfig.ablation(name)``; ``streams=1`` sets u_sei = 0 (the SEI head then gets no
+gradient: under DDP train it with ``TrainConfig(find_unused_parameters=True)``).
 """
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -84,6 +80,25 @@ def interpolate(series: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return a + w * (b - a)
 
 
+@torch.no_grad()
+def lowrank_frames(frames: torch.Tensor, static: torch.Tensor, rank: int) -> torch.Tensor:
+    """frames [B, T, W] with their changes from static projected on the batch's top ``rank`` right
+    singular vectors: the frame noise is white over (frame, wavenumber), the changes are close to low
+    rank, so the projection keeps the changes and drops most of the noise."""
+    B, T, W = frames.shape
+    change = (frames - static[:, None]).reshape(B * T, W).double()
+    k = min(int(rank), min(change.shape))
+    if change.shape[0] <= W:      # left singular vectors from the smaller Gram matrix: U_k U_k^T change
+        _, vecs = torch.linalg.eigh(change @ change.T)
+        u = vecs[:, -k:]
+        proj = u @ (u.T @ change)
+    else:
+        _, vecs = torch.linalg.eigh(change.T @ change)
+        v = vecs[:, -k:]
+        proj = (change @ v) @ v.T
+    return static[:, None] + proj.to(frames.dtype).view(B, T, W)
+
+
 def duration_feature(time_s: Optional[torch.Tensor], like: torch.Tensor, log_mean: float, log_std: float) -> torch.Tensor:
     """[B, 1] scaled log protocol duration (log(time_s[:, -1] - time_s[:, 0]) - log_mean) / log_std,
     on ``like``'s device and dtype; zeros (the training split's typical duration) without time_s."""
@@ -92,6 +107,19 @@ def duration_feature(time_s: Optional[torch.Tensor], like: torch.Tensor, log_mea
     t = time_s.to(like.device, torch.float64)
     log_dur = (t[:, -1] - t[:, 0]).clamp_min(1.0).log()
     return ((log_dur - log_mean) / log_std).to(like.dtype)[:, None]
+
+
+def current_proxy(voltage: torch.Tensor, t_h: torch.Tensor, scale_v_per_h: float = 0.1) -> torch.Tensor:
+    """asinh(dV/dt / scale) [B, T]: dV/dt (V per hour) by central differences in physical time
+    (one-sided at the ends), smoothed with a [1, 2, 1] / 4 kernel along the frames."""
+    if voltage.shape[1] < 2:
+        return torch.zeros_like(voltage)
+    dv = torch.gradient(voltage, dim=1)[0]
+    dt = torch.gradient(t_h, dim=1)[0].clamp_min(1e-6)
+    rate = dv / dt
+    padded = torch.cat([rate[:, :1], rate, rate[:, -1:]], dim=1)
+    smooth = 0.25 * padded[:, :-2] + 0.5 * padded[:, 1:-1] + 0.25 * padded[:, 2:]
+    return torch.asinh(smooth / scale_v_per_h)
 
 
 class ABCC(nn.Module):
@@ -214,29 +242,33 @@ class ABCC(nn.Module):
     def protocol_state(self, voltage: torch.Tensor, time_s: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The protocol state at every frame: voltage [B, T] (V), time_s [B, T] (s) -> [B, T, n_state].
 
-        Column 0 is V; then, per history level E_j, the cumulative exposure below it in hours,
-        X_j(t) = log(1 + int_0^t sigmoid((E_j - V(s)) / w) ds) (trapezoid over frames; film growth
-        integrates a potential-gated rate over time, CHEMISTRY.md 5.1); then log(1 + elapsed hours).
-        Smooth in time, so the JVP in r uses its time derivative like V's. Without time_s the frames
-        are taken as evenly spaced over the training split's typical duration."""
+        Columns: V; (current_proxy) asinh(dV/dt / 0.1 V h^-1), dV/dt from central differences in
+        physical time smoothed over three frames (the sign and size of the current in a
+        galvanostatic step, the sweep direction in a CV); per history level E_j the cumulative
+        exposure below it in hours, X_j(t) = log(1 + int_0^t sigmoid((E_j - V(s)) / w) ds)
+        (trapezoid over frames; film growth integrates a potential-gated rate over time); then
+        (history_elapsed) log(1 + elapsed hours). Smooth in time, so the JVP in r uses its time
+        derivative like V's. Without time_s the frames are taken as evenly spaced over the training
+        split's typical duration."""
         cfg = self.config
+        B, T = voltage.shape
+        if time_s is None:
+            dur_h = math.exp(cfg.duration_log_mean) / 3600.0
+            t_h = torch.linspace(0, dur_h, T, device=voltage.device, dtype=voltage.dtype).expand(B, T)
+        else:
+            t = time_s.to(voltage.device, torch.float64)
+            t_h = ((t - t[:, :1]) / 3600.0).clamp_min(0).to(voltage.dtype)
         cols = [voltage[..., None]]
-        if cfg.history_levels or cfg.history_elapsed:
-            B, T = voltage.shape
-            if time_s is None:
-                dur_h = math.exp(cfg.duration_log_mean) / 3600.0
-                t_h = torch.linspace(0, dur_h, T, device=voltage.device, dtype=voltage.dtype).expand(B, T)
-            else:
-                t = time_s.to(voltage.device, torch.float64)
-                t_h = ((t - t[:, :1]) / 3600.0).clamp_min(0).to(voltage.dtype)
-            if cfg.history_levels:
-                levels = torch.tensor(cfg.history_levels, device=voltage.device, dtype=voltage.dtype)
-                gate = torch.sigmoid((levels - voltage[..., None]) / cfg.history_width)      # [B, T, L]
-                inc = 0.5 * (gate[:, 1:] + gate[:, :-1]) * torch.diff(t_h, dim=1)[..., None]
-                expo = torch.cat([torch.zeros_like(gate[:, :1]), inc.cumsum(dim=1)], dim=1)
-                cols.append(expo.log1p())
-            if cfg.history_elapsed:
-                cols.append(t_h.log1p()[..., None])
+        if cfg.current_proxy:
+            cols.append(current_proxy(voltage, t_h)[..., None])
+        if cfg.history_levels:
+            levels = torch.tensor(cfg.history_levels, device=voltage.device, dtype=voltage.dtype)
+            gate = torch.sigmoid((levels - voltage[..., None]) / cfg.history_width)      # [B, T, L]
+            inc = 0.5 * (gate[:, 1:] + gate[:, :-1]) * torch.diff(t_h, dim=1)[..., None]
+            expo = torch.cat([torch.zeros_like(gate[:, :1]), inc.cumsum(dim=1)], dim=1)
+            cols.append(expo.log1p())
+        if cfg.history_elapsed:
+            cols.append(t_h.log1p()[..., None])
         return torch.cat(cols, dim=-1)
 
     def velocity(self, x, static, r, tau, volt_r, volt_tau, composition, electrode):
@@ -265,144 +297,26 @@ class ABCC(nn.Module):
             du_dr = torch.zeros_like(x)
         return du_dr
 
+    def _decode(self, enc, tau, state_tau):
+        """backbone.decode with the one-stream ablation's u_sei = 0."""
+        us, uz, ub = self.backbone.decode(enc, tau, state_tau)
+        if self.config.streams == 1:
+            uz = torch.zeros_like(uz)
+        return us, uz, ub
+
     # -- training ------------------------------------------------------------------------------
     def training_loss(self, batch: dict, generator: Optional[torch.Generator] = None):
         """Scalar loss and named float parts for one default-collated batch of OpIRDataset samples
         (static [B, W], frames [B, T, W], voltage [B, T], composition [B, C], electrode [B]; the
-        synthetic truth fields solvent/sei/extent are never read). Draws (r, tau) itself, from
-        ``generator`` (a CPU torch.Generator) when given."""
+        synthetic truth fields solvent/sei/extent are never read). Draws its random numbers (the
+        MeanFlow sources r, a trajectory subset) from ``generator`` (a CPU torch.Generator) when given."""
         cfg = self.config
-        dev = self.device
-        dtype = next(self.parameters()).dtype
-        static_raw = batch["static"].to(dev, dtype)
-        frames_raw = batch["frames"].to(dev, dtype)
-        voltage = batch["voltage"].to(dev, dtype)
-        time_s = batch.get("time_s")
-        composition = self.context(batch["composition"].to(dev, dtype), time_s, voltage)      # [B, context]
-        state = self.protocol_state(voltage, time_s)                                         # [B, T, n_state]
-        electrode = batch["electrode"].to(dev).long()
-        B, T, W = frames_raw.shape
-        if W != cfg.W or static_raw.shape != (B, W):
-            raise ValueError(f"ABCC.training_loss: static {tuple(static_raw.shape)} / frames {tuple(frames_raw.shape)} "
-                             f"do not match the model's grid W={cfg.W}")
-        static = self._z(static_raw)
-        frames = self._z(frames_raw)
-        grid = torch.linspace(0, 1, T, device=dev, dtype=dtype)
-
-        def rand(*shape):
-            return torch.rand(*shape, generator=generator).to(dev, dtype)
-
-        # --- trajectory queries: r = 0 from the static spectrum ------------------------------
-        if cfg.traj_frames and cfg.traj_frames < T:
-            keys = torch.rand(B, T - 1, generator=generator)
-            pick = keys.argsort(dim=1)[:, :cfg.traj_frames - 1] + 1
-            idx = torch.cat([torch.zeros(B, 1, dtype=torch.long), pick.sort(dim=1).values], 1).to(dev)
-        else:
-            idx = torch.arange(T, device=dev).expand(B, T)
-        Tp = idx.shape[1]
-        taus = grid[idx]                                                   # [B, T']
-        F_s = state.shape[-1]
-        state_tau_traj = torch.gather(state, 1, idx[..., None].expand(B, Tp, F_s))
-        volt_tau_traj = state_tau_traj[..., 0]
-        frames_traj = torch.gather(frames, 1, idx[..., None].expand(B, Tp, W))
-
-        q_x = [static.repeat_interleave(Tp, 0)]
-        q_static = [q_x[0]]
-        q_r = [torch.zeros(B * Tp, device=dev, dtype=dtype)]
-        q_tau = [taus.reshape(-1)]
-        q_vr = [state[:, 0].repeat_interleave(Tp, 0)]
-        q_vtau = [state_tau_traj.reshape(B * Tp, F_s)]
-        q_comp = [composition.repeat_interleave(Tp, 0)]
-        q_elec = [electrode.repeat_interleave(Tp, 0)]
-
-        # --- MeanFlow pairs -------------------------------------------------------------------
-        M = cfg.mf_pairs
-        if M > 0:
-            r = rand(B, M)
-            jump = rand(B, M) < cfg.jvp_fraction
-            tau = torch.where(jump, r + (1 - r) * rand(B, M), r)
-            x_r = interpolate(frames, r)                                   # [B, M, W]
-            x_tau = interpolate(frames, tau)
-            v_r = interpolate(time_derivative(frames), r)
-            volt_r = interpolate(state, r)                                 # [B, M, n_state]
-            volt_tau = interpolate(state, tau)
-            dvolt_dr = interpolate(time_derivative(state), r)
-            q_x.append(x_r.reshape(B * M, W))
-            q_static.append(static.repeat_interleave(M, 0))
-            q_r.append(r.reshape(-1))
-            q_tau.append(tau.reshape(-1))
-            q_vr.append(volt_r.reshape(B * M, F_s))
-            q_vtau.append(volt_tau.reshape(B * M, F_s))
-            q_comp.append(composition.repeat_interleave(M, 0))
-            q_elec.append(electrode.repeat_interleave(M, 0))
-
-        cat = [torch.cat(q) for q in (q_x, q_static, q_r, q_tau, q_vr, q_vtau, q_comp, q_elec)]
-        # ONE ordinary module call for every query: the primal that carries the gradients.
-        u_solvent, u_sei, u_baseline = self.velocity(*cat)
-        nt = B * Tp
+        inp = self._training_inputs(batch)
         parts: dict[str, torch.Tensor] = {}
-
-        frames_hat, solvent, sei = meanflow_integrate(
-            static, u_solvent[:nt].view(B, Tp, W), u_sei[:nt].view(B, Tp, W), 0.0, taus,
-            project=False, backend=cfg.ops_backend)
-        frames_hat = frames_hat + taus[..., None] * u_baseline[:nt].view(B, Tp, W)
-        scored = (taus > 0).to(dtype)[..., None]
-        parts["disp_traj"] = ((frames_hat - frames_traj).pow(2) * scored).sum() / (scored.sum() * W).clamp_min(1)
-
-        if M > 0:
-            u_pairs = u_solvent[nt:] + u_sei[nt:] + u_baseline[nt:]       # [B M, W]
-            rr, tt = q_r[1], q_tau[1]
-            x_hat, _, _ = meanflow_integrate(q_x[1], u_solvent[nt:, None], u_sei[nt:, None], rr, tt[:, None],
-                                             project=False, backend=cfg.ops_backend)
-            jump_rows = jump.reshape(-1)
-            n_jump = int(jump_rows.sum())
-            x_hat = x_hat[:, 0] + (tt - rr)[:, None] * u_baseline[nt:]
-            res = (x_hat - x_tau.reshape(B * M, W)).pow(2).mean(-1)
-            parts["disp_pairs"] = (res * jump_rows).sum() / max(n_jump, 1)
-            if cfg.w_identity > 0:
-                vr = v_r.reshape(B * M, W)
-                du_dr = torch.zeros_like(vr)
-                rows = None
-                if cfg.jvp_mode == "full":
-                    rows = torch.arange(B * M, device=dev)
-                elif cfg.jvp_mode == "subset" and n_jump > 0:
-                    rows = torch.nonzero(jump_rows).reshape(-1)
-                if rows is not None and rows.numel() > 0:
-                    sub = [c[nt:][rows] for c in cat]
-                    du_dr[rows] = self._total_velocity_jvp(*sub, v=vr[rows],
-                                                           dvolt_dr=dvolt_dr.reshape(B * M, F_s)[rows])
-                parts["identity"], _, _ = meanflow_target(u_pairs, vr, du_dr, rr, tt, c=cfg.adaptive_c,
-                                                          p=cfg.adaptive_p, backend=cfg.ops_backend)
-
-        # --- constraints on the r = 0 trajectories (SPEC.md 4.3) -----------------------------
-        if cfg.w_sei_nonneg > 0:
-            parts["sei_nonneg"] = C.sei_nonnegative(sei)
-        if cfg.w_sei_growth > 0:
-            parts["sei_growth"] = C.sei_growth(sei)
-        if cfg.w_sei_sparsity > 0:
-            parts["sei_sparsity"] = C.sei_sparsity(sei)
-        if cfg.w_solvent_new_bands > 0:
-            mask = C.no_band_mask(static_raw, cfg.new_band_threshold, cfg.new_band_dilate)
-            parts["solvent_new_bands"] = C.solvent_new_bands(solvent, static, mask)
-        if cfg.w_smooth > 0:
-            parts["smooth"] = C.wavenumber_smoothness(solvent, sei, static)
-        if cfg.w_mass > 0 and self.extent_head is not None:
-            extent = self.extent_head(taus, volt_tau_traj, composition, electrode)
-            alpha, beta = self.extent_head.coefficients()
-            parts["mass"] = C.mass_conservation(solvent, sei, static, extent, alpha, beta)
-        if (cfg.w_peak_drift > 0 or cfg.w_peak_accel > 0) and self._marker_slices:
-            std, mean = cfg.norm_std, cfg.norm_mean
-            wn = self.wavenumber.to(dtype)
-            pred_c = C.band_centroids(frames_hat * std + mean, wn, self._marker_slices)
-            with torch.no_grad():
-                data_c, data_area = C.band_centroids(frames_traj * std + mean, wn, self._marker_slices,
-                                                     with_area=True)
-                band = C.band_mask(static_raw, data_area[:, 0])
-            if cfg.w_peak_drift > 0:
-                parts["peak_drift"] = C.peak_drift(pred_c, data_c, band)
-            if cfg.w_peak_accel > 0:
-                parts["peak_accel"] = C.peak_acceleration(pred_c, taus, band, T)
-
+        traj = self._trajectory_loss(inp, generator, parts)
+        if cfg.mf_pairs > 0:
+            self._meanflow_loss(inp, generator, parts)
+        self._constraint_losses(inp, traj, parts)
         weights = {"disp_traj": cfg.w_displacement, "disp_pairs": cfg.w_displacement,
                    "identity": cfg.w_identity, "sei_nonneg": cfg.w_sei_nonneg, "sei_growth": cfg.w_sei_growth,
                    "sei_sparsity": cfg.w_sei_sparsity,
@@ -412,6 +326,139 @@ class ABCC(nn.Module):
         logs = {k: float(v.detach()) for k, v in parts.items()}
         logs["loss"] = float(loss.detach())
         return loss, logs
+
+    def _training_inputs(self, batch: dict) -> dict:
+        """The batch in z-units on the model's device, with the context and the protocol state."""
+        cfg = self.config
+        dev = self.device
+        dtype = next(self.parameters()).dtype
+        static_raw = batch["static"].to(dev, dtype)
+        frames_raw = batch["frames"].to(dev, dtype)
+        voltage = batch["voltage"].to(dev, dtype)
+        time_s = batch.get("time_s")
+        B, T, W = frames_raw.shape
+        if W != cfg.W or static_raw.shape != (B, W):
+            raise ValueError(f"ABCC.training_loss: static {tuple(static_raw.shape)} / frames {tuple(frames_raw.shape)} "
+                             f"do not match the model's grid W={cfg.W}")
+        return dict(static_raw=static_raw, static=self._z(static_raw), frames=self._z(frames_raw),
+                    context=self.context(batch["composition"].to(dev, dtype), time_s, voltage),
+                    state=self.protocol_state(voltage, time_s), electrode=batch["electrode"].to(dev).long(),
+                    grid=torch.linspace(0, 1, T, device=dev, dtype=dtype))
+
+    def _trajectory_loss(self, inp: dict, generator, parts: dict) -> dict:
+        """r = 0 trajectories (the state predict starts from): one encoding of the static spectrum per
+        sample, decoded at every frame (or a random subset of ``traj_frames``);
+        L_disp_traj = mean_{k >= 1} ||x_k - frame_k||^2. Returns what the constraints need."""
+        cfg = self.config
+        static, frames, state, grid = inp["static"], inp["frames"], inp["state"], inp["grid"]
+        B, T, W = frames.shape
+        if cfg.traj_frames and cfg.traj_frames < T:
+            keys = torch.rand(B, T - 1, generator=generator)
+            pick = keys.argsort(dim=1)[:, :cfg.traj_frames - 1] + 1
+            idx = torch.cat([torch.zeros(B, 1, dtype=torch.long), pick.sort(dim=1).values], 1).to(static.device)
+        else:
+            idx = torch.arange(T, device=static.device).expand(B, T)
+        taus = grid[idx]                                                               # [B, T']
+        state_tau = torch.gather(state, 1, idx[..., None].expand(-1, -1, state.shape[-1]))
+        frames_traj = torch.gather(frames, 1, idx[..., None].expand(-1, -1, W))
+        enc = self.backbone.encode(static, static, torch.zeros_like(grid[:1]).expand(B), state[:, 0],
+                                   inp["context"], inp["electrode"])
+        us, uz, ub = self._decode(enc, taus, state_tau)
+        frames_hat, solvent, sei = meanflow_integrate(static, us, uz, 0.0, taus, project=False,
+                                                      backend=cfg.ops_backend)
+        frames_hat = frames_hat + taus[..., None] * ub
+        scored = (taus > 0).to(frames.dtype)[..., None]
+        parts["disp_traj"] = ((frames_hat - frames_traj).pow(2) * scored).sum() / (scored.sum() * W).clamp_min(1)
+        return dict(taus=taus, state_tau=state_tau, frames_traj=frames_traj, frames_hat=frames_hat,
+                    solvent=solvent, sei=sei)
+
+    def _meanflow_loss(self, inp: dict, generator, parts: dict) -> None:
+        """MeanFlow sources: mf_pairs times r ~ U(0, 1) per sample, x_r interpolated between frames;
+        each source is encoded once and decoded at tau = r and at every frame tau_k.
+          L_disp_pairs = mean over tau_k > r of ||x_r + (tau_k - r) u - frame_k||^2
+          L_identity   = meanflow_target(u, v_r, du/dr) over tau >= r: u_tgt = v_r + (tau - r) du/dr,
+        du/dr the JVP with tangent (v_r, 1, ds/dr) on (x_r, r, s(r)), once per source for all taus.
+        x_r and v_r come from the frames projected on the batch's top ``identity_rank`` change
+        directions (identity_target="lowrank"): central differences of raw frames are mostly noise."""
+        cfg = self.config
+        static, frames, state, grid = inp["static"], inp["frames"], inp["state"], inp["grid"]
+        B, T, W = frames.shape
+        M = cfg.mf_pairs
+        source = lowrank_frames(frames, static, cfg.identity_rank) if cfg.identity_target == "lowrank" else frames
+        r2 = torch.rand(B, M, generator=generator).to(frames.device, frames.dtype)
+        r = r2.reshape(-1)                                                             # [B M]
+        x_r = interpolate(source, r2).reshape(B * M, W)
+        s_r = interpolate(state, r2).reshape(B * M, -1)
+        tau = torch.cat([r[:, None], grid.expand(B * M, T)], dim=1)                    # [B M, 1 + T]
+        s_tau = torch.cat([s_r[:, None], state.repeat_interleave(M, 0)], dim=1)
+        rep = dict(static=static.repeat_interleave(M, 0), context=inp["context"].repeat_interleave(M, 0),
+                   electrode=inp["electrode"].repeat_interleave(M, 0))
+        enc = self.backbone.encode(x_r, rep["static"], r, s_r, rep["context"], rep["electrode"])
+        us, uz, ub = self._decode(enc, tau, s_tau)
+        u = us + uz + ub                                                               # [B M, 1 + T, W]
+        ahead = (grid[None] > r[:, None]).to(frames.dtype)                             # [B M, T]
+        x_hat = x_r[:, None] + (grid[None] - r[:, None])[..., None] * u[:, 1:]
+        res = (x_hat - frames.repeat_interleave(M, 0)).pow(2).mean(-1)
+        parts["disp_pairs"] = (res * ahead).sum() / ahead.sum().clamp_min(1)
+        if cfg.w_identity <= 0:
+            return
+        v_r = interpolate(time_derivative(source), r2).reshape(B * M, W)
+        if cfg.jvp_mode == "full":
+            ds_dr = interpolate(time_derivative(state), r2).reshape(B * M, -1)
+            du_dr = self._source_jvp(x_r, rep["static"], r, s_r, rep["context"], rep["electrode"], tau, s_tau,
+                                     v_r, ds_dr)
+        else:
+            du_dr = torch.zeros_like(u)
+        keep = torch.cat([torch.ones_like(ahead[:, :1]), (grid[None] >= r[:, None]).to(frames.dtype)], dim=1) > 0
+        rows = keep.reshape(-1)
+        Q = tau.shape[1]
+        parts["identity"], _, _ = meanflow_target(
+            u.reshape(-1, W)[rows], v_r.repeat_interleave(Q, 0)[rows], du_dr.reshape(-1, W)[rows],
+            r.repeat_interleave(Q)[rows], tau.reshape(-1)[rows], c=cfg.adaptive_c, p=cfg.adaptive_p,
+            backend=cfg.ops_backend)
+
+    def _source_jvp(self, x_r, static, r, s_r, context, electrode, tau, s_tau, v_r, ds_dr) -> torch.Tensor:
+        """d/dr u(x_r, r, tau) [B, Q, W] of u = u_solvent + u_sei + u_baseline for every decoded tau,
+        by forward-mode AD under no_grad (a stop-gradient target: no autograd graph, no parameter
+        hooks, so DDP sees only the ordinary primal): tangent (v_r, 1, ds/dr) on (x_r, r, s(r))."""
+        with torch.no_grad(), fwAD.dual_level():
+            enc = self.backbone.encode(fwAD.make_dual(x_r, v_r), static, fwAD.make_dual(r, torch.ones_like(r)),
+                                       fwAD.make_dual(s_r, ds_dr), context, electrode)
+            us, uz, ub = self._decode(enc, tau, s_tau)
+            du_dr = fwAD.unpack_dual(us + uz + ub).tangent
+        return torch.zeros_like(tau[..., None].expand(-1, -1, x_r.shape[-1])) if du_dr is None else du_dr
+
+    def _constraint_losses(self, inp: dict, traj: dict, parts: dict) -> None:
+        """The physics and spectrum constraints on the r = 0 trajectories (``constraints``)."""
+        cfg = self.config
+        solvent, sei, static = traj["solvent"], traj["sei"], inp["static"]
+        if cfg.w_sei_nonneg > 0:
+            parts["sei_nonneg"] = C.sei_nonnegative(sei)
+        if cfg.w_sei_growth > 0:
+            parts["sei_growth"] = C.sei_growth(sei)
+        if cfg.w_sei_sparsity > 0:
+            parts["sei_sparsity"] = C.sei_sparsity(sei)
+        if cfg.w_solvent_new_bands > 0:
+            mask = C.no_band_mask(inp["static_raw"], cfg.new_band_threshold, cfg.new_band_dilate)
+            parts["solvent_new_bands"] = C.solvent_new_bands(solvent, static, mask)
+        if cfg.w_smooth > 0:
+            parts["smooth"] = C.wavenumber_smoothness(solvent, sei, static)
+        if cfg.w_mass > 0 and self.extent_head is not None:
+            extent = self.extent_head(traj["taus"], traj["state_tau"][..., 0], inp["context"], inp["electrode"])
+            alpha, beta = self.extent_head.coefficients()
+            parts["mass"] = C.mass_conservation(solvent, sei, static, extent, alpha, beta)
+        if (cfg.w_peak_drift > 0 or cfg.w_peak_accel > 0) and self._marker_slices:
+            std, mean = cfg.norm_std, cfg.norm_mean
+            wn = self.wavenumber.to(static.dtype)
+            pred_c = C.band_centroids(traj["frames_hat"] * std + mean, wn, self._marker_slices)
+            with torch.no_grad():
+                data_c, data_area = C.band_centroids(traj["frames_traj"] * std + mean, wn, self._marker_slices,
+                                                     with_area=True)
+                band = C.band_mask(inp["static_raw"], data_area[:, 0])
+            if cfg.w_peak_drift > 0:
+                parts["peak_drift"] = C.peak_drift(pred_c, data_c, band)
+            if cfg.w_peak_accel > 0:
+                parts["peak_accel"] = C.peak_acceleration(pred_c, traj["taus"], band, inp["frames"].shape[1])
 
     # -- inference -----------------------------------------------------------------------------
     def _check_predict_inputs(self, static, voltage, composition, electrode, wavenumber, time_s=None, n_extra=0):
@@ -543,31 +590,34 @@ class ABCC(nn.Module):
         rep = S // B
         taus = torch.linspace(0, 1, T, device=dev, dtype=dtype)
         if steps > 1 and T > 2:
+            if cfg.mf_pairs == 0:
+                warnings.warn("ABCC.predict(steps > 1): this model was trained from r = 0 only (mf_pairs=0), so "
+                              "the jumps from predicted states at r > 0 are untrained; train with mf_pairs >= 1 "
+                              "(the mf_sources ablation) for chained jumps", RuntimeWarning, stacklevel=2)
             frames, solvent, sei, baseline = self._multistep(sources, static_z, state, composition, electrode,
                                                              taus, steps)
             return self._predict_output(frames, solvent, sei, baseline, B, K, return_streams)
-        q_x = sources.repeat_interleave(T, 0)           # [S T, W]
-        q_static = static_z.repeat(rep, 1).repeat_interleave(T, 0)
-        q_r = torch.zeros(S * T, device=dev, dtype=dtype)
-        q_tau = taus.repeat(S)
-        F_s = state.shape[-1]
-        q_vr = state[:, 0].repeat(rep, 1).repeat_interleave(T, 0)
-        q_vtau = state.repeat(rep, 1, 1).reshape(-1, F_s)
-        q_comp = composition.repeat(rep, 1).repeat_interleave(T, 0)
-        q_elec = electrode.repeat(rep).repeat_interleave(T, 0)
-        u_solvent = torch.empty(S * T, W, device=dev, dtype=dtype)
-        u_sei = torch.empty_like(u_solvent)
-        u_baseline = torch.empty_like(u_solvent)
-        n = max(1, int(cfg.predict_chunk))
-        for s in range(0, S * T, n):
-            sl = slice(s, min(s + n, S * T))
-            u_solvent[sl], u_sei[sl], u_baseline[sl] = self.velocity(q_x[sl], q_static[sl], q_r[sl], q_tau[sl], q_vr[sl],
-                                                                   q_vtau[sl], q_comp[sl], q_elec[sl])
-        frames, solvent, sei = meanflow_integrate(sources, u_solvent.view(S, T, W), u_sei.view(S, T, W), 0.0, taus,
-                                                  project=True, backend=cfg.ops_backend)
-        baseline = taus[None, :, None] * u_baseline.view(S, T, W)      # baseline(0) = 0
+        zeros = torch.zeros(S, device=dev, dtype=dtype)
+        u_solvent, u_sei, u_baseline = self._decode_chunks(
+            sources, static_z.repeat(rep, 1), zeros, state[:, 0].repeat(rep, 1), composition.repeat(rep, 1),
+            electrode.repeat(rep), taus.expand(S, T), state.repeat(rep, 1, 1))
+        frames, solvent, sei = meanflow_integrate(sources, u_solvent, u_sei, 0.0, taus, project=True,
+                                                  backend=cfg.ops_backend)
+        baseline = taus[None, :, None] * u_baseline                    # baseline(0) = 0
         frames = frames + baseline
         return self._predict_output(frames, solvent, sei, baseline, B, K, return_streams)
+
+    def _decode_chunks(self, x, static, r, state_r, context, electrode, tau, state_tau):
+        """Encode S sources once each and decode their taus [S, Q], in chunks of about
+        ``predict_chunk`` (source, tau) queries -> (u_solvent, u_sei, u_baseline) [S, Q, W]."""
+        S, Q = tau.shape
+        step = max(1, int(self.config.predict_chunk) // max(Q, 1))
+        outs = []
+        for s0 in range(0, S, step):
+            sl = slice(s0, min(s0 + step, S))
+            enc = self.backbone.encode(x[sl], static[sl], r[sl], state_r[sl], context[sl], electrode[sl])
+            outs.append(self._decode(enc, tau[sl], state_tau[sl]))
+        return tuple(torch.cat(o) for o in zip(*outs))
 
     def _predict_output(self, frames, solvent, sei, baseline, B: int, K: int, return_streams: bool) -> dict:
         """predict's dict from the z-unit results [(K + 1) B, T, W] (raw absorbance, float32)."""
@@ -605,29 +655,17 @@ class ABCC(nn.Module):
         y, z, b = sources, torch.zeros_like(sources), torch.zeros_like(sources)
         state_s = state.repeat(rep, 1, 1)                                          # [S, T, n_state]
         comp_s, elec_s, static_s = composition.repeat(rep, 1), electrode.repeat(rep), static_z.repeat(rep, 1)
-        chunk = max(1, int(cfg.predict_chunk))
         for j in range(1, len(grid)):
             g0, g1 = grid[j - 1], grid[j]
             ks = torch.arange(0 if j == 1 else g0 + 1, g1 + 1, device=sources.device)   # frames of this jump
             L = ks.numel()
             r = taus[g0]
-            q_x = (y + z + b).repeat_interleave(L, 0)                              # [S L, W]
-            q_static = static_s.repeat_interleave(L, 0)
-            q_r = r.expand(S * L).contiguous()
-            q_tau = taus[ks].repeat(S)
-            q_vr = state_s[:, g0].repeat_interleave(L, 0)
-            q_vtau = state_s[:, ks].reshape(S * L, -1)
-            q_comp = comp_s.repeat_interleave(L, 0)
-            q_elec = elec_s.repeat_interleave(L, 0)
-            us, uz, ub = (torch.empty(S * L, W, device=sources.device, dtype=sources.dtype) for _ in range(3))
-            for s0 in range(0, S * L, chunk):
-                sl = slice(s0, min(s0 + chunk, S * L))
-                us[sl], uz[sl], ub[sl] = self.velocity(q_x[sl], q_static[sl], q_r[sl], q_tau[sl], q_vr[sl],
-                                                       q_vtau[sl], q_comp[sl], q_elec[sl])
-            f, sv, se = meanflow_integrate(y, us.view(S, L, W), uz.view(S, L, W), r.expand(S).contiguous(),
+            us, uz, ub = self._decode_chunks(y + z + b, static_s, r.expand(S), state_s[:, g0], comp_s, elec_s,
+                                             taus[ks].expand(S, L), state_s[:, ks])
+            f, sv, se = meanflow_integrate(y, us, uz, r.expand(S).contiguous(),
                                            taus[ks].expand(S, L).contiguous(), x0_sei=z, project=True,
                                            backend=cfg.ops_backend)
-            bl = b[:, None] + (taus[ks] - r)[None, :, None] * ub.view(S, L, W)
+            bl = b[:, None] + (taus[ks] - r)[None, :, None] * ub
             frames[:, ks], solvent[:, ks], sei[:, ks], baseline[:, ks] = f + bl, sv, se, bl
             y, z, b = sv[:, -1], se[:, -1], bl[:, -1]
         return frames, solvent, sei, baseline
@@ -682,6 +720,10 @@ class ABCC(nn.Module):
         if meta.get("model_type") != MODEL_TYPE or "config" not in meta:
             raise ValueError(f"ABCC.from_pretrained: {Path(path) / CONFIG_NAME} is not an ABCC config (model_type "
                              f"{meta.get('model_type')!r})")
+        if "jvp_fraction" in meta["config"]:
+            raise ValueError(f"ABCC.from_pretrained: {path} holds a first-generation ABCC (one network call per "
+                             "frame), whose weights do not fit the current encoder-decoder; retrain it with "
+                             "`abcc train` (or load it with the abcc_fast release that saved it)")
         return load_weights(cls(ABCCConfig.from_dict(meta["config"])), path, "ABCC.from_pretrained", map_location)
 
 

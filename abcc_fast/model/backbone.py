@@ -1,15 +1,27 @@
-"""The two-stream backbone of ABCC (SPEC.md 4.2): an MM-DiT over spectral patches.
+"""The two-stream backbone of ABCC: encode a source state once, decode every target time.
 
-Tokens (per network query, W wavenumbers, patch P, N = W / P patches):
-  solvent stream  y-side: patch n of [x_r, static]           -> Linear(2P, d) + position  (N tokens)
-  SEI stream      z-side: patch n of [x_r - static, static]  -> Linear(2P, d) + position  (N tokens)
-  + one condition token per stream (a per-stream projection of the condition embedding c).
-Condition c = MLP([fourier(r), fourier(tau - r), (V(r) - m)/s, (V(tau) - m)/s, composition,
-electrode embedding]) -- every input is smooth in r, so the JVP in r is well defined.
-Blocks (adaLN-Zero, Esser et al. 2024): each stream has its own modulation, QKV, output and MLP
-weights; one softmax over the concatenated tokens of both streams via
-``abcc_fast.ops.two_stream_attention`` (fused primal+JVP on GPU). Heads: a per-stream final adaLN
-and Linear(d, P), zero-initialised, unpatchified to u_solvent, u_sei [B, W] (z-units per unit tau).
+A network query of the average velocity u(x_r, r, tau) splits in two parts:
+
+Encoder (once per sample and source time r), an MM-DiT over spectral patches (W wavenumbers,
+patch P, N = W / P tokens per stream):
+  solvent stream  patch n of [x_r, static]           -> Linear(2P, d) + position  (N tokens)
+  SEI stream      patch n of [x_r - static, static]  -> Linear(2P, d) + position  (N tokens)
+  + one condition token per stream, from the source condition
+  c_r = MLP([fourier(r), s(r), context]) + electrode embedding.
+  Blocks (adaLN-Zero): each stream has its own modulation, QKV, output and MLP weights; one softmax
+  over the concatenated tokens of both streams (``abcc_fast.ops.two_stream_attention``).
+Decoder (once per target time tau, all taus of a source in one batched call):
+  e = MLP([fourier(tau - r), relaxation features of the elapsed physical time, s(tau),
+  s(tau) - s(r)]) + c_r; each stream's tokens are FiLM-modulated by e and pass a small per-token
+  MLP with a per-patch output projection (solvent; plus a learned low-rank basis over the whole
+  grid) or a combination of the film products' band templates (SEI). A Legendre baseline
+  nuisance is read from the pooled features of both streams.
+Preconditioning: the decoder predicts a bounded displacement D and u = D / (tau - r + delta), so
+the displacement (tau - r) u stays O(D) from the first frame interval to the last (the average
+velocity itself spans orders of magnitude there).
+
+Every input is smooth in r, so d/dr of u (the MeanFlow identity's JVP) is well defined; it runs
+once per (sample, r) through the encoder and once through the decoder for all taus.
 """
 from __future__ import annotations
 
@@ -110,42 +122,6 @@ def sei_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     return m / m.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-class StreamHead(nn.Module):
-    """Final adaLN + Linear(d, P), zero-initialised (the velocity starts at 0): tokens [B, N, d]
-    -> a stream's velocity [B, N P]."""
-
-    def __init__(self, dim: int, out: int):
-        super().__init__()
-        self.norm = PlainLayerNorm(1e-6)
-        self.modulation = nn.Linear(dim, 2 * dim)
-        self.proj = nn.Linear(dim, out)
-        for lin in (self.modulation, self.proj):
-            nn.init.zeros_(lin.weight)
-            nn.init.zeros_(lin.bias)
-
-    def features(self, x, c):
-        shift, scale = self.modulation(F.silu(c)).chunk(2, dim=-1)
-        return _modulate(self.norm(x), shift, scale)
-
-    def forward(self, x, c):
-        return rearrange(self.proj(self.features(x, c)), "b n p -> b (n p)")
-
-
-class TemplateHead(StreamHead):
-    """SEI velocity as a combination of product templates: StreamHead's final adaLN, mean over the
-    stream's tokens, Linear(d, M) (zero-initialised) -> coefficients [B, M] @ templates [M, W]. The
-    templates (``sei_templates``, a persistent buffer: saved with the weights) are the film products'
-    spectra along their aging states on the model grid, each scaled to a peak of 1 z-unit."""
-
-    def __init__(self, dim: int, templates: torch.Tensor):
-        super().__init__(dim, templates.shape[0])
-        self.register_buffer("sei_templates", templates.float())
-
-    def forward(self, x, c):
-        coef = self.proj(self.features(x, c).mean(1))                               # [B, M]
-        return coef @ self.sei_templates.to(coef.dtype)
-
-
 def context_size(cfg: ABCCConfig) -> int:
     """Width of the per-sample context vector: composition (+ the scaled log protocol duration)
     (+ the voltage profile resampled to ``profile_points``)."""
@@ -154,51 +130,162 @@ def context_size(cfg: ABCCConfig) -> int:
 
 
 def state_size(cfg: ABCCConfig) -> int:
-    """Width of the protocol state at one time: V, the exposure below each history level (+ elapsed
-    time). See ``ABCC.protocol_state``."""
-    return 1 + len(cfg.history_levels) + (1 if cfg.history_elapsed else 0)
+    """Width of the protocol state at one time: V (+ the current proxy dV/dt), the exposure below
+    each history level (+ elapsed time). See ``ABCC.protocol_state``."""
+    return 1 + (1 if cfg.current_proxy else 0) + len(cfg.history_levels) + (1 if cfg.history_elapsed else 0)
 
 
-class ConditionEmbedding(nn.Module):
-    """c = MLP([fourier(r), fourier(tau - r), s(r), s(tau), context, electrode])  -> [B, d];
-    s = the protocol state (V, exposures below the history levels, elapsed time; see
-    ABCC.protocol_state), context = composition (+ scaled log protocol duration, + voltage profile,
-    see ABCC.context)."""
+def relaxation_features(dt_hours: torch.Tensor, time_constants: list) -> torch.Tensor:
+    """[..., J] 1 - exp(-dt / t_j) for the time constants t_j (hours): first-order relaxations
+    (salt polarisation, double-layer charging) are linear in these; smooth in dt (and so in r)."""
+    if not time_constants:
+        return dt_hours.new_zeros(*dt_hours.shape, 0)
+    tc = torch.tensor(time_constants, device=dt_hours.device, dtype=dt_hours.dtype)
+    return -torch.expm1(-dt_hours.clamp_min(0)[..., None] / tc)
+
+
+class _StateScaler(nn.Module):
+    """Scales a protocol state [..., n_state] (column 0: V, standardised; the rest as built)."""
+
+    def __init__(self, cfg: ABCCConfig):
+        super().__init__()
+        self.n_state = state_size(cfg)
+        self.volt_mean, self.volt_std = cfg.volt_mean, cfg.volt_std
+
+    def forward(self, s):
+        if s.dim() == 1:
+            s = s[:, None]
+        if s.shape[-1] != self.n_state:
+            raise ValueError(f"protocol state has {s.shape[-1]} columns, the model expects {self.n_state} "
+                             "(V, dV/dt, history levels, elapsed): build it with ABCC.protocol_state")
+        return torch.cat([(s[..., :1] - self.volt_mean) / self.volt_std, s[..., 1:]], dim=-1)
+
+
+class SourceCondition(nn.Module):
+    """c_r = MLP([fourier(r), s(r), context]) + electrode embedding -> [B, d]."""
 
     def __init__(self, cfg: ABCCConfig):
         super().__init__()
         self.n_freq = cfg.n_freq
-        self.n_state = state_size(cfg)
-        self.volt_mean, self.volt_std = cfg.volt_mean, cfg.volt_std
+        self.scale = _StateScaler(cfg)
         self.electrode = nn.Embedding(cfg.n_electrodes, cfg.dim)
         nn.init.zeros_(self.electrode.weight)   # an electrode never seen in training adds nothing (not noise)
-        n_in = 4 * cfg.n_freq + 2 * self.n_state + context_size(cfg)
-        self.inp = nn.Linear(n_in, cfg.dim)
+        self.inp = nn.Linear(2 * cfg.n_freq + state_size(cfg) + context_size(cfg), cfg.dim)
         self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
 
-    def _state(self, s):
-        """[B] voltage or [B, n_state] protocol state -> scaled [B, n_state] (V standardised)."""
-        if s.dim() == 1:
-            s = s[:, None]
-        if s.shape[1] != self.n_state:
-            raise ValueError(f"protocol state has {s.shape[1]} columns, the model expects {self.n_state} "
-                             "(V + history levels + elapsed): build it with ABCC.protocol_state")
-        return torch.cat([(s[:, :1] - self.volt_mean) / self.volt_std, s[:, 1:]], dim=1)
-
-    def forward(self, r, tau, volt_r, volt_tau, composition, electrode):
-        feats = torch.cat([fourier_features(r, self.n_freq), fourier_features(tau - r, self.n_freq),
-                           self._state(volt_r), self._state(volt_tau), composition.to(r.dtype)], dim=-1)
+    def forward(self, r, state_r, context, electrode):
+        feats = torch.cat([fourier_features(r, self.n_freq), self.scale(state_r), context.to(r.dtype)], dim=-1)
         return self.mlp(self.inp(feats) + self.electrode(electrode))
 
 
-class TwoStreamBackbone(nn.Module):
-    """(x_r, static, r, tau, s(r), s(tau), context, electrode) -> (u_solvent, u_sei, u_baseline) [B, W].
+class QueryEmbedding(nn.Module):
+    """e(r, tau) = MLP([fourier(tau - r), relaxation(t(tau) - t(r)), s(tau), s(tau) - s(r)]) + c_r
+    -> [B, Q, d] for Q target times per source."""
 
-    Spectra in z-units; r, tau in [0, 1]; s = protocol state [B, n_state] (column 0: V; a [B]
-    voltage is accepted when the config has no history features); electrode int64 [B]. u_baseline is the
-    velocity of the smooth baseline nuisance of SPEC.md 4.2 (x = y + z + baseline): a combination
-    of the first `baseline_basis` Legendre polynomials over the grid, read from the pooled tokens of
-    both streams (zeros when baseline_basis = 0). It keeps baseline drift out of the two streams.
+    def __init__(self, cfg: ABCCConfig):
+        super().__init__()
+        self.n_freq = cfg.n_freq
+        self.relax = list(cfg.relax_hours) if cfg.history_elapsed else []
+        self.scale = _StateScaler(cfg)
+        n = state_size(cfg)
+        self.inp = nn.Linear(2 * cfg.n_freq + len(self.relax) + 2 * n, cfg.dim)
+        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
+
+    def forward(self, c, r, tau, state_r, state_tau):
+        """c [B, d], r [B], tau [B, Q], state_r [B, n], state_tau [B, Q, n] -> [B, Q, d]."""
+        B, Q = tau.shape
+        s_r, s_tau = self.scale(state_r)[:, None], self.scale(state_tau)
+        parts = [fourier_features((tau - r[:, None]).reshape(-1), self.n_freq).view(B, Q, -1)]
+        if self.relax:      # the last state column is log(1 + elapsed hours)
+            dt = torch.expm1(state_tau[..., -1]) - torch.expm1(state_r[:, None, -1])
+            parts.append(relaxation_features(dt, self.relax))
+        parts += [s_tau, s_tau - s_r]
+        return self.mlp(self.inp(torch.cat(parts, dim=-1))) + c[:, None]
+
+
+class TokenDecoder(nn.Module):
+    """A stream's displacement for every query from its encoded tokens: a per-token linear map to
+    width H (once per source), FiLM by the query embedding in that width (per query), GELU, then a
+    per-patch output projection [N, H, P] (zero-initialised: the displacement starts at 0) and,
+    with ``basis_rank`` K > 0, a learned basis [K, W] weighted by the pooled features (whole-spectrum
+    capacity: the frame changes are close to low rank).
+    tokens [B, N, d], e [B, Q, d] -> [B, Q, W] and the pooled features [B, Q, H]."""
+
+    def __init__(self, dim: int, n_tokens: int, patch: int, hidden: int, basis_rank: int = 0):
+        super().__init__()
+        self.norm = PlainLayerNorm(1e-6)
+        self.fc = nn.Linear(dim, hidden)
+        self.modulation = nn.Linear(dim, 2 * hidden)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+        self.proj_w = nn.Parameter(torch.zeros(n_tokens, hidden, patch))
+        self.proj_b = nn.Parameter(torch.zeros(n_tokens, patch))
+        self.basis_coef = nn.Linear(hidden, basis_rank) if basis_rank > 0 else None
+        if self.basis_coef is not None:
+            nn.init.zeros_(self.basis_coef.weight)
+            nn.init.zeros_(self.basis_coef.bias)
+            self.basis = nn.Parameter(torch.randn(basis_rank, n_tokens * patch) * 0.02)
+
+    def hidden(self, tokens, e):
+        shift, scale = self.modulation(F.silu(e)).chunk(2, dim=-1)                  # [B, Q, H]
+        h = self.fc(self.norm(tokens))                                              # [B, N, H], once per source
+        return F.gelu(h[:, None] * (1 + scale[:, :, None]) + shift[:, :, None], approximate="tanh")  # [B, Q, N, H]
+
+    def forward(self, tokens, e):
+        h = self.hidden(tokens, e)
+        out = torch.einsum("bqnh,nhp->bqnp", h, self.proj_w) + self.proj_b
+        out = out.flatten(2)
+        pooled = h.mean(2)
+        if self.basis_coef is not None:
+            out = out + self.basis_coef(pooled) @ self.basis
+        return out, pooled
+
+
+class TemplateDecoder(TokenDecoder):
+    """SEI displacement as a combination of product templates: the TokenDecoder's features, pooled
+    over the stream's tokens, Linear(H, M) (zero-initialised) -> coefficients [B, Q, M] @ templates
+    [M, W]. The templates (``sei_templates``, a persistent buffer: saved with the weights) are the
+    film products' spectra along their aging states on the model grid, each scaled to a peak of 1
+    z-unit."""
+
+    def __init__(self, dim: int, hidden: int, templates: torch.Tensor):
+        super().__init__(dim, 1, 1, hidden)
+        del self.proj_w, self.proj_b
+        self.coef = nn.Linear(hidden, templates.shape[0])
+        nn.init.zeros_(self.coef.weight)
+        nn.init.zeros_(self.coef.bias)
+        self.register_buffer("sei_templates", templates.float())
+
+    def forward(self, tokens, e):
+        pooled = self.hidden(tokens, e).mean(2)                                      # [B, Q, H]
+        return self.coef(pooled) @ self.sei_templates.to(pooled.dtype), pooled
+
+
+def legendre_basis(W: int, n: int) -> torch.Tensor:
+    """[n, W] Legendre polynomials P_0..P_{n-1} on W points over [-1, 1]."""
+    grid = torch.linspace(-1.0, 1.0, W, dtype=torch.float64)
+    polys = [torch.ones_like(grid), grid]
+    for k in range(1, n - 1):  # Legendre recurrence
+        polys.append(((2 * k + 1) * grid * polys[-1] - k * polys[-2]) / (k + 1))
+    return torch.stack(polys[:n]).float()
+
+
+class Encoding:
+    """What the encoder leaves for the decoder: both streams' tokens [B, N, d], the source
+    condition c_r [B, d], r [B] and s(r) [B, n_state]."""
+
+    def __init__(self, solvent, sei, c, r, state_r):
+        self.solvent, self.sei, self.c, self.r, self.state_r = solvent, sei, c, r, state_r
+
+
+class TwoStreamBackbone(nn.Module):
+    """encode(x_r, static, r, s(r), context, electrode) once per source; decode(enc, tau [B, Q],
+    s(tau) [B, Q, n_state]) -> (u_solvent, u_sei, u_baseline) [B, Q, W] for every target time.
+
+    Spectra in z-units; r, tau in [0, 1]; s = protocol state (column 0: V; see
+    ``ABCC.protocol_state``); electrode int64 [B]. u_baseline is the velocity of a smooth baseline
+    nuisance outside both streams (x = y + z + baseline): a combination of the first
+    ``baseline_basis`` Legendre polynomials over the grid (zeros when baseline_basis = 0).
     """
 
     def __init__(self, cfg: ABCCConfig):
@@ -210,32 +297,28 @@ class TwoStreamBackbone(nn.Module):
         self.embed_sei = nn.Linear(2 * P, d)
         self.pos_solvent = nn.Parameter(torch.randn(self.n_tokens, d) * 0.02)
         self.pos_sei = nn.Parameter(torch.randn(self.n_tokens, d) * 0.02)
-        self.cond = ConditionEmbedding(cfg)
+        self.cond = SourceCondition(cfg)
+        self.query = QueryEmbedding(cfg)
         self.cond_token_solvent = nn.Linear(d, d)
         self.cond_token_sei = nn.Linear(d, d)
         self.blocks = nn.ModuleList(JointBlock(d, cfg.heads, cfg.mlp_ratio, cfg.attention_backend)
                                     for _ in range(cfg.depth))
-        self.head_solvent = StreamHead(d, P)
-        self.head_sei = TemplateHead(d, sei_template_matrix(cfg)) if cfg.sei_basis == "templates" else StreamHead(d, P)
+        H = cfg.decoder_hidden
+        self.head_solvent = TokenDecoder(d, self.n_tokens, P, H, cfg.basis_rank)
+        self.head_sei = (TemplateDecoder(d, H, sei_template_matrix(cfg)) if cfg.sei_basis == "templates"
+                         else TokenDecoder(d, self.n_tokens, P, H))
         nb = cfg.baseline_basis
         if nb > 0:
-            self.head_baseline = nn.Linear(3 * d, nb)
+            self.head_baseline = nn.Linear(2 * H + d, nb)
             nn.init.zeros_(self.head_baseline.weight)
             nn.init.zeros_(self.head_baseline.bias)
-            grid = torch.linspace(-1.0, 1.0, cfg.W, dtype=torch.float64)
-            polys = [torch.ones_like(grid), grid]
-            for n in range(1, nb - 1):  # Legendre recurrence
-                polys.append(((2 * n + 1) * grid * polys[-1] - n * polys[-2]) / (n + 1))
-            self.register_buffer("baseline_basis", torch.stack(polys[:nb]).float(), persistent=False)
+            self.register_buffer("baseline_basis", legendre_basis(cfg.W, nb), persistent=False)
         else:
             self.head_baseline = None
 
-    def condition(self, r, tau, volt_r, volt_tau, composition, electrode):
-        return self.cond(r, tau, volt_r, volt_tau, composition, electrode)
-
-    def forward(self, x, static, r, tau, volt_r, volt_tau, composition, electrode):
+    def encode(self, x, static, r, state_r, context, electrode) -> Encoding:
         P = self.cfg.patch
-        c = self.cond(r, tau, volt_r, volt_tau, composition, electrode)          # [B, d]
+        c = self.cond(r, state_r, context, electrode)                             # [B, d]
         xp = rearrange(x, "b (n p) -> b n p", p=P)
         sp = rearrange(static, "b (n p) -> b n p", p=P)
         a = self.embed_solvent(torch.cat([xp, sp], dim=-1)) + self.pos_solvent
@@ -244,10 +327,25 @@ class TwoStreamBackbone(nn.Module):
         b = torch.cat([self.cond_token_sei(c)[:, None], b], dim=1)
         for blk in self.blocks:
             a, b = blk(a, b, c)
-        u_solvent = self.head_solvent(a[:, 1:], c)                  # [B, W]
-        u_sei = self.head_sei(b[:, 1:], c)                          # [B, W]: patches or templates
+        return Encoding(a[:, 1:], b[:, 1:], c, r, state_r)
+
+    def decode(self, enc: Encoding, tau, state_tau):
+        """tau [B, Q], state_tau [B, Q, n_state] -> average velocities (u_solvent, u_sei,
+        u_baseline) [B, Q, W] over [r, tau] (displacement / (tau - r + delta))."""
+        e = self.query(enc.c, enc.r, tau, enc.state_r, state_tau)                 # [B, Q, d]
+        d_solvent, h_solvent = self.head_solvent(enc.solvent, e)
+        d_sei, h_sei = self.head_sei(enc.sei, e)
+        inv = 1.0 / (tau - enc.r[:, None] + self.cfg.delta_tau)[..., None]        # [B, Q, 1]
         if self.head_baseline is None:
-            return u_solvent, u_sei, torch.zeros_like(u_solvent)
-        pooled = torch.cat([a[:, 1:].mean(1), b[:, 1:].mean(1), c], dim=-1)
-        u_baseline = self.head_baseline(pooled) @ self.baseline_basis.to(pooled.dtype)
-        return u_solvent, u_sei, u_baseline
+            d_base = torch.zeros_like(d_solvent)
+        else:
+            d_base = self.head_baseline(torch.cat([h_solvent, h_sei, e], dim=-1)) @ self.baseline_basis.to(e.dtype)
+        return d_solvent * inv, d_sei * inv, d_base * inv
+
+    def forward(self, x, static, r, tau, state_r, state_tau, context, electrode):
+        """One target time per source: tau [B], state_tau [B, n_state] -> three [B, W]."""
+        enc = self.encode(x, static, r, state_r, context, electrode)
+        if state_tau.dim() == 1:
+            state_tau = state_tau[:, None]
+        us, uz, ub = self.decode(enc, tau[:, None], state_tau[:, None])
+        return us[:, 0], uz[:, 0], ub[:, 0]

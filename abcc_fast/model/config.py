@@ -1,6 +1,6 @@
-"""ABCCConfig: everything that defines an ABCC model, JSON-serialisable (SPEC.md 4).
+"""ABCCConfig: everything that defines an ABCC model, JSON-serialisable.
 
-Three presets: ``tiny`` (CI; trains in seconds), ``cpu_default`` (the demo: ~10 min on 2 CPU cores),
+Three presets: ``tiny`` (CI; trains in seconds), ``cpu_default`` (the demo's model on 2 CPU cores),
 ``gpu_default`` (H100). Data-derived fields (grid, vocabularies, normalisation) come from
 ``ABCCConfig.from_dataset(ds, split, preset=...)``.
 """
@@ -43,8 +43,9 @@ class ABCCConfig:
     # potential level: X_j(t) = log(1 + int_0^t sigmoid((E_j - V(s)) / history_width) ds / 1 h))
     history_levels: list = field(default_factory=lambda: [1.8, 1.5, 1.3, 1.1, 0.9, 0.7, 0.5, 0.3, 0.1, 0.0])
     history_width: float = 0.05        # V, width of the logistic exposure switch
-    history_elapsed: bool = True       # also log(1 + elapsed hours) in the protocol state
-    profile_points: int = 16           # the whole voltage profile, resampled to this many points, in the context
+    history_elapsed: bool = True       # also log(1 + elapsed hours) in the protocol state (last column)
+    current_proxy: bool = True         # also dV/dt (V per hour, smoothed over frames) in the protocol state
+    profile_points: int = 32           # the whole voltage profile, resampled to this many points, in the context
 
     # -- architecture (two-stream MM-DiT, SPEC.md 4.2) ----------------------------------------
     patch: int = 16                    # wavenumber points per token (W % patch == 0)
@@ -61,20 +62,31 @@ class ABCCConfig:
                                        # forced to 0, so the solvent stream (+ baseline) carries every change
                                        # (the SEI-side tokens still take part in the joint attention)
     n_freq: int = 8                    # Fourier features per time input (r, tau - r)
+    decoder_hidden: int = 128          # width of the per-token MLP of the tau decoder
+    basis_rank: int = 32               # learned whole-spectrum basis of the solvent decoder (0: none)
+    delta_tau: float = 0.01            # u = displacement / (tau - r + delta_tau): the decoder's output scale
+    relax_hours: list = field(default_factory=lambda: [1 / 60, 5 / 60, 0.25, 1.0, 4.0])  # relaxation
+                                       # time constants of the decoder's elapsed-time features (hours)
     attention_backend: Optional[str] = None   # None: automatic (fused on GPU)
     ops_backend: Optional[str] = None         # meanflow_target / meanflow_integrate backend
 
     # -- chemical flow (SPEC.md 4.1) ------------------------------------------------------------
-    mf_pairs: int = 2                  # MeanFlow (r, tau) pairs per sample and step
-    jvp_fraction: float = 0.25         # fraction of those pairs with r != tau (the JVP subset)
-    jvp_mode: str = "subset"           # "subset" (JVP on r != tau rows only), "full", "none" (FM target)
+    mf_pairs: int = 0                  # MeanFlow sources r ~ U(0, 1) per sample and step besides r = 0; each is
+                                       # encoded once and decoded at tau = r and at every frame (needed by
+                                       # predict(steps > 1) and by predictions from a measured frame at r > 0)
+    jvp_mode: str = "full"             # "full": identity target with the JVP d/dr u; "none": flow-matching
+                                       # target (du/dr = 0)
+    identity_target: str = "lowrank"   # v_r from "lowrank" (the batch's frame changes projected on their top
+                                       # identity_rank singular vectors, then central differences) or "raw" frames
+    identity_rank: int = 16
     traj_frames: int = 0               # r = 0 jumps per sample (0: all T frames; else a random subset)
     adaptive_c: float = 1e-3           # MeanFlow adaptive weight w = 1 / (e + c)^p
     adaptive_p: float = 1.0
 
     # -- loss weights (0 switches a term off; SPEC.md 4.3) ---------------------------------------
     w_displacement: float = 1.0        # ||x_r + (tau - r) u - x_tau||^2 on frame pairs (r = 0 from static)
-    w_identity: float = 0.02           # adaptive-weighted MeanFlow identity
+    w_identity: float = 0.0            # adaptive-weighted MeanFlow identity on the MeanFlow sources (off: it
+                                       # measured worse than the displacement loss alone, see docs/model.md)
     w_sei_nonneg: float = 1.0          # relu(-z)^2
     w_sei_growth: float = 0.3          # relu(z_{k-1} - z_k)^2
     w_sei_sparsity: float = 0.01       # mean |z|: the SEI stream explains only what the solvent cannot
@@ -115,9 +127,13 @@ class ABCCConfig:
         need(self.composition_encoding in ("vocabulary", "templates"),
              f"composition_encoding must be 'vocabulary' or 'templates', got {self.composition_encoding!r}")
         need(self.template_dim >= 1, f"template_dim must be >= 1, got {self.template_dim}")
-        need(0.0 <= self.jvp_fraction <= 1.0, f"jvp_fraction must be in [0, 1], got {self.jvp_fraction}")
-        need(self.jvp_mode in ("subset", "full", "none"),
-             f"jvp_mode must be 'subset', 'full' or 'none', got {self.jvp_mode!r}")
+        need(self.jvp_mode in ("full", "none"), f"jvp_mode must be 'full' or 'none', got {self.jvp_mode!r}")
+        need(self.identity_target in ("lowrank", "raw"),
+             f"identity_target must be 'lowrank' or 'raw', got {self.identity_target!r}")
+        need(self.identity_rank >= 1, f"identity_rank must be >= 1, got {self.identity_rank}")
+        need(self.decoder_hidden >= 1 and self.basis_rank >= 0, "decoder_hidden must be >= 1 and basis_rank >= 0")
+        need(self.delta_tau > 0, f"delta_tau must be > 0, got {self.delta_tau}")
+        need(all(t > 0 for t in self.relax_hours), f"relax_hours must be > 0, got {self.relax_hours}")
         need(self.mf_pairs >= 0 and self.traj_frames >= 0, "mf_pairs and traj_frames must be >= 0")
         for f in dataclasses.fields(self):
             if f.name.startswith("w_"):
@@ -127,29 +143,28 @@ class ABCCConfig:
     @classmethod
     def tiny(cls, **kw) -> "ABCCConfig":
         """CI size: one joint block of width 32; trains in seconds on a CPU."""
-        base = dict(patch=16, dim=32, depth=1, heads=1, mlp_ratio=2.0, n_freq=4, mf_pairs=1,
-                    traj_frames=0)
+        base = dict(patch=16, dim=32, depth=1, heads=1, mlp_ratio=2.0, n_freq=4, mf_pairs=1, w_identity=0.02,
+                    traj_frames=0,
+                    decoder_hidden=32, basis_rank=4, profile_points=8)
         base.update(kw)
         return cls(**base)
 
     @classmethod
     def cpu_default(cls, **kw) -> "ABCCConfig":
-        """The demo's model: 2 joint blocks of width 64 (2 heads of 32), patches of 32 points (16
-        tokens per stream). Patch 32 instead of 16 measured better in the demo's 300 s budget on 1
-        shared thread: 741 steps, test MSE 0.00626, against 557 steps, 0.00659 (random split). One
-        MeanFlow pair per sample with r != tau half the time (the same JVP rows per sample as 2 pairs
-        at 0.25, half the pair queries): 848 steps, 0.00581. SEI stream spanned by the product
-        templates (sei_basis, 300 s each, 1 thread, EMA 0.99): MSE 0.00501 vs 0.00514 (free), SEI-stream
-        MAE 0.00078 vs 0.00115 AU (predicting no SEI: 0.00081)."""
-        base = dict(patch=32, dim=64, depth=2, heads=2, mlp_ratio=2.0, n_freq=8, mf_pairs=1, jvp_fraction=0.5,
+        """The demo's model: 2 joint blocks of width 96 (3 heads of 32), patches of 32 points (16
+        tokens per stream), a decoder of width 128 with a rank-32 solvent basis, the SEI stream
+        spanned by the film products' templates, trained from r = 0 only (mf_pairs=0). The
+        measurements behind these choices are in docs/model.md."""
+        base = dict(patch=32, dim=96, depth=2, heads=3, mlp_ratio=2.0, n_freq=8, mf_pairs=0,
                     sei_basis="templates")
         base.update(kw)
         return cls(**base)
 
     @classmethod
     def gpu_default(cls, **kw) -> "ABCCConfig":
-        """H100 size: 6 joint blocks of width 256 (4 heads of 64), patch 8."""
-        base = dict(patch=8, dim=256, depth=6, heads=4, mlp_ratio=4.0, n_freq=16, mf_pairs=4, sei_basis="templates")
+        """H100 size: 6 joint blocks of width 256 (4 heads of 64), patch 8, decoder width 256."""
+        base = dict(patch=8, dim=256, depth=6, heads=4, mlp_ratio=4.0, n_freq=16, mf_pairs=4, sei_basis="templates",
+                    decoder_hidden=256, basis_rank=64)
         base.update(kw)
         return cls(**base)
 
@@ -227,7 +242,7 @@ def config_from_dict(cls, d: dict):
     return cls(**d)
 
 
-# Named ablations of SPEC.md 4.3 / issue 6.2: overrides of ABCCConfig fields (0 switches a term off).
+# Named ablations: overrides of ABCCConfig fields (0 switches a term off).
 #   no_physics   the physics constraints: mass conservation (+ its extent head), peak drift and
 #                drift acceleration
 #   no_spectrum  the spectrum constraints: SEI non-negative and growing, wavenumber smoothness,
@@ -237,6 +252,8 @@ def config_from_dict(cls, d: dict):
 #                for two streams are off with it (SEI non-negative/growing/sparse; "no new solvent
 #                bands" would forbid the single stream to grow the SEI bands; mass conservation ties
 #                the SEI area to the extent)
+#   mf_sources   also trained from MeanFlow sources r > 0 (mf_pairs=1): the model that predict(steps=n)
+#                and restarts from a measured frame need (the suite's abcc_steps<N> entries score it)
 # "Without Chemical Flow" is not a weight preset: it is the ``meanflow_noise`` baseline (noise-to-data
 # MeanFlow, abcc_fast.model.baselines); one step vs several is ``ABCC.predict(steps=n)`` on the same model.
 _SPECTRUM_OFF = dict(w_sei_nonneg=0.0, w_sei_growth=0.0, w_smooth=0.0, w_solvent_new_bands=0.0)
@@ -246,4 +263,5 @@ ABLATIONS: dict = {
     "no_spectrum": dict(_SPECTRUM_OFF),
     "one_stream": dict(streams=1, w_sei_nonneg=0.0, w_sei_growth=0.0, w_sei_sparsity=0.0,
                        w_solvent_new_bands=0.0, w_mass=0.0),
+    "mf_sources": dict(mf_pairs=1),
 }

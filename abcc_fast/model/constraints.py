@@ -79,7 +79,7 @@ class ExtentHead(nn.Module):
         self.n_freq = cfg.n_freq
         self.volt_mean, self.volt_std = cfg.volt_mean, cfg.volt_std
         self.electrode = nn.Embedding(cfg.n_electrodes, hidden)
-        nn.init.zeros_(self.electrode.weight)   # unseen electrodes add nothing (see ConditionEmbedding)
+        nn.init.zeros_(self.electrode.weight)   # unseen electrodes add nothing (see backbone.SourceCondition)
         self.net = nn.Sequential(nn.Linear(2 * cfg.n_freq + 1 + context_size(cfg), hidden), nn.SiLU(),
                                  nn.Linear(hidden, cfg.n_reactions))
         nn.init.zeros_(self.net[2].weight)

@@ -44,12 +44,15 @@ def register(subparsers) -> None:
                         "abcc_steps<N>, mlp, cnn, gru, patchtst, dlinear, convlstm, simvp, cfm, meanflow_noise")
     a.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per entry and split")
     a.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"],
-                   help="training budget + model presets (gpu: ABCC gpu_default, baselines cpu_default)")
-    a.add_argument("--steps", type=int, default=None, help="step budget for every entry (default: the preset's)")
+                   help="training budget + model presets (the same preset for ABCC and every baseline)")
+    a.add_argument("--steps", type=int, default=None,
+                   help="the budget: training steps for every entry, the same for all (default: the preset's)")
     a.add_argument("--max-time", type=float, default=None, metavar="S",
-                   help="wall-clock cap per training run in seconds (default: the preset's)")
+                   help="optional wall-clock safety cap per training run in seconds: a run it ends early is marked "
+                        "capped in the table (with a warning); it never changes the step schedule")
     a.add_argument("--sweep", action="store_true",
-                   help="baselines: choose lr among --sweep-lr x the preset's lr by val-part MSE (seed 0)")
+                   help="every trained entry (ABCC, its ablations, the baselines): choose lr among --sweep-lr x the "
+                        "preset's lr by val-part MSE (seed 0)")
     a.add_argument("--sweep-lr", default="0.5,1,2", metavar="F1,F2", help="lr factors of the sweep")
     a.add_argument("--splits", default="random,system", help="splits of --all")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -73,7 +76,7 @@ def run(args) -> int:
     from .._paths import check_output_dir, check_replaceable_output
     from .leaderboard import write_leaderboard
     from .protocol import REFERENCES, auto_threads, evaluate, load_predictor
-    from .report import write_figures
+    from .report import per_frame_figure, write_figures
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if getattr(args, "all", False):
@@ -110,6 +113,10 @@ def run(args) -> int:
         board = Path(paths["md"]).read_text()
         if not args.no_figures:
             figs = write_figures(predictors, dataset, args.split, tmp, args.part)
+            curves = {r.model: r.per_frame["mse"] for r in results if "mse" in r.per_frame}
+            if curves:
+                figs.append(per_frame_figure(curves, tmp / "figures" / "mse_per_frame.png",
+                                             f"MSE per frame, split '{args.split}' ({args.part})"))
     print(board)
     if not args.no_figures:
         print(f"wrote {len(figs)} figures to {out / 'figures'}")

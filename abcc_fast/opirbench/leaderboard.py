@@ -18,7 +18,7 @@ from typing import Sequence
 
 from .._atomic import write_text
 from .metrics import METRIC_DEFINITIONS, METRIC_KEYS, METRICS_VERSION
-from .protocol import EvalResult
+from .protocol import EvalResult, group_means
 
 PROTOCOL_VERSION = "opirbench-v1"
 
@@ -75,6 +75,8 @@ def _row(r: EvalResult, cols: list[str]) -> dict:
     row = {"model": r.model, "kind": kind, "oracle_frame0": r.oracle_frame0, "config_hash": r.config_hash,
            "n_samples": r.n_samples, "wall_time_s": round(r.wall_time_s, 3)}
     row.update({c: r.metrics.get(c) for c in cols})
+    if "mse" in r.per_frame:
+        row["mse_per_frame"] = [float(v) for v in r.per_frame["mse"]]   # frames 1..T-1
     return row
 
 
@@ -90,6 +92,8 @@ def leaderboard_dict(results: Sequence[EvalResult], dataset, split: str, part: s
         "part": part,
         "dataset": dataset_info(dataset, split if split in ("random", "system") else split.split(":")[0]),
         "columns": cols,
+        "per_frame": {"mse_per_frame": "per row: MSE (z-units, as the mse column) of each scored frame, "
+                                       "frames 1..T-1 in order; its mean is the mse column"},
         "rows": [dict(_row(r, cols), per_system={str(k): v for k, v in r.per_system().items()},
                       timings_s={k: round(v, 4) for k, v in r.timings.items()},
                       folds=[{"split": f.split, "n_samples": f.n_samples, "metrics": f.metrics} for f in r.folds])
@@ -120,17 +124,45 @@ def to_markdown(board: dict) -> str:
         vals = [row["model"], row["kind"]] + [_fmt(row.get(c)) for c in cols] + [_fmt(row["wall_time_s"])]
         lines.append("| " + " | ".join(vals) + " |")
     lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + per_frame_markdown(board["rows"]))
+
+
+def per_frame_table(curves: Sequence[tuple[str, Sequence[float]]], first: str = "model") -> list[str]:
+    """Markdown table lines: per (name, MSE of frames 1..T-1) the frames 1-4 one by one, then the mean
+    over each later group of frames (``protocol.frame_groups``); [] when ``curves`` is empty."""
+    curves = [(name, vals) for name, vals in curves if vals]
+    if not curves:
+        return []
+    head = [first] + [f"frame {g}" for g in group_means(curves[0][1])]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join([str(name)] + [_fmt(v) for v in group_means(vals).values()]) + " |"
+              for name, vals in curves]
+    return lines + [""]
+
+
+def per_frame_markdown(rows: Sequence[dict]) -> list[str]:
+    """Markdown lines: MSE per frame of each leaderboard row with ``mse_per_frame``."""
+    table = per_frame_table([(r["model"], r.get("mse_per_frame")) for r in rows])
+    if not table:
+        return []
+    return ["### MSE per frame", "",
+            "MSE (z-units, as the mse column) of frames 1-4 one by one, then the mean over each later group of "
+            "frames (the mean over all frames is the mse column).", "", *table]
 
 
 def to_csv(board: dict) -> str:
+    """One row per model; the per-frame MSEs as columns mse_f1 .. mse_f<T-1>."""
     cols = ["model", "kind", "oracle_frame0", "config_hash", "n_samples"] + board["columns"] + ["wall_time_s"]
+    n_frames = max((len(r.get("mse_per_frame") or []) for r in board["rows"]), default=0)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["split", "part", "manifest_sha256", "metrics_version"] + cols)
+    w.writerow(["split", "part", "manifest_sha256", "metrics_version"] + cols
+               + [f"mse_f{k}" for k in range(1, n_frames + 1)])
     for row in board["rows"]:
+        frames = list(row.get("mse_per_frame") or [])
         w.writerow([board["split"], board["part"], board["dataset"]["manifest_sha256"], board["metrics_version"]]
-                   + ["" if row.get(c) is None else row.get(c) for c in cols])
+                   + ["" if row.get(c) is None else row.get(c) for c in cols]
+                   + frames + [""] * (n_frames - len(frames)))
     return buf.getvalue()
 
 

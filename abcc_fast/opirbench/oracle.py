@@ -3,10 +3,14 @@
 Each OpIRSim sample is a deterministic function of its random draws. Some of them shape the inputs
 a predictor gets (static spectrum, voltage/time protocol, composition, electrode); the others
 (``abcc_fast.data.simulator.HIDDEN_UNIFORMS``: film-growth kinetics, salt polarisation, operando
-baseline drift and electrode terms, frame noise) no input reveals. The predictor that minimises
-the expected squared error is the conditional mean over the hidden draws given the inputs.
-``SimulatorOracle`` estimates it by Monte Carlo: it re-simulates each test sample ``replicates``
-times with the visible draws fixed and the hidden ones redrawn, and predicts the mean (streams
+baseline drift and electrode terms, frame noise) no input reveals. One pair is revealed only in
+part: the static spectrum scales with contact x (1 + static_gain) (a separate measurement, the cell
+re-seated), the operando frames with the contact alone, so the inputs give the product, not the
+split. The predictor that minimises the expected squared error is the conditional mean over
+everything the inputs do not reveal. ``SimulatorOracle`` estimates it by Monte Carlo: it
+re-simulates each test sample ``replicates`` times with the visible draws fixed, the hidden ones
+redrawn and the static gain redrawn from its distribution given the product (the contact follows,
+so every input stays the same; ``simulator.conditional_randoms``), and predicts the mean (streams
 too). It reads the sample's global index and the dataset's generator settings, never its frames.
 
 Its MSE exceeds the Bayes bound by (hidden variance) / replicates; ``abcc bench --oracle M`` and
@@ -47,7 +51,8 @@ class SimulatorOracle:
         self.draw_seed = int(draw_seed)
         self.name = f"oracle (M={self.replicates})"
         self.config = {"reference": "simulator-oracle", "generator": gen.get("name"),
-                       "version": gen.get("version"), "replicates": self.replicates, "draw_seed": self.draw_seed}
+                       "version": gen.get("version"), "replicates": self.replicates, "draw_seed": self.draw_seed,
+                       "static_gain": "redrawn given contact x (1 + static_gain)"}
 
     def __call__(self, batch: dict) -> dict:
         if "index" not in batch:

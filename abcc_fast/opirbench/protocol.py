@@ -136,12 +136,45 @@ def config_hash(predict_fn: Callable) -> str:
 # --------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------
+def per_frame_mse(pred: torch.Tensor, true: torch.Tensor, ctx: MetricContext) -> torch.Tensor:
+    """MSE of each scored frame k = 1..T-1: [B, T-1], in the z-units of the ``mse`` metric (the
+    training split's mean/std), so that its mean over frames is that sample's ``mse``."""
+    z_pred = (pred[:, 1:].to(torch.float32) - ctx.mean) / ctx.std
+    z_true = (true[:, 1:].to(torch.float32) - ctx.mean) / ctx.std
+    return (z_pred - z_true).square().mean(2)
+
+
+def frame_groups(n_frames: int) -> list[tuple[int, int]]:
+    """Frame ranges (first, last), 1-based and inclusive, that summarise ``n_frames`` scored frames:
+    frames 1-4 one by one, then doubling groups 5-8, 9-16, 17-32, ... cut at the last frame
+    (T = 32: 1, 2, 3, 4, 5-8, 9-16, 17-31)."""
+    groups = [(k, k) for k in range(1, min(4, n_frames) + 1)]
+    lo = 5
+    while lo <= n_frames:
+        hi = min(2 * lo - 2, n_frames)
+        groups.append((lo, hi))
+        lo = hi + 1
+    return groups
+
+
+def group_label(group: tuple[int, int]) -> str:
+    return str(group[0]) if group[0] == group[1] else f"{group[0]}-{group[1]}"
+
+
+def group_means(per_frame: Sequence[float]) -> dict[str, float]:
+    """{label: mean of the per-frame values in that group} for :func:`frame_groups` (frame k at [k - 1])."""
+    vals = np.asarray(per_frame, dtype=np.float64)
+    return {group_label(g): float(vals[g[0] - 1:g[1]].mean()) for g in frame_groups(vals.size)}
+
+
 @dataclass
 class EvalResult:
     """Scores of one predictor on one split part.
 
     metrics: {key: mean over samples} (NaN-free keys only); per_sample: {key: float64 [S]};
-    system: int64 [S]; index: global sample indices [S]; timings: seconds per metric.
+    per_frame: {"mse": float64 [T-1]}, the mean over samples of each scored frame's MSE (frame k at
+    [k - 1]; present when ``mse`` was scored); system: int64 [S]; index: global sample indices [S];
+    timings: seconds per metric.
     """
 
     model: str
@@ -158,6 +191,7 @@ class EvalResult:
     oracle_frame0: bool = False
     metrics_version: str = METRICS_VERSION
     folds: list = field(default_factory=list)  # loso: one EvalResult per fold
+    per_frame: dict = field(default_factory=dict)
 
     def per_system(self) -> dict:
         """{system index: {key: mean over that system's samples}}."""
@@ -228,6 +262,7 @@ def _evaluate_one(predict_fn, dataset, split_name, part, metrics, batch_size, pr
     needs_frame0 = bool(getattr(predict_fn, "needs_frame0", False))
     T, W = sub.frames.shape[1], sub.frames.shape[2]
     per: dict[str, list] = {}
+    frame_sum = None                     # per-frame MSE summed over samples [T-1]
     timings: dict[str, float] = {"predict": 0.0}
     bar = None
     if progress:
@@ -259,6 +294,9 @@ def _evaluate_one(predict_fn, dataset, split_name, part, metrics, batch_size, pr
             ctx = dataclasses.replace(ctx, wavenumber=ctx.wavenumber.to(device))
         for k, v in score_batch(pred, truth, ctx, metrics, timings).items():
             per.setdefault(k, []).append(v.double().cpu())
+        if "mse" in metrics:
+            frame_sums = per_frame_mse(pred["frames"], truth["frames"], ctx).double().sum(0).cpu()
+            frame_sum = frame_sums if frame_sum is None else frame_sum + frame_sums
         if bar is not None:
             bar.update(B)
     if bar is not None:
@@ -273,7 +311,8 @@ def _evaluate_one(predict_fn, dataset, split_name, part, metrics, batch_size, pr
     return EvalResult(model=model, split=split_name, part=part, n_samples=S, metrics=means,
                       per_sample=per_sample, system=sub.system.numpy().copy(), index=sub.index.numpy().copy(),
                       wall_time_s=wall, timings=timings, config_hash=config_hash(predict_fn),
-                      oracle_frame0=needs_frame0)
+                      oracle_frame0=needs_frame0,
+                      per_frame={} if frame_sum is None else {"mse": (frame_sum / S).numpy()})
 
 
 def evaluate(predict_fn: Callable, dataset, split: str = "random", part: str = "test", *,
@@ -334,7 +373,9 @@ def evaluate(predict_fn: Callable, dataset, split: str = "random", part: str = "
                       system=np.concatenate([f.system for f in folds]),
                       index=np.concatenate([f.index for f in folds]),
                       wall_time_s=sum(f.wall_time_s for f in folds), timings=timings,
-                      config_hash=folds[0].config_hash, oracle_frame0=folds[0].oracle_frame0, folds=folds)
+                      config_hash=folds[0].config_hash, oracle_frame0=folds[0].oracle_frame0, folds=folds,
+                      per_frame={k: np.mean([f.per_frame[k] for f in folds], 0) for k in folds[0].per_frame
+                                 if all(k in f.per_frame for f in folds)})
 
 
 def auto_threads() -> int:

@@ -2,12 +2,13 @@
 
 One sample per held-out/test system (up to ``max_samples``), per model: operando heatmap of the
 prediction and of the truth, waterfall, difference spectra (x_t - x_0, true vs predicted) and
-band-centroid drift vs voltage in the marker windows.
+band-centroid drift vs voltage in the marker windows. ``per_frame_figure``: the MSE of each scored
+frame per model.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -84,3 +85,25 @@ def write_figures(predictors: Sequence[tuple[str, Callable]], dataset, split: st
                                     title=f"band-centroid drift, {model} vs true: {label}"),
                      f"{tag}_centroid_drift_{m}.png")
     return paths
+
+
+def per_frame_figure(per_frame: Mapping[str, Sequence[float]], path, title: str = "MSE per frame") -> Path:
+    """One line per model: the MSE (z-units) of each scored frame k = 1..T-1 (``per_frame[name][k - 1]``),
+    log scale; writes ``path`` (PNG) and returns it."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..viz import save_figure
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, vals in per_frame.items():
+        vals = np.asarray(vals, dtype=np.float64)
+        ax.plot(np.arange(1, vals.size + 1), vals, "o-", ms=3, lw=1.2, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("frame k")
+    ax.set_ylabel("MSE (z-units)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    save_figure(fig, Path(path))
+    plt.close(fig)
+    return Path(path)

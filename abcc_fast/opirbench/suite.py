@@ -1,10 +1,15 @@
 """``abcc bench --all``: the full OpIRBench table (issue 6.2-6.3).
 
 Every *entry* (ABCC, its ablations, every baseline) is trained on each split (``random``,
-``system``) with each seed, under one budget (a ``TrainConfig`` preset, optionally with ``steps``
-/ ``max_time_s`` overridden: the same for every entry, and written into every output), then scored
-on the split's test part with every metric. The table gives mean +- std over seeds, with the
-references ``persistence``, ``frame0`` and (OpIRSim data) the simulator ``oracle`` as rows.
+``system``) with each seed, under one step budget (a ``TrainConfig`` preset, optionally with
+``steps`` overridden: the same for every entry, and written into every output), then scored on the
+split's test part with every metric. The table gives mean +- std over seeds, with the references
+``persistence``, ``frame0`` and (OpIRSim data) the simulator ``oracle`` as rows, the wall clock
+(s/step) beside the steps, and the MSE of frames 1-4 and of later groups of frames.
+
+Budgets are steps, so a table does not depend on the load of the machine it ran on. An optional
+wall-clock cap (``max_time_s``) only ends a run early, with a warning; such a run is marked
+*capped* in every output (its scores do not compare with full runs).
 
 Entries (``ENTRIES``):
 
@@ -12,16 +17,17 @@ Entries (``ENTRIES``):
   abcc_no_physics   without the physics constraints (ABCCConfig.ablation("no_physics"))
   abcc_no_spectrum  without the spectrum constraints (ablation "no_spectrum")
   abcc_one_stream   one stream instead of two (ablation "one_stream": SEI velocity 0)
-  abcc_steps<N>     the trained ``abcc`` model itself, predicting with N chained jumps
+  abcc_mf_sources   also trained from MeanFlow sources r > 0 (ablation "mf_sources")
+  abcc_steps<N>     the trained ``abcc_mf_sources`` model, predicting with N chained jumps
                     (``ABCC.predict(steps=N)``) instead of one: one step vs several, no retraining
   meanflow_noise    without Chemical Flow: noise-to-data MeanFlow (the baseline of that name; it runs on
                     the baselines' convolutional trunk, not the ABCC backbone)
   mlp, cnn, gru, patchtst, dlinear, convlstm, simvp, cfm   the other OpIRBench baselines
 
-Validation sweep (``sweep=True``, baselines only): each baseline is trained with seed 0 at
-lr x ``sweep_lr`` factors of the preset's lr; the lr with the lowest val-part MSE is kept for every
-seed (its seed-0 run *is* the seed-0 run of the table: same config, same seed). ABCC and its
-ablations keep the preset's lr (they are not swept: any advantage from tuning is the baselines').
+Validation sweep (``sweep=True``, every trained entry: ABCC, its ablations and the baselines
+alike): each is trained with seed 0 at lr x ``sweep_lr`` factors of the preset's lr; the lr with
+the lowest val-part MSE is kept for every seed (its seed-0 run *is* the seed-0 run of the table:
+same config, same seed). ``abcc_steps<N>`` scores the ``abcc_mf_sources`` runs, so it shares their lr.
 
 Output directory (resumable: a (split, entry, seed) whose ``results/...json`` exists is skipped;
 an interrupted training run resumes from its last checkpoint)::
@@ -33,6 +39,7 @@ an interrupted training run resumes from its last checkpoint)::
     sweep/<split>/<entry>.json          the validation sweep and its choice
     table.md, table.csv, table.json     the aggregated table (mean +- std over seeds)
     figures/best3_<split>.png           the best three models (test MSE) on the same held-out samples
+    figures/mse_per_frame_<split>.png   MSE per frame of every row (mean over seeds)
     best3/<split>/figures/...           their per-model heatmaps / difference spectra (report.write_figures)
 """
 from __future__ import annotations
@@ -58,15 +65,17 @@ from .metrics import ALL_METRICS, METRIC_DEFINITIONS, METRIC_KEYS, METRICS_VERSI
 
 SPLITS = ("random", "system")
 ABLATION_ENTRIES = {"abcc": "abcc", "abcc_no_physics": "no_physics", "abcc_no_spectrum": "no_spectrum",
-                    "abcc_one_stream": "one_stream"}
+                    "abcc_one_stream": "one_stream", "abcc_mf_sources": "mf_sources"}
 BASELINE_ENTRIES = ("mlp", "cnn", "gru", "patchtst", "dlinear", "convlstm", "simvp", "cfm", "meanflow_noise")
 ENTRIES = tuple(ABLATION_ENTRIES) + ("abcc_steps4",) + BASELINE_ENTRIES
 PRESETS = ("tiny", "cpu", "gpu")
-SWEEP_LR = (0.5, 1.0, 2.0)       # factors of the preset's lr tried on the validation part (baselines)
+SWEEP_LR = (0.5, 1.0, 2.0)       # factors of the preset's lr tried on the validation part (every trained entry)
+PER_FRAME_COLUMNS = 4            # table.md / table.csv: MSE of frames 1..4 as columns (all frames in table.json)
 ORACLE_REPLICATES = 16
 _STEPS_RE = re.compile(r"^abcc_steps([0-9]+)$")
 # setup fields that must agree when an output directory is resumed
-_RESUME_KEYS = ("preset", "train_config", "model_presets", "sweep", "sweep_lr", "dataset_manifest_sha256", "metrics")
+_RESUME_KEYS = ("preset", "train_config", "model_presets", "sweep", "sweep_lr", "sweep_entries", "dataset_manifest_sha256",
+                "metrics")
 
 
 def _say(msg: str) -> None:
@@ -120,8 +129,9 @@ def model_presets(preset: str) -> dict:
 
 
 def train_config(preset: str, steps: Optional[int] = None, max_time_s: Optional[float] = None):
-    """The budget every entry trains under: the preset's TrainConfig with steps / max_time_s
-    overridden when given (the same for all entries)."""
+    """The budget every entry trains under: the preset's TrainConfig with ``steps`` overridden when
+    given (the same for all entries); ``max_time_s``: an optional wall-clock safety cap (ends a run
+    early and marks it capped; never changes the schedule)."""
     from ..train.trainer import TrainConfig
 
     over = {"tensorboard": False}
@@ -133,8 +143,9 @@ def train_config(preset: str, steps: Optional[int] = None, max_time_s: Optional[
 
 
 def _trained_entry(entry: str) -> str:
-    """The entry whose trained model ``entry`` evaluates (abcc_steps<N> -> abcc)."""
-    return "abcc" if _STEPS_RE.match(entry) else entry
+    """The entry whose trained model ``entry`` evaluates (abcc_steps<N> -> abcc_mf_sources: chained
+    jumps start from predicted states at r > 0, which only a model trained from such sources knows)."""
+    return "abcc_mf_sources" if _STEPS_RE.match(entry) else entry
 
 
 def _build_model(entry: str, ds, split: str, presets: dict):
@@ -212,14 +223,18 @@ class _Suite:
             torch.manual_seed(int(seed))
             model = _build_model(entry, self.ds, split, self.presets)
             _say(f"  training {entry} on {split} (seed {seed}, lr {lr:g}; budget {cfg.steps} steps"
-                 + (f" or {cfg.max_time_s:g} s" if cfg.max_time_s else "") + f") -> {run}")
+                 + (f", cap {cfg.max_time_s:g} s" if cfg.max_time_s else "") + f") -> {run}")
             res = train(model, self.ds, split=split, config=cfg, out_dir=run, resume=True, progress=self.progress)
-            _say(f"  {entry}: {res.steps_done} steps ({res.stopped_by}) in {res.wall_time_s:.1f} s")
+            _say(f"  {entry}: {res.steps_done} steps in {res.total_time_s:.1f} s"
+                 + (f" ({res.s_per_step:.3g} s/step)" if res.s_per_step else "")
+                 + (" -- CAPPED by the wall-clock cap before its step budget" if res.capped else ""))
         tr = json.loads(done.read_text())
         steps = int(tr.get("steps_done") or 0)
         total = float(tr.get("total_time_s") or tr.get("wall_time_s") or 0.0)
         summary = {"run_dir": str(run), "lr": float(lr), "seed": int(seed), "steps_done": steps,
-                   "stopped_by": tr.get("stopped_by"), "train_time_s": total,
+                   "steps_budget": tr.get("steps_budget"), "stopped_by": tr.get("stopped_by"),
+                   # "time": a run of the older wall-clock budget that the clock ended
+                   "capped": tr.get("stopped_by") in ("time_cap", "time"), "train_time_s": total,
                    "s_per_step": total / steps if steps else None, "best_val_loss": tr.get("best_val_loss"),
                    "final_val_loss": tr.get("final_val_loss")}
         return run / "model", summary
@@ -276,7 +291,7 @@ class _Suite:
         rec = {"entry": entry, "kind": entry_kind(entry), "split": split, "part": "test", "seed": int(seed),
                "n_samples": res.n_samples, "metrics": res.metrics, "eval_time_s": res.wall_time_s,
                "config_hash": res.config_hash, "n_params": n_params, "model_dir": str(model_dir),
-               "training": tr, "metrics_version": METRICS_VERSION}
+               "training": tr, "metrics_version": METRICS_VERSION, **_per_frame_record(res)}
         _write_json(path, rec)
         _say("  " + res.summary())
         return rec
@@ -290,10 +305,16 @@ class _Suite:
         res = evaluate(fn, self.ds, split, "test", metrics=self.metrics, progress=self.progress, name=name)
         rec = {"entry": name, "kind": "reference", "split": split, "part": "test", "seed": None,
                "n_samples": res.n_samples, "metrics": res.metrics, "eval_time_s": res.wall_time_s,
-               "config_hash": res.config_hash, "n_params": None, "training": None, "metrics_version": METRICS_VERSION}
+               "config_hash": res.config_hash, "n_params": None, "training": None, "metrics_version": METRICS_VERSION,
+               **_per_frame_record(res)}
         _write_json(path, rec)
         _say("  " + res.summary())
         return rec
+
+
+def _per_frame_record(res) -> dict:
+    """{"mse_per_frame": [frames 1..T-1]} of an EvalResult (empty when mse was not scored)."""
+    return {"mse_per_frame": [float(v) for v in res.per_frame["mse"]]} if "mse" in res.per_frame else {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,9 +342,18 @@ def aggregate(records: list) -> list[dict]:
             vals = np.array([r["metrics"][k] for r in rs if k in r["metrics"]], dtype=np.float64)
             row[f"{k}_mean"] = float(vals.mean()) if vals.size else None
             row[f"{k}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else (0.0 if vals.size else None)
+        frames = [r["mse_per_frame"] for r in rs if r.get("mse_per_frame")]
+        if frames and len({len(f) for f in frames}) == 1:     # results of older versions have none
+            arr = np.array(frames, dtype=np.float64)
+            row["mse_per_frame_mean"] = arr.mean(0).tolist()
+            row["mse_per_frame_std"] = (arr.std(0, ddof=1) if len(arr) > 1 else np.zeros(arr.shape[1])).tolist()
+            for k in range(1, min(PER_FRAME_COLUMNS, arr.shape[1]) + 1):
+                row[f"mse_f{k}_mean"] = float(arr[:, k - 1].mean())
+                row[f"mse_f{k}_std"] = float(arr[:, k - 1].std(ddof=1)) if len(arr) > 1 else 0.0
         trs = [r["training"] for r in rs if r.get("training")]
         if trs:
             row["lr"] = trs[0]["lr"]
+            row["capped_runs"] = sum(bool(t.get("capped")) for t in trs)
             row["steps_done_mean"] = float(np.mean([t["steps_done"] for t in trs]))
             sps = [t["s_per_step"] for t in trs if t.get("s_per_step")]
             row["s_per_step_mean"] = float(np.mean(sps)) if sps else None
@@ -345,12 +375,12 @@ def to_markdown(rows: list, setup: dict) -> str:
          f"- dataset `{setup['dataset']['name']}`: {setup['dataset']['samples']} samples, T={setup['dataset']['T']}, "
          f"W={setup['dataset']['W']}, manifest sha256 `{setup['dataset_manifest_sha256'][:16]}...`",
          f"- budget (every trained entry): preset `{setup['preset']}`, {budget['steps']} steps of batch "
-         f"{budget['batch_size']}" + (f" or {budget['max_time_s']:g} s, whichever first" if budget.get('max_time_s') else "")
+         f"{budget['batch_size']}" + _cap_note(setup)
          + f", lr {budget['lr']:g} (AdamW, warm-up {budget['warmup_steps']} + cosine, EMA {budget['ema_decay']:g}; "
          "the EMA weights are scored)",
          f"- model presets: ABCC `{setup['model_presets']['abcc']}`, baselines `{setup['model_presets']['baseline']}`",
-         "- validation sweep: " + (f"baselines, lr x {', '.join(f'{f:g}' for f in setup['sweep_lr'])} on the val part "
-                                   "(MSE, seed 0); the chosen lr is in the `lr` column" if setup["sweep"] else "off"),
+         "- validation sweep: " + (f"{_swept(setup)}, lr x {', '.join(f'{f:g}' for f in setup['sweep_lr'])} on the val "
+                                   "part (MSE, seed 0); the chosen lr is in the `lr` column" if setup["sweep"] else "off"),
          f"- seeds {setup['seeds']}; mean ± std over seeds (sample std); references are deterministic single rows",
          f"- git `{setup.get('git_sha') or 'unknown'}`; machine {setup['machine'].get('processor')}, "
          f"{setup['machine'].get('cpu_count')} CPUs, GPU {setup['machine'].get('cuda') or 'none'}, torch "
@@ -361,14 +391,17 @@ def to_markdown(rows: list, setup: dict) -> str:
          "non-negative/growing, smoothness, no new solvent bands off), `abcc_one_stream` (SEI velocity 0 and the "
          "two-stream terms off), `abcc_steps<N>` (the `abcc` models predicting with N chained jumps); *without "
          "Chemical Flow* is `meanflow_noise` (noise-to-data MeanFlow on the baselines' conv trunk)",
-         "- `s/step`: training wall time / steps of the run (evaluation and checkpoints included)", ""]
+         "- `steps`: steps trained (mean over seeds); `s/step`: training wall time / steps of the run (evaluation and "
+         "checkpoints included): the wall clock beside the step budget; `f1`..`f4`: MSE of frames 1-4 alone (more "
+         "frames below each table)", ""]
     for split in setup["splits"]:
         rs = [r for r in rows if r["split"] == split]
         if not rs:
             continue
         rs.sort(key=lambda r: (r["kind"] != "reference", r.get("mse_mean") if r.get("mse_mean") is not None else math.inf))
         L += [f"## split `{split}` (test part, {rs[0]['n_samples']} samples)", ""]
-        head = ["entry", "kind", "seeds"] + heads + ["lr", "steps", "s/step"]
+        n_f = max((k for k in range(1, PER_FRAME_COLUMNS + 1) if any(f"mse_f{k}_mean" in r for r in rs)), default=0)
+        head = ["entry", "kind", "seeds"] + heads + [f"f{k}" for k in range(1, n_f + 1)] + ["lr", "steps", "s/step"]
         L.append("| " + " | ".join(head) + " |")
         L.append("|" + "|".join("---" for _ in head) + "|")
         for r in rs:
@@ -376,19 +409,62 @@ def to_markdown(rows: list, setup: dict) -> str:
             for k in heads:
                 m, s = r.get(f"{k}_mean"), r.get(f"{k}_std")
                 cells.append("n/a" if m is None else (_fmt(m) if r["kind"] == "reference" else f"{_fmt(m)} ± {_fmt(s, 2)}"))
-            cells += [_fmt(r.get("lr"), 3) if r.get("lr") is not None else "-",
-                      _fmt(r.get("steps_done_mean"), 5) if r.get("steps_done_mean") is not None else "-",
+            cells += [_fmt(r.get(f"mse_f{k}_mean")) for k in range(1, n_f + 1)]
+            steps = _fmt(r.get("steps_done_mean"), 5) if r.get("steps_done_mean") is not None else "-"
+            if r.get("capped_runs"):
+                steps += f" (capped: {r['capped_runs']} run{'s' if r['capped_runs'] > 1 else ''})"
+            cells += [_fmt(r.get("lr"), 3) if r.get("lr") is not None else "-", steps,
                       _fmt(r.get("s_per_step_mean"), 3) if r.get("s_per_step_mean") is not None else "-"]
             L.append("| " + " | ".join(cells) + " |")
         L.append("")
+        L += _per_frame_table(rs)
     return "\n".join(L)
+
+
+def _cap_note(setup: dict) -> str:
+    """The wall-clock cap of a setup, if any. Setups of older versions had a wall-clock budget that
+    also drove the learning-rate schedule; they still render, labelled as such."""
+    cap = (setup.get("train_config") or {}).get("max_time_s")
+    if not cap:
+        return ""
+    if "budget_kind" not in setup:
+        return f" or {cap:g} s of wall clock, whichever came first (an older wall-clock budget)"
+    return f", wall-clock safety cap {cap:g} s (a run it ended early is marked capped)"
+
+
+def _swept(setup: dict) -> str:
+    return "every trained entry" if setup.get("sweep_entries") == "all" else "baselines only"
+
+
+def _per_frame_table(rs: list) -> list[str]:
+    """Markdown: MSE per frame (frames 1-4, then groups, mean over seeds) of the rows that have it."""
+    from .leaderboard import per_frame_table
+
+    table = per_frame_table([(r["entry"], r.get("mse_per_frame_mean")) for r in rs], first="entry")
+    return ["MSE per frame (mean over seeds; groups: mean over their frames)", "", *table] if table else []
+
+
+def per_frame_figures(rows: list, splits: Sequence[str], out: Path) -> list[Path]:
+    """figures/mse_per_frame_<split>.png: the MSE per frame of every row (mean over seeds)."""
+    from .report import per_frame_figure
+
+    paths = []
+    for split in splits:
+        curves = {r["entry"]: r["mse_per_frame_mean"] for r in rows
+                  if r["split"] == split and r.get("mse_per_frame_mean")}
+        if curves:
+            paths.append(per_frame_figure(curves, out / "figures" / f"mse_per_frame_{split}.png",
+                                          f"MSE per frame, split '{split}' (test part, mean over seeds)"))
+    return paths
 
 
 def to_csv(rows: list) -> str:
     cols = ["split", "entry", "kind", "n_seeds", "n_samples", "n_params", "lr", "steps_done_mean", "s_per_step_mean",
-            "train_time_s_mean"]
+            "train_time_s_mean", "capped_runs"]
     metric_cols = [c for ks in METRIC_KEYS.values() for k in ks for c in (f"{k}_mean", f"{k}_std")
                    if any(c in r for r in rows)]
+    metric_cols += [c for k in range(1, PER_FRAME_COLUMNS + 1) for c in (f"mse_f{k}_mean", f"mse_f{k}_std")
+                    if any(c in r for r in rows)]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols + metric_cols)
@@ -492,8 +568,9 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
 
     setup = {"created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
              "preset": preset, "train_config": tcfg.to_json(), "model_presets": presets,
-             "budget_overrides": {"steps": steps, "max_time_s": max_time_s},
-             "sweep": bool(sweep), "sweep_lr": sweep_lr if sweep else [], "metrics": metrics,
+             "budget_overrides": {"steps": steps, "max_time_s": max_time_s}, "budget_kind": "steps",
+             "sweep": bool(sweep), "sweep_lr": sweep_lr if sweep else [], "sweep_entries": "all" if sweep else None,
+             "metrics": metrics,
              "metrics_version": METRICS_VERSION, "metric_definitions": METRIC_DEFINITIONS,
              "entries": entries, "splits": splits, "seeds": list(range(int(seeds))),
              "dataset": {**dataset_info(ds, "random"), "samples": len(ds)},
@@ -504,8 +581,12 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
         diff = [k for k in _RESUME_KEYS if json.dumps(old.get(k), sort_keys=True) != json.dumps(
             json.loads(json.dumps(setup[k], default=str)), sort_keys=True)]
         if diff:
-            raise ValueError(f"{out} holds a suite run with a different setup ({', '.join(diff)} differ); resume it "
-                             "with the same --preset/--steps/--max-time/--sweep/--metrics/--data, or use another --out")
+            older = "" if "budget_kind" in old else (
+                " (it was made by an older version with a wall-clock budget and a baselines-only sweep; its tables "
+                "stay readable, but new runs cannot join it)")
+            raise ValueError(f"{out} holds a suite run with a different setup ({', '.join(diff)} differ){older}; "
+                             "resume it with the same --preset/--steps/--max-time/--sweep/--metrics/--data, or use "
+                             "another --out")
         _say(f"resuming the suite in {out} (finished results are kept)")
     _write_json(setup_path, setup)
 
@@ -515,7 +596,8 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
     n_jobs = len(splits) * len(entries) * int(seeds)
     job = 0
     _say(f"{len(entries)} entries x {len(splits)} splits x {seeds} seeds = {n_jobs} scored models; budget "
-         f"{tcfg.steps} steps" + (f" / {tcfg.max_time_s:g} s" if tcfg.max_time_s else "") + f" each (preset {preset})")
+         f"{tcfg.steps} steps each" + (f" (wall-clock safety cap {tcfg.max_time_s:g} s)" if tcfg.max_time_s else "")
+         + f" (preset {preset})")
     for split in splits:
         _say(f"split '{split}': references")
         refs = [("persistence", Persistence()), ("frame0", Frame0())]
@@ -532,7 +614,7 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
         for entry in entries:
             base = _trained_entry(entry)
             lr = float(tcfg.lr)
-            if sweep and base in BASELINE_ENTRIES:
+            if sweep:
                 try:
                     lr = suite.sweep_lr(base, split, sweep_lr)
                 except Exception as err:  # noqa: BLE001
@@ -561,6 +643,11 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
     paths: dict = {"json": _write_json(out / "table.json", board), "csv": write_text(out / "table.csv", to_csv(rows)),
                    "md": write_text(out / "table.md", to_markdown(rows, setup)), "figures": [], "failures": failures}
     if figures:
+        try:
+            paths["figures"] += per_frame_figures(rows, splits, out)
+        except Exception as err:  # noqa: BLE001 -- the table is written already
+            failures.append({"split": None, "entry": "per-frame figure", "seed": None,
+                             "error": f"{type(err).__name__}: {err}"})
         for split in splits:
             try:
                 figs = best_three_figure(suite, rows, split, lrs)

@@ -28,9 +28,12 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="abcc", metavar="NAME", choices=MODEL_NAMES,
                    help="abcc, or an OpIRBench baseline: " + ", ".join(MODEL_NAMES[1:]) +
                         " (every model has the tiny, cpu and gpu presets)")
-    p.add_argument("--steps", type=int, default=None, help="step budget (default: the preset's)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="the budget: training steps; the learning-rate schedule follows them, so the same seed "
+                        "gives the same model on a busy or an idle machine (default: the preset's)")
     p.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
-                   help="wall-clock cap (default: the preset's; cpu: 300 s)")
+                   help="optional wall-clock safety cap: ends the run early with a warning (marked capped; the "
+                        "schedule still follows --steps, so the result does not compare with full runs)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -163,7 +166,10 @@ def run_train(args) -> int:
     finally:
         cleanup()
     if info.is_main:
-        print(f"trained {result.steps_done} steps ({result.stopped_by}) in {result.wall_time_s:.0f} s; "
+        sps = result.s_per_step
+        print(f"trained {result.steps_done} of {cfg.steps} steps in {result.total_time_s:.0f} s"
+              + (f" ({sps:.3g} s/step)" if sps else "")
+              + ("; CAPPED by --max-time before the step budget" if result.capped else "") + "; "
               f"train loss {result.train_loss:.4g}, best val loss "
               f"{'n/a' if result.best_val_loss is None else f'{result.best_val_loss:.4g}'}")
         print(f"model: {result.model_dir}   (abcc predict --model {result.model_dir} ...; "

@@ -5,9 +5,14 @@
 2. two models, one per OpIRBench split, trained on that split's training part: ``random`` and
    ``system`` (the system model never sees the held-out systems; the report checks it);
 3. OpIRBench on each split's test part: the model against ``persistence`` and ``frame0``;
-4. ``DIR/report.md``: setup, timings, leaderboards and figures (training curves, leaderboard bar
-   chart, predicted vs true operando heatmaps and difference spectra of held-out samples, predicted
-   streams vs the true solvent/SEI contributions), plus ``DIR/<split>/leaderboard.{md,csv,json}``.
+4. ``DIR/report.md``: setup, timings, leaderboards (with the MSE per frame) and figures (training
+   curves, leaderboard bar chart, MSE per frame, predicted vs true operando heatmaps and difference
+   spectra of held-out samples, predicted streams vs the true solvent/SEI contributions), plus
+   ``DIR/<split>/leaderboard.{md,csv,json}``.
+
+The training budget is a number of steps (``TrainConfig.cpu_default``), so the same seed gives the
+same leaderboards on a busy or an idle machine; the wall clock (seconds, s/step) is reported beside
+the steps.
 """
 from __future__ import annotations
 
@@ -205,11 +210,57 @@ def _rel(path: Path, root: Path) -> str:
     return os.path.relpath(path, root).replace(os.sep, "/")
 
 
+def demo_train_config(preset: str = "cpu", quick: bool = False, seed: int = 0):
+    """The demo's TrainConfig: the preset's step budget (``--quick``: 12 tiny steps)."""
+    from .trainer import TrainConfig
+
+    return TrainConfig.tiny(steps=12, seed=seed) if quick else TrainConfig.preset_named(preset, seed=seed)
+
+
+def train_split(ds, split: str, train_cfg, model_preset: str, run_dir: Path, progress: bool = True):
+    """Train the demo's ABCC (``model_preset``) on ``split`` from scratch into ``run_dir``; returns the
+    TrainResult. Deterministic: the initial weights and the run follow ``train_cfg.seed``."""
+    from ..model import ABCC, ABCCConfig
+    from .trainer import train
+
+    _say(f"training ABCC ({model_preset}) on split '{split}': budget {train_cfg.steps} steps"
+         + (f", wall-clock safety cap {train_cfg.max_time_s:.0f} s" if train_cfg.max_time_s else ""))
+    torch.manual_seed(train_cfg.seed)
+    model = ABCC(ABCCConfig.from_dataset(ds, split, preset=model_preset))
+    r = train(model, ds, split=split, config=train_cfg, out_dir=run_dir, resume=False, progress=progress)
+    _say(f"  {r.steps_done} steps in {r.wall_time_s:.0f} s ({r.s_per_step:.3g} s/step)"
+         + (" -- CAPPED by the wall-clock cap before the step budget" if r.capped else "")
+         + f"; train loss {r.train_loss:.4g}; best val loss "
+         + ("n/a" if r.best_val_loss is None else f"{r.best_val_loss:.5g}"))
+    return r
+
+
+def score_split(ds, split: str, abcc_fn, progress: bool = True) -> list:
+    """OpIRBench on the test part of ``split``: persistence, frame0, the simulator oracle (OpIRSim
+    data) and ABCC (``abcc_fn``); returns their EvalResults in that order."""
+    from ..opirbench import Frame0, Persistence, SimulatorOracle, evaluate
+
+    predictors = [("persistence", Persistence()), ("frame0", Frame0())]
+    if ds.manifest.get("generator", {}).get("name") == "OpIRSim":
+        oracle = _guard(lambda: SimulatorOracle(ds.manifest, replicates=ORACLE_REPLICATES), None)
+        if oracle is not None:
+            predictors.append((ORACLE_NAME, oracle))
+    predictors.append(("ABCC", abcc_fn))
+    results = []
+    for name, fn in predictors:
+        _say(f"OpIRBench {split}/test: {name}")
+        res = evaluate(fn, ds, split, "test", progress=progress, name=name)
+        _say("  " + res.summary())
+        results.append(res)
+    return results
+
+
 def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data: Optional[str] = None,
              seed: int = 0, progress: bool = True) -> Path:
     """Run the demo into ``out_dir``; returns the path of ``report.md``.
 
-    preset: "cpu" (default: ~10 minutes of training on 2 cores, two models), "gpu" or "tiny";
+    preset: "cpu" (default: two models of ``TrainConfig.cpu_default``'s step budget; within ~15 minutes
+    on 2 cores), "gpu" or "tiny";
     quick: tiny model + small generated dataset (a CI-sized end-to-end run).
 
     The folder is built beside ``out_dir`` and replaces it as a whole at the end, so nothing of an
@@ -235,11 +286,10 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
 def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[str], seed: int,
               progress: bool) -> None:
     """The demo, written into ``out`` (a temporary folder that becomes ``final``)."""
-    from ..model import ABCC, ABCCConfig, load_predictor
-    from ..opirbench import Frame0, Persistence, SimulatorOracle, evaluate, manifest_sha256, write_leaderboard
-    from ..opirbench.report import write_figures
+    from ..model import load_predictor
+    from ..opirbench import manifest_sha256, write_leaderboard
+    from ..opirbench.report import per_frame_figure, write_figures
     from .._atomic import write_text
-    from .trainer import TrainConfig, train
 
     t_total = time.perf_counter()
     load_start = _loadavg()
@@ -256,20 +306,12 @@ def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[s
 
     # ---- 2. training: one model per split ----------------------------------------------------
     model_preset = "tiny" if quick else PRESETS[preset]
-    train_cfg = TrainConfig.tiny(steps=12, seed=seed) if quick else TrainConfig.preset_named(preset, seed=seed)
+    train_cfg = demo_train_config(preset, quick, seed)
     runs = {}
     for split in SPLITS:
-        _say(f"training ABCC ({model_preset}) on split '{split}': budget {train_cfg.steps} steps"
-             + (f", cap {train_cfg.max_time_s:.0f} s" if train_cfg.max_time_s else ""))
-        torch.manual_seed(seed)
-        model = ABCC(ABCCConfig.from_dataset(ds, split, preset=model_preset))
         t = time.perf_counter()
-        runs[split] = train(model, ds, split=split, config=train_cfg, out_dir=out / "runs" / split, resume=False,
-                            progress=progress)
+        runs[split] = train_split(ds, split, train_cfg, model_preset, out / "runs" / split, progress)
         timings[f"train_{split}"] = time.perf_counter() - t
-        r = runs[split]
-        _say(f"  {r.steps_done} steps ({r.stopped_by}) in {timings[f'train_{split}']:.0f} s; train loss "
-             f"{r.train_loss:.4g}; best val loss {r.best_val_loss if r.best_val_loss is None else round(r.best_val_loss, 5)}")
     n_params = sum(p.numel() for p in runs[SPLITS[0]].model.parameters())
 
     # ---- 3. OpIRBench -------------------------------------------------------------------------
@@ -277,18 +319,7 @@ def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[s
     for split in SPLITS:
         t = time.perf_counter()
         abcc_fn = load_predictor(str(runs[split].model_dir))
-        predictors = [("persistence", Persistence()), ("frame0", Frame0())]
-        if ds.manifest.get("generator", {}).get("name") == "OpIRSim":
-            oracle = _guard(lambda: SimulatorOracle(ds.manifest, replicates=ORACLE_REPLICATES), None)
-            if oracle is not None:
-                predictors.append((ORACLE_NAME, oracle))
-        predictors.append(("ABCC", abcc_fn))
-        results[split] = []
-        for name, fn in predictors:
-            _say(f"OpIRBench {split}/test: {name}")
-            res = evaluate(fn, ds, split, "test", progress=progress, name=name)
-            _say("  " + res.summary())
-            results[split].append(res)
+        results[split] = score_split(ds, split, abcc_fn, progress)
         boards[split] = write_leaderboard(results[split], ds, out / split, split, "test")
         timings[f"bench_{split}"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -303,6 +334,9 @@ def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[s
 
     curves = _guard(lambda: _training_curves({s: _read_log(runs[s].log_path) for s in SPLITS},
                                              out / "figures" / "training_curves.png"), None)
+    per_frame = _guard(lambda: per_frame_figure(
+        {f"{r.model} ({s})": r.per_frame["mse"] for s in SPLITS for r in results[s] if "mse" in r.per_frame},
+        out / "figures" / "mse_per_frame.png", "MSE per frame (test parts; random and system split)"), None)
     bars = _guard(lambda: _leaderboard_bars(results, out / "figures" / "leaderboard_bars.png"), None)
     timings["total"] = time.perf_counter() - t_total
 
@@ -316,18 +350,21 @@ def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[s
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "training": {s: runs[s].to_json() for s in SPLITS},
         "leaderboards": {s: {r.model: r.metrics for r in results[s]} for s in SPLITS},
+        "mse_per_frame": {s: {r.model: [float(v) for v in r.per_frame["mse"]] for r in results[s] if "mse" in r.per_frame}
+                          for s in SPLITS},
     }
     # paths name the final folder, not the temporary one they were written in
     text = json.dumps(summary, indent=1, default=str).replace(json.dumps(str(out))[1:-1], json.dumps(str(final))[1:-1])
     write_text(out / "demo_summary.json", text + "\n")
-    report = _report(out, ds, summary, runs, results, boards, figs, curves, bars, systems_by_part, n_params,
-                     train_cfg, timings, name=final.name)
+    report = _report(out, ds, summary, runs, results, boards, figs, (curves, bars, per_frame), systems_by_part,
+                     n_params, train_cfg, timings, name=final.name)
     write_text(out / "report.md", report)
     _say(f"finished in {timings['total'] / 60:.1f} min")
 
 
-def _report(out, ds, summary, runs, results, boards, figs, curves, bars, systems_by_part, n_params, train_cfg,
+def _report(out, ds, summary, runs, results, boards, figs, overview_figs, systems_by_part, n_params, train_cfg,
             timings, name: Optional[str] = None) -> str:
+    curves, bars, per_frame = overview_figs
     names = [s.get("name", str(i)) if isinstance(s, dict) else str(s)
              for i, s in enumerate(ds.manifest.get("systems") or [])]
 
@@ -339,7 +376,7 @@ def _report(out, ds, summary, runs, results, boards, figs, curves, bars, systems
          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}). "
          f"Total wall time **{timings['total'] / 60:.1f} min**; load average (1, 5, 15 min) "
          f"{summary['load_average_at_start']} at the start, {summary['load_average_at_end']} at the end "
-         "(other work on the machine slows training and so lowers the steps a wall-clock cap allows).", "",
+         "(other work on the machine makes the run slower, not different: the budget is a number of steps).", "",
          "## Setup", "",
          f"- dataset: `{summary['dataset']['name']}`: {len(ds)} samples, T={ds.T} frames, W={ds.W} wavenumbers "
          f"({float(ds.wavenumber[0]):.0f}-{float(ds.wavenumber[-1]):.0f} cm^-1), manifest sha256 "
@@ -353,24 +390,28 @@ def _report(out, ds, summary, runs, results, boards, figs, curves, bars, systems
          f"absent from its training part (checked: training systems = {sysnames(systems_by_part['train'])})",
          f"- training: AdamW (lr {train_cfg.lr:g}, weight decay {train_cfg.weight_decay:g}), warm-up "
          f"{train_cfg.warmup_steps} steps + cosine, batch {train_cfg.batch_size}, gradient clip {train_cfg.grad_clip:g}, "
-         f"EMA {train_cfg.ema_decay:g} (the EMA weights are evaluated), budget {train_cfg.steps} steps"
-         + (f" or {train_cfg.max_time_s:.0f} s per model, whichever comes first" if train_cfg.max_time_s else ""),
+         f"EMA {train_cfg.ema_decay:g} (the EMA weights are evaluated), budget **{train_cfg.steps} steps** per model"
+         + (f" (wall-clock safety cap {train_cfg.max_time_s:.0f} s)" if train_cfg.max_time_s else ""),
          "- references: `persistence` (every frame = static spectrum), `frame0` (every frame = true frame 0: an "
          "oracle rest state the model does not get), and on OpIRSim data `oracle`: the simulator's Monte-Carlo "
          f"conditional mean over {ORACLE_REPLICATES} re-simulations of each test sample with every draw that no "
-         "input reveals redrawn (film kinetics, salt polarisation, operando baseline and noise): the best score "
+         "input reveals redrawn (film kinetics, salt polarisation, operando baseline and noise, and the split of the "
+         "static spectrum's scale into contact and static gain, of which the inputs reveal only the product): the best score "
          "any model of these inputs can expect (its MSE sits above the Bayes bound by the hidden variance / "
          f"{ORACLE_REPLICATES})", "",
          "## Training", "",
-         "| split | steps | stopped by | time (s) | final train loss | best val loss |", "|---|---|---|---|---|---|"]
+         "| split | steps | time (s) | s/step | final train loss | best val loss |", "|---|---|---|---|---|---|"]
     for s, r in runs.items():
         bv = "n/a" if r.best_val_loss is None else f"{r.best_val_loss:.4g}"
-        L.append(f"| {s} | {r.steps_done} | {r.stopped_by} | {r.wall_time_s:.0f} | {r.train_loss:.4g} | {bv} |")
+        steps = f"{r.steps_done}" + (f" of {train_cfg.steps} (**capped** by the wall-clock cap)" if r.capped else "")
+        sps = "n/a" if r.s_per_step is None else f"{r.s_per_step:.3g}"
+        L.append(f"| {s} | {steps} | {r.wall_time_s:.0f} | {sps} | {r.train_loss:.4g} | {bv} |")
     L += ["", f"![training curves]({_rel(curves, out)})" if curves else "(training-curve figure failed)", "",
           "## Timings", "", "| stage | seconds |", "|---|---|"]
     L += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     L += ["", "## Leaderboards (OpIRBench, test parts)", "",
-          f"![leaderboard]({_rel(bars, out)})" if bars else "(bar-chart figure failed)", ""]
+          f"![leaderboard]({_rel(bars, out)})" if bars else "(bar-chart figure failed)", "",
+          f"![MSE per frame]({_rel(per_frame, out)})" if per_frame else "(per-frame figure failed)", ""]
     for s in results:
         md = Path(boards[s]["md"]).read_text(encoding="utf-8")
         md = md.replace("# OpIRBench leaderboard", "### OpIRBench leaderboard", 1)

@@ -3,8 +3,7 @@
 It reads top to bottom like nanoGPT's ``train.py``::
 
     for step in range(start, steps):
-        lr = warm-up, then cosine to min_lr           (the step's share of the budget, or of the
-                                                      wall-clock cap when that runs out first)
+        lr = warm-up, then cosine to min_lr           (a function of the step alone)
         seed torch/numpy/python from (seed, step, rank)
         loss, logs = model.training_loss(batch, generator)     (inside DDP.forward, see distributed.py)
         backward, clip the gradient norm, AdamW step, EMA update
@@ -15,9 +14,13 @@ Determinism: the batch of step s is a pure function of (seed, s) -- epoch e = s 
 draws its permutation from ``DistributedSampler(seed=seed).set_epoch(e)`` -- and every random number
 the model draws comes from generators seeded by (seed, s, rank). Together with bit-exact
 safetensors checkpoints of weights, EMA and optimizer moments, resuming after a kill gives the
-same parameters, bit for bit on CPU, as a run that was never interrupted. (With a wall-clock cap,
-``max_time_s``, the schedule follows the clock and is no longer a function of the step alone:
-exactness then holds for the data order and the random numbers, not the learning rates.)
+same parameters, bit for bit on CPU, as a run that was never interrupted.
+
+Budgets are steps: the same seed gives the same numbers on a busy or an idle machine. The wall
+clock is measured and reported beside the steps (``wall_time_s``, ``s_per_step``, the ``elapsed_s``
+column of log.csv), never used to schedule. ``max_time_s`` is only a safety cap: when it runs out
+the run ends early with a warning and is marked ``capped`` (``stopped_by == "time_cap"``); the
+learning rates of the steps it did run are those of the full step budget.
 
 The model contract (``abcc_fast.model.ABCC`` and any stand-in)::
 
@@ -38,6 +41,7 @@ import math
 import random
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -54,6 +58,7 @@ from .distributed import DistInfo, barrier, init_distributed, mean_over_ranks, w
 
 SYNTHETIC_TRUTH = ("solvent", "sei", "extent")  # never train on them (SPEC.md §2.1)
 TRAINING_DATA_FILE = "training_data.json"       # vocabularies + grid beside the saved model
+CPU_DEFAULT_STEPS = 2000                         # TrainConfig.cpu_default's step budget (the demo's)
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,9 +68,9 @@ TRAINING_DATA_FILE = "training_data.json"       # vocabularies + grid beside the
 class TrainConfig:
     """Optimisation and bookkeeping of one training run (JSON-serialisable via ``asdict``).
 
-    steps is the budget; ``max_time_s`` an optional wall-clock cap: when set, the cosine schedule
-    advances by whichever of the two fractions (steps done, time used) is larger, so a run stopped
-    by the clock still ends at a decayed learning rate.
+    ``steps`` is the budget, and the learning-rate schedule is a function of the step alone.
+    ``max_time_s`` is an optional wall-clock safety cap: it can only end a run early (with a
+    warning; the result is marked ``capped``), it never changes the schedule.
     """
 
     steps: int = 2000
@@ -101,16 +106,15 @@ class TrainConfig:
 
     @classmethod
     def cpu_default(cls, **overrides) -> "TrainConfig":
-        """The demo's budget on 2 CPU cores: ~5.5 minutes per model (two models, ~11 minutes).
+        """The demo's budget on 2 CPU cores: ``CPU_DEFAULT_STEPS`` steps of batch 8 per model.
 
-        The wall clock is the budget: ``max_time_s`` (330 s) normally ends the run, and the cosine
-        schedule follows the clock, so the learning rate still decays by the end; ``steps`` (3,000,
-        ~0.1-0.25 s each at cpu_default on this machine) is only an upper bound for a fast machine.
-        EMA 0.99: with ~1,000 steps, 0.995 averaged over a third of the run. Measured (300 s, 1 shared
-        thread, random split, mf_pairs 1): EMA 0.99 1,198 steps test MSE 0.00504; the same at batch
-        16: 662 steps, 0.00528. ``abcc demo`` reports how many steps each model got."""
-        base = dict(steps=3000, batch_size=8, lr=2e-3, warmup_steps=50, ema_decay=0.99, log_every=10,
-                    eval_every=200, val_batches=4, checkpoint_every=200, max_time_s=330.0, preset="cpu_default")
+        A step budget, not a time budget: the same seed gives the same model on a busy or an idle
+        machine. The constant is sized so that ``abcc demo`` (two models, one per split, plus
+        scoring) stays within ~15 minutes on 2 quiet cores; change ``CPU_DEFAULT_STEPS`` (or pass
+        ``steps=``) when the model's step cost changes. EMA 0.99 averages over the last ~100 steps,
+        a small share of the run. No wall-clock cap by default (``max_time_s=None``)."""
+        base = dict(steps=CPU_DEFAULT_STEPS, batch_size=8, lr=2e-3, warmup_steps=50, ema_decay=0.99,
+                    log_every=10, eval_every=200, val_batches=4, checkpoint_every=200, preset="cpu_default")
         return cls(**{**base, **overrides})
 
     @classmethod
@@ -164,35 +168,48 @@ class TrainResult:
     best_dir: Optional[Path]          # EMA weights at the best validation loss (None without validation)
     log_path: Path
     steps_done: int
-    stopped_by: str                   # "steps" | "time"
+    stopped_by: str                   # "steps" | "time_cap" (max_time_s ended the run early)
     train_loss: float                 # mean training loss of the last logging window
     best_val_loss: Optional[float]
     final_val_loss: Optional[float]
     wall_time_s: float                # this invocation
     total_time_s: float               # including the time before a resume
     resumed_from: Optional[int]
+    steps_budget: Optional[int] = None  # TrainConfig.steps
     model: Any = field(default=None, repr=False)
+
+    @property
+    def capped(self) -> bool:
+        """True when the wall-clock cap ended the run before its step budget."""
+        return self.stopped_by == "time_cap"
+
+    @property
+    def s_per_step(self) -> Optional[float]:
+        """Wall-clock seconds per step over the whole run (evaluation and checkpoints included)."""
+        return self.total_time_s / self.steps_done if self.steps_done else None
 
     def to_json(self) -> dict:
         d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items() if k != "model"}
+        d["capped"] = self.capped
+        d["s_per_step"] = self.s_per_step
         return d
 
 
 # --------------------------------------------------------------------------------------------
 # the pieces
 # --------------------------------------------------------------------------------------------
-def learning_rate(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> float:
-    """Linear warm-up over ``warmup_steps``, then cosine from ``lr`` down to ``lr * min_lr_ratio``.
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine from ``lr`` down to ``lr * min_lr_ratio``;
+    a function of the step alone (never of the wall clock).
 
     lr(s) = lr * (s + 1) / warmup                                   s < warmup
-    lr(s) = min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2          p = (s - warmup) / (steps - warmup)
-    (p = max(p, time_fraction) under a wall-clock cap), clipped to [0, 1].
+    lr(s) = min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2          p = (s - warmup) / (steps - warmup),
+    clipped to [0, 1].
     """
     warmup = int(cfg.warmup_steps)
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
-    p = (step - warmup) / max(1, int(cfg.steps) - warmup)
-    p = min(1.0, max(p, time_fraction))
+    p = min(1.0, (step - warmup) / max(1, int(cfg.steps) - warmup))
     min_lr = cfg.lr * cfg.min_lr_ratio
     return min_lr + 0.5 * (cfg.lr - min_lr) * (1.0 + math.cos(math.pi * p))
 
@@ -468,9 +485,7 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
                                 generator=g, pin_memory=device.type == "cuda")
             for batch in loader:
                 t_step = time.perf_counter()
-                used = elapsed_before + t_step - t_start
-                time_frac = used / cfg.max_time_s if cfg.max_time_s else 0.0
-                lr = learning_rate(step, cfg, time_frac)
+                lr = learning_rate(step, cfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 # every random number of this step is a function of (seed, step, rank): exact resume
@@ -507,19 +522,12 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
                 if bar is not None:
                     bar.update(1)
 
-                # wall-clock cap: stop when the next step would end past it; rank 0 decides, all follow
-                if cfg.max_time_s:
-                    now = time.perf_counter()
-                    over = elapsed_before + (now - t_start) + (now - t_step) >= cfg.max_time_s
-                    if info.distributed:
-                        flag = torch.tensor([1.0 if over else 0.0],
-                                            device=device if info.backend == "nccl" else "cpu")
-                        torch.distributed.broadcast(flag, src=0)
-                        over = bool(flag.item() > 0)
-                    if over and step < cfg.steps:
-                        stopped_by = "time"
+                if cfg.max_time_s and step < cfg.steps and _over_time_cap(cfg, info, device, elapsed_before,
+                                                                          t_start, t_step):
+                    stopped_by = "time_cap"
+                    _warn_capped(cfg, step, elapsed_before + time.perf_counter() - t_start)
 
-                last = step >= cfg.steps or stopped_by == "time"
+                last = step >= cfg.steps or stopped_by == "time_cap"
                 if (cfg.eval_every and step % cfg.eval_every == 0) or last:
                     if info.is_main:
                         val = validation_loss(ema_model, val_set, cfg, device)
@@ -553,10 +561,30 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
                          log_path=out / "log.csv", steps_done=step, stopped_by=stopped_by,
                          train_loss=last_train_loss, best_val_loss=best_val, final_val_loss=final_val,
                          wall_time_s=wall, total_time_s=elapsed_before + wall, resumed_from=resumed_from,
-                         model=ema_model)
+                         steps_budget=int(cfg.steps), model=ema_model)
     if info.is_main:
         write_text(out / "train_result.json", json.dumps(result.to_json(), indent=1) + "\n")
     return result
+
+
+def _over_time_cap(cfg: TrainConfig, info: DistInfo, device: torch.device, elapsed_before: float,
+                   t_start: float, t_step: float) -> bool:
+    """Would the next step end past ``max_time_s``? Rank 0 decides, every rank follows."""
+    now = time.perf_counter()
+    over = elapsed_before + (now - t_start) + (now - t_step) >= cfg.max_time_s
+    if info.distributed:
+        flag = torch.tensor([1.0 if over else 0.0], device=device if info.backend == "nccl" else "cpu")
+        torch.distributed.broadcast(flag, src=0)
+        over = bool(flag.item() > 0)
+    return over
+
+
+def _warn_capped(cfg: TrainConfig, step: int, elapsed_s: float) -> None:
+    warnings.warn(
+        f"the wall-clock cap max_time_s={cfg.max_time_s:g} s ended this run after {step} of its {cfg.steps} steps "
+        f"({elapsed_s:.0f} s), before the end of its learning-rate schedule (the schedule follows the steps, not the "
+        "clock): its scores do not compare with full runs, and it is marked capped. For comparable numbers rerun "
+        "without the cap, or with fewer --steps", RuntimeWarning, stacklevel=3)
 
 
 def _model_config(model: nn.Module) -> Optional[dict]:

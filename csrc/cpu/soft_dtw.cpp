@@ -3,8 +3,9 @@
 // Layout of the work: OpenMP over pairs; inside a pair the DP walks anti-diagonals and every
 // inner loop runs along one anti-diagonal, whose cells are independent, so it vectorises. The
 // loops use "wide" buffers indexed by slot = i + 1 (slot 0 is row -1), with border slots written
-// to +BIG (values) or 0 (tangents, alignments), so the loop bodies have no branches.
+// to +inf (values) or 0 (tangents, alignments), so the loop bodies have no branches.
 #include "cpu/soft_dtw.h"
+#include "cpu/soft_dtw_common.h"
 
 #include <algorithm>
 #include <cmath>
@@ -20,85 +21,7 @@ namespace abcc {
 namespace cpu {
 namespace {
 
-constexpr double kLog2e = 1.4426950408889634;
-
-// ---- exp2 / log2 that the compiler can vectorise (float), exact libm for double ----
-// exp2 for x <= 0: 2^x = 2^round(x) * 2^f, |f| <= 1/2, 2^f by its degree-7 Taylor series
-// (relative error < 1e-8, below float rounding). Inputs below -126 flush to exactly 0, which
-// keeps unreachable cells at exactly zero weight.
-inline float exp2_fast(float x) {
-  const bool under = x < -126.0f;
-  x = std::max(x, -126.0f);
-  const float fi = std::floor(x + 0.5f);
-  const float f = x - fi;
-  float p = 1.5252733804059838e-05f;
-  p = p * f + 1.5403530393381606e-04f;
-  p = p * f + 1.3333558146428441e-03f;
-  p = p * f + 9.618129107628477e-03f;
-  p = p * f + 5.5504108664821576e-02f;
-  p = p * f + 2.402265069591007e-01f;
-  p = p * f + 6.931471805599453e-01f;
-  p = p * f + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(fi) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(float));
-  return under ? 0.0f : p * scale;
-}
-
-// log2 for positive normal floats: exponent + log2(mantissa), mantissa moved to [sqrt(.5), sqrt(2))
-// and log(mant) = 2 atanh(s), s = (mant-1)/(mant+1), |s| < 0.172, series to s^9 (error < 1e-9).
-inline float log2_fast(float v) {
-  int32_t bits;
-  std::memcpy(&bits, &v, sizeof(float));
-  const int32_t e = ((bits >> 23) & 0xff) - 127;
-  const int32_t mbits = (bits & 0x007fffff) | 0x3f800000;
-  float mant;
-  std::memcpy(&mant, &mbits, sizeof(float));
-  const bool high = mant > 1.41421356f;
-  mant = high ? mant * 0.5f : mant;
-  const float ef = static_cast<float>(e) + (high ? 1.0f : 0.0f);
-  const float s = (mant - 1.0f) / (mant + 1.0f);
-  const float s2 = s * s;
-  const float poly = ((((1.0f / 9) * s2 + 1.0f / 7) * s2 + 1.0f / 5) * s2 + 1.0f / 3) * s2 + 1.0f;
-  return ef + 2.0f * static_cast<float>(kLog2e) * s * poly;
-}
-
-template <typename T> struct Math;
-template <> struct Math<float> {
-  static constexpr float big = 1e30f;  // "infinity" that stays finite under + and -
-  static float exp2(float x) { return exp2_fast(x); }
-  static float log2(float x) { return log2_fast(x); }
-};
-template <> struct Math<double> {
-  static constexpr double big = 1e300;
-  static double exp2(double x) { return x < -1022.0 ? 0.0 : std::exp2(x); }
-  static double log2(double x) { return std::log2(x); }
-};
-
-// Cells of anti-diagonal k inside the lengths and the band: i in [lo, hi] (empty when lo > hi).
-struct Band {
-  int64_t n, m;
-  double w;  // bandwidth * max(n-1, m-1); < 0: none
-  bool inside(int64_t i, int64_t k) const {
-    if (w < 0) return true;
-    return std::fabs(double(i) * double(m - 1) - double(k - i) * double(n - 1)) <= w;
-  }
-  void range(int64_t k, int64_t& lo, int64_t& hi) const {
-    lo = std::max<int64_t>(0, k - (m - 1));
-    hi = std::min<int64_t>(k, n - 1);
-    if (w < 0 || lo > hi) return;
-    // The band meets the anti-diagonal in one interval around i* = k (n-1)/(n+m-2).
-    const double denom = double(n + m - 2);
-    const double center = denom > 0 ? double(k) * double(n - 1) / denom : 0.0;
-    const double half = denom > 0 ? w / denom : 0.0;
-    int64_t blo = std::max<int64_t>(lo, int64_t(std::ceil(center - half)) - 1);
-    int64_t bhi = std::min<int64_t>(hi, int64_t(std::floor(center + half)) + 1);
-    while (blo <= bhi && !inside(blo, k)) ++blo;
-    while (bhi >= blo && !inside(bhi, k)) --bhi;
-    lo = blo;
-    hi = bhi;
-  }
-};
+using namespace detail;
 
 template <typename T>
 struct PairView {
@@ -160,49 +83,10 @@ struct PairView {
   }
 };
 
-// Start offset of each anti-diagonal in the compact diagonal-major store, and the ranges.
-struct Diagonals {
-  std::vector<int64_t> lo, hi, start;
-  int64_t K, n;
-  // Slots (slot = i + 1) of a wide buffer holding diagonal k that any step reads or pushes into:
-  // its own cells, the predecessors read by diagonals k+1 ((i-1, j) and (i, j-1): slots
-  // [lo, hi+1]) and k+2 ((i-1, j-1): slots [lo, hi]). Filling exactly this window before a buffer
-  // takes diagonal k keeps stale values out even when a narrow band leaves a diagonal empty
-  // (a diagonal step can jump over an anti-diagonal with no cell in the band).
-  void window(int64_t k, int64_t& a, int64_t& b) const {
-    a = n + 1;
-    b = 0;
-    auto add = [&](int64_t x, int64_t y) {
-      if (x <= y) {
-        a = std::min(a, x);
-        b = std::max(b, y);
-      }
-    };
-    if (k >= 0 && k < K && lo[k] <= hi[k]) add(lo[k] + 1, hi[k] + 1);
-    if (k + 1 >= 0 && k + 1 < K && lo[k + 1] <= hi[k + 1]) add(lo[k + 1], hi[k + 1] + 1);
-    if (k + 2 >= 0 && k + 2 < K && lo[k + 2] <= hi[k + 2]) add(lo[k + 2], hi[k + 2]);
-    a = std::max<int64_t>(a, 0);
-    b = std::min<int64_t>(b, n + 1);
-  }
-  explicit Diagonals(const Band& band) {
-    K = band.n + band.m - 1;
-    n = band.n;
-    lo.resize(K);
-    hi.resize(K);
-    start.resize(K + 1);
-    start[0] = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      band.range(k, lo[k], hi[k]);
-      start[k + 1] = start[k] + std::max<int64_t>(0, hi[k] - lo[k] + 1);
-    }
-  }
-};
-
 template <typename T>
 void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* r_store,
                   T* rt_store, double* off_store) {
-  using MathT = Math<T>;
-  const T BIG = MathT::big, HALF_BIG = MathT::big / 2;
+  const T INF = kInf<T>;
   const PairView<T> view(p, b);
   const int64_t n = view.n, m = view.m;
   const bool tang = p.want_temporal;
@@ -210,7 +94,7 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
   const T inv_s = T(p.gamma / kLog2e);
 
   // wide buffers: slot = i + 1
-  std::vector<T> buf(3 * (n + 2), BIG), tbuf(tang ? 3 * (n + 2) : 0, T(0));
+  std::vector<T> buf(3 * (n + 2), INF), tbuf(tang ? 3 * (n + 2) : 0, T(0));
   T* prev2 = buf.data();
   T* prev1 = prev2 + (n + 2);
   T* cur = prev1 + (n + 2);
@@ -230,7 +114,7 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
       int64_t wa, wb;
       diag.window(k, wa, wb);
       if (wa <= wb) {
-        std::fill(cur + wa, cur + wb + 1, BIG);
+        std::fill(cur + wa, cur + wb + 1, INF);
         if (tang) std::fill(tcur + wa, tcur + wb + 1, T(0));
       }
     }
@@ -252,32 +136,26 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
         T* tout = tcur + lo + 1;
 #pragma omp simd
         for (int64_t t = 0; t < len; ++t) {
-          const T a = a_in[t] + c2, bb = b_in[t], c = c_in[t];
-          const T mn = std::min(a, std::min(bb, c));
-          const T ea = MathT::exp2((mn - a) * s), eb = MathT::exp2((mn - bb) * s),
-                  ec = MathT::exp2((mn - c) * s);
-          const T S = ea + eb + ec;
-          const T sm = mn - MathT::log2(S) * inv_s;
-          const bool dead = mn >= HALF_BIG;
-          out[t] = dead ? BIG : cost[t] + sm;
-          tout[t] = dead ? T(0) : om[t] + (ea * ta[t] + eb * tb[t] + ec * tc[t]) / S;
+          T mn, ea, eb, ec, S;
+          const T sm = softmin3(a_in[t] + c2, b_in[t], c_in[t], s, inv_s, mn, ea, eb, ec, S);
+          const bool dead = mn == INF;
+          out[t] = dead ? INF : cost[t] + sm;
+          tout[t] = dead ? T(0) : om[t] + (ea * ta[t] + eb * tb[t] + ec * tc[t]) * Math<T>::recip(S);
         }
       } else {
 #pragma omp simd
         for (int64_t t = 0; t < len; ++t) {
-          const T a = a_in[t] + c2, bb = b_in[t], c = c_in[t];
-          const T mn = std::min(a, std::min(bb, c));
-          const T S = MathT::exp2((mn - a) * s) + MathT::exp2((mn - bb) * s) + MathT::exp2((mn - c) * s);
-          const T sm = mn - MathT::log2(S) * inv_s;
-          out[t] = mn >= HALF_BIG ? BIG : cost[t] + sm;
+          T mn, ea, eb, ec, S;
+          const T sm = softmin3(a_in[t] + c2, b_in[t], c_in[t], s, inv_s, mn, ea, eb, ec, S);
+          out[t] = mn == INF ? INF : cost[t] + sm;
         }
       }
-      T rmin = BIG;
+      T rmin = INF;
 #pragma omp simd reduction(min : rmin)
       for (int64_t t = 0; t < len; ++t) rmin = std::min(rmin, out[t]);
-      if (rmin >= HALF_BIG) rmin = T(0);
+      if (rmin == INF) rmin = T(0);
 #pragma omp simd
-      for (int64_t t = 0; t < len; ++t) out[t] = out[t] >= HALF_BIG ? BIG : out[t] - rmin;
+      for (int64_t t = 0; t < len; ++t) out[t] -= rmin;  // +inf stays +inf
       off_k = off_m1 + double(rmin);
       if (r_store) {
         std::memcpy(r_store + store_pos, out, len * sizeof(T));
@@ -310,8 +188,7 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
 template <typename T>
 void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T* rt_store,
                    const double* off_store, const T* gv, const T* gt, T* G, T* dx, T* dy) {
-  using MathT = Math<T>;
-  const T BIG = MathT::big;
+  const T INF = kInf<T>;
   const PairView<T> view(p, b);
   const int64_t n = view.n, m = view.m;
   const bool tang = p.want_temporal && rt_store != nullptr;
@@ -324,8 +201,8 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
   const int64_t W = n + 2;  // wide buffers, slot = i + 1
 
   // Relative values (and tangents) of diagonals k-1 and k-2, rebuilt from the store with the
-  // forward's borders (BIG values, zero tangents); virtual diagonals -1 and -2 as in the forward.
-  std::vector<T> rbuf(2 * W, BIG), tbuf(tang ? 2 * W : 0, T(0));
+  // forward's borders (+inf values, zero tangents); virtual diagonals -1 and -2 as in the forward.
+  std::vector<T> rbuf(2 * W, INF), tbuf(tang ? 2 * W : 0, T(0));
   // Alignment accumulators for diagonals k (complete), k-1 and k-2 (receiving pushes).
   std::vector<T> ebuf(3 * W, T(0)), etbuf(tang ? 3 * W : 0, T(0));
   std::vector<T> pa(n), pb(n), pc(n), ta_push(tang ? n : 0), tb_push(tang ? n : 0), tc_push(tang ? n : 0), grad(n);
@@ -333,7 +210,7 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
 
   auto load = [&](int64_t k, T* rw, T* tw) {  // wide copy of diagonal k (k >= -2)
     if (k < 0) {
-      std::fill(rw, rw + W, BIG);
+      std::fill(rw, rw + W, INF);
       if (tw) std::fill(tw, tw + W, T(0));
       if (k == -2) rw[0] = T(0);  // R_{-1,-1} = 0
       return;
@@ -342,7 +219,7 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
     int64_t wa, wb;
     diag.window(k, wa, wb);
     if (wa <= wb) {
-      std::fill(rw + wa, rw + wb + 1, BIG);
+      std::fill(rw + wa, rw + wb + 1, INF);
       if (tw) std::fill(tw + wa, tw + wb + 1, T(0));
     }
     if (lo > hi) return;
@@ -387,11 +264,11 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
         const T* et_s = ET0 + lo + 1;
 #pragma omp simd
         for (int64_t t = 0; t < len; ++t) {
-          const T a = a_in[t] + c2, bb = b_in[t], c = c_in[t];
-          const T mn = std::min(a, std::min(bb, c));
-          const T ea = MathT::exp2((mn - a) * s), eb = MathT::exp2((mn - bb) * s), ec = MathT::exp2((mn - c) * s);
-          const T inv = T(1) / (ea + eb + ec);
-          const T Pa = ea * inv, Pb = eb * inv, Pc = ec * inv;
+          T mn, ea, eb, ec, S;
+          softmin3(a_in[t] + c2, b_in[t], c_in[t], s, s, mn, ea, eb, ec, S);
+          const bool dead = mn == INF;  // pushes nothing (its weights would be NaN)
+          const T inv = Math<T>::recip(S);
+          const T Pa = dead ? T(0) : ea * inv, Pb = dead ? T(0) : eb * inv, Pc = dead ? T(0) : ec * inv;
           const T E = e_s[t], ET = et_s[t];
           const T mu = Pa * ta[t] + Pb * tb[t] + Pc * tc[t];
           pa[t] = Pa * E;
@@ -400,19 +277,19 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
           ta_push[t] = Pa * (ET + E * (mu - ta[t]) * inv_g);
           tb_push[t] = Pb * (ET + E * (mu - tb[t]) * inv_g);
           tc_push[t] = Pc * (ET + E * (mu - tc[t]) * inv_g);
-          grad[t] = g_value * E + g_temporal * ET;
+          grad[t] = dead ? T(0) : g_value * E + g_temporal * ET;
         }
       } else {
 #pragma omp simd
         for (int64_t t = 0; t < len; ++t) {
-          const T a = a_in[t] + c2, bb = b_in[t], c = c_in[t];
-          const T mn = std::min(a, std::min(bb, c));
-          const T ea = MathT::exp2((mn - a) * s), eb = MathT::exp2((mn - bb) * s), ec = MathT::exp2((mn - c) * s);
-          const T E = e_s[t] / (ea + eb + ec);
-          pa[t] = ea * E;
-          pb[t] = eb * E;
-          pc[t] = ec * E;
-          grad[t] = g_value * e_s[t];
+          T mn, ea, eb, ec, S;
+          softmin3(a_in[t] + c2, b_in[t], c_in[t], s, s, mn, ea, eb, ec, S);
+          const bool dead = mn == INF;
+          const T E = e_s[t] * Math<T>::recip(S);
+          pa[t] = dead ? T(0) : ea * E;
+          pb[t] = dead ? T(0) : eb * E;
+          pc[t] = dead ? T(0) : ec * E;
+          grad[t] = dead ? T(0) : g_value * e_s[t];
         }
       }
       // push into the predecessors (three loops so no two lanes write the same slot)
@@ -479,8 +356,27 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
 }  // namespace
 
 template <typename T>
+int64_t sdtw_lane_width(const SdtwProblem<T>& p) {
+  if (p.engine == 1 || p.B == 0) return 0;
+  for (int64_t b = 0; b < p.B; ++b)
+    if (p.n[b] != p.N || p.m[b] != p.M) return 0;  // lanes share one diagonal sweep
+  if (p.engine == 2) return kLanes;
+  // Measured (one core, AVX-512): with full groups the lanes win at every length (2-3x at N = 32,
+  // 1.2-2x at N = 512-2048); half-empty groups still win while a diagonal of one pair is too
+  // short to fill the pair engine's vectors, and lose at B = 4-8 for long series.
+  const double diag_len = p.bandwidth < 0 ? double(std::min(p.N, p.M))
+                                          : std::min(double(std::min(p.N, p.M)), 2.0 * p.bandwidth + 1.0);
+  // A given cost matrix is read with one gather per lane (stride N*M): past ~512^2 cells per pair
+  // those loads miss the caches and the pair engine's contiguous diagonal reads win (2x at 2048).
+  if (p.D && p.N * p.M > 512 * 512) return 0;
+  if (p.B >= kLanes) return kLanes;
+  return (p.B >= kLanes / 4 && diag_len <= 64) ? kLanes : 0;
+}
+
+template <typename T>
 void sdtw_forward(const SdtwProblem<T>& p, T* value, T* temporal, T* r_store, T* rt_store,
                   double* off_store) {
+  if (sdtw_lane_width(p) > 0) return forward_lanes(p, value, temporal, r_store, rt_store, off_store);
   const int64_t NM = p.N * p.M, K = p.N + p.M - 1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(p.threads) if (p.threads > 1)
   for (int64_t b = 0; b < p.B; ++b) {
@@ -492,6 +388,7 @@ void sdtw_forward(const SdtwProblem<T>& p, T* value, T* temporal, T* r_store, T*
 template <typename T>
 void sdtw_backward(const SdtwProblem<T>& p, const T* r_store, const T* rt_store,
                    const double* off_store, const T* gv, const T* gt, T* G, T* dx, T* dy) {
+  if (sdtw_lane_width(p) > 0) return backward_lanes(p, r_store, rt_store, off_store, gv, gt, G, dx, dy);
   const int64_t NM = p.N * p.M, K = p.N + p.M - 1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(p.threads) if (p.threads > 1)
   for (int64_t b = 0; b < p.B; ++b) {
@@ -508,6 +405,8 @@ int omp_max_threads() {
 #endif
 }
 
+template int64_t sdtw_lane_width<float>(const SdtwProblem<float>&);
+template int64_t sdtw_lane_width<double>(const SdtwProblem<double>&);
 template void sdtw_forward<float>(const SdtwProblem<float>&, float*, float*, float*, float*, double*);
 template void sdtw_forward<double>(const SdtwProblem<double>&, double*, double*, double*, double*, double*);
 template void sdtw_backward<float>(const SdtwProblem<float>&, const float*, const float*, const double*,

@@ -33,14 +33,17 @@ struct SdtwProblem {
   const T* omega = nullptr;         // [*, N, M]
   int64_t omega_batch_stride = 0;   // 0: one Omega shared by the batch
   bool want_temporal = false;
+  // Engine: 0 chooses by shape (sdtw_lane_width), 1 one pair at a time, 2 pairs across SIMD lanes
+  // (only when every pair has the padded lengths N, M; otherwise the pair engine runs).
+  int engine = 0;
   // OpenMP threads over pairs; 1 runs on the calling thread without entering a parallel region
   // (required in a forked child, whose inherited OpenMP pool is dead).
   int threads = 1;
 };
 
 // Forward. value[B]; temporal[B] when want_temporal. When r_store is non-null the relative
-// anti-diagonals are saved for the backward: r_store / rt_store [B, N*M] (diagonal-major,
-// compact), off_store [B, N+M-1] (float64). Without them only three rotating diagonals are used.
+// anti-diagonals are saved for the backward: r_store / rt_store [rows, N*M] (diagonal-major,
+// compact), off_store [rows, N+M-1] (float64), rows = sdtw_store_rows(p). Without them only three rotating diagonals are used.
 template <typename T>
 void sdtw_forward(const SdtwProblem<T>& p, T* value, T* temporal, T* r_store, T* rt_store,
                   double* off_store);
@@ -52,6 +55,18 @@ void sdtw_forward(const SdtwProblem<T>& p, T* value, T* temporal, T* r_store, T*
 template <typename T>
 void sdtw_backward(const SdtwProblem<T>& p, const T* r_store, const T* rt_store,
                    const double* off_store, const T* gv, const T* gt, T* G, T* dx, T* dy);
+
+// Pairs per SIMD group when the lane engine runs for p, 0 when the pair engine does.
+template <typename T>
+int64_t sdtw_lane_width(const SdtwProblem<T>& p);
+
+// Rows of the saved state (r_store, rt_store [rows, N*M], off_store [rows, N+M-1]): B, or B
+// rounded up to whole lane groups when the lane engine runs (its layout is [group][cell][lane]).
+template <typename T>
+int64_t sdtw_store_rows(const SdtwProblem<T>& p) {
+  const int64_t w = sdtw_lane_width(p);
+  return w > 0 ? (p.B + w - 1) / w * w : p.B;
+}
 
 int omp_max_threads();
 

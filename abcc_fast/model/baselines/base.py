@@ -105,8 +105,8 @@ class BaselineConfig:
 
     @classmethod
     def cpu_default(cls, **kw) -> "BaselineConfig":
-        """Sized to about ABCC's cpu_default step cost, so the trainer's CPU budget (batch 8, 330 s
-        of wall clock) trains every baseline for several hundred steps or more on 2 CPU cores."""
+        """Sized to about ABCC's cpu_default step cost on 2 CPU cores, so the cpu training preset's
+        step budget (batch 8) costs every entry a similar wall clock."""
         return cls.preset("cpu_default", **kw)
 
     @classmethod

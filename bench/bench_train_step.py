@@ -1,0 +1,87 @@
+"""Training-step cost of ABCC against the baselines, same batch, same process, interleaved.
+
+Run: ``python -m bench.bench_train_step [--entries abcc,mlp,cnn] [--batch 8] [--threads 1]``;
+writes bench/results/train_step_<device>.json/.md. Each entry's step is forward + backward of
+``training_loss`` + an AdamW step on one batch of the default dataset's random-split training
+part; the entries are timed in rounds (A, B, C, A, B, C, ...) so that a change of machine load hits
+every entry alike, and the median over rounds is reported with the ratio to ABCC.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+from abcc_fast.data import default_dataset
+from abcc_fast.model import ABCC, ABCCConfig
+from abcc_fast.model import baselines as BL
+from abcc_fast.train.trainer import collate
+
+from .harness import machine_info, markdown_table, write_results
+
+
+def build(entry: str, ds, preset: str):
+    if entry == "abcc":
+        return ABCC(ABCCConfig.from_dataset(ds, "random", preset=preset))
+    cls = BL.get(entry)
+    return cls(cls.config_class.from_dataset(ds, "random", preset=preset))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entries", default="abcc,mlp,cnn,gru,simvp")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--preset", default="cpu_default")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ds = default_dataset(progress=False)
+    train = ds.split("random", "train")
+    batch = collate([train[i] for i in range(args.batch)])
+    entries = [e.strip() for e in args.entries.split(",") if e.strip()]
+    models, opts = {}, {}
+    for e in entries:
+        torch.manual_seed(0)
+        models[e] = build(e, ds, args.preset)
+        opts[e] = torch.optim.AdamW(models[e].parameters(), lr=1e-4)
+    times = {e: [] for e in entries}
+
+    def step(e):
+        g = torch.Generator().manual_seed(0)
+        loss, _ = models[e].training_loss(batch, generator=g)
+        opts[e].zero_grad(set_to_none=True)
+        loss.backward()
+        opts[e].step()
+
+    for e in entries:                      # warm-up
+        step(e)
+    for _ in range(args.rounds):
+        for e in entries:
+            t = time.perf_counter()
+            step(e)
+            times[e].append(time.perf_counter() - t)
+    ref = statistics.median(times[entries[0]])
+    rows = [{"entry": e, "params": sum(p.numel() for p in models[e].parameters()),
+             "step_ms": 1e3 * statistics.median(times[e]), "ratio": statistics.median(times[e]) / ref}
+            for e in entries]
+    for r in rows:
+        print(r, flush=True)
+    info = machine_info(torch.device("cpu"))
+    payload = {"machine": info, "batch": args.batch, "preset": args.preset, "rounds": args.rounds, "rows": rows}
+    md = [f"# Training-step cost ({args.preset}, batch {args.batch}, {args.threads} thread(s))\n\n",
+          f"Machine: {info.get('cpu')}, torch {info['torch']}, load average {info['load_average_1_5_15']}, "
+          f"date {info['date']}. Median of {args.rounds} interleaved rounds; ratio to {entries[0]}.\n\n",
+          f"Command: `python -m bench.bench_train_step --entries {args.entries} --batch {args.batch} "
+          f"--threads {args.threads}`\n\n",
+          markdown_table(rows, [("entry", "entry", ""), ("params", "parameters", "d"), ("step_ms", "ms/step", ".1f"),
+                                ("ratio", f"x {entries[0]}", ".2f")])]
+    write_results("train_step_cpu", payload, "".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
