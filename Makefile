@@ -6,7 +6,7 @@ TORCH_CPU ?= torch==2.13.0
 TRITON ?= triton==3.6.0
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: install build test test-fast bench demo clean
+.PHONY: install build test test-fast cuda-check bench demo gpu-check clean
 
 install:
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) $(TORCH_CPU)
@@ -19,8 +19,17 @@ install:
 build:
 	$(PY) setup.py build_ext --inplace
 
+# The CUDA build's compile check, for machines without a GPU: the CUDA half of csrc/bindings.cpp
+# (syntax check against torch's and the CUDA toolkit's headers) and every csrc/cuda/*.cu (nvcc).
+# Skipped, with a message, when nvcc is not installed.
+cuda-check:
+	@PYTHON=$(PY) tools/check_cuda_build.sh $(CUDA_CHECK_ARGS); rc=$$?; [ $$rc -eq 2 ] || exit $$rc
+
+# `make install` has just compiled every .cu file (CMake's abcc_cuda_check target, or the real CUDA
+# build), so the test run adds only the bindings' CUDA half.
 test: install
-	$(PY) -m pytest -q tests
+	@$(MAKE) --no-print-directory cuda-check CUDA_CHECK_ARGS=--bindings-only
+	ABCC_CUDA_CHECKED=1 $(PY) -m pytest -q tests
 
 test-fast:
 	$(PY) -m pytest -q -x -m "not slow" tests
@@ -31,6 +40,12 @@ bench: install
 
 demo: install
 	abcc demo
+
+# On a GPU machine (CUDA torch, triton, cmake, ninja installed): build with CUDA, run the GPU tests
+# and the GPU benchmarks within ~8 minutes; writes bench/results/*_gpu.{json,md}. Fails (exit 2)
+# without a GPU; `python -m bench.gpu_check --dry-run` checks it anywhere.
+gpu-check:
+	$(PY) -m bench.gpu_check
 
 clean:
 	rm -rf build abcc_fast/_C*.so *.egg-info

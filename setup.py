@@ -16,6 +16,17 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).resolve().parent
 
 
+def _archs_from_torch_list(value: str) -> str:
+    """torch's TORCH_CUDA_ARCH_LIST ("8.0;9.0+PTX", spaces or semicolons) as CMake's "80;90"."""
+    out = []
+    for item in value.replace(" ", ";").split(";"):
+        item = item.strip().replace("+PTX", "")
+        digits = item.replace(".", "")
+        if digits and digits.rstrip("a").isdigit():  # "9.0a" -> "90a" (arch-specific features)
+            out.append(digits)
+    return ";".join(out)
+
+
 class CMakeExtension(Extension):
     def __init__(self, name: str):
         super().__init__(name, sources=[])
@@ -36,6 +47,9 @@ class CMakeBuild(build_ext):
         for var in ("ABCC_CUDA", "ABCC_CUDA_ARCHS", "ABCC_CPU_ARCH"):
             if var in os.environ:
                 args.append(f"-D{var}={os.environ[var]}")
+        archs = _archs_from_torch_list(os.environ.get("TORCH_CUDA_ARCH_LIST", ""))
+        if archs and "ABCC_CUDA_ARCHS" not in os.environ:
+            args.append(f"-DABCC_CUDA_ARCHS={archs}")
         try:
             import ninja  # noqa: F401
 

@@ -14,6 +14,10 @@ error against a float64 reference. Output: bench/results/attention_<device>.json
 
     python -m bench.bench_attention                  # all sizes on the default device
     python -m bench.bench_attention --quick          # smoke run
+    python -m bench.bench_attention --gpu            # GPU session (make gpu-check): attention_gpu.*
+
+With ABCC_BENCH_DEADLINE set (bench.gpu_check does), cases after the deadline are recorded as
+skipped and the results written so far are kept (rewritten after every N).
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from abcc_fast.ops import backends as op_backends
 
-from .harness import machine_info, markdown_table, measure, write_results
+from .harness import machine_info, markdown_table, measure, past_deadline, write_results
 
 tsa = importlib.import_module("abcc_fast.ops.two_stream_attention")
 
@@ -76,7 +80,8 @@ def _tangent_error(backend, device):
     return err / max(ra.abs().max().item(), rb.abs().max().item())
 
 
-def run(device: torch.device, sizes, heads: int, D: int, dtype: torch.dtype, tokens: int, budget: float):
+def run(device: torch.device, sizes, heads: int, D: int, dtype: torch.dtype, tokens: int, budget: float,
+        on_rows=None):
     backends = ["reference"]
     if device.type == "cuda":
         avail = op_backends()
@@ -100,6 +105,9 @@ def run(device: torch.device, sizes, heads: int, D: int, dtype: torch.dtype, tok
                   ("sdpa", "primal+backward", _with_backward(_sdpa_concat, xs, cot)),
                   ("sdpa_math", "primal+jvp", _math_jvp(xs, ts))]
         for method, kind, call in cases:
+            if past_deadline():
+                rows.append(dict(base, method=method, kind=kind, error="skipped: session deadline"))
+                continue
             tsa.launch_counts.clear()
             try:
                 call()
@@ -114,6 +122,8 @@ def run(device: torch.device, sizes, heads: int, D: int, dtype: torch.dtype, tok
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+        if on_rows is not None:
+            on_rows(rows)
     return rows
 
 
@@ -142,22 +152,33 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", help="N per stream (default by device)")
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--tokens", type=int, help="tokens per stream (batch = tokens / N)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="GPU session: needs CUDA, writes attention_gpu.json/.md (make gpu-check)")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    if args.gpu and not torch.cuda.is_available():
+        raise SystemExit("bench_attention --gpu: no CUDA device is visible")
+    device = torch.device("cuda" if args.gpu else args.device)
     gpu = device.type == "cuda"
+    name = "attention_gpu" if args.gpu else f"attention_{device.type}"
     sizes = args.sizes or ([64, 128, 256, 512, 1024] if gpu else [64, 128, 256])
     if args.quick:
         sizes = sizes[:1]
     tokens = args.tokens or (16384 if gpu else 512)
     dtype = torch.bfloat16 if gpu else torch.float32
-    rows = run(device, sizes, args.heads, 64, dtype, tokens, budget=30.0 if gpu else 20.0)
+    rows = run(device, sizes, args.heads, 64, dtype, tokens, budget=(5.0 if args.gpu else 30.0) if gpu else 20.0,
+               on_rows=lambda rows: _write(name, device, args, sizes, dtype, tokens, rows, final=False))
+    _write(name, device, args, sizes, dtype, tokens, rows, final=True)
+
+
+def _write(name, device, args, sizes, dtype, tokens, rows, final: bool) -> None:
+    gpu = device.type == "cuda"
     ratios = _ratios(rows)
     machine = machine_info(device)
     machine["loadavg_1_5_15"] = os.getloadavg()  # a shared CPU makes times noisy: say how busy it was
     result = {"machine": machine, "suite": "two_stream_attention",
               "config": dict(sizes=sizes, heads=args.heads, D=64, dtype=str(dtype), tokens_per_stream=tokens),
               "rows": rows, "ratios": ratios}
-    if gpu:
+    if gpu and final and not past_deadline():
         result["bf16_tangent_rel_error"] = {b: _tangent_error(b, device) for b in ("triton", "cuda")
                                            if op_backends()[b].available}
     result["targets"] = ("GPU, N = 1024: fused primal+JVP one launch, <= 2.0x our primal, >= 3x faster and >= 10x "
@@ -170,8 +191,9 @@ def main() -> None:
                                            ("jvp_over_primal", "jvp/primal", ".2f"),
                                            ("math_jvp_time_over_ours", "math-JVP time / ours", ".2f"),
                                            ("math_jvp_mem_over_ours", "math-JVP mem / ours", ".2f")]))
-    paths = write_results(f"attention_{device.type}", result, md)
-    print("\n".join(str(p) for p in paths))
+    paths = write_results(name, result, md)
+    if final:
+        print("\n".join(str(p) for p in paths))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """MeanFlow benchmarks: training-step cost of ABCC's chemical flow against flow matching, and
-inference throughput. Run: ``python -m bench.bench_meanflow [--quick]``; writes
-bench/results/meanflow_<device>.json/.md.
+inference throughput. Run: ``python -m bench.bench_meanflow [--quick] [--gpu]``; writes
+bench/results/meanflow_<device>.json/.md (``--gpu``: meanflow_gpu.*, the make gpu-check session;
+with ABCC_BENCH_DEADLINE set, sections after the deadline are left out and what is done written).
 
 1. Core step (same network, same N queries (x_r, r, tau), forward + backward):
      flow matching      u = net(q); loss = mse(u, v)
@@ -26,7 +27,7 @@ import torch
 from abcc_fast.model import ABCC, ABCCConfig
 from abcc_fast.ops import backends, meanflow_integrate, meanflow_target
 
-from .harness import machine_info, markdown_table, measure, write_results
+from .harness import machine_info, markdown_table, measure, past_deadline, write_results
 
 
 def make_config(preset: str, device, **kw) -> ABCCConfig:
@@ -69,8 +70,8 @@ def core_queries(model: ABCC, batch: dict, n_per_sample: int, jvp_fraction: floa
     tau = torch.where(jump, r + (1 - r) * torch.rand(B, n_per_sample, generator=g).to(device), r)
     state = model.protocol_state(batch["voltage"], batch["time_s"])          # [B, T, n_state]
     q = dict(x=interpolate(frames, r).flatten(0, 1), static=static.repeat_interleave(n_per_sample, 0),
-             r=r.flatten(), tau=tau.flatten(), volt_r=interpolate(state, r).flatten(0, 1),
-             volt_tau=interpolate(state, tau).flatten(0, 1),
+             r=r.flatten(), tau=tau.flatten(), state_r=interpolate(state, r).flatten(0, 1),
+             state_tau=interpolate(state, tau).flatten(0, 1),
              composition=model.context(batch["composition"], batch["time_s"], batch["voltage"])
              .repeat_interleave(n_per_sample, 0),
              electrode=batch["electrode"].repeat_interleave(n_per_sample, 0))
@@ -80,7 +81,7 @@ def core_queries(model: ABCC, batch: dict, n_per_sample: int, jvp_fraction: floa
 
 
 def _args(q, rows=None):
-    keys = ("x", "static", "r", "tau", "volt_r", "volt_tau", "composition", "electrode")
+    keys = ("x", "static", "r", "tau", "state_r", "state_tau", "composition", "electrode")
     return [q[k] if rows is None else q[k][rows] for k in keys]
 
 
@@ -98,9 +99,9 @@ def core_steps(model: ABCC, q, v, dv, jump):
             u = us + uz + ub
             du = torch.zeros_like(u)
             if rows_ is None:
-                du = model._total_velocity_jvp(*_args(q), v=v, dvolt_dr=dv)
+                du = model._total_velocity_jvp(*_args(q), v=v, dstate_dr=dv)
             elif rows_.numel():
-                du[rows_] = model._total_velocity_jvp(*_args(q, rows_), v=v[rows_], dvolt_dr=dv[rows_])
+                du[rows_] = model._total_velocity_jvp(*_args(q, rows_), v=v[rows_], dstate_dr=dv[rows_])
             loss, _, _ = meanflow_target(u, v, du, q["r"], q["tau"])
             loss.backward()
         return step
@@ -124,18 +125,26 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny preset only, short timings")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--gpu", action="store_true",
+                    help="GPU session: needs CUDA, shorter timings, writes meanflow_gpu.json/.md (make gpu-check)")
     args = ap.parse_args(argv)
-    device = torch.device(args.device)
+    if args.gpu and not torch.cuda.is_available():
+        raise SystemExit("bench_meanflow --gpu: no CUDA device is visible")
+    device = torch.device("cuda" if args.gpu else args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     presets = ["tiny"] if args.quick else (["tiny", "cpu_default"] if device.type == "cpu" else ["cpu_default", "gpu_default"])
-    min_time = 0.5 if args.quick else 2.0
+    min_time = 0.5 if args.quick or args.gpu else 2.0
     B = 8 if device.type == "cpu" else 64
     jvp_fraction = 0.25
 
     rows_core, rows_train, rows_inf = [], [], []
+    skipped = []
     for preset in presets:
+        if past_deadline():
+            skipped.append(f"preset {preset}: session deadline")
+            continue
         cfg = make_config(preset, device)
         model = ABCC(cfg).to(device)
         with torch.no_grad():  # non-zero heads, so that every path does real work
@@ -170,6 +179,9 @@ def main(argv=None) -> int:
                                "ratio": m["time_ms"] / base, "peak_mem_mb": m["peak_mem_mb"]})
             print(rows_train[-1], flush=True)
         # inference: predict all T frames of B_inf samples
+        if past_deadline():
+            skipped.append(f"preset {preset} inference: session deadline")
+            continue
         B_inf = 32 if device.type == "cpu" else 512
         inf_batch = make_batch(B_inf, cfg, device)
         ops = ["reference"] + [b for b in ("cuda", "triton") if device.type == "cuda" and backends()[b].available]
@@ -192,6 +204,9 @@ def main(argv=None) -> int:
     uy, uz = torch.randn(Bi, T, W, device=device), torch.randn(Bi, T, W, device=device)
     taus = torch.linspace(0, 1, T, device=device)
     for b in ["reference"] + [b for b in ("cuda", "triton") if device.type == "cuda" and backends()[b].available]:
+        if past_deadline():
+            skipped.append(f"meanflow_integrate ({b}): session deadline")
+            continue
         m = measure(lambda: meanflow_integrate(x0, uy, uz, 0.0, taus, backend=b), device, min_time=min_time,
                     max_reps=50, budget=60)
         rows_inf.append({"preset": "-", "what": f"meanflow_integrate alone ({b}), B={Bi}", "spectra": Bi * T,
@@ -201,7 +216,7 @@ def main(argv=None) -> int:
     info = machine_info(device)
     payload = {"machine": info, "jvp_fraction": jvp_fraction, "core": rows_core, "training_loss": rows_train,
                "inference": rows_inf,
-               "targets": {"full_over_fm": 1.35, "subset_over_fm": 1.15}}
+               "targets": {"full_over_fm": 1.35, "subset_over_fm": 1.15}, "skipped": skipped}
     md = [f"# MeanFlow benchmarks ({device.type})\n", f"Machine: {info.get('cpu')} / {info.get('gpu', 'no GPU')}, "
           f"torch {info['torch']}, {info['torch_threads']} thread(s), date {info['date']}.\n",
           f"\n## Core step: same network, same N queries, forward + backward (jvp_fraction {jvp_fraction})\n\n"
@@ -218,7 +233,9 @@ def main(argv=None) -> int:
     if device.type == "cpu":
         md.append("\nFused MeanFlow ops run on CUDA tensors only (Triton on CPU is the interpreter, the CUDA "
                   "kernels need a GPU): on CPU the reference backend is the one that runs.\n")
-    write_results(f"meanflow_{device.type}", payload, "".join(md))
+    if skipped:
+        md.append("\nNot run (time limit): " + "; ".join(skipped) + ".\n")
+    write_results("meanflow_gpu" if args.gpu else f"meanflow_{device.type}", payload, "".join(md))
     return 0
 
 

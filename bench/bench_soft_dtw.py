@@ -3,6 +3,8 @@
     python -m bench.bench_soft_dtw            # full grid (KERNELS.md section 5 / issue 2)
     python -m bench.bench_soft_dtw --quick    # a smoke run of the smallest shapes
     python -m bench.bench_soft_dtw --no-reference --threads 1   # skip the slow PyTorch reference rows
+    python -m bench.bench_soft_dtw --gpu      # GPU session (make gpu-check): soft_dtw_gpu.*, short
+                                              # timings, the slow reference capped at 5 s per call
 
 Shapes (B, N=M) in {(64,32), (512,32), (64,512), (16,2048), (4,4096)}, d in {1, 64}; modes
 `forward` (value only, no graph) and `forward+backward` (value, then gradient w.r.t. x); plus
@@ -14,6 +16,7 @@ timed as well (`abcc:cpu:fp32`). On the CPU the run ends with the OpIRBench scor
 random test split (every metric, Persistence predictor), wall and process CPU time. The 1-minute
 load average is recorded before and after (the machine may be shared).
 Results: bench/results/soft_dtw_<cpu|cuda>.json and .md.
+With ABCC_BENCH_DEADLINE set (bench.gpu_check), rows after the deadline are recorded as skipped.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import torch
 from abcc_fast.ops import backends
 from abcc_fast.ops.soft_dtw import PRECISION_AUTO_LENGTH, dilate, soft_dtw
 
-from .harness import machine_info, markdown_table, measure, write_results
+from .harness import machine_info, markdown_table, measure, past_deadline, write_results
 
 SHAPES = [(64, 32), (512, 32), (64, 512), (16, 2048), (4, 4096)]
 DIMS = [1, 64]
@@ -93,7 +96,12 @@ def opirbench_scoring(threads: int) -> dict:
                 metrics={k: r.metrics[k] for k in ("dilate", "dilate_spec")})
 
 
-def run(device: torch.device, quick: bool = False, checkpoint=None, reference: bool = True) -> dict:
+def run(device: torch.device, quick: bool = False, checkpoint=None, reference: bool = True,
+        gpu_session: bool = False) -> dict:
+    """`reference`: include the (slow) PyTorch reference rows. `gpu_session`: shorter timings and a
+    5 s cap on predicted per-call time (make gpu-check)."""
+    cap_s = 5.0 if gpu_session else PREDICT_CAP_S
+    row_budget = 10.0 if gpu_session else 90.0
     torch.manual_seed(0)
     shapes = SHAPES[:2] if quick else SHAPES
     peers = _peers(device)
@@ -111,7 +119,11 @@ def run(device: torch.device, quick: bool = False, checkpoint=None, reference: b
             for mode in ("forward", "forward+backward"):
                 for name, fn in impls.items():
                     key = (name, mode, d)
-                    if key in rate and cells / rate[key] > PREDICT_CAP_S:
+                    if past_deadline():
+                        rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name,
+                                         note="skipped: session deadline"))
+                        continue
+                    if key in rate and cells / rate[key] > cap_s:
                         rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name,
                                          note=f"skipped: predicted {cells / rate[key]:.0f} s per call"))
                         continue
@@ -130,7 +142,7 @@ def run(device: torch.device, quick: bool = False, checkpoint=None, reference: b
                             xg.grad = None
                             fn(xg, y).sum().backward()
                     try:
-                        m = measure(call, device, budget=90.0)
+                        m = measure(call, device, budget=row_budget)
                     except Exception as err:  # noqa: BLE001 - a peer failing is a result too
                         rows.append(dict(op="soft_dtw", B=B, N=N, d=d, mode=mode, impl=name,
                                          note=f"failed: {type(err).__name__}: {str(err)[:120]}"))
@@ -151,16 +163,17 @@ def run(device: torch.device, quick: bool = False, checkpoint=None, reference: b
         cells = B * N * N
         for b in _ours(device, reference):
             key = (f"abcc:{b}", "dilate", 1)
-            if key in rate and cells / rate[key] > PREDICT_CAP_S:
-                rows.append(dict(op="dilate", B=B, N=N, d=1, mode="forward+backward", impl=f"abcc:{b}",
-                                 note=f"skipped: predicted {cells / rate[key]:.0f} s per call"))
+            if key in rate and cells / rate[key] > cap_s or past_deadline():
+                note = "skipped: session deadline" if past_deadline() else \
+                    f"skipped: predicted {cells / rate[key]:.0f} s per call"
+                rows.append(dict(op="dilate", B=B, N=N, d=1, mode="forward+backward", impl=f"abcc:{b}", note=note))
                 continue
             xg = x.clone().requires_grad_(True)
 
             def call(b=b, xg=xg):
                 xg.grad = None
                 dilate(xg, y, 0.5, 0.01, backend=b)[0].backward()
-            m = measure(call, device, budget=90.0)
+            m = measure(call, device, budget=row_budget)
             cps = cells / (m["time_ms"] / 1e3)
             rate[key] = cps
             rows.append(dict(op="dilate", B=B, N=N, d=1, mode="forward+backward", impl=f"abcc:{b}",
@@ -197,16 +210,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smallest shapes only (smoke run)")
     parser.add_argument("--no-reference", action="store_true", help="skip the (slow) PyTorch reference rows")
     parser.add_argument("--threads", type=int, default=0, help="torch / OpenMP threads (0: torch's default)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="GPU session: needs CUDA, writes soft_dtw_gpu.json/.md (make gpu-check)")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    if args.gpu and not torch.cuda.is_available():
+        raise SystemExit("bench_soft_dtw --gpu: no CUDA device is visible")
+    device = torch.device("cuda" if args.gpu else args.device)
     name = "soft_dtw_quick_" + device.type if args.quick else "soft_dtw_" + device.type
+    if args.gpu:
+        name = "soft_dtw_gpu"
 
     def checkpoint(rows):  # partial results survive a crash of a later row
         write_results(name + "_partial", {"machine": machine_info(device), "rows": rows}, "")
 
-    result = run(device, quick=args.quick, checkpoint=checkpoint, reference=not args.no_reference)
+    result = run(device, quick=args.quick, checkpoint=checkpoint, reference=not args.no_reference,
+                 gpu_session=args.gpu)
     cols = [("op", "op", ""), ("B", "B", ""), ("N", "N=M", ""), ("d", "d", ""), ("mode", "mode", ""),
             ("impl", "implementation", ""), ("time_ms", "time (ms)", ".2f"), ("cells_per_s", "cells/s", ".3g"),
             ("peak_mem_mb", "peak mem (MB)", ".1f"), ("speedup_vs_reference", "x reference", ".1f"),

@@ -24,6 +24,20 @@ from abcc_fast._atomic import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+# A global deadline (seconds since the epoch) for a whole benchmark session: bench.gpu_check sets it
+# so that every suite stops adding rows in time and writes what it has. Unset: no deadline.
+DEADLINE_ENV = "ABCC_BENCH_DEADLINE"
+
+
+def seconds_left() -> float:
+    """Seconds until the session deadline (inf without one)."""
+    value = os.environ.get(DEADLINE_ENV)
+    return float("inf") if not value else float(value) - time.time()
+
+
+def past_deadline(margin: float = 0.0) -> bool:
+    return seconds_left() <= margin
+
 
 def machine_info(device: torch.device) -> dict:
     info = {
@@ -88,12 +102,14 @@ def _reset_peak_rss() -> bool:
 
 def measure(fn: Callable[[], object], device: torch.device, *, min_time: float = 1.0, max_reps: int = 20,
             budget: float = 60.0) -> dict:
-    """Median wall time (ms) and peak memory (MB) of `fn()`; `budget` caps the seconds spent.
+    """Median wall time (ms) and peak memory (MB) of `fn()`; `budget` (and the session deadline,
+    see `seconds_left`) caps the seconds spent on repeats.
 
     The peak memory is taken during the last timed call (no extra call: slow reference paths
     would pay it in full).
     """
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    budget = max(0.0, min(budget, seconds_left()))  # the repeats never run past the session deadline
     t0 = time.perf_counter()
     fn()
     sync()

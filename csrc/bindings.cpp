@@ -4,11 +4,20 @@
 // host launchers declared in csrc/cuda/launch.h). This file only converts tensors, checks what
 // the kernels assume (device, dtype, contiguity, shapes) and calls them. User-facing validation
 // with friendly messages happens in Python (abcc_fast/ops/*.py), before any of this runs.
+//
+// Argument lists: each op's parameter names are written once, in an `ArgNames` array below (outside
+// the CUDA #ifdef, so every build has them). `def_op` derives the pybind11 annotations from that
+// array and fails to compile when its length differs from the function's parameter count; the
+// module exports all arrays as `_C.op_args` (CUDA ops included, also in a CPU-only build), the
+// Python adapters call the ops by keyword, and tests/test_native_bindings.py binds every adapter's
+// call against `_C.op_args`, so Python and C++ cannot drift apart unnoticed on a machine without a GPU.
 #include <torch/extension.h>
 
+#include <array>
 #include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "cpu/soft_dtw.h"
 
@@ -23,6 +32,51 @@ namespace {
 
 using at::Tensor;
 using OptTensor = std::optional<Tensor>;
+
+template <size_t N>
+using ArgNames = std::array<const char*, N>;
+
+// ---- argument lists, the one source of truth for C++ and Python ----
+constexpr ArgNames<12> kSdtwCpuForwardArgs = {"D", "x", "y", "n", "m", "gamma", "bandwidth", "omega",
+                                              "want_temporal", "save", "threads", "engine"};
+constexpr ArgNames<16> kSdtwCpuBackwardArgs = {"D", "x", "y", "n", "m", "gamma", "bandwidth", "omega",
+                                               "want_temporal", "r", "rt", "off", "grad_value", "grad_temporal",
+                                               "threads", "engine"};
+constexpr ArgNames<10> kSdtwCudaForwardArgs = {"D", "x", "y", "n", "m", "gamma", "bandwidth", "omega",
+                                               "want_temporal", "save"};
+constexpr ArgNames<14> kSdtwCudaBackwardArgs = {"D", "x", "y", "n", "m", "gamma", "bandwidth", "omega",
+                                                "want_temporal", "ckpt", "ckpt_t", "base", "grad_value",
+                                                "grad_temporal"};
+constexpr ArgNames<7> kMeanflowTargetArgs = {"u_pred", "v", "du_dr", "r", "tau", "c", "p"};
+constexpr ArgNames<7> kMeanflowIntegrateArgs = {"x0_solvent", "x0_sei", "u_solvent", "u_sei", "r", "taus",
+                                                "project"};
+constexpr ArgNames<14> kTwoStreamAttentionArgs = {"qa", "ka", "va", "qb", "kb", "vb", "tqa", "tka", "tva",
+                                                  "tqb", "tkb", "tvb", "keep", "scale"};
+
+template <typename F>
+struct Arity;
+template <typename R, typename... A>
+struct Arity<R (*)(A...)> : std::integral_constant<size_t, sizeof...(A)> {};
+
+template <typename F, size_t N, size_t... I>
+void def_with_names(pybind11::module_& m, const char* name, F f, const char* doc, const ArgNames<N>& names,
+                    std::index_sequence<I...>) {
+  m.def(name, f, doc, pybind11::arg(names[I])...);
+}
+
+// m.def with keyword names from `names`; the name list must match the function's parameter count.
+template <typename F, size_t N>
+void def_op(pybind11::module_& m, const char* name, F f, const char* doc, const ArgNames<N>& names) {
+  static_assert(Arity<F>::value == N, "def_op: the ArgNames list and the function's parameters differ in count");
+  def_with_names(m, name, f, doc, names, std::make_index_sequence<N>{});
+}
+
+template <size_t N>
+pybind11::tuple names_tuple(const ArgNames<N>& names) {
+  pybind11::tuple out(N);
+  for (size_t i = 0; i < N; ++i) out[i] = pybind11::str(names[i]);
+  return out;
+}
 
 #define ABCC_CHECK_CPU(t) TORCH_CHECK(!(t).is_cuda(), #t " must be a CPU tensor")
 #define ABCC_CHECK_CONTIG(t) TORCH_CHECK((t).is_contiguous(), #t " must be contiguous")
@@ -233,8 +287,7 @@ void check_sdtw_launch(cudaError_t err, const char* what, int64_t N, int64_t M, 
 // Returns (value, temporal, ckpt, ckpt_t, base); ckpt/ckpt_t/base are empty without save.
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> sdtw_cuda_forward(
     const OptTensor& D, const OptTensor& x, const OptTensor& y, const Tensor& n, const Tensor& m,
-    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, bool save, int64_t threads,
-    int64_t engine) {
+    double gamma, double bandwidth, const OptTensor& omega, bool want_temporal, bool save) {
   TORCH_CHECK(D.has_value() || x.has_value(), "give either D or both x and y");
   const Tensor& ref = D.has_value() ? *D : *x;
   TORCH_CHECK(ref.is_cuda(), "sdtw_cuda_forward: inputs must be CUDA tensors");
@@ -534,45 +587,33 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("omp_max_threads", &abcc::cpu::omp_max_threads, "OpenMP threads the CPU kernels use");
   m.def("cpu_arch", &cpu_arch, "SIMD level the CPU kernels were compiled for");
   m.def("has_cuda", &has_cuda, "whether this build contains the CUDA kernels");
-  m.def("sdtw_cpu_forward", &sdtw_cpu_forward, "soft-DTW / DILATE forward (CPU)",
-        pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
-        pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
-        pybind11::arg("want_temporal"), pybind11::arg("save"), pybind11::arg("threads"),
-        pybind11::arg("engine") = 0);
-  m.def("sdtw_cpu_backward", &sdtw_cpu_backward, "soft-DTW / DILATE backward (CPU)",
-        pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
-        pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
-        pybind11::arg("want_temporal"), pybind11::arg("r"), pybind11::arg("rt"), pybind11::arg("off"),
-        pybind11::arg("grad_value"), pybind11::arg("grad_temporal"), pybind11::arg("threads"),
-        pybind11::arg("engine") = 0);
+  def_op(m, "sdtw_cpu_forward", &sdtw_cpu_forward, "soft-DTW / DILATE forward (CPU)", kSdtwCpuForwardArgs);
+  def_op(m, "sdtw_cpu_backward", &sdtw_cpu_backward, "soft-DTW / DILATE backward (CPU)", kSdtwCpuBackwardArgs);
+  pybind11::dict op_args;
+  op_args["sdtw_cpu_forward"] = names_tuple(kSdtwCpuForwardArgs);
+  op_args["sdtw_cpu_backward"] = names_tuple(kSdtwCpuBackwardArgs);
+  op_args["sdtw_cuda_forward"] = names_tuple(kSdtwCudaForwardArgs);
+  op_args["sdtw_cuda_backward"] = names_tuple(kSdtwCudaBackwardArgs);
+  op_args["meanflow_target_cuda"] = names_tuple(kMeanflowTargetArgs);
+  op_args["meanflow_integrate_cuda"] = names_tuple(kMeanflowIntegrateArgs);
+  op_args["two_stream_attention_cuda_forward"] = names_tuple(kTwoStreamAttentionArgs);
+  m.attr("op_args") = op_args;
 #ifdef ABCC_WITH_CUDA
-  // >>> CUDA module definitions (each owner adds its m.def lines inside its own block)
+  // >>> CUDA module definitions (each owner adds its def_op lines inside its own block)
   // >>> soft-DTW CUDA defs
-  m.def("sdtw_cuda_forward", &sdtw_cuda_forward, "soft-DTW / DILATE forward (CUDA)",
-        pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
-        pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
-        pybind11::arg("want_temporal"), pybind11::arg("save"), pybind11::arg("threads"));
-  m.def("sdtw_cuda_backward", &sdtw_cuda_backward, "soft-DTW / DILATE backward (CUDA)",
-        pybind11::arg("D"), pybind11::arg("x"), pybind11::arg("y"), pybind11::arg("n"), pybind11::arg("m"),
-        pybind11::arg("gamma"), pybind11::arg("bandwidth"), pybind11::arg("omega"),
-        pybind11::arg("want_temporal"), pybind11::arg("ckpt"), pybind11::arg("ckpt_t"), pybind11::arg("base"),
-        pybind11::arg("grad_value"), pybind11::arg("grad_temporal"), pybind11::arg("threads"));
+  def_op(m, "sdtw_cuda_forward", &sdtw_cuda_forward, "soft-DTW / DILATE forward (CUDA)", kSdtwCudaForwardArgs);
+  def_op(m, "sdtw_cuda_backward", &sdtw_cuda_backward, "soft-DTW / DILATE backward (CUDA)", kSdtwCudaBackwardArgs);
   // <<< soft-DTW CUDA defs
   // >>> MeanFlow CUDA defs
-  m.def("meanflow_target_cuda", &meanflow_target_cuda, "MeanFlow target, squared error and adaptive weight (CUDA)",
-        pybind11::arg("u_pred"), pybind11::arg("v"), pybind11::arg("du_dr"), pybind11::arg("r"), pybind11::arg("tau"),
-        pybind11::arg("c"), pybind11::arg("p"));
-  m.def("meanflow_integrate_cuda", &meanflow_integrate_cuda,
-        "MeanFlow all-frames integration: jump per stream, stream sum, SEI projection (CUDA)",
-        pybind11::arg("x0_solvent"), pybind11::arg("x0_sei"), pybind11::arg("u_solvent"), pybind11::arg("u_sei"),
-        pybind11::arg("r"), pybind11::arg("taus"), pybind11::arg("project"));
+  def_op(m, "meanflow_target_cuda", &meanflow_target_cuda,
+         "MeanFlow target, squared error and adaptive weight (CUDA)", kMeanflowTargetArgs);
+  def_op(m, "meanflow_integrate_cuda", &meanflow_integrate_cuda,
+         "MeanFlow all-frames integration: jump per stream, stream sum, SEI projection (CUDA)",
+         kMeanflowIntegrateArgs);
   // <<< MeanFlow CUDA defs
   // >>> two-stream attention CUDA defs
-  m.def("two_stream_attention_cuda_forward", &two_stream_attention_cuda_forward,
-        "two-stream joint attention forward (+ JVP when the six tangents are given), CUDA",
-        pybind11::arg("qa"), pybind11::arg("ka"), pybind11::arg("va"), pybind11::arg("qb"), pybind11::arg("kb"),
-        pybind11::arg("vb"), pybind11::arg("tqa"), pybind11::arg("tka"), pybind11::arg("tva"), pybind11::arg("tqb"),
-        pybind11::arg("tkb"), pybind11::arg("tvb"), pybind11::arg("keep"), pybind11::arg("scale"));
+  def_op(m, "two_stream_attention_cuda_forward", &two_stream_attention_cuda_forward,
+         "two-stream joint attention forward (+ JVP when the six tangents are given), CUDA", kTwoStreamAttentionArgs);
   // <<< two-stream attention CUDA defs
 #endif
 }

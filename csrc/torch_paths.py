@@ -15,3 +15,15 @@ print("|".join(includes))
 print("|".join(libs))
 print(int(torch._C._GLIBCXX_USE_CXX11_ABI))
 print(torch.version.cuda or "none")
+
+# CUDA architectures of the visible GPUs ("90;80"), or "none": CMake builds for exactly these and
+# falls back to an explicit list when none is visible (a build machine without a GPU).
+archs = "none"
+if cuda:
+    try:
+        if torch.cuda.is_available():
+            found = sorted({"%d%d" % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+            archs = ";".join(found) or "none"
+    except Exception:  # a broken driver must not break the build: use the fallback list
+        archs = "none"
+print(archs)

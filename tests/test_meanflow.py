@@ -1,7 +1,7 @@
 """MeanFlow ops (abcc_fast.ops.meanflow): every backend against an independent float64 reference.
 
-Triton runs under the interpreter on CPU tensors at small shapes (tests/conftest.py); CUDA is
-skipped without a device. Tolerances: fp32 kernels vs float64 -> rtol 1e-5, atol 1e-6.
+Without a GPU, Triton runs under the interpreter on CPU tensors at small shapes (tests/conftest.py)
+and CUDA is skipped; with one, both run on CUDA tensors. Tolerances: fp32 kernels vs float64 -> rtol 1e-5, atol 1e-6.
 """
 import pytest
 import torch
@@ -14,6 +14,12 @@ from abcc_fast.ops.meanflow import meanflow_integrate_reference, meanflow_target
 HAS_CUDA = torch.cuda.is_available()
 FUSED = [b for b in ("triton", "cuda") if backends()[b].available]
 TOL = dict(rtol=1e-5, atol=1e-6)
+
+
+def _device(backend):
+    """CUDA tensors for the fused backends when a GPU is present (Triton then compiles for it; the
+    interpreter only runs without one), CPU tensors otherwise and for the reference."""
+    return "cuda" if HAS_CUDA and backend != "reference" else "cpu"
 
 
 def _target_f64(u, v, d, r, tau, c, p):
@@ -41,7 +47,7 @@ def _target_inputs(B, W, seed, device="cpu"):
 @given(B=st.integers(1, 5), W=st.integers(1, 70), p=st.sampled_from([0.0, 0.5, 1.0, 2.0]),
        c=st.sampled_from([1e-3, 1e-2, 1.0]), seed=st.integers(0, 2**16))
 def test_target_matches_float64(backend, B, W, p, c, seed):
-    device = "cuda" if backend == "cuda" else "cpu"
+    device = _device(backend)
     u, v, d, r, tau = _target_inputs(B, W, seed, device)
     u.requires_grad_(True)
     loss, tgt, w = meanflow_target(u, v, d, r, tau, c=c, p=p, backend=backend)
@@ -56,7 +62,7 @@ def test_target_matches_float64(backend, B, W, p, c, seed):
 
 @pytest.mark.parametrize("backend", ["reference"] + FUSED)
 def test_target_reduction_none(backend):
-    device = "cuda" if backend == "cuda" else "cpu"
+    device = _device(backend)
     u, v, d, r, tau = _target_inputs(4, 33, 3, device)
     rows, _, _ = meanflow_target(u, v, d, r, tau, reduction="none", backend=backend)
     _, _, _, rows64, _ = _target_f64(u.cpu(), v.cpu(), d.cpu(), r.cpu(), tau.cpu(), 1e-3, 1.0)
@@ -77,7 +83,7 @@ def _integrate_f64(y0, z0, uy, uz, r, taus, project):
 @given(B=st.integers(1, 4), T=st.integers(1, 6), W=st.integers(1, 300), project=st.booleans(),
        with_z0=st.booleans(), per_sample_taus=st.booleans(), seed=st.integers(0, 2**16))
 def test_integrate_matches_float64(backend, B, T, W, project, with_z0, per_sample_taus, seed):
-    device = "cuda" if backend == "cuda" else "cpu"
+    device = _device(backend)
     g = torch.Generator().manual_seed(seed)
     y0 = torch.randn(B, W, generator=g)
     z0 = torch.randn(B, W, generator=g) if with_z0 else None
@@ -160,3 +166,14 @@ def test_cuda_matches_reference_bf16_inputs():
     ref = meanflow_target_reference(ub.float(), v.bfloat16().float(), d.bfloat16().float(), r, tau)
     torch.testing.assert_close(loss.float(), ref[0], rtol=2e-2, atol=1e-3)
     assert tgt.dtype == torch.bfloat16
+
+
+@pytest.mark.skipif("triton" not in FUSED, reason="triton backend unavailable")
+def test_triton_kernels_compile_for_sm90():
+    """Every block size and flag combination of the MeanFlow kernels lowers to sm_90 code (the
+    interpreter never checks that; tests/triton_aot.py). No GPU is needed."""
+    pytest.importorskip("triton.backends.nvidia")
+    import triton_aot
+
+    proc = triton_aot.run("meanflow")
+    assert triton_aot.ok(proc), proc.stderr[-3000:]

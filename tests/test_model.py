@@ -80,7 +80,7 @@ def test_jvp_equals_finite_difference_of_the_network():
     r, tau = torch.tensor([0.1, 0.3, 0.5]).double(), torch.tensor([0.6, 0.9, 0.7]).double()
     vr, vtau, dv = torch.rand(B, n_state).double(), torch.rand(B, n_state).double(), torch.randn(B, n_state).double()
     comp, elec = torch.rand(B, n_ctx).double(), torch.tensor([0, 1, 0])   # context: composition, duration, profile
-    du_dr = model._total_velocity_jvp(x, static, r, tau, vr, vtau, comp, elec, v=v, dvolt_dr=dv)
+    du_dr = model._total_velocity_jvp(x, static, r, tau, vr, vtau, comp, elec, v=v, dstate_dr=dv)
     h = 1e-5
 
     def u(s):
@@ -252,14 +252,16 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_reference_backends_are_a_drop_in():
-    """The fused backends (triton here, under the interpreter) give the reference's outputs."""
+    """The fused backends (triton: compiled on a GPU, else under the interpreter on CPU tensors)
+    give the reference's outputs."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    ref = randomised(ABCC(make_config(ops_backend="reference", attention_backend="reference")))
-    fused = ABCC(make_config(ops_backend="triton", attention_backend="triton"))
+    ref = randomised(ABCC(make_config(ops_backend="reference", attention_backend="reference"))).to(dev)
+    fused = ABCC(make_config(ops_backend="triton", attention_backend="triton")).to(dev)
     fused.load_state_dict(ref.state_dict())
-    auto = ABCC(make_config())
+    auto = ABCC(make_config()).to(dev)
     auto.load_state_dict(ref.state_dict())
-    b = make_batch(2)
+    b = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in make_batch(2).items()}
     args = (b["static"], b["voltage"], b["composition"], b["electrode"])
     want = ref.predict(*args, return_streams=True)
     for m in (fused, auto):

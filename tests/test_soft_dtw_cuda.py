@@ -1,10 +1,12 @@
-"""The `cuda` backend of soft-DTW / DILATE against the float64 reference and the cpu backend.
+"""The GPU backends of soft-DTW / DILATE (`cuda` and `triton`) at long sequences against the
+float64 reference.
 
-Needs a CUDA device and abcc_fast._C built with CUDA; skipped otherwise (CI compiles the kernels
-but cannot run them). The small-shape checks are shared with triton in tests/test_soft_dtw_backends.py; these
-hold the KERNELS.md section 5 targets at N, M in {257, 1024, 4096}: value rel. error <= 1e-5,
-max |E - E_ref| <= 1e-4 at gamma >= 0.1 and <= 1e-3 at gamma = 0.01, no NaN at gamma = 1e-3,
-training state <= 1/32 of a full R, forward-only workspace O(B (N + M)).
+Needs a CUDA device (the `cuda` cases also abcc_fast._C built with CUDA); skipped otherwise (CI
+compiles the kernels but cannot run them, and the Triton interpreter is far too slow at these
+lengths). The small-shape checks are in tests/test_soft_dtw_backends.py; these hold the targets at
+N, M in {257, 1024, 4096}, N != M and ragged lengths: value rel. error <= 1e-5, max |E - E_ref| <=
+1e-4 at gamma >= 0.1 and <= 1e-3 at gamma = 0.01, no NaN at gamma = 1e-3; for `cuda` also the
+training state <= 1/32 of a full R and a forward-only workspace O(B (N + M)).
 """
 import pytest
 import torch
@@ -13,12 +15,17 @@ from abcc_fast.ops import backends
 from abcc_fast.ops.soft_dtw import dilate, soft_dtw, soft_dtw_alignment
 from sdtw_helpers import _close, _leaf, _tol
 
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() or not backends()["cuda"].available,
-    reason="cuda backend needs a CUDA device and abcc_fast._C built with CUDA: " + backends()["cuda"].reason)
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 DEV = "cuda"
 BACKEND = "cuda"
+_needs_cuda_backend = pytest.mark.skipif(not backends()["cuda"].available,
+                                         reason="cuda backend: " + backends()["cuda"].reason)
+GPU_BACKENDS = [
+    pytest.param("cuda", marks=_needs_cuda_backend),
+    pytest.param("triton", marks=pytest.mark.skipif(not backends()["triton"].available,
+                                                    reason="triton backend: " + backends()["triton"].reason)),
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -34,9 +41,11 @@ def _walks(B, N, M, seed):
     return x, y
 
 
-@pytest.mark.parametrize("N,M", [(257, 257), (1024, 1000), (4096, 4096)])
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("N,M", [(257, 257), (1024, 1024), (1024, 1000), (4096, 4096)])
 @pytest.mark.parametrize("gamma", [1.0, 0.1, 0.01])
-def test_long_sequences_meet_the_precision_targets(N, M, gamma):
+def test_long_sequences_meet_the_precision_targets(backend, N, M, gamma):
+    BACKEND = backend
     B = 1 if N >= 4096 else 2
     x, y = _walks(B, N, M, seed=N + M)
     xc, yc = x.to(DEV), y.to(DEV)
@@ -58,8 +67,10 @@ def test_long_sequences_meet_the_precision_targets(N, M, gamma):
     assert gerr <= _tol(gamma) * scale * 10, f"dx error {gerr:.3g} (scale {scale:.3g})"
 
 
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("gamma", [0.1, 0.01])
-def test_long_dilate_matches_reference(gamma):
+def test_long_dilate_matches_reference(backend, gamma):
+    BACKEND = backend
     N = M = 1024
     x, y = _walks(2, N, M, seed=3)
     outs = {}
@@ -76,7 +87,9 @@ def test_long_dilate_matches_reference(gamma):
     _close(got[2], ref[2], atol=10 * _tol(gamma) * scale, rtol=1e-3, what="dx")
 
 
-def test_small_gamma_gives_no_nan():
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_small_gamma_gives_no_nan(backend):
+    BACKEND = backend
     x, y = _walks(2, 1024, 777, seed=5)
     xg = x.to(DEV).requires_grad_(True)
     loss, _, _ = dilate(xg, y.to(DEV), 0.5, 1e-3, backend=BACKEND)
@@ -84,6 +97,28 @@ def test_small_gamma_gives_no_nan():
     assert bool(torch.isfinite(loss)) and bool(torch.isfinite(xg.grad).all())
 
 
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("N,M", [(1024, 1024), (4096, 3000)])
+def test_long_ragged_lengths_match_reference(backend, N, M):
+    """Ragged pairs of one padded batch (the long pair walks its diagonals in chunks of 1024 rows)."""
+    B = 3
+    x, y = _walks(B, N, M, seed=N + 7)
+    lx = torch.tensor([N, N // 2 + 3, 17])
+    ly = torch.tensor([M - 5, M, M // 3])
+    xg = _leaf(x, DEV, torch.float32)
+    v = soft_dtw(xg, y.to(DEV), 0.1, lengths_x=lx, lengths_y=ly, backend=backend)
+    v.sum().backward()
+    xr = _leaf(x, DEV, torch.float64)
+    v_ref = soft_dtw(xr, y.to(DEV, torch.float64), 0.1, lengths_x=lx, lengths_y=ly, backend="reference")
+    v_ref.sum().backward()
+    _close(v, v_ref, atol=0, rtol=1e-5, what="value with ragged lengths")
+    scale = float(xr.grad.abs().max()) + 1.0
+    _close(xg.grad, xr.grad, atol=10 * _tol(0.1) * scale, rtol=1e-3, what="dx with ragged lengths")
+    for b in range(B):
+        assert bool((xg.grad[b, int(lx[b]):] == 0).all()), "padding must get exactly zero gradient"
+
+
+@_needs_cuda_backend
 def test_state_and_workspace_are_small():
     from abcc_fast.ops._soft_dtw_cuda import ENGINE
 

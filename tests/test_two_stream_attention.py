@@ -20,6 +20,7 @@ from abcc_fast.ops import two_stream_attention
 tsa = importlib.import_module("abcc_fast.ops.two_stream_attention")
 
 from conftest import HAS_CUDA, triton_available
+from native_standin import checked, op_args
 
 DEVICE = "cuda" if HAS_CUDA else "cpu"
 FUSED = ["triton"] + (["cuda"] if HAS_CUDA and tsa.native_module() is not None
@@ -324,16 +325,17 @@ def test_nested_forward_ad_raises():
 
 
 class _FakeNativeCuda:
-    """Stands in for abcc_fast._C on a machine without a GPU: same entry point and argument order as
-    csrc/bindings.cpp's two_stream_attention_cuda_forward, results from the reference. Checks the
-    Python glue of the cuda backend and that its LSE convention feeds the Triton backward."""
+    """Stands in for abcc_fast._C on a machine without a GPU: the entry point of csrc/bindings.cpp's
+    two_stream_attention_cuda_forward, called with the names the extension exports (_C.op_args),
+    results from the reference. Checks the Python glue of the cuda backend and that its LSE
+    convention feeds the Triton backward."""
 
     @staticmethod
     def has_cuda():
         return True
 
     @staticmethod
-    def two_stream_attention_cuda_forward(qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, keep, scale):
+    def _forward(qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, keep, scale):
         keep_b = keep.bool() if keep is not None else None
         prim = (qa, ka, va, qb, kb, vb)
         oa, ob = tsa._reference(*prim, keep_b, scale)
@@ -350,10 +352,13 @@ class _FakeNativeCuda:
 
 
 @needs_triton
+@pytest.mark.skipif(not op_args(), reason="abcc_fast._C is not built (or predates _C.op_args)")
 def test_cuda_backend_glue_with_a_stand_in_extension(monkeypatch):
-    monkeypatch.setattr(tsa, "native_module", lambda: _FakeNativeCuda())
-    xs = _inputs(2, 1, 7, 5, 32, device="cpu", seed=8)
-    keep = _random_keep(2, 7, 5, "batch_row_removed", 8).cpu()
+    fake = _FakeNativeCuda()
+    fake.two_stream_attention_cuda_forward = checked("two_stream_attention_cuda_forward", fake._forward)
+    monkeypatch.setattr(tsa, "native_module", lambda: fake)
+    xs = _inputs(2, 1, 7, 5, 32, device=DEVICE, seed=8)
+    keep = _random_keep(2, 7, 5, "batch_row_removed", 8).to(DEVICE)
     ts = _tangents(xs)
     scale = 32 ** -0.5
     fn = lambda *a: tsa._fused("cuda", a, keep, scale)  # noqa: E731  (bypasses the device check)
@@ -432,48 +437,38 @@ def test_gpu_bf16_tangent_error_target(backend):
 
 
 # ---------------------------------------------------------------------------------------------
-# compiled (not interpreted) Triton: the kernels must lower to sm_90 code, which the interpreter
-# never checks (if/else type agreement, constexpr handling, shared memory). No GPU is needed.
+# compiled (not interpreted) Triton: every configuration the dispatch can pick must lower to sm_90
+# code, which the interpreter never checks (tests/triton_aot.py). No GPU is needed.
 # ---------------------------------------------------------------------------------------------
-_AOT_SCRIPT = r"""
-import os
-os.environ.pop("TRITON_INTERPRET", None)
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from abcc_fast.kernels import two_stream_attention as K
-
-def build(fn, consts, nw, ns):
-    ptr = {"LSE": "*fp32", "DELTA": "*fp32", "KEEP": "*i8"}
-    sig = {n: "constexpr" if n in consts else "i32" if n in ("Na", "Nb", "H")
-           else "fp32" if n in ("scale", "qk_scale") else ptr.get(n, "*bf16") for n in fn.arg_names}
-    src = ASTSource(fn=fn, signature=sig, constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()})
-    k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=nw, num_stages=ns))
-    assert k.metadata.shared <= 227 * 1024, (fn.__name__, k.metadata.shared)
-
-for tangent in (True, False):
-    b = K.default_blocks(64, tangent)
-    build(K.two_stream_attention_fwd_kernel, dict(D=64, BLOCK_M=b["block_m"], BLOCK_N=b["block_n"], HAS_MASK=True,
-          TANGENT=tangent, PREC="tf32", UPCAST=False), b["num_warps"], b["num_stages"])
-b = K.default_blocks(64, False, backward=True)
-c = dict(D=64, BLOCK_M=b["block_m"], BLOCK_N=b["block_n"], HAS_MASK=True, PREC="tf32", UPCAST=False)
-build(K.two_stream_attention_bwd_dq_kernel, c, b["num_warps"], b["num_stages"])
-build(K.two_stream_attention_bwd_dkdv_kernel, c, b["num_warps"], b["num_stages"])
-print("compiled")
-"""
-
-
 @needs_triton
-@pytest.mark.skipif(HAS_CUDA, reason="on a GPU the kernels are compiled and run by the tests above")
-def test_triton_kernels_compile_for_sm90_without_a_gpu():
-    import os
-    import subprocess
-    import sys
-    try:
-        import triton.backends.nvidia  # noqa: F401
-    except ImportError:
-        pytest.skip("triton has no NVIDIA backend here")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], capture_output=True, text=True, env=env,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=300)
-    assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-3000:]
+def test_triton_kernels_compile_for_sm90():
+    pytest.importorskip("triton.backends.nvidia")
+    import triton_aot
+
+    proc = triton_aot.run("attention")
+    assert triton_aot.ok(proc), proc.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# the CUDA C++ kernel (CUDA cores) is never an automatic or environment-wide choice
+# ---------------------------------------------------------------------------------------------
+@needs_triton
+def test_abcc_backend_cuda_runs_triton_for_attention(monkeypatch):
+    monkeypatch.setenv("ABCC_BACKEND", "cuda")
+    assert tsa._choose_backend(torch.device(DEVICE), None) == "triton"
+    monkeypatch.delenv("ABCC_BACKEND")
+    calls = []
+    monkeypatch.setattr(tsa, "resolve", lambda op, dev, req, impl: calls.append((req, impl)) or "reference")
+    tsa._choose_backend(torch.device("cpu"), None)  # automatic on CPU tensors: cuda is not among the candidates
+    assert calls and "cuda" not in calls[-1][1]
+
+
+def test_explicit_cuda_backend_warns_once(monkeypatch):
+    monkeypatch.setattr(tsa, "resolve", lambda *a: "cuda")
+    monkeypatch.setattr(tsa, "_warned_cuda_kernel", False)
+    with pytest.warns(RuntimeWarning, match="tensor cores"):
+        assert tsa._choose_backend(torch.device(DEVICE), "cuda") == "cuda"
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tsa._choose_backend(torch.device(DEVICE), "cuda")

@@ -4,7 +4,8 @@ target:    one program per sample row: u_tgt = v + (tau - r) du_dr written block
            the squared error is accumulated; then e = sum / W, w = (e + c)^-p.
 integrate: one program per (sample, frame, W-block): y = y_r + (tau - r) u_y, z = z_r + (tau - r) u_z,
            z = max(z, 0) if projected, x = y + z.
-All arithmetic in fp32 on contiguous fp32 tensors.
+All arithmetic in fp32 on contiguous fp32 tensors; element offsets in int64 (B * T * W may exceed
+2^31 at large batches).
 """
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import torch
 import triton
 import triton.language as tl
 
+from . import on_device
+
 
 @triton.jit
 def _target_kernel(u_ptr, v_ptr, d_ptr, r_ptr, tau_ptr, tgt_ptr, err_ptr, w_ptr, W, c, p,
                    BLOCK: tl.constexpr, N_BLOCKS: tl.constexpr):
-    row = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)  # int64 offsets: B * W may exceed 2^31
     dt = tl.load(tau_ptr + row) - tl.load(r_ptr + row)
     base = row * W
     acc = tl.zeros([BLOCK], dtype=tl.float32)
@@ -40,7 +43,7 @@ def _target_kernel(u_ptr, v_ptr, d_ptr, r_ptr, tau_ptr, tgt_ptr, err_ptr, w_ptr,
 @triton.jit
 def _integrate_kernel(y0_ptr, z0_ptr, uy_ptr, uz_ptr, r_ptr, tau_ptr, x_ptr, y_ptr, z_ptr, T, W,
                       HAS_Z0: tl.constexpr, PROJECT: tl.constexpr, BLOCK: tl.constexpr):
-    bt = tl.program_id(0)          # b * T + k
+    bt = tl.program_id(0).to(tl.int64)  # b * T + k; int64 offsets: B * T * W may exceed 2^31
     wb = tl.program_id(1)
     b = bt // T
     offs = wb * BLOCK + tl.arange(0, BLOCK)
@@ -72,8 +75,9 @@ def target(u_pred, v, du_dr, r, tau, *, c: float, p: float):
     weight = torch.empty_like(err)
     if B == 0:
         return u_tgt, err, weight
-    _target_kernel[(B,)](u_pred, v, du_dr, r, tau, u_tgt, err, weight, W, float(c), float(p),
-                         BLOCK=_block(W), N_BLOCKS=triton.cdiv(W, _block(W)))
+    with on_device(u_pred):
+        _target_kernel[(B,)](u_pred, v, du_dr, r, tau, u_tgt, err, weight, W, float(c), float(p),
+                             BLOCK=_block(W), N_BLOCKS=triton.cdiv(W, _block(W)))
     return u_tgt, err, weight
 
 
@@ -88,6 +92,7 @@ def integrate(x0_solvent, x0_sei, u_solvent, u_sei, r, taus, *, project: bool):
     block = min(256, _block(W))
     grid = (B * T, triton.cdiv(W, block))
     z0 = x0_sei if x0_sei is not None else x0_solvent  # unused pointer when HAS_Z0 is False
-    _integrate_kernel[grid](x0_solvent, z0, u_solvent, u_sei, r, taus, frames, solvent, sei, T, W,
-                            HAS_Z0=x0_sei is not None, PROJECT=bool(project), BLOCK=block)
+    with on_device(u_solvent):
+        _integrate_kernel[grid](x0_solvent, z0, u_solvent, u_sei, r, taus, frames, solvent, sei, T, W,
+                                HAS_Z0=x0_sei is not None, PROJECT=bool(project), BLOCK=block)
     return frames, solvent, sei

@@ -28,6 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
+from . import on_device
+
 _BIG = 1e30  # "infinity" that stays finite under + and - (as the CPU kernels)
 BIG = tl.constexpr(_BIG)  # globals read inside @triton.jit functions must be constexpr
 HALF_BIG = tl.constexpr(_BIG / 2)
@@ -51,7 +53,7 @@ def _cell_cost(D_ptr, x_ptr, y_ptr, b64, i, j, N, M, mask, SEQ: tl.constexpr):
 def _cell_omega(om_ptr, om_bstride, b64, i, j, n, m, M, mask, OMEGA: tl.constexpr):
     """DILATE tangent direction: Omega[b, i, j], default ((i+1)/n - (j+1)/m)^2. [P, BI]"""
     if OMEGA:
-        o = tl.load(om_ptr + b64 * om_bstride + i * M + j, mask=mask, other=0.0)
+        o = tl.load(om_ptr + b64 * om_bstride + i.to(tl.int64) * M + j, mask=mask, other=0.0)
     else:
         inv_n = 1.0 / n.to(tl.float32)
         inv_m = 1.0 / m.to(tl.float32)
@@ -316,13 +318,14 @@ def sdtw_forward(D, x, y, n, m, gamma: float, bandwidth: float, omega, want_temp
     block = _block_rows(N)
     grid = (triton.cdiv(B, pairs),)
     bw_t = torch.full((1,), float(bandwidth), dtype=torch.float64, device=dev)  # band threshold in float64
-    sdtw_fwd_kernel[grid](
-        dummy if seq else D, x if seq else dummy, y if seq else dummy, n, m, om, om_bstride,
-        value, temporal, scr, tscr, r, rt, base,
-        B, N, M, K, LOG2E / gamma, gamma / LOG2E, bw_t,
-        SEQ=seq, TANG=bool(want_temporal), OMEGA=omega is not None, SAVE=bool(save),
-        BAND=bandwidth >= 0, PAIRS=pairs, BLOCK_I=block,
-        num_warps=_num_warps(pairs, block), num_stages=1)
+    with on_device(ref):
+        sdtw_fwd_kernel[grid](
+            dummy if seq else D, x if seq else dummy, y if seq else dummy, n, m, om, om_bstride,
+            value, temporal, scr, tscr, r, rt, base,
+            B, N, M, K, LOG2E / gamma, gamma / LOG2E, bw_t,
+            SEQ=seq, TANG=bool(want_temporal), OMEGA=omega is not None, SAVE=bool(save),
+            BAND=bandwidth >= 0, PAIRS=pairs, BLOCK_I=block,
+            num_warps=_num_warps(pairs, block), num_stages=1)
     state = (r, rt if want_temporal else None, base) if save else None
     return value, (temporal if want_temporal else None), state
 
@@ -352,10 +355,11 @@ def sdtw_backward(D, x, y, n, m, gamma: float, bandwidth: float, omega, want_tem
     block = _block_rows(N)
     grid = (triton.cdiv(B, pairs),)
     bw_t = torch.full((1,), float(bandwidth), dtype=torch.float64, device=dev)  # band threshold in float64
-    sdtw_bwd_kernel[grid](
-        dummy if seq else D, x if seq else dummy, y if seq else dummy, n, m, om, om_bstride,
-        r, rt if tang else r, base, gv, gt, G, pa, pb, pc, pta, ptb, ptc,
-        B, N, M, K, LOG2E / gamma, 1.0 / gamma, bw_t,
-        TANG=tang, OMEGA=omega is not None, BAND=bandwidth >= 0,
-        PAIRS=pairs, BLOCK_I=block, num_warps=_num_warps(pairs, block), num_stages=1)
+    with on_device(ref):
+        sdtw_bwd_kernel[grid](
+            dummy if seq else D, x if seq else dummy, y if seq else dummy, n, m, om, om_bstride,
+            r, rt if tang else r, base, gv, gt, G, pa, pb, pc, pta, ptb, ptc,
+            B, N, M, K, LOG2E / gamma, 1.0 / gamma, bw_t,
+            TANG=tang, OMEGA=omega is not None, BAND=bandwidth >= 0,
+            PAIRS=pairs, BLOCK_I=block, num_warps=_num_warps(pairs, block), num_stages=1)
     return G

@@ -28,6 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
+from . import on_device
+
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
@@ -361,11 +363,12 @@ def forward(qa, ka, va, qb, kb, vb, tangents=None, keep=None, scale=1.0, blocks=
         toa, tob = oa, ob
     keep_t = keep if keep is not None else lse  # dummy pointer, never read
     grid = (triton.cdiv(Na, bm) + triton.cdiv(Nb, bm), B * H)
-    two_stream_attention_fwd_kernel[grid](
-        qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, oa, ob, toa, tob, lse, keep_t,
-        Na, Nb, H, float(scale), float(scale) * LOG2E,
-        D=D, BLOCK_M=bm, BLOCK_N=bn, HAS_MASK=keep is not None, TANGENT=has_t,
-        PREC=_precision(qa.dtype), UPCAST=_upcast(qa.dtype), **_launch_opts(blocks))
+    with on_device(qa):
+        two_stream_attention_fwd_kernel[grid](
+            qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, oa, ob, toa, tob, lse, keep_t,
+            Na, Nb, H, float(scale), float(scale) * LOG2E,
+            D=D, BLOCK_M=bm, BLOCK_N=bn, HAS_MASK=keep is not None, TANGENT=has_t,
+            PREC=_precision(qa.dtype), UPCAST=_upcast(qa.dtype), **_launch_opts(blocks))
     return oa, ob, lse, (toa if has_t else None), (tob if has_t else None)
 
 
@@ -383,11 +386,12 @@ def backward(qa, ka, va, qb, kb, vb, oa, ob, lse, doa, dob, keep=None, scale=1.0
     common = dict(D=D, BLOCK_M=bm, BLOCK_N=bn, HAS_MASK=keep is not None, PREC=_precision(qa.dtype),
                   UPCAST=_upcast(qa.dtype), **_launch_opts(blocks))
     grid_q = (triton.cdiv(Na, bm) + triton.cdiv(Nb, bm), B * H)
-    two_stream_attention_bwd_dq_kernel[grid_q](
-        qa, ka, va, qb, kb, vb, doa, dob, dqa, dqb, lse, delta, keep_t,
-        Na, Nb, H, float(scale), float(scale) * LOG2E, **common)
     grid_k = (triton.cdiv(Na, bn) + triton.cdiv(Nb, bn), B * H)
-    two_stream_attention_bwd_dkdv_kernel[grid_k](
-        qa, ka, va, qb, kb, vb, doa, dob, dka, dva, dkb, dvb, lse, delta, keep_t,
-        Na, Nb, H, float(scale), float(scale) * LOG2E, **common)
+    with on_device(qa):
+        two_stream_attention_bwd_dq_kernel[grid_q](
+            qa, ka, va, qb, kb, vb, doa, dob, dqa, dqb, lse, delta, keep_t,
+            Na, Nb, H, float(scale), float(scale) * LOG2E, **common)
+        two_stream_attention_bwd_dkdv_kernel[grid_k](
+            qa, ka, va, qb, kb, vb, doa, dob, dka, dva, dkb, dvb, lse, delta, keep_t,
+            Na, Nb, H, float(scale), float(scale) * LOG2E, **common)
     return dqa, dka, dva, dqb, dkb, dvb

@@ -211,7 +211,7 @@ class ABCC(nn.Module):
 
     def forward(self, *args, **kwargs):
         """``forward(batch: dict, generator=None)`` -> ``training_loss(batch)`` (the DDP entry);
-        ``forward(x, static, r, tau, volt_r, volt_tau, composition, electrode)`` -> the average
+        ``forward(x, static, r, tau, state_r, state_tau, context, electrode)`` -> the average
         velocities (u_solvent, u_sei, u_baseline) [B, W] in z-units (see ``velocity``)."""
         if args and isinstance(args[0], dict):
             return self.training_loss(*args, **kwargs)
@@ -271,27 +271,27 @@ class ABCC(nn.Module):
             cols.append(t_h.log1p()[..., None])
         return torch.cat(cols, dim=-1)
 
-    def velocity(self, x, static, r, tau, volt_r, volt_tau, composition, electrode):
+    def velocity(self, x, static, r, tau, state_r, state_tau, context, electrode):
         """Average velocities of both streams over [r, tau]: x, static [B, W] z-units; r, tau [B];
-        volt_r, volt_tau: the protocol states s(r), s(tau) [B, n_state] (see ``protocol_state``;
-        column 0 is V); composition: the context [B, context_size] (see ``context``); electrode
+        state_r, state_tau: the protocol states s(r), s(tau) [B, n_state] (see ``protocol_state``;
+        column 0 is V); context: [B, context_size] (see ``context``); electrode
         int64 [B] -> (u_solvent, u_sei, u_baseline) [B, W] (u_baseline: the smooth baseline
         nuisance, outside both streams; frames = solvent + SEI + baseline). With ``streams=1`` (the
         one-stream ablation) u_sei is 0: the solvent stream and the baseline carry every change."""
-        u_solvent, u_sei, u_baseline = self.backbone(x, static, r, tau, volt_r, volt_tau, composition, electrode)
+        u_solvent, u_sei, u_baseline = self.backbone(x, static, r, tau, state_r, state_tau, context, electrode)
         if self.config.streams == 1:
             u_sei = torch.zeros_like(u_sei)
         return u_solvent, u_sei, u_baseline
 
-    def _total_velocity_jvp(self, x, static, r, tau, volt_r, volt_tau, composition, electrode,
-                            v, dvolt_dr) -> torch.Tensor:
-        """d/dr u(x_r, r, tau) of u = u_solvent + u_sei: the JVP with tangent (v, 1, 0, ds/dr) on
-        (x, r, tau, s(r)) (s: the protocol state, moving with r), by forward-mode AD under no_grad -- a stop-gradient target: no autograd
-        graph and no parameter hooks fire (DDP sees only the ordinary primal call). The joint
-        attention op computes its tangent in the same fused launch as its primal on GPU."""
+    def _total_velocity_jvp(self, x, static, r, tau, state_r, state_tau, context, electrode,
+                            v, dstate_dr) -> torch.Tensor:
+        """d/dr u(x_r, r, tau) of u = u_solvent + u_sei + u_baseline for one tau per row: the JVP with
+        tangent (v, 1, 0, ds/dr) on (x, r, tau, s(r)) (s: the protocol state, moving with r), by
+        forward-mode AD under no_grad (a stop-gradient target: no autograd graph, no parameter
+        hooks). Training uses ``_source_jvp`` (every tau of a source in one pass)."""
         with torch.no_grad(), fwAD.dual_level():
             us, uz, ub = self.backbone(fwAD.make_dual(x, v), static, fwAD.make_dual(r, torch.ones_like(r)), tau,
-                                   fwAD.make_dual(volt_r, dvolt_dr), volt_tau, composition, electrode)
+                                   fwAD.make_dual(state_r, dstate_dr), state_tau, context, electrode)
             du_dr = fwAD.unpack_dual(us + ub if self.config.streams == 1 else us + uz + ub).tangent
         if du_dr is None:  # the output does not depend on (x, r, V(r)) at all
             du_dr = torch.zeros_like(x)

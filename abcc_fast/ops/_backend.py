@@ -87,26 +87,22 @@ def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-@functools.lru_cache(maxsize=None)
-def _triton_status() -> BackendStatus:
+def _triton_status(interpreted: bool) -> BackendStatus:
     try:
         import triton  # noqa: F401
     except ImportError as err:
         return BackendStatus("triton", False, f"triton is not installed ({err}); pip install triton")
     if torch.cuda.is_available():
         return BackendStatus("triton", True, f"triton {triton.__version__} on {torch.cuda.get_device_name()}")
-    if triton_interpreted():
+    if interpreted:
         return BackendStatus("triton", True, f"triton {triton.__version__} under TRITON_INTERPRET=1 (CPU tensors, slow)")
     return BackendStatus("triton", False, "no CUDA device (set TRITON_INTERPRET=1 to run the kernels on CPU tensors, slowly)")
 
 
-def backends() -> dict[str, BackendStatus]:
-    """What each backend can do on this machine and, for what it cannot, why.
-
-    >>> import abcc_fast.ops as ops
-    >>> ops.backends()["reference"].available
-    True
-    """
+@functools.lru_cache(maxsize=None)
+def _status_table(interpreted: bool) -> dict:
+    """Built once per process (and interpreter setting): it imports triton and asks CUDA for the
+    device name, which no op call should pay for."""
     mod = native_module()
     out = {"reference": BackendStatus("reference", True, "pure PyTorch, any device")}
     if mod is None:
@@ -114,7 +110,7 @@ def backends() -> dict[str, BackendStatus]:
     else:
         threads = mod.omp_max_threads()
         out["cpu"] = BackendStatus("cpu", True, f"C++ kernels, OpenMP with {threads} thread(s), built for {mod.cpu_arch()}")
-    out["triton"] = _triton_status()
+    out["triton"] = _triton_status(interpreted)
     if mod is None:
         out["cuda"] = BackendStatus("cuda", False, _native_error())
     elif not mod.has_cuda():
@@ -126,6 +122,22 @@ def backends() -> dict[str, BackendStatus]:
     else:
         out["cuda"] = BackendStatus("cuda", True, f"CUDA kernels on {torch.cuda.get_device_name()}")
     return out
+
+
+def status() -> dict:
+    """The cached backend table (do not modify it); what `resolve` and the ops consult per call."""
+    return _status_table(triton_interpreted())
+
+
+def backends() -> dict[str, BackendStatus]:
+    """What each backend can do on this machine and, for what it cannot, why (a copy of the table
+    the ops use, built once per process).
+
+    >>> import abcc_fast.ops as ops
+    >>> ops.backends()["reference"].available
+    True
+    """
+    return dict(status())
 
 
 def backends_report() -> str:
@@ -158,16 +170,16 @@ def resolve(op: str, device: torch.device, requested: str | None, implemented: t
                              f"(from {'the backend= argument' if requested else 'ABCC_BACKEND'})")
         if explicit not in implemented:
             raise ValueError(f"{op}: backend {explicit!r} does not implement this op; it has {implemented}")
-        status = backends()[explicit]
-        if not status.available:
-            raise RuntimeError(f"{op}: backend {explicit!r} is not available: {status.reason}")
+        st = _status_table(triton_interpreted())[explicit]
+        if not st.available:
+            raise RuntimeError(f"{op}: backend {explicit!r} is not available: {st.reason}")
         if not _device_ok(explicit, device):
             raise ValueError(f"{op}: backend {explicit!r} cannot run on {device.type} tensors; "
                              f"move the inputs or choose another backend")
         return explicit
-    status = backends()
+    table = _status_table(triton_interpreted())
     for name in _AUTO_ORDER.get(device.type, ("reference",)):
-        if name in implemented and status[name].available and _device_ok(name, device):
+        if name in implemented and table[name].available and _device_ok(name, device):
             # Under the interpreter triton is never picked automatically for CPU tensors.
             if name == "triton" and device.type != "cuda":
                 continue

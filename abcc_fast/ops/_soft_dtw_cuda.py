@@ -24,17 +24,22 @@ class _CudaEngine:
     supports_seq = True
 
     def forward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save):
+        # by keyword: the names are csrc/bindings.cpp's kSdtwCudaForwardArgs (checked on CPU by
+        # tests/test_native_bindings.py against _C.op_args)
         value, temporal, ckpt, ckpt_t, base = _module().sdtw_cuda_forward(
-            D, x, y, n, m, float(gamma), float(bandwidth), omega, bool(want_temporal), bool(save))
+            D=D, x=x, y=y, n=n, m=m, gamma=float(gamma), bandwidth=float(bandwidth), omega=omega,
+            want_temporal=bool(want_temporal), save=bool(save))
         state = (ckpt, ckpt_t, base) if save else None
         return value, (temporal if want_temporal else None), state
 
     def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal):
         if state is None:
             raise RuntimeError("soft_dtw (cuda): backward needs the state of a forward run with save=True")
+        ckpt, ckpt_t, base = state
         G, dx, dy = _module().sdtw_cuda_backward(
-            D, x, y, n, m, float(gamma), float(bandwidth), omega, bool(want_temporal), *state,
-            grad_value, grad_temporal)
+            D=D, x=x, y=y, n=n, m=m, gamma=float(gamma), bandwidth=float(bandwidth), omega=omega,
+            want_temporal=bool(want_temporal), ckpt=ckpt, ckpt_t=ckpt_t, base=base, grad_value=grad_value,
+            grad_temporal=grad_temporal)
         return (G,) if D is not None else (dx, dy)
 
 

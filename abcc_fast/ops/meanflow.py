@@ -177,7 +177,9 @@ def _target_engine(engine, u_pred, v, du_dr, r, tau, c, p):
     if engine == "triton":
         from abcc_fast.kernels import meanflow as K
         return K.target(*args, c=float(c), p=float(p))
-    outs = native_module().meanflow_target_cuda(*args, float(c), float(p))
+    # by keyword: the names are csrc/bindings.cpp's kMeanflowTargetArgs (checked against _C.op_args)
+    outs = native_module().meanflow_target_cuda(u_pred=args[0], v=args[1], du_dr=args[2], r=args[3], tau=args[4],
+                                                c=float(c), p=float(p))
     return outs[0], outs[1], outs[2]
 
 
@@ -188,7 +190,8 @@ def _integrate_engine(engine, x0_solvent, x0_sei, u_solvent, u_sei, r, taus, pro
     if engine == "triton":
         from abcc_fast.kernels import meanflow as K
         return K.integrate(*args, project=bool(project))
-    outs = native_module().meanflow_integrate_cuda(*args, bool(project))
+    outs = native_module().meanflow_integrate_cuda(x0_solvent=args[0], x0_sei=args[1], u_solvent=args[2],
+                                                   u_sei=args[3], r=args[4], taus=args[5], project=bool(project))
     return outs[0], outs[1], outs[2]
 
 

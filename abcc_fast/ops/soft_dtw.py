@@ -32,9 +32,11 @@ gradients (no double backward); use backend="reference" for higher orders.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import math
+import os
 from typing import Optional, Sequence, Union
 
 import torch
@@ -116,10 +118,15 @@ def _check_bandwidth(bandwidth, n: torch.Tensor, m: torch.Tensor, fn: str) -> fl
 
 
 def _valid_mask(lengths: torch.Tensor, full: int, device) -> torch.Tensor:
-    return torch.arange(full, device=device).unsqueeze(0) < lengths.to(device).unsqueeze(1)
+    return torch.arange(full, device=device).unsqueeze(0) < _device_lengths(lengths, device).unsqueeze(1)
 
 
 def _check_finite(t: torch.Tensor, mask: Optional[torch.Tensor], name: str, fn: str) -> None:
+    # On CUDA tensors the check would wait for the GPU (a host sync on every call), so it runs only
+    # when asked for: torch.autograd.set_detect_anomaly(True) or ABCC_CHECK_FINITE=1. Without it
+    # NaN or Inf inputs give NaN or Inf outputs there.
+    if t.is_cuda and not (torch.is_anomaly_enabled() or os.environ.get("ABCC_CHECK_FINITE") == "1"):
+        return
     if mask is None and bool(torch.isfinite(t.detach().sum())):
         return  # one reduction, no temporaries; a NaN/Inf (or an overflowing sum) takes the full check
     bad = ~torch.isfinite(t)
@@ -293,6 +300,7 @@ def _engine(name: str):
     return _ENGINE_CACHE[name]
 
 
+@functools.lru_cache(maxsize=None)
 def _implemented() -> tuple:
     names = ["reference", "cpu"]
     for name, module in _ENGINE_MODULES.items():
@@ -302,7 +310,13 @@ def _implemented() -> tuple:
 
 
 def _device_lengths(t: torch.Tensor, device) -> torch.Tensor:
-    return t if device.type == "cpu" else t.to(device)
+    # The lengths live on the host (they are validated there); a pageable host-to-device copy would
+    # wait for the GPU, a pinned one with non_blocking does not.
+    if device.type == "cpu":
+        return t
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 class _CostFunction(torch.autograd.Function):

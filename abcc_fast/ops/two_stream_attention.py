@@ -25,9 +25,11 @@ output 0, tangent 0 and zero gradients (never NaN).
 Backends: `reference` (plain PyTorch on the concatenated streams, any device and dtype; its
 derivatives, forward and reverse, come from PyTorch's autograd), `triton` (forward, forward+JVP,
 backward) and `cuda` (forward and forward+JVP in CUDA C++; its backward is the Triton one).
-Automatic choice: CUDA tensors -> triton > cuda > reference (Triton first for this op: its kernels
-use the tensor cores, the CUDA kernel is a CUDA-core implementation); CPU tensors -> reference (the
-Triton kernels run on CPU tensors only under TRITON_INTERPRET=1, when asked for explicitly).
+Automatic choice: CUDA tensors -> triton > reference; CPU tensors -> reference (the Triton kernels
+run on CPU tensors only under TRITON_INTERPRET=1, when asked for explicitly). The CUDA kernel
+computes on CUDA cores, not tensor cores, so it is never chosen automatically and ABCC_BACKEND=cuda
+runs Triton for this op; `backend="cuda"` in the call still reaches it (with a one-time
+RuntimeWarning), as a second fused implementation for cross-checks.
 
 Limits of the fused backends (beyond them automatic choice falls back to the reference; an explicit
 backend="triton"/"cuda" raises):
@@ -44,12 +46,13 @@ import collections
 import functools
 import math
 import os
+import warnings
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from ._backend import backends, native_module, resolve
+from ._backend import native_module, resolve, status
 
 __all__ = ["two_stream_attention", "two_stream_attention_reference"]
 
@@ -190,8 +193,11 @@ def _triton_backward(prim, oa, ob, lse, doa, dob, keep, scale):
 
 def _cuda_forward(prim, tangents, keep, scale):
     mod = native_module()
-    outs = mod.two_stream_attention_cuda_forward(*prim, *(tangents if tangents is not None else (None,) * 6),
-                                                 keep, float(scale))
+    tqa, tka, tva, tqb, tkb, tvb = tangents if tangents is not None else (None,) * 6
+    qa, ka, va, qb, kb, vb = prim
+    # by keyword: the names are csrc/bindings.cpp's kTwoStreamAttentionArgs (checked against _C.op_args)
+    outs = mod.two_stream_attention_cuda_forward(qa=qa, ka=ka, va=va, qb=qb, kb=kb, vb=vb, tqa=tqa, tka=tka,
+                                                 tva=tva, tqb=tqb, tkb=tkb, tvb=tvb, keep=keep, scale=float(scale))
     oa, ob, lse = outs[0], outs[1], outs[2]
     if tangents is None:
         return oa, ob, lse, None, None
@@ -288,13 +294,29 @@ def _explicit(backend: Optional[str]) -> bool:
     return chosen not in (None, "auto")
 
 
+_CUDA_KERNEL_WARNING = (
+    f"{_OP}: backend='cuda' runs the CUDA C++ attention kernel, which computes on CUDA cores, not tensor "
+    "cores (estimated tens of times slower than backend='triton'); it is kept as a second fused "
+    "implementation for cross-checks. Use backend='triton' (or the automatic choice) for speed.")
+_warned_cuda_kernel = False
+
+
 def _choose_backend(device: torch.device, backend: Optional[str]) -> str:
-    if not _explicit(backend) and device.type == "cuda" and backends()["triton"].available:
-        # Automatic choice prefers Triton for this op (a deviation from cuda > triton): its kernels
-        # use the tensor cores, while the CUDA kernel is a CUDA-core implementation kept for
-        # correctness and as a second fused path. Revisit when GPU timings say otherwise.
-        return resolve(_OP, device, "triton", _IMPLEMENTED)
-    return resolve(_OP, device, backend, _IMPLEMENTED)
+    """Automatic choice on CUDA tensors: triton, else the reference. The CUDA C++ kernel is never
+    chosen automatically, and ABCC_BACKEND=cuda (a request for native GPU kernels everywhere) gets
+    the Triton kernels for this op; only backend="cuda" in the call reaches it, with a warning."""
+    global _warned_cuda_kernel
+    if backend is None and os.environ.get("ABCC_BACKEND") == "cuda":
+        backend = "triton"
+    if not _explicit(backend):
+        if device.type == "cuda" and status()["triton"].available:
+            return resolve(_OP, device, "triton", _IMPLEMENTED)
+        return resolve(_OP, device, "auto", ("reference", "triton"))
+    name = resolve(_OP, device, backend, _IMPLEMENTED)
+    if name == "cuda" and not _warned_cuda_kernel:
+        _warned_cuda_kernel = True
+        warnings.warn(_CUDA_KERNEL_WARNING, RuntimeWarning, stacklevel=4)
+    return name
 
 
 def _split_tangents(tensors):

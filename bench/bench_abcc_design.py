@@ -1,0 +1,77 @@
+"""ABCC design screening: train one configuration for N steps, score test MSE and per-frame MSE.
+
+One run per call; results are appended to bench/results/abcc_design/runs.jsonl. Example (the
+screening behind the cpu_default choices, one seed each, see docs/model.md)::
+
+    OMP_NUM_THREADS=1 python -m bench.bench_abcc_design --entry abcc --steps 600 --tag _d96 \
+        --cfg '{"dim": 96, "heads": 3}'
+    OMP_NUM_THREADS=1 python -m bench.bench_abcc_design --entry mlp --steps 600
+
+MSE is in z-units (the training split's normalisation) over frames 1..T-1 of the test part, as
+OpIRBench's mse column; f1_4 the MSE of frames 1-4, f5_31 the mean over the later frames.
+"""
+import argparse
+import json
+import os
+import shutil
+import time
+
+import torch
+from abcc_fast.data import default_dataset
+from abcc_fast.model import ABCC, ABCCConfig
+from abcc_fast.model import baselines as BL
+from abcc_fast.train.trainer import TrainConfig, train, collate
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--entry", default="abcc")
+ap.add_argument("--steps", type=int, default=600)
+ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--split", default="random")
+ap.add_argument("--lr", type=float, default=2e-3)
+ap.add_argument("--batch", type=int, default=8)
+ap.add_argument("--cfg", default="{}")
+ap.add_argument("--tag", default="")
+ap.add_argument("--ntest", type=int, default=0)
+ap.add_argument("--runs", default="abcc_design_runs", help="trainer output folder")
+a = ap.parse_args()
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+ds = default_dataset(progress=False)
+over = json.loads(a.cfg)
+torch.manual_seed(a.seed)
+if a.entry == "abcc":
+    model = ABCC(ABCCConfig.from_dataset(ds, a.split, preset="cpu_default", **over))
+else:
+    cls = BL.get(a.entry)
+    model = cls(cls.config_class.from_dataset(ds, a.split, preset="cpu_default", **over)) if hasattr(cls.config_class, "from_dataset") else None
+n_params = sum(p.numel() for p in model.parameters())
+tcfg = TrainConfig.cpu_default(steps=a.steps, max_time_s=None, seed=a.seed, lr=a.lr, batch_size=a.batch,
+                               eval_every=10**9, checkpoint_every=10**9, log_every=50)
+out = os.path.join(a.runs, f"{a.entry}{a.tag}_{a.split}_s{a.seed}")
+shutil.rmtree(out, ignore_errors=True)
+t0 = time.time()
+res = train(model, ds, split=a.split, config=tcfg, out_dir=out, resume=False, progress=False)
+tt = time.time() - t0
+# score on test part
+test = ds.split(a.split, "test")
+mean, std = ds.norm_stats(a.split)
+m = res.model.eval()
+idx = range(len(test)) if not a.ntest else range(min(a.ntest, len(test)))
+errs = []
+with torch.no_grad():
+    for s0 in range(0, len(idx), 64):
+        b = collate([test[i] for i in range(s0, min(s0 + 64, len(idx)))])
+        kw = dict(wavenumber=None, time_s=b.get("time_s"))
+        pred = m.predict(b["static"], b["voltage"], b["composition"], b["electrode"], **kw)["frames"]
+        e = ((pred - b["frames"]) / std).pow(2).mean(-1)        # [B, T]
+        errs.append(e)
+e = torch.cat(errs)
+pf = e.mean(0)
+r = dict(entry=a.entry + a.tag, split=a.split, seed=a.seed, steps=a.steps, lr=a.lr, params=n_params,
+         train_s=round(tt, 1), s_per_step=round(tt / a.steps, 4), mse=float(e[:, 1:].mean()),
+         f1_4=[round(float(x), 5) for x in pf[1:5]], f5_31=float(pf[5:].mean()), cfg=over,
+         load=os.getloadavg()[0])
+print(json.dumps(r))
+path = os.path.join(os.path.dirname(__file__), "results", "abcc_design", "runs.jsonl")
+os.makedirs(os.path.dirname(path), exist_ok=True)
+with open(path, "a") as f:
+    f.write(json.dumps(r) + "\n")
