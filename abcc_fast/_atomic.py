@@ -13,16 +13,103 @@ on top of this, see abcc_fast/train/checkpoint.py).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
 PathLike = Union[str, os.PathLike]
 
 __all__ = ["atomic_path", "write_bytes", "write_text", "save_safetensors", "atomic_directory",
-           "swap_into_place", "fsync_dir"]
+           "swap_into_place", "fsync_dir", "temp_dir", "clean_stale_temps", "sha256_file"]
+
+# Temporary siblings are named ``.NAME.tmp-HOST-PID-RANDOM`` (``old-`` for a directory moved aside):
+# the next writer of NAME removes those of a process that no longer runs (kill -9, power loss),
+# and never those of a live writer. HOST is a short hash of the host name, so a shared file
+# system never sees one machine remove another's work in progress.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_TEMP_RE = re.compile(r"^(tmp|old)-([0-9a-f]{8})-(\d+)-")
+_TEMP_ANY_RE = re.compile(r"^\..+?\.(tmp|old)-([0-9a-f]{8})-(\d+)-")
+_LEGACY_RE = re.compile(r"^(tmp-[^.]+|old-[^.]+|[^.]+\.tmp)$")   # names written before the pid tag
+LEGACY_STALE_S = 3600.0
+
+
+def _prefix(name: str, kind: str) -> str:
+    return f".{name}.{kind}-{_HOST}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:           # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temps(target: PathLike, any_name: bool = False) -> list[Path]:
+    """Remove the temporary siblings of ``target`` left by a writer that died (see ``_TEMP_RE``);
+    with ``any_name``, those of every name in ``target``'s folder. Returns what was removed.
+    Those of a live process, or of another host, are kept; untagged ones (written before the tag
+    existed) only when untouched for ``LEGACY_STALE_S``."""
+    target = Path(target)
+    removed = []
+    lead = "." if any_name else f".{target.name}."
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for e in entries:
+        if not e.name.startswith(lead):
+            continue
+        rest = e.name[len(lead):]
+        m = _TEMP_ANY_RE.match(e.name) if any_name else _TEMP_RE.match(rest)
+        if m:
+            stale = m.group(2) == _HOST and not _alive(int(m.group(3)))
+        elif not any_name and _LEGACY_RE.match(rest):
+            try:
+                stale = time.time() - e.stat(follow_symlinks=False).st_mtime > LEGACY_STALE_S
+            except OSError:
+                stale = False
+        else:
+            stale = False
+        if not stale:
+            continue
+        path = Path(e.path)
+        try:
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def temp_dir(target: PathLike, kind: str = "tmp") -> Path:
+    """A fresh private directory beside ``target`` for building it (stale ones are removed first)."""
+    target = Path(target)
+    clean_stale_temps(target)
+    return Path(tempfile.mkdtemp(prefix=_prefix(target.name, kind), dir=target.parent))
+
+
+def sha256_file(path: PathLike, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            b = fh.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
 
 
 def fsync_dir(path: PathLike) -> None:
@@ -49,7 +136,8 @@ def atomic_path(path: PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    clean_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path.name, "tmp"), suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -90,7 +178,7 @@ def swap_into_place(tmp: PathLike, target: PathLike) -> None:
     tmp, target = Path(tmp), Path(target)
     fsync_dir(tmp)
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent)) / "old"
+        old = temp_dir(target, "old") / "old"
         os.replace(target, old)
         os.replace(tmp, target)
         shutil.rmtree(old.parent, ignore_errors=True)
@@ -109,7 +197,10 @@ def atomic_directory(target: PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = temp_dir(target)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's folder is private; the result gets the usual mode
     try:
         yield tmp
         swap_into_place(tmp, target)

@@ -140,5 +140,5 @@ def test_train_bad_input(trained, tmp_path, capsys):
     (broken / "model" / "model.safetensors").write_bytes(b"junk")
     assert main(["predict", "--model", str(broken / "model"), "--static", str(STATIC), "--voltage", str(VOLTAGE),
                  "--composition", COMPOSITION, "--electrode", "LTO", "--out", str(tmp_path / "p")]) == 2
-    assert "cannot load the model" in capsys.readouterr().err
+    assert "model.safetensors is corrupt" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()

@@ -58,6 +58,9 @@ def _methods(text: str):
 
 
 def run(args) -> int:
+    from .._paths import check_replaceable_output
+
+    check_replaceable_output(args.out, MARKERS, "abcc analyze")    # before any work
     if args.evaluate:
         return _evaluate(args)
     from .pathway import analyze
@@ -89,10 +92,21 @@ def run(args) -> int:
         from ..data import chemistry as chem
 
         truth = truth[:, [chem.FILM_SPECIES.index(p) for p in res.products]]
-    paths = write_report(res, args.out, series["description"], truth, figures=not args.no_figures)
+    paths = write_report(res, args.out, series["description"], truth, figures=not args.no_figures)  # whole folder
     print(Path(paths["md"]).read_text())
     print(f"wrote {paths['md']}, {paths['json']} and {len(paths['figures'])} figures")
     return 0
+
+
+MARKERS = ("analysis.json", "evaluation.json")
+
+
+def _whole(out):
+    """The output folder, built aside and swapped in whole (nothing of an earlier run survives)."""
+    from .._atomic import atomic_directory
+    from .._paths import check_replaceable_output
+
+    return atomic_directory(check_replaceable_output(out, MARKERS, "abcc analyze"))
 
 
 def _evaluate(args) -> int:
@@ -105,7 +119,8 @@ def _evaluate(args) -> int:
     ds = data.load(args.data) if args.data else None
     result = evaluate(ds, args.n, model_dir=args.model, chemometric_methods=methods,
                       fraction=args.fraction, detect_au=args.detect_au, progress=not args.no_progress)
-    paths = write_evaluation(result, args.out)
+    with _whole(args.out) as tmp:
+        paths = write_evaluation(result, tmp)
     print(table_markdown(result))
-    print(f"wrote {paths['md']}, {paths['json']}")
+    print(f"wrote {Path(args.out) / Path(paths['md']).name}, {Path(args.out) / Path(paths['json']).name}")
     return 0

@@ -26,6 +26,7 @@ def register(sub) -> None:
                    help="comma-separated system numbers of CHEMISTRY.md §7 (default: all 10)")
     g.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--force", action="store_true", help="replace --out if it already holds a dataset")
     g.set_defaults(func=_generate)
 
     i = dsub.add_parser("inspect", help="summarise a dataset and write figures",
@@ -53,6 +54,7 @@ def register(sub) -> None:
     m.add_argument("--electrode", type=str, default="graphite")
     m.add_argument("--system-name", type=str, default="measured")
     m.add_argument("--name", type=str, default=None)
+    m.add_argument("--force", action="store_true", help="replace --out if it already holds a dataset")
     m.set_defaults(func=_import)
 
 
@@ -65,13 +67,33 @@ def _parse_systems(text):
         raise ValueError(f"--systems must be comma-separated numbers 1..10, got {text!r}") from None
 
 
+def check_new_dataset(out: Path, force: bool) -> Path:
+    """Refuse to replace an existing dataset (or any non-empty folder) at ``out`` without ``force``."""
+    from .._paths import check_output_dir
+
+    check_output_dir(out)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        what = "a dataset" if (out / "manifest.json").exists() else "files"
+        raise ValueError(f"--out {out} already exists and holds {what}; pass --force to replace it, or choose "
+                         "another --out")
+    return out
+
+
+_KEPT = ("the dataset is written to a temporary folder and moved into place only when complete, so {out} "
+         "is as it was before")
+
+
 def _generate(args) -> int:
+    from .._errors import Interrupted
     from .simulator import default_dataset_path, generate
 
-    out = args.out or default_dataset_path(args.seed)
+    out = check_new_dataset(Path(args.out or default_dataset_path(args.seed)), args.force)
     t0 = time.perf_counter()
-    path = generate(out, n_samples=args.count, T=args.T, W=args.W, wn_range=tuple(args.range),
-                    systems=_parse_systems(args.systems), seed=args.seed, progress=not args.no_progress)
+    try:
+        path = generate(out, n_samples=args.count, T=args.T, W=args.W, wn_range=tuple(args.range),
+                        systems=_parse_systems(args.systems), seed=args.seed, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        raise Interrupted(_KEPT.format(out=out)) from None
     print(f"wrote {args.count} samples to {path} in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -120,6 +142,10 @@ def _inspect(args) -> int:
     from .format import load
     from .simulator import default_dataset
 
+    if args.figures:
+        from .._paths import check_output_dir
+
+        check_output_dir(args.figures, "--figures")
     ds = load(args.path, verify=not args.no_verify) if args.path else default_dataset()
     print(summary(ds))
     if args.figures:
@@ -137,6 +163,7 @@ def _inspect(args) -> int:
 def _import(args) -> int:
     from .importer import import_csv
 
+    check_new_dataset(Path(args.out), args.force)
     path = import_csv(args.frames, args.table, args.static, args.out, wn_range=tuple(args.range), W=args.W,
                       composition=args.composition, electrode=args.electrode, system_name=args.system_name,
                       name=args.name)

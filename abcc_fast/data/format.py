@@ -30,18 +30,17 @@ problem and the fix.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
-from .._atomic import swap_into_place
+from .._atomic import sha256_file, swap_into_place, temp_dir
+from .._paths import confined_file, plain_name
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -213,17 +212,6 @@ def frame_stats(frames: torch.Tensor) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
-def sha256_file(path: PathLike, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            b = fh.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
 def _dims(tensors: dict, manifest: dict) -> dict[str, int]:
     frames = tensors["frames"]
     dims = {"S": int(frames.shape[0]), "T": int(frames.shape[1]), "W": int(frames.shape[2]),
@@ -322,7 +310,7 @@ class DatasetWriter:
             raise ValueError(f"{self.out_dir} exists, is not empty and holds no {MANIFEST_NAME}; refusing to "
                              "replace it (choose another output directory)")
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=self.out_dir.parent))
+        self.tmp = temp_dir(self.out_dir)
         os.chmod(self.tmp, 0o755)  # mkdtemp makes it private; a dataset is meant to be shared
         self.shards: list[dict] = []
         self.systems: list[torch.Tensor] = []
@@ -452,15 +440,20 @@ def write_dataset(out_dir: PathLike, tensors: dict, manifest: dict, *,
 # Loading
 # --------------------------------------------------------------------------------------------
 def read_manifest(path: PathLike) -> dict:
-    """Parse and check ``manifest.json`` of a dataset directory (or the file itself)."""
+    """Parse and check ``manifest.json`` of a dataset directory (or the file itself).
+
+    Checks the schema version and keys, the types of the fields the loader uses, and their meaning:
+    shard entries (plain file names, sha256, sample counts summing to ``num_samples``), split
+    indices (integers in range, train/val/test disjoint), normalisation (finite mean, finite
+    std > 0). Any failure raises ``ValueError`` naming the field."""
     path = Path(path)
     mpath = path / MANIFEST_NAME if path.is_dir() else path
-    if not mpath.exists():
+    if not mpath.is_file():
         raise ValueError(f"{mpath}: no dataset manifest here; point to a directory written by "
                          "`abcc data generate` or `abcc data import`")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise ValueError(f"{mpath}: not valid JSON ({err}); the manifest is corrupt, regenerate the "
                          "dataset") from None
     if not isinstance(manifest, dict):
@@ -472,15 +465,103 @@ def read_manifest(path: PathLike) -> dict:
     missing = [k for k in REQUIRED_MANIFEST_KEYS if k not in manifest]
     if missing:
         raise ValueError(f"{mpath}: manifest keys missing: {missing}; regenerate the dataset")
-    grid = manifest["wavenumber"].get("grid") if isinstance(manifest["wavenumber"], dict) else None
-    if grid is None:
-        raise ValueError(f"{mpath}: manifest['wavenumber'] has no 'grid'")
-    validate_grid(torch.tensor(grid, dtype=torch.float64), f"{mpath}: wavenumber grid")
-    if len(grid) != int(manifest["wavenumber"].get("points", len(grid))):
-        raise ValueError(f"{mpath}: wavenumber 'points' disagrees with the grid length")
-    if not manifest["shards"]:
-        raise ValueError(f"{mpath}: the dataset lists no shards")
+    check_manifest(manifest, str(mpath))
     return manifest
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+REWRITE = "the manifest was modified by hand or is corrupt; regenerate or re-import the dataset"
+
+
+def _bad(where: str, field: str, what: str) -> ValueError:
+    return ValueError(f"{where}: manifest[{field}] {what}; {REWRITE}")
+
+
+def check_manifest(m: dict, where: str = "manifest") -> None:
+    """The semantic checks of :func:`read_manifest` on a parsed manifest (see there)."""
+    if not _is_int(m["T"]) or m["T"] < 1:
+        raise _bad(where, "'T'", f"must be a positive integer (frames per sample), got {m['T']!r}")
+    for k in ("systems", "components", "electrodes", "reactions"):
+        if not isinstance(m[k], list):
+            raise _bad(where, repr(k), f"must be a list, got {type(m[k]).__name__}")
+    for k in ("generator", "marker_windows", "splits", "normalization"):
+        if not isinstance(m[k], dict):
+            raise _bad(where, repr(k), f"must be a JSON object, got {type(m[k]).__name__}")
+    wn = m["wavenumber"]
+    grid = wn.get("grid") if isinstance(wn, dict) else None
+    if not isinstance(grid, list) or not all(_is_num(x) for x in grid):
+        raise _bad(where, "'wavenumber']['grid'", "must be a list of numbers (cm^-1)")
+    validate_grid(torch.tensor(grid, dtype=torch.float64), f"{where}: wavenumber grid")
+    if wn.get("points", len(grid)) != len(grid):
+        raise _bad(where, "'wavenumber']['points'", f"is {wn.get('points')!r} but the grid has {len(grid)} points")
+
+    shards = m["shards"]
+    if not isinstance(shards, list) or not shards:
+        raise _bad(where, "'shards'", "must be a non-empty list of {file, sha256, samples} entries")
+    seen: set = set()
+    total = 0
+    for i, e in enumerate(shards):
+        f = f"'shards'][{i}"
+        if not isinstance(e, dict):
+            raise _bad(where, f, f"must be an object {{\"file\", \"sha256\", \"samples\"}}, got "
+                                 f"{type(e).__name__}")
+        for k in ("file", "sha256", "samples"):
+            if k not in e:
+                raise _bad(where, f, f"has no {k!r}")
+        plain_name(e["file"], where, f"manifest['shards'][{i}]['file']", REWRITE)
+        if e["file"] in seen:
+            raise _bad(where, f + "]['file'", f"{e['file']!r} is listed twice")
+        seen.add(e["file"])
+        if not isinstance(e["sha256"], str) or len(e["sha256"]) != 64 or \
+                any(c not in "0123456789abcdef" for c in e["sha256"]):
+            raise _bad(where, f + "]['sha256'", "must be 64 lower-case hex digits")
+        if not _is_int(e["samples"]) or e["samples"] < 1:
+            raise _bad(where, f + "]['samples'", f"must be a positive integer, got {e['samples']!r}")
+        total += e["samples"]
+    n = m.get("num_samples", total)
+    if not _is_int(n) or n != total:
+        raise _bad(where, "'num_samples'", f"is {n!r} but the shards hold {total} samples in all")
+
+    splits = m["splits"]
+    named = [(name, splits[name]) for name in splits if name != "loso"]
+    loso = splits.get("loso", [])
+    if not isinstance(loso, list):
+        raise _bad(where, "'splits']['loso'", "must be a list of folds")
+    named += [(f"loso'][{k}", fold) for k, fold in enumerate(loso)]
+    for name, sp in named:
+        if not isinstance(sp, dict):
+            raise _bad(where, f"'splits']['{name}'", "must be an object with train/val/test index lists")
+        parts = {}
+        for part in ("train", "val", "test"):
+            idx = sp.get(part)
+            field = f"'splits']['{name}']['{part}'"
+            if not isinstance(idx, list) or not all(_is_int(i) for i in idx):
+                raise _bad(where, field, "must be a list of integer sample indices")
+            out = [i for i in idx if not 0 <= i < total]
+            if out:
+                raise _bad(where, field, f"holds index {out[0]} outside 0..{total - 1}")
+            parts[part] = set(idx)
+            if len(parts[part]) != len(idx):
+                raise _bad(where, field, "lists a sample twice")
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+            both = parts[a] & parts[b]
+            if both:
+                raise _bad(where, f"'splits']['{name}'", f"puts sample {min(both)} in both {a!r} and {b!r} "
+                                                         "(the parts must be disjoint)")
+    for name, st in m["normalization"].items():
+        field = f"'normalization']['{name}'"
+        if not isinstance(st, dict) or not _is_num(st.get("mean")) or not _is_num(st.get("std")):
+            raise _bad(where, field, "must be an object with numeric 'mean' and 'std'")
+        if not math.isfinite(st["mean"]) or not math.isfinite(st["std"]) or st["std"] <= 0:
+            raise _bad(where, field, f"needs a finite mean and a finite std > 0, got mean {st['mean']!r}, "
+                                     f"std {st['std']!r}")
 
 
 def load(path: PathLike, *, verify: bool = True) -> OpIRDataset:
@@ -502,25 +583,24 @@ def load(path: PathLike, *, verify: bool = True) -> OpIRDataset:
     if not root.exists():
         raise ValueError(f"{root}: no such dataset directory; generate one with `abcc data generate "
                          f"--out {root}`")
+    if not root.is_dir():
+        raise ValueError(f"{root} is a file; a dataset is a directory (manifest.json + shards)")
     manifest = read_manifest(root)
     wn = torch.tensor(manifest["wavenumber"]["grid"], dtype=torch.float32)
     parts: dict[str, torch.Tensor] = {}
     offset = 0
     expect_synth = bool(manifest.get("synthetic"))
-    for entry in manifest["shards"]:
-        f = root / entry["file"]
-        if not f.exists():
-            raise ValueError(f"{f}: shard listed in the manifest is missing; the dataset is incomplete, "
-                             "regenerate or copy it again")
+    # every shard is a regular file inside the dataset folder, checked before anything is opened
+    mpath = root / MANIFEST_NAME
+    files = [confined_file(root, e["file"], str(mpath), f"manifest['shards'][{i}]['file']", fix=REWRITE)
+             for i, e in enumerate(manifest["shards"])]
     digests: dict = {}
     if verify:  # hashlib releases the GIL: hash the shards on a few threads
         from concurrent.futures import ThreadPoolExecutor
 
-        files = [root / e["file"] for e in manifest["shards"]]
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             digests = dict(zip(files, pool.map(sha256_file, files)))
-    for entry in manifest["shards"]:
-        f = root / entry["file"]
+    for entry, f in zip(manifest["shards"], files):
         if verify:
             digest = digests[f]
             if digest != entry.get("sha256"):
@@ -540,7 +620,7 @@ def load(path: PathLike, *, verify: bool = True) -> OpIRDataset:
         if tensors["frames"].ndim != 3 or tensors["frames"].shape[2] != wn.numel():
             raise ValueError(f"{f}: frames of shape {tuple(tensors['frames'].shape)} do not match the "
                              f"grid of {wn.numel()} points in the manifest")
-        if int(tensors["frames"].shape[0]) != int(entry.get("samples", -1)):
+        if int(tensors["frames"].shape[0]) != entry["samples"]:
             raise ValueError(f"{f}: holds {tensors['frames'].shape[0]} samples, the manifest says "
                              f"{entry.get('samples')}")
         validate_tensors(tensors, dims_manifest, str(f))
@@ -549,7 +629,7 @@ def load(path: PathLike, *, verify: bool = True) -> OpIRDataset:
                              f"{'lacks' if expect_synth else 'has'} the synthetic fields")
         # copy each shard into preallocated full-size tensors (peak memory ~1x the dataset, not 2x)
         if not parts:
-            total = sum(int(e.get("samples", 0)) for e in manifest["shards"])
+            total = sum(e["samples"] for e in manifest["shards"])
             parts = {k: torch.empty((total,) + tuple(v.shape[1:]), dtype=v.dtype) for k, v in tensors.items()}
             offset = 0
         if set(tensors) != set(parts):

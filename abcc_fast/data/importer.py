@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -26,6 +27,9 @@ from . import chemistry as chem
 from .format import write_dataset
 
 PathLike = Union[str, Path]
+FLOAT32_MAX = float(np.finfo(np.float32).max)   # values are stored as float32
+RANGE_HINT = "choose a range inside it (--range LO HI)"
+SUM_TOLERANCE = 1e-3                            # |sum of mole fractions - 1| allowed without a warning
 TIME_NAMES = ("time_s", "time", "t", "t_s", "time/s")
 VOLT_NAMES = ("voltage", "e", "v", "ewe", "potential", "voltage_v", "e/v", "ewe/v")
 
@@ -54,10 +58,13 @@ def read_table(path: PathLike) -> tuple[list[str], np.ndarray]:
             try:
                 v = float(cell)
             except ValueError:
-                raise ValueError(f"{path}: row {i + 2}, column {header[j]!r}: {cell!r} is not a number")
+                raise ValueError(f"{path}: row {i + 2}, column {header[j]!r}: {cell!r} is not a number") from None
             if not math.isfinite(v):
                 raise ValueError(f"{path}: row {i + 2}, column {header[j]!r} is {cell.strip()} (NaN/Inf); "
                                  "remove or interpolate the bad points before importing")
+            if abs(v) > FLOAT32_MAX:
+                raise ValueError(f"{path}: row {i + 2}, column {header[j]!r} is {cell.strip()}, beyond the float32 "
+                                 f"range (|value| <= {FLOAT32_MAX:.3g}) the dataset stores; check the file's units")
             vals[i, j] = v
     return header, vals
 
@@ -98,7 +105,11 @@ def read_jcamp(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
         if any((c.isalpha() and c not in "eE") or c in "@%?" for c in line):
             raise ValueError(f"{path}: line {n} holds compressed (ASDF) or non-numeric JCAMP-DX data; "
                              "export the spectrum as AFFN JCAMP-DX or CSV")
-        nums = [float(t) for t in line.replace(",", " ").replace(";", " ").split()]
+        try:
+            nums = [float(t) for t in line.replace(",", " ").replace(";", " ").split()]
+        except ValueError:
+            raise ValueError(f"{path}: line {n}: cannot read {line[:60]!r} as numbers; export the spectrum as AFFN "
+                             "JCAMP-DX or CSV") from None
         if mode == "xydata":    # x of each line is implied by FIRSTX/LASTX/NPOINTS
             ys.extend(nums[1:])
         else:
@@ -106,16 +117,17 @@ def read_jcamp(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
             ys.extend(nums[1::2])
     if not ys:
         raise ValueError(f"{path}: no XYDATA or XYPOINTS block found (is this a JCAMP-DX spectrum?)")
-    yf = float(labels.get("YFACTOR", "1") or 1)
+    yf = _jcamp_number(path, labels, "YFACTOR", 1.0)
     y = np.asarray(ys, dtype=float) * yf
     if mode == "xydata" or "XYDATA" in labels:
-        first, last = float(labels["FIRSTX"]), float(labels["LASTX"])
-        npts = int(float(labels.get("NPOINTS", len(y))))
-        if npts != y.size:
-            raise ValueError(f"{path}: NPOINTS={npts} but {y.size} values were read")
-        x = np.linspace(first, last, npts)
+        first, last = _jcamp_number(path, labels, "FIRSTX"), _jcamp_number(path, labels, "LASTX")
+        npts = _jcamp_number(path, labels, "NPOINTS", float(y.size))
+        if npts != int(npts) or npts != y.size:
+            raise ValueError(f"{path}: ##NPOINTS={labels.get('NPOINTS')} but {y.size} values were read; the file "
+                             "is truncated or its header is wrong")
+        x = np.linspace(first, last, int(npts))
     else:
-        x = np.asarray(xs, dtype=float) * float(labels.get("XFACTOR", "1") or 1)
+        x = np.asarray(xs, dtype=float) * _jcamp_number(path, labels, "XFACTOR", 1.0)
     xunits = labels.get("XUNITS", "1/CM").upper()
     if "MICRO" in xunits:
         x = 1e4 / x
@@ -132,6 +144,43 @@ def read_jcamp(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+JCAMP_SUFFIXES = (".jdx", ".dx", ".jcamp")
+
+
+def read_static_spectrum(path: PathLike, grid: np.ndarray, hint: str = RANGE_HINT,
+                         what: str = "the dataset grid") -> np.ndarray:
+    """A static spectrum, CSV (wavenumber, absorbance) or JCAMP-DX (by suffix), resampled onto
+    ``grid`` -> float64 [W] (errors end with ``hint`` when the grid is not covered)."""
+    path = Path(path)
+    if path.suffix.lower() in JCAMP_SUFFIXES:
+        sv = np.stack(read_jcamp(path), axis=1)
+    else:
+        header, sv = read_table(path)
+        if sv.shape[1] < 2:
+            raise ValueError(f"{path}: needs a wavenumber column and an absorbance column; found {header}")
+    if sv.shape[0] < 2:
+        raise ValueError(f"{path}: needs at least 2 points (a spectrum), found {sv.shape[0]}")
+    wn, spectrum = _monotonic_grid(path, sv[:, 0], sv[:, 1:2])
+    return _resample(path, wn, spectrum, grid, hint=hint, what=what)[:, 0]
+
+
+def _jcamp_number(path: Path, labels: dict, key: str, default: Optional[float] = None) -> float:
+    """The finite number of JCAMP-DX label ``##key=`` (``default`` when absent; required when None)."""
+    text = labels.get(key)
+    if text is None or text == "":
+        if default is None:
+            raise ValueError(f"{path}: the JCAMP-DX header has no ##{key}= (needed to place the XYDATA values on "
+                             "the wavenumber axis); export the spectrum again with a full header, or as CSV")
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{path}: ##{key}={text[:40]!r} is not a number") from None
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{path}: ##{key}={text[:40]} is not a finite number in range; fix the header")
+    return value
+
+
 def _monotonic_grid(path: Path, wn: np.ndarray, values: np.ndarray):
     d = np.diff(wn)
     if np.all(d > 0):
@@ -143,11 +192,13 @@ def _monotonic_grid(path: Path, wn: np.ndarray, values: np.ndarray):
                      f"{wn[bad]}); sort the file by wavenumber and remove duplicate points")
 
 
-def _resample(path: Path, wn: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """values [n, k] on wn -> [W, k] on grid; grid must lie inside the measured range."""
+def _resample(path: Path, wn: np.ndarray, values: np.ndarray, grid: np.ndarray, hint: str = RANGE_HINT,
+              what: str = "the dataset grid") -> np.ndarray:
+    """values [n, k] on wn -> [W, k] on grid; grid must lie inside the measured range (else ValueError
+    ending with ``hint``)."""
     if grid[0] < wn[0] - 1e-6 or grid[-1] > wn[-1] + 1e-6:
-        raise ValueError(f"{path}: the dataset grid {grid[0]:.1f}-{grid[-1]:.1f} cm^-1 is outside the measured "
-                         f"range {wn[0]:.1f}-{wn[-1]:.1f} cm^-1; choose a range inside it (--range LO HI)")
+        raise ValueError(f"{path}: {what} {grid[0]:.1f}-{grid[-1]:.1f} cm^-1 is outside the measured "
+                         f"range {wn[0]:.1f}-{wn[-1]:.1f} cm^-1; {hint}")
     return np.stack([np.interp(grid, wn, values[:, j]) for j in range(values.shape[1])], axis=1)
 
 
@@ -159,25 +210,50 @@ def _find(header: Sequence[str], names: Sequence[str]) -> Optional[int]:
     return None
 
 
-def parse_composition(spec: Union[str, dict, None]) -> np.ndarray:
-    """"EC=0.45,DMC=0.45,LiPF6=0.1" (or a dict) -> mole fractions [C] over the component vocabulary."""
-    comps = chem.COMPONENT_NAMES
+def parse_fractions(spec: Union[str, dict, None], components: Sequence[str],
+                    option: str = "--composition") -> np.ndarray:
+    """"EC=0.45,DMC=0.45,LiPF6=0.1" (or a dict) -> mole fractions [C] over ``components``, the one
+    composition parser of abcc_fast (import and predict).
+
+    Rules: NAME=FRACTION entries, known names only, finite numbers >= 0, each name once (a repeated
+    name is an error: keeping the last or adding them would both be a guess), not all zero. A sum
+    other than 1 (beyond ``SUM_TOLERANCE``) is renormalised with a warning that says so."""
+    comps = list(components)
     out = np.zeros(len(comps))
     if not spec:
         return out
-    items = spec.items() if isinstance(spec, dict) else [kv.split("=", 1) for kv in str(spec).split(",") if kv.strip()]
+    items = list(spec.items()) if isinstance(spec, dict) else \
+        [kv.split("=", 1) for kv in str(spec).split(",") if kv.strip()]
+    seen: set = set()
     for kv in items:
         if len(kv) != 2:
-            raise ValueError(f"bad composition entry {kv!r}; write NAME=FRACTION, e.g. EC=0.5,DMC=0.5")
-        name, val = kv[0].strip(), float(kv[1])
+            raise ValueError(f"{option}: bad entry {'='.join(map(str, kv))!r}; write NAME=FRACTION, e.g. "
+                             "EC=0.5,DMC=0.5")
+        name = str(kv[0]).strip()
         if name not in comps:
-            raise ValueError(f"unknown component {name!r}; known components: {comps}")
+            raise ValueError(f"{option}: unknown component {name!r}; known components: {', '.join(comps)}")
+        if name in seen:
+            raise ValueError(f"{option}: {name} is given twice; give each component once")
+        seen.add(name)
+        try:
+            val = float(kv[1])
+        except (TypeError, ValueError):
+            raise ValueError(f"{option}: the fraction of {name} must be a number, got {str(kv[1]).strip()!r}") from None
         if not (math.isfinite(val) and val >= 0):
-            raise ValueError(f"composition of {name} must be a finite non-negative number, got {val}")
+            raise ValueError(f"{option}: the fraction of {name} must be a finite number >= 0, got {val}")
         out[comps.index(name)] = val
-    if out.sum() <= 0:
-        raise ValueError("composition fractions sum to zero")
-    return out / out.sum()
+    total = float(out.sum())
+    if total <= 0:
+        raise ValueError(f"{option}: the fractions sum to zero; give at least one positive fraction")
+    if abs(total - 1.0) > SUM_TOLERANCE:
+        warnings.warn(f"{option}: the mole fractions sum to {total:.6g}, not 1; they were renormalised to sum to 1",
+                      stacklevel=2)
+    return out / total
+
+
+def parse_composition(spec: Union[str, dict, None]) -> np.ndarray:
+    """:func:`parse_fractions` over the chemistry component vocabulary (all zeros for no spec)."""
+    return parse_fractions(spec, chem.COMPONENT_NAMES)
 
 
 def read_time_voltage(path: PathLike, T: int, why: str) -> tuple[np.ndarray, np.ndarray]:
@@ -233,15 +309,7 @@ def import_csv(frames_csv: PathLike, table_csv: PathLike, static_csv: PathLike, 
 
     time_s, voltage = read_time_voltage(table_csv, T, f"{frames_csv} has {T} frame columns")
 
-    if static_csv.suffix.lower() in (".jdx", ".dx", ".jcamp"):
-        jx, jy = read_jcamp(static_csv)
-        sv = np.stack([jx, jy], axis=1)
-    else:
-        _, sv = read_table(static_csv)
-    if sv.shape[1] < 2:
-        raise ValueError(f"{static_csv}: needs a wavenumber column and an absorbance column")
-    swn, sspec = _monotonic_grid(static_csv, sv[:, 0], sv[:, 1:2])
-    static = _resample(static_csv, swn, sspec, grid)[:, 0]
+    static = read_static_spectrum(static_csv, grid)
 
     comp = parse_composition(composition)
     tensors = {

@@ -31,13 +31,14 @@ def _stratified(system: np.ndarray, idx: np.ndarray, fractions: Sequence[float],
         members = members[rng.permutation(members.size)]
         n = members.size
         want = frac * n + carry
-        counts = np.floor(want).astype(int)
-        counts = np.minimum(counts, np.ceil(frac * n).astype(int))
+        # a negative carry can push floor(want) below zero: a negative count would make np.split
+        # hand the same samples to two parts
+        counts = np.clip(np.floor(want).astype(int), 0, np.ceil(frac * n).astype(int))
         while counts.sum() < n:
             j = int(np.argmax(np.where(counts < np.ceil(frac * n), want - counts, -np.inf)))
             counts[j] += 1
         while counts.sum() > n:
-            j = int(np.argmax(counts - want))
+            j = int(np.argmax(np.where(counts > 0, counts - want, -np.inf)))
             counts[j] -= 1
         carry = want - counts
         for p, chunk in enumerate(np.split(members, np.cumsum(counts)[:-1])):

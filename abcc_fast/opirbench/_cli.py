@@ -72,13 +72,17 @@ def _load_dataset(path):
 
 
 def run(args) -> int:
+    from .._atomic import atomic_directory
+    from .._paths import check_output_dir, check_replaceable_output
     from .leaderboard import write_leaderboard
     from .protocol import REFERENCES, auto_threads, evaluate, load_predictor
     from .report import per_frame_figure, write_figures
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if getattr(args, "all", False):
+        check_output_dir(args.out)      # the suite resumes into --out: it is kept, not replaced
         return run_all(args, metrics)
+    out = check_replaceable_output(args.out, "leaderboard.json", "abcc bench")
     if args.threads == "auto":
         threads = auto_threads()
     else:
@@ -103,22 +107,27 @@ def run(args) -> int:
                      progress=not args.no_progress, name=name, num_threads=threads)
         print(r.summary(), f"[{r.wall_time_s:.1f} s]", flush=True)
         results.append(r)
-    out = Path(args.out)
-    paths = write_leaderboard(results, dataset, out, args.split, args.part)
-    print(Path(paths["md"]).read_text())
+    figs = []
+    with atomic_directory(out) as tmp:   # the whole folder is replaced: no figure of an earlier run survives
+        paths = write_leaderboard(results, dataset, tmp, args.split, args.part)
+        board = Path(paths["md"]).read_text()
+        if not args.no_figures:
+            figs = write_figures(predictors, dataset, args.split, tmp, args.part)
+            curves = {r.model: r.per_frame["mse"] for r in results if "mse" in r.per_frame}
+            if curves:
+                figs.append(per_frame_figure(curves, tmp / "figures" / "mse_per_frame.png",
+                                             f"MSE per frame, split '{args.split}' ({args.part})"))
+    print(board)
     if not args.no_figures:
-        figs = write_figures(predictors, dataset, args.split, out, args.part)
-        curves = {r.model: r.per_frame["mse"] for r in results if "mse" in r.per_frame}
-        if curves:
-            figs.append(per_frame_figure(curves, out / "figures" / "mse_per_frame.png",
-                                         f"MSE per frame, split '{args.split}' ({args.part})"))
         print(f"wrote {len(figs)} figures to {out / 'figures'}")
-    print(f"wrote {paths['md']}, {paths['csv']}, {paths['json']}")
+    print(", ".join(f"wrote {out / Path(paths[k]).name}" if i == 0 else str(out / Path(paths[k]).name)
+                    for i, k in enumerate(("md", "csv", "json"))))
     return 0
 
 
 def run_all(args, metrics) -> int:
     """``abcc bench --all``: the suite (abcc_fast.opirbench.suite.run_suite)."""
+    from .._errors import Interrupted
     from .suite import run_suite
 
     if args.model:
@@ -127,11 +136,14 @@ def run_all(args, metrics) -> int:
         factors = [float(f) for f in args.sweep_lr.split(",") if f.strip()]
     except ValueError:
         raise ValueError(f"--sweep-lr must be comma-separated numbers, got {args.sweep_lr!r}") from None
-    paths = run_suite(args.out, args.data, entries=args.entries, splits=[s.strip() for s in args.splits.split(",")
-                                                                          if s.strip()],
-                      seeds=args.seeds, preset=args.preset, steps=args.steps, max_time_s=args.max_time,
-                      sweep=args.sweep, sweep_lr=factors, metrics=metrics, oracle_replicates=args.oracle or 16,
-                      figures=not args.no_figures, progress=not args.no_progress)
+    try:
+        paths = run_suite(args.out, args.data, entries=args.entries,
+                          splits=[s.strip() for s in args.splits.split(",") if s.strip()],
+                          seeds=args.seeds, preset=args.preset, steps=args.steps, max_time_s=args.max_time,
+                          sweep=args.sweep, sweep_lr=factors, metrics=metrics, oracle_replicates=args.oracle or 16,
+                          figures=not args.no_figures, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        raise Interrupted(f"every finished run is kept in {args.out}; rerun the same command to continue") from None
     print(Path(paths["md"]).read_text())
     print(f"wrote {paths['md']}, {paths['csv']}, {paths['json']}"
           + (f" and {len(paths['figures'])} figures" if paths["figures"] else ""))

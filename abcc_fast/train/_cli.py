@@ -46,12 +46,13 @@ def register(subparsers) -> None:
 
     q = subparsers.add_parser(
         "predict", help="predict operando frames from a static spectrum and a voltage table",
-        description="Predict all operando frames from a static spectrum (CSV: wavenumber, absorbance; resampled "
-                    "onto the model's grid) and a voltage table (CSV: time_s, voltage; one row per frame). Writes "
+        description="Predict all operando frames from a static spectrum (CSV: wavenumber, absorbance; or JCAMP-DX; "
+                    "resampled onto the model's grid) and a voltage table (CSV: time_s, voltage; one row per frame). Writes "
                     "frames.csv, frames.safetensors, prediction.json and figures/ into --out, atomically.",
         formatter_class=fmt)
     q.add_argument("--model", required=True, metavar="DIR", help="model directory written by abcc train (DIR/model)")
-    q.add_argument("--static", required=True, metavar="CSV", help="static spectrum: wavenumber, absorbance")
+    q.add_argument("--static", required=True, metavar="FILE",
+                   help="static spectrum: CSV (wavenumber, absorbance) or JCAMP-DX (.jdx/.dx)")
     q.add_argument("--voltage", required=True, metavar="CSV", help="voltage table: time_s, voltage (V vs Li/Li+)")
     q.add_argument("--composition", required=True, help='mole fractions, e.g. "EC=0.5,DMC=0.5,LiPF6=0.1"')
     q.add_argument("--electrode", required=True, help="electrode name, e.g. graphite")
@@ -132,13 +133,20 @@ def run_train(args) -> int:
     from .distributed import barrier, cleanup, init_distributed
     from .trainer import TrainConfig, train
 
-    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
-                                   ("max_time_s", args.max_time)) if v is not None}
-    cfg = TrainConfig.preset_named(args.preset, seed=args.seed, device=args.device, **overrides).validate()
-    out = Path(args.out)
-    if not args.resume and not args.overwrite and latest_checkpoint(out) is not None:
+    from .._errors import Interrupted
+    from .._paths import check_output_dir
+
+    check_device(args.device)
+    out = check_output_dir(Path(args.out))
+    ckpt = latest_checkpoint(out)
+    if not args.resume and not args.overwrite and ckpt is not None:
         raise ValueError(f"{out} already holds a training run; pass --resume to continue it, --overwrite to start "
                          "afresh, or choose another --out")
+    resumed = _resumed_settings(ckpt) if args.resume and ckpt is not None else {}
+    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
+                                   ("max_time_s", args.max_time)) if v is not None}
+    cfg = TrainConfig.preset_named(args.preset, seed=args.seed, device=args.device,
+                                   **{**resumed, **overrides}).validate()
     info = init_distributed(cfg.device)
     try:
         progress = not args.no_progress and info.is_main
@@ -150,8 +158,11 @@ def run_train(args) -> int:
             barrier(info)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
         model = build_model(args.model, ds, args.split, PRESETS[args.preset])
-        result = train(model, ds, split=args.split, config=cfg, out_dir=out, resume=args.resume,
-                       progress=progress, dist_info=info)
+        try:
+            result = train(model, ds, split=args.split, config=cfg, out_dir=out, resume=args.resume,
+                           progress=progress, dist_info=info)
+        except KeyboardInterrupt:
+            raise Interrupted(_saved_note(out)) from None
     finally:
         cleanup()
     if info.is_main:
@@ -166,8 +177,56 @@ def run_train(args) -> int:
     return 0
 
 
+def check_device(name) -> None:
+    """--device must be cpu, cuda or cuda:N, and CUDA must be there for cuda."""
+    if name is None:
+        return
+    import torch
+
+    kind, _, index = str(name).partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"--device {name!r} is not supported; use cpu, cuda or cuda:N (or leave it out: cuda when "
+                         "available, else cpu)")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA device is visible")
+            raise ValueError(f"--device {name}: {why}; use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+
+
+def _resumed_settings(ckpt) -> dict:
+    """lr and batch size of the run a --resume continues (used where the command line does not give them)."""
+    import json
+
+    try:
+        st = json.loads((Path(ckpt) / "state.json").read_text(encoding="utf-8"))
+        cfg = st.get("train_config") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}     # load_checkpoint reports the damage with the full message
+    return {k: cfg[k] for k in ("lr", "batch_size") if isinstance(cfg, dict) and k in cfg}
+
+
+def _saved_note(out: Path) -> str:
+    from .checkpoint import latest_checkpoint
+
+    try:
+        ckpt = latest_checkpoint(out)
+    except ValueError:
+        ckpt = None
+    if ckpt is None:
+        return "no checkpoint was saved (interrupted before the first step); nothing to resume"
+    return (f"checkpoint {ckpt} is saved; continue with the same command plus --resume (abcc train --resume "
+            f"--out {out} ...)")
+
+
 def run_predict(args) -> int:
+    from .._paths import check_replaceable_output
     from .predict import predict_to_dir
+
+    check_replaceable_output(args.out, "prediction.json", "abcc predict")   # before loading the model
 
     written = predict_to_dir(args.model, args.static, args.voltage, args.composition, args.electrode, args.out,
                              streams=args.streams, samples=args.samples, noise=args.noise,
@@ -182,7 +241,10 @@ def run_calibrate(args) -> int:
     from .. import uncertainty as unc
     from .predict import load_model
 
+    from .._paths import check_output_dir
+
     unc._check_sampling(args.samples, args.noise)      # before loading or generating anything
+    check_output_dir(args.out)
     if args.max_samples < 0 or args.max_samples == 1:
         raise ValueError(f"--max-samples must be 0 (all) or >= 2, got {args.max_samples}")
     model, _ = load_model(args.model)
@@ -201,9 +263,14 @@ def run_calibrate(args) -> int:
 
 
 def run_demo(args) -> int:
+    from .._errors import Interrupted
     from .demo import run_demo as demo
 
-    report = demo(out_dir=args.out, preset=args.preset, quick=args.quick, data=args.data, seed=args.seed,
-                  progress=not args.no_progress)
+    try:
+        report = demo(out_dir=args.out, preset=args.preset, quick=args.quick, data=args.data, seed=args.seed,
+                      progress=not args.no_progress)
+    except KeyboardInterrupt:
+        raise Interrupted(f"the demo is built beside {args.out} and moved into place when complete, so {args.out} "
+                          "is as it was before; rerun to start again") from None
     print(f"report: {report}", file=sys.stdout)
     return 0

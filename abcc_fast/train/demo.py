@@ -262,19 +262,38 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
     preset: "cpu" (default: two models of ``TrainConfig.cpu_default``'s step budget; within ~15 minutes
     on 2 cores), "gpu" or "tiny";
     quick: tiny model + small generated dataset (a CI-sized end-to-end run).
+
+    The folder is built beside ``out_dir`` and replaces it as a whole at the end, so nothing of an
+    earlier run survives and an interrupted run leaves the earlier one intact (``--quick`` reuses
+    the earlier run's small dataset).
     """
+    import shutil
+
+    from .._atomic import atomic_directory
+    from .._paths import check_replaceable_output
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    final = check_replaceable_output(out_dir, "report.md", "abcc demo")
+    with atomic_directory(final) as tmp:
+        if quick and data is None and (final / "data" / "manifest.json").is_file():
+            shutil.copytree(final / "data", tmp / "data")
+        _run_demo(tmp, final, preset, quick, data, seed, progress)
+    _say(f"done: {final / 'report.md'}")
+    return final / "report.md"
+
+
+def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[str], seed: int,
+              progress: bool) -> None:
+    """The demo, written into ``out`` (a temporary folder that becomes ``final``)."""
     from ..model import load_predictor
     from ..opirbench import manifest_sha256, write_leaderboard
     from ..opirbench.report import per_frame_figure, write_figures
     from .._atomic import write_text
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     t_total = time.perf_counter()
     load_start = _loadavg()
     _FIGURE_ERRORS.clear()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     # ---- 1. data ---------------------------------------------------------------------------
@@ -334,16 +353,17 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
         "mse_per_frame": {s: {r.model: [float(v) for v in r.per_frame["mse"]] for r in results[s] if "mse" in r.per_frame}
                           for s in SPLITS},
     }
-    write_text(out / "demo_summary.json", json.dumps(summary, indent=1, default=str) + "\n")
+    # paths name the final folder, not the temporary one they were written in
+    text = json.dumps(summary, indent=1, default=str).replace(json.dumps(str(out))[1:-1], json.dumps(str(final))[1:-1])
+    write_text(out / "demo_summary.json", text + "\n")
     report = _report(out, ds, summary, runs, results, boards, figs, (curves, bars, per_frame), systems_by_part,
-                     n_params, train_cfg, timings)
+                     n_params, train_cfg, timings, name=final.name)
     write_text(out / "report.md", report)
-    _say(f"done in {timings['total'] / 60:.1f} min: {out / 'report.md'}")
-    return out / "report.md"
+    _say(f"finished in {timings['total'] / 60:.1f} min")
 
 
 def _report(out, ds, summary, runs, results, boards, figs, overview_figs, systems_by_part, n_params, train_cfg,
-            timings) -> str:
+            timings, name: Optional[str] = None) -> str:
     curves, bars, per_frame = overview_figs
     names = [s.get("name", str(i)) if isinstance(s, dict) else str(s)
              for i, s in enumerate(ds.manifest.get("systems") or [])]
@@ -411,7 +431,8 @@ def _report(out, ds, summary, runs, results, boards, figs, overview_figs, system
         L.append("")
     if _FIGURE_ERRORS:
         L += ["Figures that failed: " + "; ".join(_FIGURE_ERRORS), ""]
-    L += ["## Reproduce", "", "```", f"abcc demo --out {out.name} --preset {summary['preset']}"
-          if summary["preset"] != "quick" else f"abcc demo --out {out.name} --quick",
+    name = name or out.name
+    L += ["## Reproduce", "", "```", f"abcc demo --out {name} --preset {summary['preset']}"
+          if summary["preset"] != "quick" else f"abcc demo --out {name} --quick",
           f"abcc bench --model {_rel(runs['random'].model_dir, out)} --split random", "```", ""]
     return "\n".join(L)

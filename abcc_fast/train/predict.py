@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
@@ -32,7 +30,9 @@ import numpy as np
 import torch
 
 from ..data import chemistry as chem
-from ..data.importer import _monotonic_grid, _resample, parse_composition, read_table, read_time_voltage
+from .._atomic import atomic_directory
+from .._paths import check_replaceable_output
+from ..data.importer import parse_fractions, read_static_spectrum, read_time_voltage
 from .trainer import TRAINING_DATA_FILE
 
 DEFAULT_NOISE = 0.002   # AU: abcc predict --noise without a calibration
@@ -105,15 +105,10 @@ def _require_file(path: PathLike, what: str) -> Path:
 
 
 def read_static(path: PathLike, grid: np.ndarray) -> np.ndarray:
-    """A (wavenumber, absorbance) CSV resampled onto ``grid`` [W] -> float64 [W]."""
+    """A static spectrum, CSV (wavenumber, absorbance) or JCAMP-DX, resampled onto ``grid`` [W] -> float64 [W]."""
     path = _require_file(path, "static spectrum")
-    header, values = read_table(path)
-    if values.shape[1] < 2:
-        raise ValueError(f"{path}: needs a wavenumber column and an absorbance column; found {header}")
-    if values.shape[0] < 2:
-        raise ValueError(f"{path}: needs at least 2 rows (a spectrum), found {values.shape[0]}")
-    wn, spectrum = _monotonic_grid(path, values[:, 0], values[:, 1:2])
-    return _resample(path, wn, spectrum, grid)[:, 0]
+    return read_static_spectrum(path, grid, what="the model's grid",
+                                hint="the model predicts on that fixed grid, so give a static spectrum that covers it")
 
 
 def read_voltage(path: PathLike, T: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,48 +118,17 @@ def read_voltage(path: PathLike, T: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def composition_vector(spec: Optional[str], components: list) -> np.ndarray:
-    """"EC=0.5,DMC=0.5,LiPF6=0.1" -> mole fractions [C] over the model's ``components`` (normalised;
-    names outside chemistry's vocabulary are new components given by --component-file)."""
-    if spec and str(spec).strip() and any(n not in chem.COMPONENTS for n in components):
-        return _open_composition_vector(str(spec), list(components))
+    """"EC=0.5,DMC=0.5,LiPF6=0.1" -> mole fractions [C] over the model's ``components`` (names outside
+    chemistry's vocabulary are new components given by --component-file); the rules of
+    :func:`abcc_fast.data.importer.parse_fractions` (each name once, renormalised with a warning)."""
     if not spec or not str(spec).strip():
         raise ValueError(f"--composition is required, e.g. EC=0.5,DMC=0.5,LiPF6=0.1; known components: "
                          f"{', '.join(components)}")
-    for kv in str(spec).split(","):
-        name = kv.split("=", 1)[0].strip()
-        if kv.strip() and name not in components:
-            raise ValueError(f"unknown component {name!r} in --composition; this model knows: {', '.join(components)}")
-    if list(components) == list(chem.COMPONENT_NAMES):
-        return parse_composition(spec)
-    chem_vec = parse_composition(spec)  # validated numbers, over the chemistry vocabulary
-    out = np.zeros(len(components))
-    for i, name in enumerate(chem.COMPONENT_NAMES):
-        if chem_vec[i] > 0:
-            out[components.index(name)] = chem_vec[i]
-    return out / out.sum()
-
-
-def _open_composition_vector(spec: str, components: list) -> np.ndarray:
-    """composition_vector over a vocabulary with new components (same checks as parse_composition)."""
-    import math
-
-    out = np.zeros(len(components))
-    for kv in [kv.split("=", 1) for kv in spec.split(",") if kv.strip()]:
-        if len(kv) != 2:
-            raise ValueError(f"bad composition entry {kv!r}; write NAME=FRACTION, e.g. EC=0.5,DMC=0.5")
-        name = kv[0].strip()
-        if name not in components:
-            raise ValueError(f"unknown component {name!r} in --composition; this model knows: {', '.join(components)}")
-        try:
-            val = float(kv[1])
-        except ValueError:
-            raise ValueError(f"composition of {name} must be a number, got {kv[1]!r}") from None
-        if not (math.isfinite(val) and val >= 0):
-            raise ValueError(f"composition of {name} must be a finite non-negative number, got {val}")
-        out[components.index(name)] += val
-    if out.sum() <= 0:
-        raise ValueError("composition fractions sum to zero")
-    return out / out.sum()
+    twice = sorted({n for n in components if list(components).count(n) > 1})
+    if twice:
+        raise ValueError(f"--component-file: {', '.join(twice)} is already a component of this model (or given "
+                         "twice); give each new component once, under a new name")
+    return parse_fractions(str(spec), list(components))
 
 
 def load_component_files(files, grid: np.ndarray) -> list:
@@ -190,21 +154,6 @@ def frames_csv(wavenumber: np.ndarray, frames: np.ndarray) -> str:
     for w in range(wavenumber.shape[0]):
         lines.append(",".join([f"{wavenumber[w]:.4f}"] + [f"{frames[t, w]:.7g}" for t in range(frames.shape[0])]))
     return "\n".join(lines) + "\n"
-
-
-def _move_into(tmp: Path, out: Path) -> None:
-    """Move every file of ``tmp`` into ``out`` (each ``os.replace`` is atomic), then drop ``tmp``."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    if not out.is_dir():
-        raise ValueError(f"--out {out} exists and is a file; give a directory")
-    for src in sorted(tmp.rglob("*")):
-        if src.is_file():
-            dst = out / src.relative_to(tmp)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def supported_kwargs(fn, **kwargs) -> dict:
@@ -239,6 +188,7 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
     if int(samples) < 0:
         raise ValueError(f"--samples must be >= 0, got {samples}")
     # ---- everything is read and checked before anything is written ------------------------
+    out_dir = check_replaceable_output(out_dir, "prediction.json", "abcc predict")
     model, info = load_model(model_dir)
     calibration = _calibration_for(model_dir, int(samples))
     if noise is None:
@@ -292,10 +242,8 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
         _finite(k, v)
 
     # ---- write into a temporary directory, then move into place -----------------------------
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
+    # the whole folder is replaced: nothing of an earlier prediction (figures, bands) survives
+    with atomic_directory(out_dir) as tmp:
         from safetensors.torch import save_file
 
         (tmp / "frames.csv").write_text(frames_csv(grid, frames.numpy()), encoding="utf-8")
@@ -322,10 +270,6 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
                                    "n_samples": calibration.n_samples}
         (tmp / "prediction.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         written.append("prediction.json")
-        _move_into(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {name: out_dir / name for name in written}
 
 

@@ -52,8 +52,8 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, default_collate
 
 from .._atomic import atomic_directory, write_text
-from .checkpoint import (checkpoint_root, latest_checkpoint, load_checkpoint,
-                         save_checkpoint)
+from .checkpoint import (checkpoint_root, dataset_fingerprint, divergence_message, latest_checkpoint,
+                         restore_checkpoint, save_checkpoint)
 from .distributed import DistInfo, barrier, init_distributed, mean_over_ranks, wrap_for_training
 
 SYNTHETIC_TRUTH = ("solvent", "sei", "extent")  # never train on them (SPEC.md §2.1)
@@ -433,19 +433,10 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
             shutil.rmtree(checkpoint_root(out))
     barrier(info)
     ckpt = latest_checkpoint(out) if resume else None
+    data_sha = dataset_fingerprint(dataset)
     if ckpt is not None:
-        loaded = load_checkpoint(ckpt)
-        st = loaded["state"]
-        if st.get("split") not in (None, split):
-            raise ValueError(f"{ckpt}: this run was trained on split {st.get('split')!r}, not {split!r}; "
-                             "use another --out directory or pass the same --split")
-        try:
-            model.load_state_dict(loaded["model"])
-            ema_model.load_state_dict(loaded["ema"])
-            optimizer.load_state_dict(loaded["optimizer"])
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise ValueError(f"{ckpt}: checkpoint does not fit this model ({err}); resume with the same model "
-                             "configuration or use another --out directory") from None
+        st = restore_checkpoint(ckpt, model, ema_model, optimizer, split=split, train_config=cfg.to_json(),
+                                dataset_sha256=data_sha)
         start_step = int(st["step"])
         best_val = st.get("best_val_loss")
         elapsed_before = float(st.get("elapsed_s", 0.0))
@@ -460,7 +451,8 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
     data_info = training_data_info(dataset, split)
 
     def state_json(step_now: int) -> dict:
-        return {"split": split, "train_config": cfg.to_json(), "model_config": _model_config(model),
+        return {"split": split, "dataset_sha256": data_sha, "train_config": cfg.to_json(),
+                "model_config": _model_config(model),
                 "best_val_loss": best_val, "elapsed_s": elapsed_before + time.perf_counter() - t_start,
                 "world_size": info.world_size, "seed": cfg.seed, "steps_per_epoch": steps_per_epoch}
 
@@ -505,9 +497,7 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
                 with _autocast(device, cfg):
                     loss, logs = wrapped(batch, generator)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"training loss is {float(loss)} at step {step}; lower the learning rate (--lr), check the "
-                        f"data for outliers, or resume from the last checkpoint in {checkpoint_root(out)}")
+                    raise FloatingPointError(divergence_message(float(loss), step, out))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip and cfg.grad_clip > 0:
