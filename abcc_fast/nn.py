@@ -23,6 +23,7 @@ torch.Size([])
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, Optional
 
 import torch
@@ -46,7 +47,7 @@ def _check_reduction(reduction, cls: str) -> str:
 def _check_bandwidth(bandwidth, cls: str) -> Optional[float]:
     if bandwidth is None:
         return None
-    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or not math.isfinite(bandwidth) \
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real) or not math.isfinite(bandwidth) \
             or bandwidth < 0:
         hint = (" (tslearn's third positional argument is dist_func: pass it by keyword, dist_func=...)"
                 if callable(bandwidth) else "")
@@ -219,7 +220,7 @@ class DILATE(nn.Module):
                  return_components: bool = False, backend: Optional[str] = None):
         super().__init__()
         cls = type(self).__name__
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"{cls}: alpha must be a number in [0, 1] (the weight of the shape term), got {alpha!r}")
         self.alpha = float(alpha)
         self.gamma = _check_gamma(gamma, cls)

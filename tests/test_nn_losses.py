@@ -9,8 +9,11 @@ that rounding stays far below 1e-5; their float64 kernels themselves are compare
 import inspect
 import warnings
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from abcc_fast import ops
@@ -116,8 +119,6 @@ def test_matches_tslearn_kernel_small_gamma():
     bwd = getattr(mod, "_njit_soft_dtw_grad_batch", None)
     if fwd is None or bwd is None:
         pytest.skip("this tslearn version has no _njit_soft_dtw_batch / _njit_soft_dtw_grad_batch")
-    import numpy as np
-
     x, y = _pair(3, 12, 9, 2, seed=3)
     D = pairwise_sq_dist(x, y).detach().requires_grad_(True)
     value = ops.soft_dtw_cost(D, 0.1)
@@ -242,6 +243,29 @@ def test_dilate_gradients_finite(N, M, d, gamma):
     assert torch.isfinite(loss) and bool(torch.isfinite(x.grad).all()) and float(x.grad.abs().sum()) > 0
 
 
+@given(B=st.integers(1, 4), N=st.integers(1, 12), M=st.integers(1, 12), d=st.sampled_from([1, 2]),
+       alpha=st.sampled_from([0.0, 0.5, 1.0]), gamma=st.sampled_from([0.01, 0.1, 1.0]),
+       reduction=st.sampled_from(["mean", "sum", "none"]), ragged=st.booleans(), seed=st.integers(0, 2**16))
+def test_property_modules_are_the_ops(B, N, M, d, alpha, gamma, reduction, ragged, seed):
+    """Any shape, ragged or not: the modules give the ops' values and finite gradients."""
+    x, y = _pair(B, N, M, d, seed)
+    g = torch.Generator().manual_seed(seed)
+    lx = torch.randint(1, N + 1, (B,), generator=g) if ragged else None
+    ly = torch.randint(1, M + 1, (B,), generator=g) if ragged else None
+    lengths = None if lx is None else (lx, ly)
+    reduce = {"none": lambda t: t, "mean": torch.mean, "sum": torch.sum}[reduction]
+    cases = [(lambda a, b: DILATE(alpha, gamma, reduction=reduction)(a, b, lengths),
+              lambda a, b: ops.dilate(a, b, alpha, gamma, lengths=lengths, reduction=reduction)[0]),
+             (lambda a, b: SoftDTW(gamma, True, reduction=reduction)(a, b, lx, ly),
+              lambda a, b: reduce(ops.soft_dtw(a, b, gamma, lengths_x=lx, lengths_y=ly, normalize=True)))]
+    for module_fn, op_fn in cases:
+        got = _run(lambda a, b: module_fn(a, b).reshape(-1), x, y)
+        want = _run(lambda a, b: op_fn(a, b).reshape(-1), x, y)
+        for a, b in zip(got, want):
+            assert bool(torch.isfinite(a).all())
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_dilate_legacy_batch_scale():
     B = 5
     x, y = _pair(B, 12, 12, 1, seed=9)
@@ -290,6 +314,7 @@ def test_errors():
         SoftDTW(1.0, False, lambda a, b: a)  # tslearn's positional order
     with pytest.raises(ValueError, match="bandwidth"):
         SoftDTW(1.0, bandwidth=-1)
+    assert SoftDTW(1.0, bandwidth=np.int64(2)).bandwidth == 2.0  # numpy scalars are numbers too
     with pytest.raises(TypeError, match="dist_func must be a callable"):
         SoftDTW(1.0, dist_func="l2")
     with pytest.raises(ValueError, match="single series"):
