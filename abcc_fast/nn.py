@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from . import ops
-from .ops.soft_dtw import Lengths, _check_gamma
+from .ops.soft_dtw import _PRECISIONS, Lengths, _check_gamma
 
 __all__ = ["SoftDTW", "SoftDTWDivergence", "DILATE"]
 
@@ -54,6 +54,13 @@ def _check_bandwidth(bandwidth, cls: str) -> Optional[float]:
         raise ValueError(f"{cls}: bandwidth must be None (no band) or a finite number >= 0 (the Sakoe-Chiba "
                          f"radius), got {bandwidth!r}{hint}")
     return float(bandwidth)
+
+
+def _check_precision(precision, cls: str) -> str:
+    if precision not in _PRECISIONS:
+        raise ValueError(f"{cls}: precision must be one of {_PRECISIONS} (see abcc_fast.ops.soft_dtw), "
+                         f"got {precision!r}")
+    return precision
 
 
 def _reduce(t: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -106,6 +113,8 @@ class SoftDTW(nn.Module):
             inside the kernels (no [B, N, M] tensor for d = 1).
         use_cuda: pysdtw's flag. The backend follows the inputs' device; when given, it is checked
             against it (a mismatch raises).
+        precision: "auto" (float32 inputs in float32, float64 on the CPU for long series),
+            "float64" or "float32"; see `abcc_fast.ops.soft_dtw`.
         backend: force an `abcc_fast.ops` backend ("reference", "cpu", "triton", "cuda").
 
     forward(x, y, lengths_x=None, lengths_y=None): x, y tensors or PackedSequences; `lengths_*`
@@ -114,7 +123,7 @@ class SoftDTW(nn.Module):
 
     def __init__(self, gamma: float = 1.0, normalize: bool = False, bandwidth: Optional[float] = None,
                  reduction: str = "none", *, dist_func: Optional[Callable] = None,
-                 use_cuda: Optional[bool] = None, backend: Optional[str] = None):
+                 use_cuda: Optional[bool] = None, precision: str = "auto", backend: Optional[str] = None):
         super().__init__()
         cls = type(self).__name__
         if not isinstance(normalize, bool):
@@ -132,6 +141,7 @@ class SoftDTW(nn.Module):
         self.reduction = _check_reduction(reduction, cls)
         self.dist_func = dist_func
         self.use_cuda = use_cuda
+        self.precision = _check_precision(precision, cls)
         self.backend = backend
 
     def extra_repr(self) -> str:
@@ -154,7 +164,7 @@ class SoftDTW(nn.Module):
             got = tuple(D.shape) if isinstance(D, torch.Tensor) else type(D).__name__
             raise ValueError(f"{cls}: dist_func must return the cost matrix [B, N, M] = {list(want)}, got {got}")
         return ops.soft_dtw_cost(D, self.gamma, bandwidth=self.bandwidth, lengths_x=la, lengths_y=lb,
-                                 backend=self.backend)
+                                 precision=self.precision, backend=self.backend)
 
     def forward(self, x, y, lengths_x: Lengths = None, lengths_y: Lengths = None) -> torch.Tensor:
         cls = type(self).__name__
@@ -164,7 +174,8 @@ class SoftDTW(nn.Module):
             _check_device(t, self.use_cuda, None, cls, name)
         if self.dist_func is None:
             value = ops.soft_dtw(x, y, self.gamma, bandwidth=self.bandwidth, lengths_x=lengths_x,
-                                 lengths_y=lengths_y, normalize=self.normalize, backend=self.backend)
+                                 lengths_y=lengths_y, normalize=self.normalize, precision=self.precision,
+                                 backend=self.backend)
         else:
             value = self._cost_value(x, y, lengths_x, lengths_y)
             if self.normalize:
@@ -182,9 +193,9 @@ class SoftDTWDivergence(SoftDTW):
 
     def __init__(self, gamma: float = 1.0, bandwidth: Optional[float] = None, reduction: str = "none", *,
                  dist_func: Optional[Callable] = None, use_cuda: Optional[bool] = None,
-                 backend: Optional[str] = None):
+                 precision: str = "auto", backend: Optional[str] = None):
         super().__init__(gamma, True, bandwidth, reduction, dist_func=dist_func, use_cuda=use_cuda,
-                         backend=backend)
+                         precision=precision, backend=backend)
 
     def extra_repr(self) -> str:
         return super().extra_repr().replace("normalize=True, ", "")
@@ -208,6 +219,7 @@ class DILATE(nn.Module):
             mean it returns (its backward omits the 1/B); the loss value is unchanged.
         return_components: return (loss, shape, temporal) like the original `dilate_loss`
             instead of the loss alone.
+        precision: "auto", "float64" or "float32" (see :class:`SoftDTW`).
         backend: force an `abcc_fast.ops` backend.
 
     forward(pred, target, lengths=None): `lengths` is [B] ints for both series or a pair
@@ -217,7 +229,7 @@ class DILATE(nn.Module):
 
     def __init__(self, alpha: float = 0.5, gamma: float = 0.01, device=None, *, bandwidth: Optional[float] = None,
                  omega: Optional[torch.Tensor] = None, reduction: str = "mean", legacy_batch_scale: bool = False,
-                 return_components: bool = False, backend: Optional[str] = None):
+                 return_components: bool = False, precision: str = "auto", backend: Optional[str] = None):
         super().__init__()
         cls = type(self).__name__
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= float(alpha) <= 1.0:
@@ -229,6 +241,7 @@ class DILATE(nn.Module):
         self.reduction = _check_reduction(reduction, cls)
         self.legacy_batch_scale = bool(legacy_batch_scale)
         self.return_components = bool(return_components)
+        self.precision = _check_precision(precision, cls)
         self.backend = backend
         if omega is not None and not isinstance(omega, torch.Tensor):
             raise TypeError(f"{cls}: omega must be a tensor [N, M] or [B, N, M], got {type(omega).__name__}")
@@ -251,5 +264,6 @@ class DILATE(nn.Module):
             _check_device(t, None, self.device, cls, name)
         loss, shape, temporal = ops.dilate(pred, target, self.alpha, self.gamma, omega=self.omega, lengths=lengths,
                                            reduction=self.reduction, legacy_batch_scale=self.legacy_batch_scale,
-                                           bandwidth=self.bandwidth, backend=self.backend)
+                                           bandwidth=self.bandwidth, precision=self.precision,
+                                           backend=self.backend)
         return (loss, shape, temporal) if self.return_components else loss

@@ -266,6 +266,22 @@ def test_property_modules_are_the_ops(B, N, M, d, alpha, gamma, reduction, ragge
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_precision_is_passed_to_the_ops(precision):
+    x, y = (t.float() for t in _pair(2, 9, 7, 1, seed=13))
+    for mod, op in ((SoftDTW(0.1, True, precision=precision),
+                     lambda a, b: ops.soft_dtw(a, b, 0.1, normalize=True, precision=precision)),
+                    (SoftDTW(0.1, dist_func=pairwise_sq_dist, precision=precision),
+                     lambda a, b: ops.soft_dtw_cost(pairwise_sq_dist(a, b), 0.1, precision=precision)),
+                    (DILATE(0.5, 0.1, reduction="none", precision=precision),
+                     lambda a, b: ops.dilate(a, b, 0.5, 0.1, reduction="none", precision=precision)[0])):
+        torch.testing.assert_close(mod(x, y), op(x, y), rtol=0, atol=0)
+    out = SoftDTW(0.1, precision=precision)(x, y)
+    assert out.dtype == torch.float32  # results come back in the inputs' dtype
+    if precision == "float64":  # computed in float64, then rounded once
+        torch.testing.assert_close(out, ops.soft_dtw(x.double(), y.double(), 0.1).float(), rtol=0, atol=0)
+
+
 def test_dilate_legacy_batch_scale():
     B = 5
     x, y = _pair(B, 12, 12, 1, seed=9)
@@ -308,6 +324,8 @@ def test_errors():
         SoftDTW(0.0)
     with pytest.raises(ValueError, match="reduction"):
         SoftDTW(1.0, reduction="avg")
+    with pytest.raises(ValueError, match="precision"):
+        DILATE(precision="double")
     with pytest.raises(TypeError, match="dist_func=..."):
         SoftDTW(1.0, lambda a, b: a)  # pysdtw's positional order
     with pytest.raises(ValueError, match="dist_func=..."):
