@@ -1,7 +1,7 @@
 """abcc_fast: a fast PyTorch engine for operando infrared prediction.
 
-Subpackages: `ops` (kernels behind one door), `data` (OpIRSim and the dataset format),
-`opirbench` (the benchmark), `model`, `train`, `viz`.
+Subpackages: `ops` (kernels behind one door), `nn` (soft-DTW / DILATE loss modules), `data`
+(OpIRSim and the dataset format), `opirbench` (the benchmark), `model`, `train`, `viz`.
 """
 __version__ = "0.1.0"
 
@@ -10,4 +10,7 @@ def __getattr__(name):  # lazy: `import abcc_fast` stays cheap; the model loads 
     if name in ("ABCC", "ABCCConfig"):
         from . import model
         return getattr(model, name)
+    if name == "nn":
+        import importlib
+        return importlib.import_module(".nn", __name__)
     raise AttributeError(f"module 'abcc_fast' has no attribute {name!r}")
