@@ -1,4 +1,4 @@
-"""Calibrated prediction bands for ABCC's stochastic mode (SPEC.md §4.4, issue 7.3).
+"""Calibrated prediction bands for ABCC's stochastic mode.
 
 ``ABCC.predict(..., samples=K, noise=sigma)`` predicts every frame from K source states
 ``static + sigma * N(0, 1)`` in one batched call and returns their spread ``std`` [B, T, W]. ABCC

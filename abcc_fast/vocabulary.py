@@ -1,4 +1,4 @@
-"""Open vocabulary of electrolyte components (SPEC.md 4.4): a component is its band template.
+"""Open vocabulary of electrolyte components: a component is its band template.
 
 A *template* is a component's pure spectrum on a wavenumber grid, in two states: ``free`` and
 ``bound`` (Li+-coordinated solvent / ion-paired anion), AU per mol/L, ATR-weighted, rendered with

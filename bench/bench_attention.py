@@ -1,6 +1,6 @@
 """Two-stream attention: time and peak memory of primal, primal+backward and primal+JVP.
 
-Side by side in one run (KERNELS.md section 5):
+Side by side in one run:
   ours/<backend>   abcc_fast.ops.two_stream_attention (reference on CPU; triton and cuda on GPU)
   sdpa             F.scaled_dot_product_attention (best backend) on the concatenated streams
                    (the concatenation is part of what it costs); primal and primal+backward

@@ -1,4 +1,4 @@
-"""Benchmark: scoring the full default OpIRBench test split with every metric (SPEC.md §3 "Speed").
+"""Benchmark: scoring the full default OpIRBench test split with every metric.
 
     python -m bench.bench_opirbench [--split random] [--repeat 1] [--threads 0,1] [--out bench/results/opirbench_cpu.json]
 
@@ -6,7 +6,7 @@ Times `evaluate(Persistence(), default_dataset(), split)` end to end (the predic
 so this is the cost of the metrics) and per metric, and writes JSON with the machine info. When the
 embedded default dataset cannot be built here (abcc_fast.data.default_dataset missing), it times a
 synthetic stand-in of the same shape (712 test samples, T=32, W=512) and says so in the JSON.
-Target (issue 3): <= 30 s in total on the 2-core CPU machine.
+Target: <= 30 s in total on the 2-core CPU machine.
 """
 from __future__ import annotations
 

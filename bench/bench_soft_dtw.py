@@ -1,6 +1,6 @@
 """Soft-DTW / DILATE throughput: every abcc_fast backend against the reference and the peers.
 
-    python -m bench.bench_soft_dtw            # full grid (KERNELS.md section 5 / issue 2)
+    python -m bench.bench_soft_dtw            # full grid
     python -m bench.bench_soft_dtw --quick    # a smoke run of the smallest shapes
     python -m bench.bench_soft_dtw --no-reference --threads 1   # skip the slow PyTorch reference rows
     python -m bench.bench_soft_dtw --gpu      # GPU session (make gpu-check): soft_dtw_gpu.*, short

@@ -1,4 +1,4 @@
-"""Calibrated uncertainty of ABCC on the default dataset (issue 7.3), CPU, 1 thread.
+"""Calibrated uncertainty of ABCC on the default dataset, CPU, 1 thread.
 
 Two phases, each a few minutes on one core (run them one after the other)::
 
@@ -64,7 +64,7 @@ def _measure(args) -> None:
     fig = unc.reliability_figure(report, png)
     plt.close(fig)
     m = machine
-    md = (f"# Calibrated uncertainty of ABCC (issue 7.3), CPU\n\n"
+    md = (f"# Calibrated uncertainty of ABCC, CPU\n\n"
           f"{m['date']}, git {m.get('git', '?')}, {m['cpu']} ({m['cpu_count']} cores, torch {m['torch']}, "
           f"{m['torch_threads']} thread), load average {', '.join(f'{x:.2f}' for x in m['load_average_1_5_15'])} "
           f"(other work shared the machine). `python -m bench.bench_uncertainty train|measure`.\n\n"

@@ -1,4 +1,4 @@
-"""Held-out component (issue 7 item 4): train on OpIRSim samples WITHOUT a band-JSON solvent X, predict samples
+"""Held-out component: train on OpIRSim samples WITHOUT a band-JSON solvent X, predict samples
 WITH X, giving X only as a template (composition_encoding="templates"), on the default grid (W=512, T=32).
 
 Compared on the X samples (MSE in AU^2 over frames 1..T-1):

@@ -55,7 +55,7 @@ def test_nnls_error_is_bounded_with_noise():
     tpl = product_templates(WN, ["Li2CO3", "LEDC", "polyVC", "SOx"])
     rng = np.random.default_rng(1)
     amounts = rng.uniform(0.02, 0.1, (20, 4))
-    sigma = 1e-4                                                    # AU, a good MCT ATR (CHEMISTRY.md §5.3)
+    sigma = 1e-4                                                    # AU, a good MCT ATR
     noisy = _mixture(tpl, amounts, rng) + sigma * rng.standard_normal((20, WN.size))
     err = np.abs(fit_amounts(noisy, tpl)["amounts"] - amounts)
     # a band of ~0.05 AU per mol/L over tens of points: amount noise ~ 1e-4 / 0.05 / sqrt(30) ~ 4e-4 mol/L
@@ -110,7 +110,7 @@ def test_onset_comparison_counts_order_and_misses():
 
 def test_order_on_a_simulated_vc_system():
     """System 6 (LP30 + VC | graphite): poly(VC) from VC reduction (~1.3 V) forms before EC-derived LEDC
-    (~0.8 V), CHEMISTRY.md §3.1; from the truth streams and from the frames alone."""
+    (~0.8 V); from the truth streams and from the frames alone."""
     from abcc_fast.data.simulator import OpIRSim, SimConfig
 
     sim = OpIRSim(SimConfig(T=24, W=256, systems=[6]))

@@ -1,4 +1,4 @@
-"""OpIRSim physics checked with independent logic (CHEMISTRY.md values typed in here, window
+"""OpIRSim physics checked with independent logic (band values typed in here, window
 integration, peak picking and polynomial fits written in the test, not taken from the simulator)."""
 import numpy as np
 import pytest
@@ -7,11 +7,11 @@ from scipy.signal import find_peaks
 from abcc_fast.data import chemistry as chem
 from abcc_fast.data.simulator import OpIRSim, SimConfig, render_species
 
-# Band positions read from CHEMISTRY.md §1-2 (middle of the quoted range), cm^-1.
+# Band positions (middle of the literature range), cm^-1.
 LITERATURE = {
-    ("EC", "free"): [1800, 1773, 1160, 1070, 970, 717],         # §1.1 table
+    ("EC", "free"): [1800, 1773, 1160, 1070, 970, 717],
     ("EC", "bound"): [1770, 1195, 1085, 904, 728],               # bound column (1765-1775, 1190-1200, ...)
-    ("PC", "free"): [1790, 1180, 777, 712],                      # §1.1 PC paragraph
+    ("PC", "free"): [1790, 1180, 777, 712],
     ("PC", "bound"): [1765, 725],
     ("FEC", "free"): [1830, 1190, 1090],                         # 1825-1835, 1180-1200, 1080-1100
     ("VC", "free"): [1830, 1555, 1155],                          # 1830, 1550-1560, 1150-1160
@@ -19,7 +19,7 @@ LITERATURE = {
     ("DMC", "bound"): [1722.5, 1310, 932.5],                     # 1720-1725, 1300-1320, 930-935
     ("EMC", "free"): [1745, 1262.5, 1015],
     ("DEC", "free"): [1743.5, 1257.5, 1025],
-    ("DME", "free"): [1110, 850, 2820],                          # 2820 = OCH3 marker (§1.3, §6)
+    ("DME", "free"): [1110, 850, 2820],                          # 2820 = OCH3 marker
     ("DME", "bound"): [870],
     ("DOL", "free"): [1150, 1085, 1030, 940],
     ("LiPF6", "free"): [840],
@@ -29,7 +29,7 @@ LITERATURE = {
     ("LiFSI", "bound"): [1390],
     ("LiBF4", "free"): [1045],                                   # 1030-1060
     ("LiClO4", "free"): [1095],                                  # 1090-1100
-    ("Li2CO3", None): [1430, 1500, 865],                         # §2: 1420-1440, 1490-1510, 860-870
+    ("Li2CO3", None): [1430, 1500, 865],                         # 1420-1440, 1490-1510, 860-870
     ("LEDC", None): [1650, 1405, 1315, 825],                     # 1640-1660, 1400-1410, 1310-1320, 820-830
     ("LMC", None): [1665],                                       # 1660-1670
     ("polyVC", None): [1810],                                    # 1800-1820
@@ -114,7 +114,7 @@ def test_ledc_band_grows_only_below_onset():
         down = np.arange(V.size) <= np.argmin(V)
         assert area[down & (V > 1.1)].max() < 0.02 * area[-1]
         grew = np.nonzero(area > 0.1 * area[-1])[0][0]
-        assert V[grew] < 0.9                        # EC onset 0.6-0.9 V (CHEMISTRY.md §3.1)
+        assert V[grew] < 0.9                        # EC onset 0.6-0.9 V
 
 
 @pytest.mark.parametrize("system,additive", [(6, "VC_reduction"), (5, "FEC_reduction")])
@@ -173,7 +173,7 @@ def test_noise_level_matches_setting():
     out = sim.simulate(np.arange(6), seed=9, overrides={"noise_sigma": sigma, "atmosphere": 0.0,
                                                       "vc_wt": 0.0, "fec_wt": 0.0, "crystal": 0})
     wn = sim.wavenumber
-    m = (wn >= 1540) & (wn <= 1620)                  # no bands here in LP30 (CHEMISTRY.md §6)
+    m = (wn >= 1540) & (wn <= 1620)                  # no bands here in LP30
     resid = (out["frames"] - out["solvent"] - out["sei"])[:, :, m]
     x = (wn[m] - wn[m].mean()) / 40
     est = []
@@ -188,7 +188,7 @@ def test_frames_change_visibly_over_the_cycle():
     out = sim.simulate(np.arange(20), seed=0)
     dyn = np.abs(out["solvent"][:, -1] - out["solvent"][:, 0]).max(-1)
     assert np.median(dyn) > 5e-3                     # depletion/displacement/polarisation well above noise
-    assert np.median(out["sei"][:, -1].max(-1)) > 1e-3   # SEI DeltaA 1e-3..1e-2 (§3.4)
+    assert np.median(out["sei"][:, -1].max(-1)) > 1e-3   # SEI DeltaA 1e-3..1e-2
     assert np.all(out["static"].max(-1) > 0.1)       # electrolyte bands 0.1-1 AU
 
 

@@ -27,7 +27,7 @@ def test_random_split_stratified(ds):
 
 def test_system_split_holds_out_2_and_5(ds):
     sp = ds.manifest["splits"]["system"]
-    assert sp["held_out_systems"] == [2, 5]                      # CHEMISTRY.md §7 numbers
+    assert sp["held_out_systems"] == [2, 5]                      # docs/opirsim.md system numbers
     test = ds.split("system", "test")
     train, val = ds.split("system", "train"), ds.split("system", "val")
     names = {ds.manifest["systems"][int(s)]["name"] for s in test.system.unique()}

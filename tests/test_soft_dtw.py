@@ -4,7 +4,7 @@ The oracle is an independent float64 numpy implementation of Cuturi & Blondel (2
 Algorithms 1 and 2 (row-major loops over a padded R, backward from stored R), not the
 anti-diagonal scheme the backends use. The reference backend is checked against it; the cpu
 backend is checked against the reference (float64) and, in fp32, against the precision targets
-of KERNELS.md section 5. Gradients are also checked by finite differences (gradcheck).
+of docs/results.md ("Precision"). Gradients are also checked by finite differences (gradcheck).
 """
 import math
 

@@ -5,7 +5,7 @@ available here.
 Without a GPU the Triton kernels run under the interpreter (tests/conftest.py sets
 TRITON_INTERPRET=1), so shapes stay tiny; the cuda backend needs a CUDA device and abcc_fast._C
 built with CUDA, and is skipped otherwise (CI compiles its kernels but cannot run them).
-Tolerances: the kernels compute in float32, the oracle in float64 (KERNELS.md section 5: value
+Tolerances: the kernels compute in float32, the oracle in float64 (docs/results.md, "Precision": value
 rel. error <= 1e-5, |E - E_ref| <= 1e-4 at gamma >= 0.1 and <= 1e-3 at gamma = 0.01; gradients
 are checked with the same scale). Backend-specific checks stay in test_soft_dtw_triton.py
 (ahead-of-time compilation for sm_90) and test_soft_dtw_cuda.py (long sequences, memory).

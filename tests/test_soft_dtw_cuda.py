@@ -29,7 +29,7 @@ GPU_BACKENDS = [
 
 
 # ---------------------------------------------------------------------------------------------
-# long sequences: KERNELS.md section 5 precision targets against float64 on the GPU
+# long sequences: the precision targets (docs/results.md, "Precision") against float64 on the GPU
 # ---------------------------------------------------------------------------------------------
 def _walks(B, N, M, seed):
     """Random walks; y is shifted by 2 so every path costs >= ~4 per cell and the soft-DTW value

@@ -1,4 +1,4 @@
-"""ABCC ablation switches and the ``abcc bench --all`` suite (issue 6.2-6.3), on tiny data."""
+"""ABCC ablation switches and the ``abcc bench --all`` suite, on tiny data."""
 import csv
 import json
 

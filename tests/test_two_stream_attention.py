@@ -414,7 +414,7 @@ def test_bad_mask_and_unsupported_fused_shapes():
 
 
 # ---------------------------------------------------------------------------------------------
-# GPU only: bigger shapes, the CUDA backend, the bf16 tangent target of KERNELS.md section 5
+# GPU only: bigger shapes, the CUDA backend, the bf16 tangent target
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 @pytest.mark.parametrize("backend", FUSED)

@@ -1,4 +1,4 @@
-"""Calibrated uncertainty (abcc_fast.uncertainty, issue 7.3): split-conformal scale calibration.
+"""Calibrated uncertainty (abcc_fast.uncertainty): split-conformal scale calibration.
 
 - synthetic heteroscedastic Gaussian errors with a spread that is wrong by a factor 3 and grows over
   frames: calibrated coverage of fresh data is nominal within a stated tolerance, raw is not;

@@ -1,4 +1,4 @@
-"""Open vocabulary (SPEC 4.4, issue 7 item 4): component templates from chemistry, band JSON and measured
+"""Open vocabulary: component templates from chemistry, band JSON and measured
 spectra; the templates composition encoding of ABCC; OpIRSim with a JSON component; a held-out component."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Classical chemometric decompositions of an operando series, as baselines (CHEMISTRY.md §5.5).
+"""Classical chemometric decompositions of an operando series, as baselines.
 
 Both factorise a non-negative matrix D into k non-negative concentration profiles and spectra,
 D ~ C S^T, in one of two modes:
@@ -6,7 +6,7 @@ D ~ C S^T, in one of two modes:
 - ``"frames"``: D = the frames [T, W] (absorbance; NMF clips negative values to 0). Component j
   contributes C_j S_j to each frame.
 - ``"difference"``: D = [max(dA, 0) | max(-dA, 0)] [T, 2W] with dA = x_t - x_0, the positive and
-  negative parts of the difference spectra side by side (CHEMISTRY.md §5.5). Component j's signed
+  negative parts of the difference spectra side by side. Component j's signed
   spectrum is S_j+ - S_j-; its SEI candidate contribution is C_j S_j+ (SEI bands only grow).
 
 Factorisations:
@@ -19,7 +19,7 @@ Factorisations:
 
 Neither knows which component is the SEI. ``split_sei`` assigns components by an *oracle*: among
 all non-empty proper subsets of the k components it takes the one whose summed SEI candidate
-contribution, referenced to frame 0 (SEI(0) = 0, SPEC §4.2), has the smallest MAE to the true SEI
+contribution, referenced to frame 0 (SEI(0) = 0), has the smallest MAE to the true SEI
 field over the scored frames 1..T-1; the solvent estimate is the rest of the reconstruction. This flatters the baselines (a user without the truth cannot do it), which
 is the fair direction for a comparison against our template fit.
 """

@@ -6,7 +6,7 @@ then turns it into product amounts (NNLS on the product templates), onsets and a
 (``pathway``), which are compared with those computed by the same definitions from the *true*
 product amounts. The true amounts are exact: OpIRSim's film amounts are n_p(t) = sum_k y_pk
 xi_k(t), with xi the dataset's ``extent`` field and y the film yields of the manifest's
-stoichiometry (CHEMISTRY.md §3.2, §5.4).
+stoichiometry.
 
 Methods (rows of the table):
 

@@ -8,22 +8,22 @@ Steps, each a function of its own:
 
 1. **Streams** (``estimate_streams``). With streams given, they are used as they are. Without them
    (a measured series), the SEI stream is estimated by a template fit of the difference spectra
-   D_t = x_t - x_0 (frame 0: the cell at rest, no SEI yet, SPEC §4.2 z(0) = 0)::
+   D_t = x_t - x_0 (frame 0: the cell at rest, no SEI yet, z(0) = 0)::
 
        D_t ~ sum_m a_tm S_m                  SEI product templates, a >= 0        -> SEI estimate
            + sum_e b_te E_e                  soluble products (DMDOHC/DEDOHC), b >= 0
            + sum_e c_te E_e                  free and bound spectra of the electrolyte's
                                              components (speciation / consumption: either sign)
            + d_t x_0 (nu / 1000) + g_t x_0   film displacement exp(-2L/d_p) ~ 1 - 2L nu/(1000 d_p1000)
-                                             and gain drift (CHEMISTRY.md §5.1, §5.3): either sign
-           + sum_q e_tq B_q                  baseline basis of §5.3 (Legendre P0-P3, electrode
+                                             and gain drift: either sign
+           + sum_q e_tq B_q                  baseline basis (Legendre P0-P3, electrode
                                              broadband, water vapour, CO2): either sign
 
    solved per frame as one non-negative least-squares problem (signed columns enter twice, +/-).
    SEI estimate = sum_m a_tm S_m (frame 0: 0). Solvent estimate = x_0 - B_0 + the electrolyte
    part of the fit, with B_0 the baseline part of a fit of x_0 itself (non-negative electrolyte
    spectra + signed baseline basis). The templates are OpIRSim's (``templates.simulator_basis``),
-   so on measured data the estimate is only as good as the band tables of CHEMISTRY.md.
+   so on measured data the estimate is only as good as OpIRSim's band tables.
 2. **Product amounts** (``fit_amounts``): each frame's SEI stream as a non-negative combination of
    the product templates (``templates.product_templates``, several aging states per product,
    summed per product): scipy.optimize.nnls on column-normalised templates.
@@ -38,7 +38,7 @@ Steps, each a function of its own:
    products by onset (in time, since protocols hold and reverse the voltage); products whose onsets
    lie within ``tie_frames`` frames of each other are reported as forming together.
 4. **Band-centroid drift** (``centroid_drift``): ``opirbench.metrics.band_centroids`` of the
-   frames (and of the solvent stream) in the marker windows of CHEMISTRY.md §6, relative to frame 0.
+   frames (and of the solvent stream) in the manifest's marker windows, relative to frame 0.
 """
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def default_products(wavenumber, components: Optional[Sequence[str]] = None, res
     if not vis:
         raise ValueError(f"none of the candidate SEI products {cand} has a band on this grid "
                          f"({float(np.min(wavenumber)):.0f}-{float(np.max(wavenumber)):.0f} cm^-1); the grid must "
-                         "cover part of 700-1900 cm^-1 (CHEMISTRY.md §2, §6)")
+                         "cover part of 700-1900 cm^-1")
     return vis
 
 

@@ -180,7 +180,7 @@ def _figures(res: PathwayAnalysis, fig_dir: Path, truth_amounts) -> list[str]:
     c = res.centroids
     if c["windows"]:
         emit(centroid_drift_fig(res.voltage, c["centroid"], window_names=c["windows"],
-                                title="band-centroid drift of the frames (marker windows, CHEMISTRY.md §6)"),
+                                title="band-centroid drift of the frames (marker windows)"),
              "centroid_drift.png")
     emit(decomposition_figure(res), "decomposition.png")
     return names

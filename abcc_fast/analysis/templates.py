@@ -1,9 +1,9 @@
 """SEI product templates on a spectral grid, rendered by the simulator itself.
 
 The templates are OpIRSim's own film-species spectra (``abcc_fast.data.simulator.Basis.sei``,
-CHEMISTRY.md §2 band table, §5.2 line shapes, instrument line shape included): for each film
+its band table and line shapes, instrument line shape included): for each film
 product p, J aging states along the film-aging coordinate (band drift 1-10 cm^-1 and 10-30 %
-broadening, §3.4), every state with the same in-window area. The simulator renders a product's
+broadening), every state with the same in-window area. The simulator renders a product's
 SEI contribution as a non-negative mix of two adjacent aging states whose weights sum to the
 product's amount n_p (mol/L of probed volume), so on synthetic data
 
@@ -13,7 +13,7 @@ holds exactly, and a non-negative least-squares fit over all (p, j) columns retu
 summing the coefficients of each product.
 
 Which products to fit: all film species (``chem.FILM_SPECIES``), or those the electrolyte can
-form (``reachable_products``: products of every reaction of CHEMISTRY.md §3.1-3.2 whose reactants
+form (``reachable_products``: products of every reaction of ``chem.REACTIONS`` whose reactants
 are present, transesterification products included), or an explicit list.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ MIN_TEMPLATE_PEAK = 1e-4
 
 
 def film_products() -> list[str]:
-    """Every SEI film product OpIRSim renders (CHEMISTRY.md §2), in the simulator's order."""
+    """Every SEI film product OpIRSim renders, in the simulator's order."""
     return list(chem.FILM_SPECIES)
 
 
@@ -56,7 +56,7 @@ def check_products(products: Sequence[str]) -> list[str]:
 
 
 def reachable(components: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(components, film products) that reactions of CHEMISTRY.md §3.1-3.2 can reach from ``components``.
+    """(components, film products) that the simulator's reactions can reach from ``components``.
 
     A reaction runs when every component it consumes is present; components it produces
     (EMC transesterification -> DMC + DEC) join the present set, so the closure is taken.
@@ -162,7 +162,7 @@ def product_templates(wavenumber, products: Optional[Sequence[str]] = None, reso
         if top < MIN_TEMPLATE_PEAK:
             raise ValueError(f"SEI product {name!r} has no band on this grid ({basis.wavenumber[0]:.0f}-"
                              f"{basis.wavenumber[-1]:.0f} cm^-1, strongest template value {top:.2g} AU per mol/L); "
-                             f"leave it out of --products or use a grid that covers its bands (CHEMISTRY.md §2)")
+                             f"leave it out of --products or use a grid that covers its bands")
         rows.append(s[:J])
         owner += [p] * J
         peak.append(top)

@@ -13,7 +13,7 @@ def register(sub) -> None:
 
     g = dsub.add_parser("generate", help="generate an OpIRSim dataset (default: the 7,118-sample default)",
                         description="Simulate operando IR formation cycles of the 10 systems of "
-                                    "CHEMISTRY.md §7 and write a dataset directory (manifest + safetensors).")
+                                    "docs/opirsim.md and write a dataset directory (manifest + safetensors).")
     g.add_argument("--out", type=Path, default=None,
                    help="output directory (default: the default-dataset cache path, $ABCC_DATA_DIR or "
                         "~/.cache/abcc_fast/...)")
@@ -23,7 +23,7 @@ def register(sub) -> None:
     g.add_argument("--range", type=float, nargs=2, default=(700.0, 1900.0), metavar=("LO", "HI"),
                    help="wavenumber range in cm^-1 (default 700 1900)")
     g.add_argument("--systems", type=str, default=None,
-                   help="comma-separated system numbers of CHEMISTRY.md §7 (default: all 10)")
+                   help="comma-separated system numbers of docs/opirsim.md (default: all 10)")
     g.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--force", action="store_true", help="replace --out if it already holds a dataset")

@@ -1,24 +1,23 @@
-"""Band, species, reaction and system tables for OpIRSim, transcribed from CHEMISTRY.md.
+"""Band, species, reaction and system tables for OpIRSim (docs/opirsim.md, "Chemistry tables").
 
-Every number here cites its section of CHEMISTRY.md. Where the document gives a range, the middle of
-the range is used; where it is silent and the simulator needs a value, the line is marked
-``# assumption`` and says why.
+Where the literature gives a range, the middle of the range is used; where it is silent and the
+simulator needs a value, the line is marked ``# assumption`` and says why.
 
 Conventions
 -----------
 - A band is ``Peak(position cm^-1, height, fwhm cm^-1, eta)`` with ``eta`` the Lorentzian fraction
-  of a pseudo-Voigt (§5.2: liquids 0.5-0.8, solid SEI 0.3-0.6).
+  of a pseudo-Voigt (liquids 0.5-0.8, solid SEI 0.3-0.6).
 - Electrolyte components: ``free`` peaks have relative heights (strongest band = 1.0, the "Rel."
-  column of §1); ``peak_per_molar`` is the absorbance (AU, ATR at 1000 cm^-1 reference depth) of the
+  column); ``peak_per_molar`` is the absorbance (AU, ATR at 1000 cm^-1 reference depth) of the
   strongest band per mol/L of that component. Solvents: 0.8 AU for the neat liquid (``0.8 /
   neat_molar``), a typical single-bounce diamond ATR value.
-- Li+-bound (solvent) or ion-paired (anion) spectra are *area exchanges* (§1.5): ``bound`` maps a
+- Li+-bound (solvent) or ion-paired (anion) spectra are *area exchanges*: ``bound`` maps a
   free peak index to its bound (position, fwhm); the bound peak keeps the free peak's area, so the
   free/bound split moves intensity between fixed sub-bands and produces apparent centroid shifts.
   ``bound_extra`` adds bands that only the bound/paired state has (e.g. PF6- nu1 activation).
 - SEI species: ``peaks`` relative heights; ``peak_per_molar`` the film absorbance of the strongest
-  band per mol/L of product in the probed volume (film term, flat G_film, §5.1), chosen so that a
-  formation-cycle SEI gives DeltaA 1e-3..1e-2 (§3.4 "Typical magnitudes").
+  band per mol/L of product in the probed volume (film term, flat G_film), chosen so that a
+  formation-cycle SEI gives DeltaA 1e-3..1e-2 (typical magnitudes).
 """
 from __future__ import annotations
 
@@ -45,8 +44,8 @@ class Component:
     peak_per_molar: float = 0.05    # AU of the strongest band per mol/L
     molar_mass: float = 100.0       # g/mol
     density: float = 1.0            # g/mL (neat liquid; salts: not used)
-    preference: float = 1.0         # Li+ solvation preference weight w_i (§1.5); salts: pairing constant
-    sites: float = 1.0              # coordination sites per molecule (DME chelates: 2, §1.5)
+    preference: float = 1.0         # Li+ solvation preference weight w_i; salts: pairing constant
+    sites: float = 1.0              # coordination sites per molecule (DME chelates: 2)
 
 
 def _solvent_ppm(density: float, molar_mass: float) -> float:
@@ -56,7 +55,7 @@ def _solvent_ppm(density: float, molar_mass: float) -> float:
 
 P = Peak
 # ---------------------------------------------------------------------------------------------
-# §1.1 Cyclic carbonates
+# Cyclic carbonates
 # ---------------------------------------------------------------------------------------------
 EC = Component(
     "EC", "solvent",
@@ -74,7 +73,7 @@ EC = Component(
     bound={0: (1770, 26), 1: (1770, 26), 2: (1482, 12), 5: (1195, 28), 6: (1085, 20), 7: (975, 10),
            8: (904, 10), 9: (728, 10)},
     peak_per_molar=_solvent_ppm(1.32, 88.06), molar_mass=88.06, density=1.32,
-    preference=3.0)   # §1.5: EC > PC > DMC ~ EMC > DEC > FEC; 3 gives 45 % / 15 % bound EC / DMC in LP30
+    preference=3.0)   # EC > PC > DMC ~ EMC > DEC > FEC; 3 gives 45 % / 15 % bound EC / DMC in LP30
 
 PC = Component(
     "PC", "solvent",
@@ -108,7 +107,7 @@ VC = Component(
     peak_per_molar=_solvent_ppm(1.355, 86.05), molar_mass=86.05, density=1.355, preference=1.0)
 
 # ---------------------------------------------------------------------------------------------
-# §1.2 Linear carbonates (O-C-O = 1.0, C=O ~0.85, CH3 deformations 0.1-0.2, O-CH3/O-C2H5 0.2-0.4)
+# Linear carbonates (O-C-O = 1.0, C=O ~0.85, CH3 deformations 0.1-0.2, O-CH3/O-C2H5 0.2-0.4)
 # ---------------------------------------------------------------------------------------------
 DMC = Component(
     "DMC", "solvent",
@@ -143,7 +142,7 @@ DEC = Component(
     peak_per_molar=_solvent_ppm(0.975, 118.13), molar_mass=118.13, density=0.975, preference=0.7)
 
 # ---------------------------------------------------------------------------------------------
-# §1.3 Ethers
+# Ethers
 # ---------------------------------------------------------------------------------------------
 DME = Component(
     "DME", "solvent",
@@ -153,7 +152,7 @@ DME = Component(
           P(2820, 0.1, 15), P(2880, 0.1, 15), P(2930, 0.12, 15), P(2985, 0.06, 15)),  # nu(CH); 2820 OCH3
     bound={0: (1080, 40), 2: (1060, 20), 6: (870, 14)},  # bound C-O-C at ~1080/1060
     peak_per_molar=_solvent_ppm(0.867, 90.12), molar_mass=90.12, density=0.867,
-    preference=2.0, sites=2.0)  # glymes chelate: one DME ~ 2 coordination sites (§1.5)
+    preference=2.0, sites=2.0)  # glymes chelate: one DME ~ 2 coordination sites
 
 DOL = Component(
     "DOL", "solvent",
@@ -165,7 +164,7 @@ DOL = Component(
     peak_per_molar=_solvent_ppm(1.06, 74.08), molar_mass=74.08, density=1.06, preference=0.8)
 
 # ---------------------------------------------------------------------------------------------
-# §1.4 Salts: "bound" = contact ion pair / aggregate; preference = pairing constant kappa (1/M):
+# Salts: "bound" = contact ion pair / aggregate; preference = pairing constant kappa (1/M):
 # paired fraction = 1 - 1/(1 + kappa c)  (assumption: a simple mass-action form)
 # ---------------------------------------------------------------------------------------------
 LiPF6 = Component(
@@ -213,7 +212,7 @@ LiClO4 = Component(
 
 LiNO3 = Component(
     "LiNO3", "salt",
-    free=(P(1360, 1.0, 60, 0.5), P(830, 0.1, 10)),    # nu3 NO3- 1300-1420, nu2 ~830 (§1.4 extras)
+    free=(P(1360, 1.0, 60, 0.5), P(830, 0.1, 10)),    # nu3 NO3- 1300-1420, nu2 ~830
     bound={0: (1300, 40)},
     bound_extra=(P(1420, 0.6, 40, 0.5),),              # nu3 split in CIP
     peak_per_molar=0.5, molar_mass=68.9, preference=0.5)
@@ -231,7 +230,7 @@ def neat_molar(name: str) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# §2 SEI species (film term) and soluble products (electrolyte term)
+# SEI species (film term) and soluble products (electrolyte term)
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Species:
@@ -240,8 +239,8 @@ class Species:
     peak_per_molar: float           # AU of the strongest band per mol/L (film or solution)
     soluble: bool = False           # soluble products live in the electrolyte stream and can leave
     film_nm_per_molar: float = 300.0  # film thickness per mol/L of product in the probed volume (assumption)
-    drift: float = 0.0              # band drift (cm^-1) as the film ages (§3.4, §5.2: 1-10 cm^-1)
-    broaden: float = 0.2            # relative FWHM growth as the film ages (§5.2: 10-30 %)
+    drift: float = 0.0              # band drift (cm^-1) as the film ages (1-10 cm^-1)
+    broaden: float = 0.2            # relative FWHM growth as the film ages (10-30 %)
 
 
 S = Species
@@ -273,24 +272,24 @@ SEI_SPECIES: dict[str, Species] = {s.name: s for s in (
                  P(1745, 0.25, 50, 0.4), P(1260, 0.25, 50, 0.4)), 0.05, drift=-6.0),
     # LixPOyFz: nu(P-F) 840-900, nu(P=O) 1250-1310, nu(P-O) 1000-1150 (broad 40-100)
     S("LixPOyFz", (P(870, 1.0, 60, 0.4), P(1280, 0.6, 50, 0.4), P(1080, 0.5, 80, 0.4)), 0.04),
-    # FSI-derived S-O species ~1000-1200 (§3.1); positions assumption inside that range
+    # FSI-derived S-O species ~1000-1200; positions assumption inside that range
     S("SOx", (P(1100, 1.0, 80, 0.4), P(1040, 0.6, 60, 0.4)), 0.04),
-    # borates from BF4- (§7 #10 "borate/LiF"): assumption, B-O ~1350 broad
+    # borates from BF4- (borate/LiF): assumption, B-O ~1350 broad
     S("borate", (P(1350, 1.0, 90, 0.4), P(1020, 0.4, 60, 0.4)), 0.03),
-    # poly-DOL: broad nu(C-O-C) 1100-1130 (§1.3)
+    # poly-DOL: broad nu(C-O-C) 1100-1130
     S("polyDOL", (P(1115, 1.0, 60, 0.4), P(1450, 0.1, 30, 0.4)), 0.05),
-    # soluble dimers (§2 DMDOHC/DEDOHC): nu(C=O) 1745-1755, nu_as(O-C-O) 1260-1280, FWHM 20-30
+    # soluble dimers (DMDOHC/DEDOHC): nu(C=O) 1745-1755, nu_as(O-C-O) 1260-1280, FWHM 20-30
     S("DMDOHC", (P(1750, 0.8, 25), P(1270, 1.0, 25)), 0.08, soluble=True),
     S("DEDOHC", (P(1745, 0.8, 25), P(1265, 1.0, 25)), 0.08, soluble=True),
 )}
-# invisible products (LiF, Li2O, LiH, Li2S, Li3N, LixNOy, LiCl, gases) are bookkept but have no bands (§2)
+# invisible products (LiF, Li2O, LiH, Li2S, Li3N, LixNOy, LiCl, gases) are bookkept but have no bands
 INVISIBLE = ("LiF", "gas", "LixNOy", "Li2S", "LiCl")
 FILM_SPECIES = [n for n, s in SEI_SPECIES.items() if not s.soluble]
 SOLUBLE_SPECIES = [n for n, s in SEI_SPECIES.items() if s.soluble]
 
 
 # ---------------------------------------------------------------------------------------------
-# §3.1 onsets, §3.2 stoichiometry, §5.1 kinetics: reaction families
+# onsets, stoichiometry, kinetics: reaction families
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Reaction:
@@ -301,7 +300,7 @@ class Reaction:
     produces: dict                 # species -> y (invisible species included for bookkeeping)
     electrons: float
     onset: float                   # V vs Li/Li+
-    width: float                   # V, logistic width (§5.1: 20-80 mV)
+    width: float                   # V, logistic width (20-80 mV)
     rate: float                    # M/h nominal rate constant (randomised per sample, assumption)
     passivating: bool = True
     km: float = 0.3                # M, saturation constant in the reactant (additives deplete first-order)
@@ -309,7 +308,7 @@ class Reaction:
 
 R = Reaction
 REACTIONS: dict[str, Reaction] = {r.name: r for r in (
-    # VC ~1.0-1.4 V, strongly passivating; n VC + e- -> poly(VC); VC + 2e- -> Li2CO3 + C2H2 (§3.2)
+    # VC ~1.0-1.4 V, strongly passivating; n VC + e- -> poly(VC); VC + 2e- -> Li2CO3 + C2H2
     R("VC_reduction", {"VC": 1.0}, {"polyVC": 0.8, "Li2CO3": 0.2, "gas": 0.2}, 0.8 * 0.1 + 0.2 * 2.0,
       1.30, 0.05, 1.5, km=0.05),
     # FEC ~1.0-1.3 V: FEC + 2e- + 2Li+ -> LiF + poly(VC)-like (+ CO2, Li2CO3)
@@ -317,11 +316,11 @@ REACTIONS: dict[str, Reaction] = {r.name: r for r in (
       1.15, 0.05, 1.2, km=0.1),
     # EC ~0.8 V: 2 EC + 2e- -> LEDC + C2H4 (per LEDC)
     R("EC_to_LEDC", {"EC": 2.0}, {"LEDC": 1.0, "gas": 1.0}, 2.0, 0.80, 0.05, 0.3),
-    # EC + 2e- -> Li2CO3 + C2H4: lower potentials, fresh Li (§3.4)
+    # EC + 2e- -> Li2CO3 + C2H4: lower potentials, fresh Li
     R("EC_to_Li2CO3", {"EC": 1.0}, {"Li2CO3": 1.0, "gas": 1.0}, 2.0, 0.45, 0.06, 0.06),
-    # PC on graphite 0.8-1.0 V: 2 PC + 2e- -> LPDC + propylene; NOT passivating on graphite (§3.1)
+    # PC on graphite 0.8-1.0 V: 2 PC + 2e- -> LPDC + propylene; NOT passivating on graphite
     R("PC_to_LPDC", {"PC": 2.0}, {"LPDC": 1.0, "gas": 1.0}, 2.0, 0.88, 0.05, 0.12),
-    # DMC/EMC/DEC 0.5-1.0 V, strongest near 0 V: R-carbonate + e- -> LRC (+ ROLi) (§3.2)
+    # DMC/EMC/DEC 0.5-1.0 V, strongest near 0 V: R-carbonate + e- -> LRC (+ ROLi)
     R("DMC_reduction", {"DMC": 1.0}, {"LMC": 0.7, "ROLi": 0.3, "gas": 1.0}, 1.0, 0.70, 0.10, 0.08),
     R("EMC_reduction", {"EMC": 1.0}, {"LMC": 0.35, "LEC": 0.35, "ROLi": 0.3, "gas": 1.0}, 1.0,
       0.70, 0.10, 0.08),
@@ -338,22 +337,22 @@ REACTIONS: dict[str, Reaction] = {r.name: r for r in (
     R("FSI_reduction", {"LiFSI": 1.0}, {"LiF": 1.0, "SOx": 1.0, "Li2S": 0.2}, 2.0, 1.30, 0.06, 0.12),
     # TFSI- below ~1 V -> LiF, Li2S, Li3N (invisible)
     R("TFSI_reduction", {"LiTFSI": 1.0}, {"LiF": 1.0, "Li2S": 0.5}, 2.0, 0.90, 0.06, 0.03),
-    # BF4- -> LiF + borates (§7 #10)
+    # BF4- -> LiF + borates
     R("BF4_reduction", {"LiBF4": 1.0}, {"LiF": 2.0, "borate": 0.5}, 2.0, 1.00, 0.08, 0.03),
     # ClO4- -> LiCl, Li2O (invisible)  (assumption: onset ~1 V like the other anions)
     R("ClO4_reduction", {"LiClO4": 1.0}, {"LiCl": 1.0}, 8.0, 1.00, 0.08, 0.01),
     # LiNO3 ~1.6-1.8 V -> LixNOy, Li3N (loss of the NO3- band), self-limiting
     R("NO3_reduction", {"LiNO3": 1.0}, {"LixNOy": 1.0}, 2.0, 1.70, 0.05, 0.6, km=0.05),
-    # DOL ring-opening polymerisation (anion/Lewis-acid initiated) -> poly-DOL (§1.3, §3.1)
+    # DOL ring-opening polymerisation (anion/Lewis-acid initiated) -> poly-DOL
     R("DOL_polymerisation", {"DOL": 1.0}, {"polyDOL": 1.0}, 0.1, 1.50, 0.15, 0.05),
 )}
 REACTION_NAMES = list(REACTIONS)
 
-# Electrode modifiers (§3.1, §3.4, §7): (onset shift V, rate factor, passivating?) per (reaction, electrode)
+# Electrode modifiers: (onset shift V, rate factor, passivating?) per (reaction, electrode)
 #  - PC on graphite: not passivating (handled by the exfoliation switch in the simulator)
 #  - LTO: no EC reduction expected at 1.55 V, yet slow continued carbonate formation (Leau 2025):
 #    modelled as EC pathways with +1.0/+1.4 V onset, 0.02x/0.1x rate, not passivating.
-#  - fresh Li (Cu plating, Li metal): Li2CO3 dominant (§3.4, MIT thesis), alkyl carbonates stronger.
+#  - fresh Li (Cu plating, Li metal): Li2CO3 dominant (MIT thesis), alkyl carbonates stronger.
 #  - Si: DEC -> DEDOHC on native SiOx (Shi et al.), strong.
 ELECTRODE_MODIFIERS = {
     ("EC_to_LEDC", "LTO"): (1.0, 0.02, False),
@@ -368,7 +367,7 @@ ELECTRODE_MODIFIERS = {
 ELECTRODES = ["graphite", "Cu", "LTO", "Si", "Li"]
 
 # ---------------------------------------------------------------------------------------------
-# §6 marker windows (cm^-1)
+# Marker windows (cm^-1)
 # ---------------------------------------------------------------------------------------------
 MARKER_WINDOWS = {
     "ring_bend_700_760": [700.0, 760.0],
@@ -377,7 +376,7 @@ MARKER_WINDOWS = {
     "OCO_carbonate_1200_1550": [1200.0, 1550.0],
     "carbonyl_1550_1900": [1550.0, 1900.0],
     "CH_stretch_2800_3100": [2800.0, 3100.0],
-    # narrower markers inside those regions (§6, §1.5, §3.3)
+    # narrower markers inside those regions
     "EC_ring_bend_710_735": [705.0, 740.0],
     "PF6_820_880": [820.0, 880.0],
     "DMC_OCO_1250_1330": [1245.0, 1330.0],
@@ -389,11 +388,11 @@ MARKER_WINDOWS = {
 
 
 # ---------------------------------------------------------------------------------------------
-# §7 the ten systems
+# The ten systems (docs/opirsim.md, "The ten systems")
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class System:
-    number: int                     # CHEMISTRY.md §7 numbering (1..10)
+    number: int                     # docs/opirsim.md numbering (1..10)
     name: str
     electrolyte: str
     electrodes: tuple               # (electrode, probability) choices
@@ -402,8 +401,8 @@ class System:
     salts: tuple                    # (salt, probability) choices for the main salt
     salt_molar: tuple               # (lo, hi) M
     additives: dict = field(default_factory=dict)  # fixed additive -> (lo, hi) wt% of the solvent
-    random_additives: bool = True   # carbonate systems: VC/FEC at random small fractions (SPEC §2.2)
-    solvation_number: tuple = (3.0, 5.0)  # n_s range (§1.5: 2-6)
+    random_additives: bool = True   # carbonate systems: VC/FEC at random small fractions
+    solvation_number: tuple = (3.0, 5.0)  # n_s range (literature: 2-6)
     extra_salts: dict = field(default_factory=dict)  # e.g. LiNO3 -> (lo, hi) M
 
 
@@ -435,17 +434,17 @@ SYSTEMS: list[System] = [
            (("LiBF4", 0.6), ("LiClO4", 0.4)), (0.8, 1.2)),
 ]
 
-SALT_MOLAR_VOLUME = 0.03  # L/mol: volume taken by dissolved salt (assumption; gives LP30 ~6.5 M EC, §1.5)
+SALT_MOLAR_VOLUME = 0.03  # L/mol: volume taken by dissolved salt (assumption; gives LP30 ~6.5 M EC)
 
 
 def system_table() -> list[dict]:
-    """The manifest's ``systems`` list: index (position), number (§7), name, electrolyte, electrode."""
+    """The manifest's ``systems`` list: index (position), number, name, electrolyte, electrode."""
     return [{"index": i, "number": s.number, "name": s.name, "electrolyte": s.electrolyte,
              "electrode": "/".join(e for e, _ in s.electrodes)} for i, s in enumerate(SYSTEMS)]
 
 
 def stoichiometry_table(sei_area: Optional[dict] = None) -> list[dict]:
-    """The manifest's per-reaction stoichiometry (§3.2, §5.4), in ``manifest["reactions"]`` order."""
+    """The manifest's per-reaction stoichiometry, in ``manifest["reactions"]`` order."""
     out = []
     for r in REACTIONS.values():
         d = {"name": r.name, "consumes": dict(r.consumes), "produces": dict(r.produces),

@@ -1,4 +1,4 @@
-"""The OpIR dataset format, schema v1 (SPEC.md §2.1).
+"""The OpIR dataset format, schema v1.
 
 A dataset is a directory::
 
@@ -151,7 +151,7 @@ class OpIRDataset:
         """The ``part`` ("train" | "val" | "test") of split ``name``.
 
         ``name`` is "random" (80/10/10 stratified by system), "system" (test = held-out systems
-        2 and 5 of CHEMISTRY.md §7) or "loso:<k>" (fold k of leave-one-system-out). Works on a
+        2 and 5 of docs/opirsim.md) or "loso:<k>" (fold k of leave-one-system-out). Works on a
         subset too: rows are matched through their global ``index``.
         """
         wanted = self.split_indices(name, part)

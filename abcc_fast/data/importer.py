@@ -1,4 +1,4 @@
-"""Import measured operando IR data into the dataset format (SPEC.md §2.3).
+"""Import measured operando IR data into the dataset format.
 
 Inputs (CSV, comma or semicolon separated, one header row):
 

@@ -1,4 +1,4 @@
-"""Electrochemical protocols of the first formation cycle (CHEMISTRY.md §3.5, §5.1).
+"""Electrochemical protocols of the first formation cycle.
 
 Three protocols, all vectorised over samples on a fine time grid of N+1 points:
 
@@ -12,7 +12,7 @@ Three protocols, all vectorised over samples on a fine time grid of N+1 points:
 ``x`` is the lithiation fraction of the working electrode (for Cu and Li: plated capacity), from
 electrode-specific V(q) curves: graphite staging plateaus (0.21/0.12/0.09 V), Si slopes, LTO 1.55 V,
 Cu plating below 0 V after a nucleation dip, Li metal plating/stripping near 0 V, and PC-exfoliating
-graphite stuck on the ~0.8 V reduction plateau (§3.1, §7).
+graphite stuck on the ~0.8 V reduction plateau.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ CURVES = {
          [3.0, 1.4, 0.85, 0.70, 0.30, 0.21, 0.20, 0.125, 0.115, 0.092, 0.08, 0.01]),
         ([0, .05, .2, .4, .55, .75, .88, .94, 1.0],
          [0.05, 0.10, 0.12, 0.15, 0.22, 0.25, 0.45, 0.9, 1.5])),
-    # PC on graphite: co-intercalation/exfoliation, a long ~0.8 V reduction plateau, no staging (§7 #7)
+    # PC on graphite: co-intercalation/exfoliation, a long ~0.8 V reduction plateau, no staging
     "graphite_PC": (
         ([0, .03, .06, .95, 1.0], [3.0, 1.2, 0.88, 0.76, 0.65]),
         ([0, .5, .9, 1.0], [0.85, 0.95, 1.1, 1.5])),
@@ -45,7 +45,7 @@ CURVES = {
         ([0, .02, 1], [-0.06, -0.035, -0.03]),
         ([0, .02, 1], [0.02, 0.035, 0.045])),
 }
-# lowest CV potential per electrode (Cu: into plating, §3.5); Li metal is never swept (galvanostatic)
+# lowest CV potential per electrode (Cu: into plating); Li metal is never swept (galvanostatic)
 E_LOW = {"graphite": 0.01, "graphite_PC": 0.01, "Si": 0.01, "LTO": 1.0, "Cu": -0.1, "Li": -0.05}
 # equilibrium lithiation in CV where the V(q) curve is not invertible: plating on Cu proceeds at a
 # rate set by the overpotential below 0 V, modelled as x_eq rising linearly to 1 at E_low

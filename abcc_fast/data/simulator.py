@@ -1,6 +1,6 @@
 """OpIRSim: a physics-based simulator of operando ATR-IR spectra of the first formation cycle.
 
-Forward model (CHEMISTRY.md §5.1), per sample, frame t and wavenumber nu::
+Forward model (docs/opirsim.md), per sample, frame t and wavenumber nu::
 
     A(nu,t) = g(t) G_ATR(nu) [ sum_i c_i,free(t) S_i,free(nu) + c_i,bound(t) S_i,bound(nu)
                                + sum_a c_a,free S_a,free + c_a,pair S_a,pair + sum_d m_d(t) S_d ]
@@ -9,23 +9,23 @@ Forward model (CHEMISTRY.md §5.1), per sample, frame t and wavenumber nu::
             + B(nu,t) + E(nu) theta(t) + atmospheric residue                       -> baseline
             + eps(nu,t)  heteroscedastic, sigma(nu) ~ sigma_0 10^A(nu)             -> noise
 
-- free/bound split from the solvation rule of §1.5 with the local salt concentration
+- free/bound split from the solvation rule (``speciation``) with the local salt concentration
   c_Li(t) = c0 (1 + pi(t)), pi a first-order lag (time constant of minutes) driven by the current
-  (salt depletion during lithiation, §3.3); anion ion pairing by mass action (§1.4);
-- G_ATR(nu) proportional to d_p(nu) ~ 1/nu (crystal-dependent d_p at 1000 cm^-1, §5.1);
-- electrolyte displaced by the film: factor exp(-2 L / d_p(nu)) (§5.1, §3.4);
+  (salt depletion during lithiation); anion ion pairing by mass action;
+- G_ATR(nu) proportional to d_p(nu) ~ 1/nu (crystal-dependent d_p at 1000 cm^-1);
+- electrolyte displaced by the film: factor exp(-2 L / d_p(nu));
 - reaction kinetics dxi_k/dt = k_k sigma((E_onset,k - E)/w_k) (1 - theta_pass) c/(c + K_m) with the
-  stoichiometry of §3.2 (chemistry.REACTIONS), passivation theta = L_pass / L_max (not for PC on
-  graphite, §3.1), fresh Li on Cu/Li and cracking on Si re-exposing surface (§3.4);
+  stoichiometry of chemistry.REACTIONS, passivation theta = L_pass / L_max (not for PC on
+  graphite), fresh Li on Cu/Li and cracking on Si re-exposing surface;
 - SEI product bands grow with their amounts, drift (1-10 cm^-1) and broaden (10-30 %) as the film
-  ages (§3.4, §5.2); soluble dimers (DMDOHC/DEDOHC) live in the electrolyte and leave the probed volume;
+  ages; soluble dimers (DMDOHC/DEDOHC) live in the electrolyte and leave the probed volume;
 - baseline drift (Legendre polynomials, 1e-3..1e-2 AU, occasional re-seating jumps), electrode
-  broadband term scaled by the state of charge, water-vapour/CO2 residue, slow gain drift (§5.3);
+  broadband term scaled by the state of charge, water-vapour/CO2 residue, slow gain drift;
 - instrument: 4 cm^-1 resolution, Happ-Genzel apodisation (the instrument line shape is convolved
   into every template).
 
 The static spectrum is a separate measurement of the pristine cell: the same electrolyte at rest, with
-its own baseline, atmospheric residue and noise (SPEC §2.1).
+its own baseline, atmospheric residue and noise.
 
 Everything is vectorised over samples; templates are precomputed once per grid (``Basis``), so one
 frame is a few small matrix products. Each sample's random numbers come from its own generator
@@ -53,8 +53,8 @@ N_FRAME_NORMALS = 8     # per-frame normals (baseline random walk, atmosphere, .
 AGING_STATES = 5        # SEI templates along the aging coordinate (drift + broadening)
 
 CRYSTALS = ["diamond", "Ge", "Si", "fibre"]
-# d_p at 1000 cm^-1 (nm), 45 deg, electrolyte n ~1.42 (§5.1): diamond/ZnSe 1.7 um, Ge 0.65, Si 0.81;
-# chalcogenide fibre (assumption: similar to diamond, but noisy below ~900 cm^-1, §5.3, §3.5)
+# d_p at 1000 cm^-1 (nm), 45 deg, electrolyte n ~1.42: diamond/ZnSe 1.7 um, Ge 0.65, Si 0.81;
+# chalcogenide fibre (assumption: similar to diamond, but noisy below ~900 cm^-1)
 DP_1000_NM = {"diamond": 1700.0, "Ge": 650.0, "Si": 810.0, "fibre": 1500.0}
 CRYSTAL_PROB = [0.45, 0.2, 0.15, 0.2]
 
@@ -65,9 +65,9 @@ class SimConfig:
     T: int = 32
     W: int = 512
     wn_range: tuple = (700.0, 1900.0)
-    resolution: float = 4.0       # cm^-1, Happ-Genzel apodised (§5.2)
+    resolution: float = 4.0       # cm^-1, Happ-Genzel apodised
     substeps: int = 8             # kinetics steps between two frames
-    systems: Optional[Sequence[int]] = None  # CHEMISTRY.md §7 numbers to draw from (default: all 10)
+    systems: Optional[Sequence[int]] = None  # system numbers to draw from (default: all 10)
 
     def grid(self) -> np.ndarray:
         return np.linspace(self.wn_range[0], self.wn_range[1], self.W)
@@ -77,7 +77,7 @@ class SimConfig:
         valid = {s.number for s in chem.SYSTEMS}
         for n in nums:
             if n not in valid:
-                raise ValueError(f"unknown system {n!r}; systems are numbered 1..10 as in CHEMISTRY.md §7")
+                raise ValueError(f"unknown system {n!r}; systems are numbered 1..10 as in docs/opirsim.md")
         return nums
 
     def validate(self) -> None:
@@ -107,7 +107,7 @@ class SimConfig:
 # Line shapes and templates
 # ---------------------------------------------------------------------------------------------
 def pseudo_voigt(nu: np.ndarray, position: float, fwhm: float, eta: float) -> np.ndarray:
-    """Peak-height-1 pseudo-Voigt (§5.2): eta Lorentzian + (1-eta) Gaussian of the same FWHM."""
+    """Peak-height-1 pseudo-Voigt: eta Lorentzian + (1-eta) Gaussian of the same FWHM."""
     x = (nu - position) / (0.5 * fwhm)
     return eta / (1.0 + x * x) + (1.0 - eta) * np.exp(-math.log(2.0) * x * x)
 
@@ -149,7 +149,7 @@ class Basis:
         margin = 80.0
         self.fine = np.arange(lo - margin, hi + margin + step, step)
         self.ils = happ_genzel_ils(resolution, step)
-        self.atr = 1000.0 / self.fine          # d_p(nu) / d_p(1000 cm^-1)   (§5.1)
+        self.atr = 1000.0 / self.fine          # d_p(nu) / d_p(1000 cm^-1)
 
         comps = chem.COMPONENT_NAMES
         rows, self.free_row, self.bound_row = [], {}, {}
@@ -176,7 +176,7 @@ class Basis:
                                    pk.fwhm * (1 + s.broaden * a), pk.eta) for pk in s.peaks]
                 sei[p, j] = self._render(peaks, s.peak_per_molar, atr=False)
             ref = np.trapezoid(sei[p, 0], self.wavenumber)
-            for j in range(1, J):  # exact area conservation on this grid (mass balance, §5.4)
+            for j in range(1, J):  # exact area conservation on this grid (mass balance)
                 sei[p, j] *= ref / np.trapezoid(sei[p, j], self.wavenumber)
         self.sei = sei
         self.sei_area = np.trapezoid(sei[:, 0], self.wavenumber, axis=-1)
@@ -189,7 +189,7 @@ class Basis:
 
     @staticmethod
     def _bound_peaks(c: chem.Component) -> list:
-        """Bound/paired peaks: mapped free peaks move to the bound position keeping their area (§1.5)."""
+        """Bound/paired peaks: mapped free peaks move to the bound position keeping their area."""
         out = []
         for i, pk in enumerate(c.free):
             if i in c.bound:
@@ -224,7 +224,7 @@ class Basis:
 
     def _water_vapour(self) -> np.ndarray:
         """Water-vapour rotational lines of the nu2 band (P/R branches around 1595 cm^-1, ~1300-1900)
-        and the stretch region 3500-3900 (§5.3); a fixed pseudo line list, unit maximum."""
+        and the stretch region 3500-3900; a fixed pseudo line list, unit maximum."""
         rng = np.random.default_rng(1595)
         pos = np.concatenate([rng.uniform(1300, 1900, 160), rng.uniform(3500, 3950, 120)])
         centre = np.where(pos < 2500, 1595.0, 3700.0)
@@ -280,7 +280,7 @@ class Network:
         self.k_pc = self.names.index("PC_to_LPDC")
 
     def sei_area_per_extent(self, basis: Basis) -> np.ndarray:
-        """[K] in-window integrated SEI absorbance (AU cm^-1) per unit extent: sum_p y_pk a_p (§5.4)."""
+        """[K] in-window integrated SEI absorbance (AU cm^-1) per unit extent: sum_p y_pk a_p."""
         return self.y_film @ basis.sei_area
 
 
@@ -369,7 +369,7 @@ def sample_parameters(U: np.ndarray, system_pos: np.ndarray, overrides: Optional
             base = sysd.solvents[n]
             if sysd.by_volume:  # v/v -> w/w with the neat densities
                 base = base * chem.COMPONENTS[n].density
-            # composition ratios randomised by a factor in [0.7, 1.4] (SPEC §2.2)
+            # composition ratios randomised by a factor in [0.7, 1.4]
             jitter = np.exp(0.35 * (2 * U[m, 3 + (j % 2)] - 1)) if len(names) > 1 else 1.0
             weights[m, ci[n]] = base * jitter
         for n, (lo, hi) in sysd.additives.items():
@@ -380,7 +380,7 @@ def sample_parameters(U: np.ndarray, system_pos: np.ndarray, overrides: Optional
         n_s[m] = a + U[m, 11] * (b - a)
         rand_add[m] = sysd.random_additives
     weights /= weights.sum(1, keepdims=True)
-    # random VC / FEC at small fractions across the carbonate systems (SPEC §2.2), each with p = 0.3
+    # random VC / FEC at small fractions across the carbonate systems, each with p = 0.3
     vc_wt = np.where(rand_add & (U[:, 5] < 0.3), 0.5 + 2.5 * U[:, 6], 0.0) + fixed_add[:, ci["VC"]]
     fec_wt = np.where(rand_add & (U[:, 7] < 0.3), 1.0 + 5.0 * U[:, 8], 0.0) + fixed_add[:, ci["FEC"]]
     p.update(electrode=electrode, salt=salt, salt_molar=salt_molar, solvent_weights=weights,
@@ -390,33 +390,33 @@ def sample_parameters(U: np.ndarray, system_pos: np.ndarray, overrides: Optional
     prot = _choice(U[:, 12], [0.5, 0.25, 0.25])
     prot = np.where((electrode == chem.ELECTRODES.index("Li")) & (prot == 1), 0, prot)
     p["protocol"] = prot
-    p["c_rate"] = _loguniform(U[:, 13], 0.05, 0.5)          # 1/h, C/20 .. C/2 (§3.5)
+    p["c_rate"] = _loguniform(U[:, 13], 0.05, 0.5)          # 1/h, C/20 .. C/2
     p["gitt_duty"] = 0.2 + 0.3 * U[:, 14]
     p["gitt_period_h"] = 0.5 + 1.5 * U[:, 15]
-    p["scan_mV_s"] = _loguniform(U[:, 16], 0.05, 0.5)       # §3.5: 0.05-1 mV/s
+    p["scan_mV_s"] = _loguniform(U[:, 16], 0.05, 0.5)       # 0.05-1 mV/s
     p["x_end_u"] = U[:, 17]
     p["v_up_u"] = U[:, 18]
     p["eta_V"] = 0.02 + 0.06 * U[:, 19]
     p["tau_eta_h"] = 0.05 + 0.25 * U[:, 20]
     p["tau_x_h"] = 0.05 + 0.25 * U[:, 21]
-    p["polarisation"] = 0.04 + 0.11 * U[:, 22]                # |pi| at C/10 (5-30 % of c0 at C/10-1C, §3.3)
-    p["tau_pol_s"] = _loguniform(U[:, 23], 60.0, 1800.0)       # minutes (§3.3)
+    p["polarisation"] = 0.04 + 0.11 * U[:, 22]                # |pi| at C/10 (5-30 % of c0 at C/10-1C)
+    p["tau_pol_s"] = _loguniform(U[:, 23], 60.0, 1800.0)       # minutes
     p["rate_scale"] = _loguniform(U[:, 24], 0.4, 2.5)
     K = len(chem.REACTIONS)
     p["rate_jitter"] = _loguniform(U[:, 40:40 + K], 0.6, 1.6)  # [S, K]
     p["onset_jitter"] = 0.06 * (2 * U[:, 60:60 + K] - 1)       # [S, K] V
-    p["L_max_nm"] = 10.0 + 30.0 * U[:, 29]       # passivation scale; films end at ~10-60 nm (§3.4)
+    p["L_max_nm"] = 10.0 + 30.0 * U[:, 29]       # passivation scale; films end at ~10-60 nm
     p["aging_molar"] = _loguniform(U[:, 30], 0.02, 0.2)
     p["crystal"] = _choice(U[:, 31], CRYSTAL_PROB)
     p["contact"] = CONTACT_LO + CONTACT_SPAN * U[:, CONTACT_UNIFORM]
-    p["noise_sigma"] = _loguniform(U[:, 33], 1e-4, 1e-3)      # §5.3
+    p["noise_sigma"] = _loguniform(U[:, 33], 1e-4, 1e-3)
     p["static_noise_factor"] = 0.4 + 0.6 * U[:, 34]
-    p["baseline_scale"] = _loguniform(U[:, 35], 1e-3, 1e-2)   # §5.3
+    p["baseline_scale"] = _loguniform(U[:, 35], 1e-3, 1e-2)
     p["electrode_term"] = _loguniform(U[:, 37], 1e-3, 1e-2)
     p["atmosphere"] = _loguniform(U[:, 38], 1e-4, 1e-3)
     p["reseat"] = U[:, 39] < 0.1
     p["reseat_pos"] = U[:, 79]
-    p["gain_drift"] = 0.01 * (2 * U[:, 78] - 1)               # +-1 % (§5.3)
+    p["gain_drift"] = 0.01 * (2 * U[:, 78] - 1)               # +-1 %
     p["static_gain"] = STATIC_GAIN_MAX * (2 * U[:, STATIC_GAIN_UNIFORM] - 1)  # static vs operando contact
     p["tau_leave_h"] = 1.0 + 4.0 * U[:, 80]
     p["transest_scale"] = _loguniform(U[:, 81], 0.5, 2.0)
@@ -509,7 +509,7 @@ def conditional_randoms(seed: int, indices: np.ndarray, T: int, W: int, replicat
 
 
 def initial_concentrations(p: dict) -> np.ndarray:
-    """[S, C] mol/L of every component of the pristine electrolyte (ideal mixing, §1.5 LP30 check:
+    """[S, C] mol/L of every component of the pristine electrolyte (ideal mixing, LP30 check:
     EC:DMC 1:1 w/w + 1 M LiPF6 -> ~6.5 M EC, ~6.4 M DMC)."""
     comps = chem.COMPONENT_NAMES
     ci = {n: i for i, n in enumerate(comps)}
@@ -532,7 +532,7 @@ def initial_concentrations(p: dict) -> np.ndarray:
 
 
 def speciation(c: np.ndarray, pi: np.ndarray, n_s: np.ndarray):
-    """Free and bound concentrations [.., C] from the solvation rule of §1.5.
+    """Free and bound concentrations [.., C] from the solvation rule.
 
     c [.., C] component concentrations (mol/L), pi [..] relative salt polarisation, n_s [..]
     solvation number. Solvents: sites n_s c_Li shared by preference-weighted concentration,
@@ -632,7 +632,7 @@ class OpIRSim:
         K = len(net.names)
         N = (cfg.T - 1) * cfg.substeps
         el = np.array(chem.ELECTRODES)[p["electrode"]]
-        # per-sample, per-reaction onset, rate and passivation (electrode modifiers, §3.1/§3.4)
+        # per-sample, per-reaction onset, rate and passivation (electrode modifiers)
         onset = net.onset[None, :] + p["onset_jitter"]
         rate = net.rate[None, :] * p["rate_jitter"] * p["rate_scale"][:, None]
         passiv = np.broadcast_to(net.passivating, (S, K)).copy()
@@ -642,7 +642,7 @@ class OpIRSim:
             onset[m, k] += dv
             rate[m, k] *= fr
             passiv[m, k] = pv
-        passiv[pr["exfoliating"], net.k_pc] = False   # PC on graphite does not passivate (§3.1)
+        passiv[pr["exfoliating"], net.k_pc] = False   # PC on graphite does not passivate
         is_si = (el == "Si")[:, None]
         is_plating = np.isin(el, ["Cu", "Li"])
 
@@ -667,8 +667,8 @@ class OpIRSim:
         record(0)
         t_h, E, x, I = pr["t_h"], pr["E"], pr["x"], pr["current"]
         tau_pol_h = p["tau_pol_s"] / 3600.0
-        # relative depletion ~ current / (D c0): smaller in concentrated electrolytes (§7 #9);
-        # stronger during plating on Cu/Li (§7 #2)
+        # relative depletion ~ current / (D c0): smaller in concentrated electrolytes;
+        # stronger during plating on Cu/Li
         c_salt0 = c0[:, [chem.COMPONENT_NAMES.index(n) for n in chem.SALT_NAMES]].sum(1)
         pol_gain = p["polarisation"] * np.where(is_plating, 1.5, 1.0) / np.maximum(c_salt0, 0.5)
         inv_w = 1.0 / net.width[None, :]
@@ -677,15 +677,15 @@ class OpIRSim:
             dt = t_h[:, j + 1] - t_h[:, j]                        # [S] hours
             e_mid = 0.5 * (E[:, j] + E[:, j + 1])
             i_mid = 0.5 * (I[:, j] + I[:, j + 1])
-            # salt polarisation: first-order lag towards -beta sign(I) sqrt(|I|/0.1) (§3.3)
+            # salt polarisation: first-order lag towards -beta sign(I) sqrt(|I|/0.1)
             target = -pol_gain * np.sign(i_mid) * np.sqrt(np.abs(i_mid) / 0.1)
             pol = target + (pol - target) * np.exp(-dt / tau_pol_h)
             pol = np.minimum(np.maximum(pol, -0.5), 0.5)
-            # re-exposed surface: fresh Li while plating (Cu/Li) and cracking on Si (§3.1, §3.4)
+            # re-exposed surface: fresh Li while plating (Cu/Li) and cracking on Si
             dx = np.abs(x[:, j + 1] - x[:, j])
             plating = is_plating & (i_mid > 0)
             L_pass = L_pass * np.exp(-(p["fresh"] * dx * plating + p["crack"] * dx * is_si[:, 0]))
-            # passivation: growth slows as the passivating film approaches L_max (theta = L/L_max, §5.1),
+            # passivation: growth slows as the passivating film approaches L_max (theta = L/L_max),
             # exp(-4 theta) keeps the late growth parabolic-like instead of stopping dead
             theta = L_pass / p["L_max_nm"]
             drive = 1.0 / (1.0 + np.exp(-(onset - e_mid[:, None]) * inv_w))
@@ -734,7 +734,7 @@ class OpIRSim:
         pr = self._protocol(p, c0)
         st = self._kinetics(p, c0, pr)
 
-        # electrolyte stream: speciation at the local salt concentration (§1.5, §3.3)
+        # electrolyte stream: speciation at the local salt concentration
         free, bound = speciation(st["c"], st["pol"], p["solvation_number"][:, None])
         coef = np.zeros((S, T, B.electrolyte.shape[0]))
         for i, name in enumerate(chem.COMPONENT_NAMES):
@@ -749,11 +749,11 @@ class OpIRSim:
         coef *= (atr_amp[:, None] * gain)[..., None]
         # the heavy [S, T, W] work runs in torch (multi-threaded matmul and elementwise ops)
         solvent = (torch.from_numpy(_f32(coef).reshape(S * T, -1)) @ self._electrolyte_t).reshape(S, T, W)
-        # displacement of electrolyte by the film: exp(-2 L / d_p(nu)), d_p = dp1000 * 1000/nu (§5.1)
+        # displacement of electrolyte by the film: exp(-2 L / d_p(nu)), d_p = dp1000 * 1000/nu
         disp_rate = _f32(2.0 * st["L"] / dp1000[:, None])       # [S, T] per (1000/nu)
         solvent.mul_(torch.exp(torch.from_numpy(-disp_rate)[..., None] * self._wn_k))
 
-        # SEI stream: product amounts on aging-state templates (drift + broadening, §3.4, §5.2)
+        # SEI stream: product amounts on aging-state templates (drift + broadening)
         J = AGING_STATES
         n_film = st["n_film"]                                                  # [S, T, P]
         age = (1.0 - np.exp(-n_film / p["aging_molar"][:, None, None])) * (J - 1)
@@ -765,7 +765,7 @@ class OpIRSim:
         np.put_along_axis(sei_coef, (j0 + 1)[..., None], (n_film * w1)[..., None], axis=-1)
         sei = (torch.from_numpy(_f32(sei_coef).reshape(S * T, P * J)) @ self._sei_t).reshape(S, T, W)
 
-        # baseline, electrode broadband, atmosphere (§5.3)
+        # baseline, electrode broadband, atmosphere
         base = self._baseline_coefs(p, Z, st, pr)                              # [S, T+1, 8]
         baseline = (torch.from_numpy(_f32(base).reshape(S * (T + 1), -1)) @ self._baseline_t).reshape(S, T + 1, W)
 
@@ -775,7 +775,7 @@ class OpIRSim:
         cutoff = 1.0 + 4.0 / (1.0 + np.exp(-(900.0 - self.wavenumber) / 15.0))
         fibre = (np.array(CRYSTALS)[p["crystal"]] == "fibre")[:, None]
         edge = _f32(np.where(fibre, cutoff[None, :], 1.0))                      # [S, W]
-        # heteroscedastic noise sigma(nu) = sigma_0 10^A(nu) (§5.3), larger near fibre cut-offs
+        # heteroscedastic noise sigma(nu) = sigma_0 10^A(nu), larger near fibre cut-offs
         frames = clean.clamp(-1.0, 2.0).mul_(math.log(10.0)).exp_()
         frames.mul_(torch.from_numpy(sigma[:, None] * edge)[:, None, :]).mul_(torch.from_numpy(noise[:, :T]))
         frames.add_(clean)
@@ -855,19 +855,19 @@ class OpIRSim:
             walk = np.concatenate([np.zeros((S, 1)), walk[:, :T - 1]], axis=1) if T > 1 else np.zeros((S, 1))
             coefs[:, :T, q] = scale * order[q] * (offset + drift + walk)
             coefs[:, T, q] = scale[:, 0] * order[q] * 0.5 * Z[:, T, q]   # static: own baseline
-        # re-seating: an abrupt offset/slope change at a random frame (§5.3)
+        # re-seating: an abrupt offset/slope change at a random frame
         k_star = np.floor(1 + p["reseat_pos"] * (T - 1)).astype(int)
         jump = (np.arange(T)[None, :] >= k_star[:, None]) & p["reseat"][:, None]
         coefs[:, :T, 0] += jump * scale * 1.5 * np.sign(Z[:, 0, 4])[:, None]
         coefs[:, :T, 1] += jump * scale * 0.7 * Z[:, 1, 4][:, None]
-        # electrode broadband term E(nu) theta(t), theta = state of charge (§5.3, Gervillie 2022)
+        # electrode broadband term E(nu) theta(t), theta = state of charge (Gervillie 2022)
         el = np.array(chem.ELECTRODES)[p["electrode"]]
         el_factor = np.select([el == "graphite", el == "Si", el == "LTO"], [1.0, 1.0, 0.5], 0.3)
         theta = np.clip(st["x"], 0.0, 1.0)
         amp = (p["electrode_term"] * el_factor)[:, None] * theta
         coefs[:, :T, 4] = amp
         coefs[:, :T, 5] = amp * p["electrode_slope"][:, None]
-        # atmospheric residue: water vapour and CO2, random small amplitude per measurement (§5.3)
+        # atmospheric residue: water vapour and CO2, random small amplitude per measurement
         atm = p["atmosphere"][:, None]
         coefs[:, :, 6] = atm * Z[:, :, 5]
         coefs[:, :, 7] = atm * Z[:, :, 6]
@@ -919,7 +919,7 @@ def build_manifest(sim: OpIRSim, seed: int, n_samples: int, name: Optional[str] 
         "components": list(chem.COMPONENT_NAMES),
         "electrodes": list(chem.ELECTRODES),
         "reactions": list(sim.net.names),
-        # §3.2/§5.4 stoichiometry; sei_area_per_extent = in-window integral of the `sei` field
+        # stoichiometry; sei_area_per_extent = in-window integral of the `sei` field
         # (AU cm^-1) per unit extent: integral(sei[t]) = sum_k sei_area_per_extent_k * extent[t, k]
         "stoichiometry": chem.stoichiometry_table(sei_area),
         "marker_windows": {k: list(v) for k, v in chem.MARKER_WINDOWS.items()},
@@ -935,7 +935,7 @@ def generate(out_dir, n_samples: int = DEFAULT_N_SAMPLES, T: int = 32, W: int = 
              progress: bool = True, name: Optional[str] = None, shard_samples: Optional[int] = None) -> Path:
     """Generate an OpIRSim dataset directory (atomically) and return its path.
 
-    ``systems``: CHEMISTRY.md §7 numbers to draw from (default all 10; sample i gets system
+    ``systems``: system numbers (docs/opirsim.md) to draw from (default all 10; sample i gets system
     ``systems[i % len(systems)]``). Deterministic: the same arguments give the same bytes on the
     same platform (per-sample generators seeded by (seed, i); shards of ``shard_samples``).
 

@@ -1,8 +1,8 @@
-"""OpIRBench splits (SPEC.md §3) and the normalisation statistics stored in the manifest.
+"""OpIRBench splits and the normalisation statistics stored in the manifest.
 
 Indices are *global sample indices* (rows of the full dataset). ``system`` values are 0-based
 positions in ``manifest["systems"]``; the default held-out systems are 2 (LP30 ‖ Cu) and 5
-(EC:DEC + FEC ‖ Si) *as numbered in CHEMISTRY.md §7*, i.e. positions 1 and 4.
+(EC:DEC + FEC ‖ Si) *as numbered in docs/opirsim.md*, i.e. positions 1 and 4.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 SPLIT_SEED_OFFSET = 0x5EED  # splits use their own stream, so they do not depend on sample draws
-DEFAULT_HELD_OUT_NUMBERS = (2, 5)  # CHEMISTRY.md §7 numbering (1-based)
+DEFAULT_HELD_OUT_NUMBERS = (2, 5)  # docs/opirsim.md numbering (1-based)
 
 
 def _stratified(system: np.ndarray, idx: np.ndarray, fractions: Sequence[float],
@@ -51,7 +51,7 @@ def make_splits(system: torch.Tensor, n_systems: int, seed: int = 0,
     """Build the ``random``, ``system`` and ``loso`` splits from the per-sample system labels.
 
     - ``random``: 80/10/10 train/val/test, stratified by system, fixed seed.
-    - ``system``: test = every sample of the held-out systems (CHEMISTRY.md §7 numbers, default
+    - ``system``: test = every sample of the held-out systems (docs/opirsim.md numbers, default
       2 and 5); the other systems are split 90/10 train/val, stratified.
     - ``loso``: one fold per system present; fold k tests on one system, the rest 90/10.
 
@@ -73,7 +73,7 @@ def make_splits(system: torch.Tensor, n_systems: int, seed: int = 0,
     tr, va = _stratified(sysv, rest, (0.9, 0.1), rng)
     splits["system"] = {"train": tr, "val": va,
                         "test": [int(i) for i in all_idx[np.isin(sysv, held)]],
-                        "held_out_systems": [h + 1 for h in held],   # CHEMISTRY.md §7 numbers
+                        "held_out_systems": [h + 1 for h in held],   # docs/opirsim.md numbers
                         "held_out_indices": held}                   # positions in manifest["systems"]
     folds = []
     for s in present:

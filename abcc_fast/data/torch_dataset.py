@@ -1,9 +1,9 @@
-"""Torch datasets over an :class:`~abcc_fast.data.format.OpIRDataset` for training (SPEC.md §4.1).
+"""Torch datasets over an :class:`~abcc_fast.data.format.OpIRDataset` for training.
 
 ``FramePairs`` yields one sample per item with ``pairs`` (r, tau) frame pairs drawn for the
 MeanFlow objective: normalised times tau_k = k / (T - 1), r <= tau; a share of the pairs has
 r = tau (instantaneous velocity) and a share starts at r = 0, where the state x_r is the *static*
-spectrum (a separate measurement, SPEC §4.1) with probability ``p_static`` and frame 0 otherwise.
+spectrum (a separate measurement) with probability ``p_static`` and frame 0 otherwise.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ The algorithm is the one of csrc/cpu/soft_dtw.cpp (see its header for the conven
     diagonals are walked in chunks, so any N works);
   * Triton has no register shuffles: the two previous diagonals travel through a small global
     scratch (3 rotating diagonals per pair), with `tl.debug_barrier()` between steps;
-  * precision (KERNELS.md section 1): diagonal k is stored relative to a per-pair float64 base
+  * precision: diagonal k is stored relative to a per-pair float64 base
     b_k = b_{k-1} + min(stored diagonal k-1), i.e. relative to the minimum of the previous
     diagonal. Storing relative to the previous minimum (instead of the CPU's own minimum) needs
     no second pass over a chunked diagonal; every exponent is still formed from O(local spread)

@@ -12,10 +12,10 @@ blocks of a followed by those of b, axis 1 over B*H.
 Key padding: an optional int8 tensor [B, Na + Nb] (1 = keep). Rows whose keys are all masked give
 O = 0, O' = 0, LSE = +inf (so the backward's P = exp(S - LSE) is 0 there, and so are gradients).
 
-Tangent (KERNELS.md section 4), with P = softmax(S), S = s Q K^T:
+Tangent, with P = softmax(S), S = s Q K^T:
     S' = s (Q' K^T + Q K'^T),   O' = P V' + (P * S') V - rowsum(P * S') O.
-Online form: m, l, acc = sum p V, acc_t = sum p V' + (p s') V (the two tangent accumulators of
-KERNELS.md merged into one: they are rescaled by the same factor and only their sum is used) and
+Online form: m, l, acc = sum p V, acc_t = sum p V' + (p s') V (the two tangent accumulators, one
+per term, merged into one: they are rescaled by the same factor and only their sum is used) and
 r = sum p s', all rescaled by exp(m_old - m_new); epilogue O = acc / l, O' = (acc_t - r O) / l.
 No exponential beyond the primal's. Scores are kept in log2 units (exp2), the LSE is stored in
 natural units, fp32, [B, H, Na + Nb].

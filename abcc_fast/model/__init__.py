@@ -1,4 +1,4 @@
-"""ABCC (SPEC.md 4): the two-stream chemical-flow model, its config and the OpIRBench loader."""
+"""ABCC (docs/model.md): the two-stream chemical-flow model, its config and the OpIRBench loader."""
 from .abcc import ABCC, ABCCPredictor, load_predictor
 from .config import ABCCConfig
 

@@ -123,7 +123,7 @@ def current_proxy(voltage: torch.Tensor, t_h: torch.Tensor, scale_v_per_h: float
 
 
 class ABCC(nn.Module):
-    """The ABCC operando-IR model (SPEC.md 4). See the module docstring for the method.
+    """The ABCC operando-IR model (docs/model.md). See the module docstring for the method.
 
     >>> cfg = ABCCConfig.tiny(W=64, T=4, n_components=3, n_electrodes=2, n_reactions=2)
     >>> model = ABCC(cfg)
@@ -144,7 +144,7 @@ class ABCC(nn.Module):
             torch.linspace(0.0, 1.0, config.W)
         self.register_buffer("wavenumber", wn, persistent=False)
         self._marker_slices = C.marker_slices(wn, config.marker_windows) if config.wavenumber else []
-        if config.composition_encoding == "templates":   # open vocabulary (SPEC 4.4, abcc_fast.vocabulary)
+        if config.composition_encoding == "templates":   # open vocabulary (abcc_fast.vocabulary)
             from abcc_fast import vocabulary as V
             self.composition_encoder = V.TemplateEncoder(config.W, config.patch, config.dim, config.template_dim)
             self.register_buffer("component_templates", self._known_templates(config))
@@ -551,7 +551,7 @@ class ABCC(nn.Module):
           static + noise * N(0, 1) (noise in AU), all in the same batched call.
           components: names of composition's columns (known and extra, any order/subset); without
           it composition covers config.components followed by extra_components.
-          extra_components: new components (templates encoding only, SPEC 4.4): ComponentTemplate,
+          extra_components: new components (templates encoding only): ComponentTemplate,
           component JSON dict or path (band JSON or NAME=measured.csv); see abcc_fast.vocabulary.
           steps: 1 (default) = every frame is one jump from r = 0. n > 1 chains n jumps over a coarse
           grid of frame indices g_j = round(j (T - 1) / n) (at most T - 1 jumps): the state at

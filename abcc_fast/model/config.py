@@ -21,11 +21,11 @@ class ABCCConfig:
     T: int = 32                        # frames per sample (tau_k = k / (T - 1))
     n_components: int = 15             # composition vocabulary size C
     n_electrodes: int = 5
-    n_reactions: int = 18              # reaction families K of the extent head (CHEMISTRY.md 5.4)
+    n_reactions: int = 18              # reaction families K of the extent head
     wavenumber: list = field(default_factory=list)     # [W] cm^-1 ascending (empty: not checked)
-    marker_windows: dict = field(default_factory=dict)  # {name: [lo, hi]} cm^-1 (CHEMISTRY.md 6)
+    marker_windows: dict = field(default_factory=dict)  # {name: [lo, hi]} cm^-1
     components: list = field(default_factory=list)     # names, for error messages
-    # composition representation (SPEC 4.4): "vocabulary" = one context slot per component;
+    # composition representation: "vocabulary" = one context slot per component;
     # "templates" = sum_i x_i E(template_i), E a learned encoder of each component's band template
     # (abcc_fast.vocabulary), so a new component is a new template (predict(extra_components=...))
     composition_encoding: str = "vocabulary"
@@ -38,7 +38,7 @@ class ABCCConfig:
     use_duration: bool = True          # condition on log(protocol duration) (time_s[-1] - time_s[0])
     duration_log_mean: float = 10.0    # scaling of that condition: (log(seconds) - mean) / std
     duration_log_std: float = 1.0
-    # protocol history (SPEC 4.2 conditions on V(r), V(tau); film growth integrates the whole
+    # protocol history (the model conditions on V(r), V(tau); film growth integrates the whole
     # history, so the protocol state at time t also holds the cumulative exposure below each
     # potential level: X_j(t) = log(1 + int_0^t sigmoid((E_j - V(s)) / history_width) ds / 1 h))
     history_levels: list = field(default_factory=lambda: [1.8, 1.5, 1.3, 1.1, 0.9, 0.7, 0.5, 0.3, 0.1, 0.0])
@@ -47,7 +47,7 @@ class ABCCConfig:
     current_proxy: bool = True         # also dV/dt (V per hour, smoothed over frames) in the protocol state
     profile_points: int = 32           # the whole voltage profile, resampled to this many points, in the context
 
-    # -- architecture (two-stream MM-DiT, SPEC.md 4.2) ----------------------------------------
+    # -- architecture (two-stream MM-DiT, docs/model.md) ---------------------------------------
     patch: int = 16                    # wavenumber points per token (W % patch == 0)
     dim: int = 64                      # token width
     depth: int = 2                     # joint blocks
@@ -55,7 +55,7 @@ class ABCCConfig:
     mlp_ratio: float = 2.0
     baseline_basis: int = 4            # Legendre polynomials of the smooth baseline nuisance (0: none)
     sei_basis: str = "free"            # "free": the SEI head paints any spectrum; "templates": the SEI stream is a
-                                       # combination of the film products' band templates (CHEMISTRY.md 2, the
+                                       # combination of the film products' band templates (the
                                        # simulator's line shapes on the model grid): it cannot absorb sharp
                                        # solvent-band changes, which then stay in the solvent stream
     streams: int = 2                   # 2: solvent + SEI streams; 1 (ablation): the SEI stream's velocity is
@@ -70,7 +70,7 @@ class ABCCConfig:
     attention_backend: Optional[str] = None   # None: automatic (fused on GPU)
     ops_backend: Optional[str] = None         # meanflow_target / meanflow_integrate backend
 
-    # -- chemical flow (SPEC.md 4.1) ------------------------------------------------------------
+    # -- chemical flow (docs/model.md) -----------------------------------------------------------
     mf_pairs: int = 0                  # MeanFlow sources r ~ U(0, 1) per sample and step besides r = 0; each is
                                        # encoded once and decoded at tau = r and at every frame (needed by
                                        # predict(steps > 1) and by predictions from a measured frame at r > 0)
@@ -83,7 +83,7 @@ class ABCCConfig:
     adaptive_c: float = 1e-3           # MeanFlow adaptive weight w = 1 / (e + c)^p
     adaptive_p: float = 1.0
 
-    # -- loss weights (0 switches a term off; SPEC.md 4.3) ---------------------------------------
+    # -- loss weights (0 switches a term off; docs/model.md) --------------------------------------
     w_displacement: float = 1.0        # ||x_r + (tau - r) u - x_tau||^2 on frame pairs (r = 0 from static)
     w_identity: float = 0.0            # adaptive-weighted MeanFlow identity on the MeanFlow sources (off: it
                                        # measured worse than the displacement loss alone, see docs/model.md)
@@ -207,7 +207,7 @@ class ABCCConfig:
         base.update(kw)
         return cls(**base)
 
-    # -- ablations (issue 6.2) -------------------------------------------------------------------
+    # -- ablations ---------------------------------------------------------------------------------
     def ablation(self, name: str) -> "ABCCConfig":
         """A copy of this config with the named ablation of ``ABLATIONS`` applied (weight presets
         and the ``streams`` switch; no new model code). "abcc" is the unchanged model.

@@ -1,4 +1,4 @@
-"""Physics and spectrum constraints of ABCC (SPEC.md 4.3), as small named penalty functions.
+"""Physics and spectrum constraints of ABCC (docs/model.md), as small named penalty functions.
 
 All of them act on the r = 0 trajectories (every frame jumped to from the static spectrum), where the
 two streams are defined absolutely: y(0) = static, z(0) = 0. Spectra in z-units (x_z = (x - mean) /
@@ -11,7 +11,7 @@ std) unless said otherwise; trajectories are [B, T', W] over ascending taus [B, 
   wavenumber_smoothness mean (D2_nu (y - static))^2 + mean (D2_nu z)^2      (second differences along nu)
   mass_conservation    A_sol = mean_nu(static - y), A_sei = mean_nu z, extent xi >= 0 non-decreasing:
                        mean (A_sol - xi . alpha)^2 + (A_sei - xi . beta)^2, alpha, beta > 0 learned
-                       (CHEMISTRY.md 5.4: consumed solvent area and grown SEI area are both linear
+                       (consumed solvent area and grown SEI area are both linear
                        in the reaction extents)
   peak_drift           Huber_1cm((c_k(pred) - c_0(pred)) - (c_k(data) - c_0(data))) over the marker
                        windows that hold a band in the data (band_mask)
@@ -70,7 +70,7 @@ def wavenumber_smoothness(solvent: torch.Tensor, sei: torch.Tensor, static_z: to
 
 
 class ExtentHead(nn.Module):
-    """Reaction extent xi_k(tau) >= 0, non-decreasing in tau (CHEMISTRY.md 5.4):
+    """Reaction extent xi_k(tau) >= 0, non-decreasing in tau:
     xi(tau_j) = sum_{i <= j} softplus(g(tau_i, V(tau_i), composition, electrode)) (tau_i - tau_{i-1}),
     plus the positive per-reaction area coefficients alpha (solvent loss) and beta (SEI gain)."""
 

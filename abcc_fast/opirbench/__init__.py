@@ -1,4 +1,4 @@
-"""OpIRBench (SPEC.md §3): splits come from the dataset manifest; metrics, protocol, leaderboard.
+"""OpIRBench: splits come from the dataset manifest; metrics, protocol, leaderboard.
 
     from abcc_fast.opirbench import evaluate, Persistence
     result = evaluate(Persistence(), dataset, "random")      # EvalResult; .metrics["mae"], ...

@@ -1,4 +1,4 @@
-"""The OpIRBench leaderboard: Markdown + CSV + JSON, written atomically (SPEC.md §3 "Output").
+"""The OpIRBench leaderboard: Markdown + CSV + JSON, written atomically.
 
 The JSON carries what makes a number reproducible: the sha256 of the dataset's manifest.json
 bytes, the split, the seeds, the metric definitions and their version, each model's config hash

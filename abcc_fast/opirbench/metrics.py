@@ -1,4 +1,4 @@
-"""OpIRBench metrics (SPEC.md §3), all in one place, batched and vectorised.
+"""OpIRBench metrics, all in one place, batched and vectorised.
 
 Every metric scores frames 1..T-1 (frame 0 is the cell at rest) and returns one value *per sample*
 ([B] tensors), so that a split's score is the plain mean over its samples (every sample has the
@@ -18,13 +18,13 @@ Definitions (METRICS_VERSION below names this exact set; change the version when
                  length W), mean over frames. Exact soft-DTW over 512 x 512 cells for ~22k series
                  does not fit the time budget on CPU, so the warping path is restricted to a
                  Sakoe-Chiba band of +-DILATE_SPEC_BAND_CM cm^-1 (|i - j| <= round(40 / grid step)
-                 points); real band shifts (CHEMISTRY.md §3.3-3.4) are a few to ~40 cm^-1.
+                 points); real band shifts are a few to ~40 cm^-1.
                  Note (both DILATE metrics): soft-DTW includes the softmin's entropy term (down to
                  -gamma log 3 per cell), so on near-flat stretches the shape part and the loss can be
                  negative and a perfect prediction does not score exactly 0. Lower is still better;
                  compare rows of one table, not against 0.
     peak_shift = |centroid_pred - centroid_true| in cm^-1, mean over scored frames, marker windows
-                 (manifest["marker_windows"], CHEMISTRY.md §6) and samples. centroid of a window
+                 (manifest["marker_windows"]) and samples. centroid of a window
                  [lo, hi]: a = clip(x - baseline, 0) with the baseline the straight line through the
                  means of the PEAK_EDGE_POINTS grid points at either edge of the window;
                  centroid = sum(nu a) / sum(a), or the window's middle when sum(a) == 0.

@@ -1,4 +1,4 @@
-"""The OpIRBench protocol (SPEC.md §3): predictors, `evaluate`, model loading.
+"""The OpIRBench protocol: predictors, `evaluate`, model loading.
 
 A *predictor* is any callable ``predict_fn(batch) -> dict``. ``batch`` holds, for B samples::
 

@@ -1,4 +1,4 @@
-"""Benchmark figures: for a few test samples, true vs predicted operando dynamics (SPEC.md §6).
+"""Benchmark figures: for a few test samples, true vs predicted operando dynamics.
 
 One sample per held-out/test system (up to ``max_samples``), per model: operando heatmap of the
 prediction and of the truth, waterfall, difference spectra (x_t - x_0, true vs predicted) and

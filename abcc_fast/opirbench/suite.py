@@ -1,4 +1,4 @@
-"""``abcc bench --all``: the full OpIRBench table (issue 6.2-6.3).
+"""``abcc bench --all``: the full OpIRBench table.
 
 Every *entry* (ABCC, its ablations, every baseline) is trained on each split (``random``,
 ``system``) with each seed, under one step budget (a ``TrainConfig`` preset, optionally with

@@ -1,6 +1,6 @@
-"""MeanFlow helpers: the fused target/loss and the fused all-frames integration (SPEC.md 4.1).
+"""MeanFlow helpers: the fused target/loss and the fused all-frames integration (docs/model.md).
 
-Notation (forward-in-time chemical flow, SPEC.md 4.1): tau in [0, 1] is normalised protocol
+Notation (forward-in-time chemical flow): tau in [0, 1] is normalised protocol
 progress, x_r the spectrum at r, v_r = dx/dtau at r, and u(x_r, r, tau) the *average* velocity over
 [r, tau], so that x_tau = x_r + (tau - r) u. The MeanFlow identity in this form is
 
@@ -286,7 +286,7 @@ def meanflow_integrate(x0_solvent: torch.Tensor, u_solvent: torch.Tensor, u_sei:
       u_solvent, u_sei: [B, T, W] average velocities of the two streams over [r, taus[:, k]].
       r:    [B] (or a scalar) start time; taus: [T] or [B, T] target times (tau >= r expected).
       x0_sei: [B, W] SEI stream at r (None: 0, as at r = 0).
-      project: clamp the SEI stream at 0 (SPEC.md 4.3: the SEI stream is non-negative).
+      project: clamp the SEI stream at 0 (the SEI stream is non-negative).
     Returns:
       (frames, solvent, sei), each [B, T, W], frames = solvent + sei.
 

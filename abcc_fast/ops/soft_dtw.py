@@ -1,6 +1,6 @@
 """Soft-DTW, its divergence, the expected alignment and DILATE, behind one door.
 
-Definitions (Cuturi & Blondel 2017; Le Guen & Thome 2019; KERNELS.md sections 1-2). For a cost
+Definitions (Cuturi & Blondel 2017; Le Guen & Thome 2019). For a cost
 matrix D [N, M] (by default D_ij = ||x_i - y_j||^2):
 
     R_ij = D_ij + softmin_g(R_{i-1,j-1}, R_{i-1,j}, R_{i,j-1}),  softmin_g(a) = -g log sum_k exp(-a_k / g)

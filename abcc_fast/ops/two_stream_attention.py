@@ -7,7 +7,7 @@ every query of either stream sees the keys of both streams under one softmax,
     S = s Q K^T  (s = scale, default 1/sqrt(D)),  P = softmax(S + mask),  O = P V
     (oa, ob) = (O[:Na], O[Na:])  for Q = [qa; qb].
 
-Forward-mode AD (KERNELS.md section 4): with tangents Q', K', V'
+Forward-mode AD: with tangents Q', K', V'
 
     S' = s (Q' K^T + Q K'^T),   O' = P V' + (P * S') V - rowsum(P * S') O,
 

@@ -10,8 +10,8 @@ draws its own share of every epoch (``DistributedSampler``); rank 0 alone logs, 
 checkpoints and the final model; every rank ends a step with the same parameters because DDP
 averages the gradients during ``backward``.
 
-The ``torch.func.jvp`` caveat (MeanFlow, SPEC.md §4.1)
--------------------------------------------------------
+The ``torch.func.jvp`` caveat (MeanFlow)
+----------------------------------------
 DDP synchronises gradients only for work that runs *inside the wrapped module's forward*: its
 ``forward`` prepares the reducer (which buckets to expect in this backward) and only then runs
 the module. A training loss that calls the network directly -- ``model.module.network(...)`` or a

@@ -197,7 +197,7 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
     T = int(info["T"])
     static = read_static(static_csv, grid)                                     # [W]
     time_s, voltage = read_voltage(voltage_csv, T)                             # [T], [T]
-    new_components = load_component_files(component_files, grid)              # open vocabulary (SPEC 4.4)
+    new_components = load_component_files(component_files, grid)              # open vocabulary
     comp_names = list(info["components"]) + [t.name for t in new_components]
     comp = composition_vector(composition, comp_names)                         # [C (+ new)]
     elec = electrode_index(electrode, list(info["electrodes"]))

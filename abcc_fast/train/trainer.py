@@ -56,7 +56,7 @@ from .checkpoint import (checkpoint_root, dataset_fingerprint, divergence_messag
                          restore_checkpoint, save_checkpoint)
 from .distributed import DistInfo, barrier, init_distributed, mean_over_ranks, wrap_for_training
 
-SYNTHETIC_TRUTH = ("solvent", "sei", "extent")  # never train on them (SPEC.md §2.1)
+SYNTHETIC_TRUTH = ("solvent", "sei", "extent")  # never train on them
 TRAINING_DATA_FILE = "training_data.json"       # vocabularies + grid beside the saved model
 CPU_DEFAULT_STEPS = 2000                         # TrainConfig.cpu_default's step budget (the demo's)
 

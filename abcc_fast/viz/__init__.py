@@ -1,4 +1,4 @@
-"""Figures (SPEC.md §6): operando heatmap, waterfall, difference spectra, solvent/SEI
+"""Figures: operando heatmap, waterfall, difference spectra, solvent/SEI
 decomposition, band-centroid drift vs voltage, uncertainty bands. Agg backend; every function
 returns the Figure and saves PNG atomically when given ``path``."""
 from .figures import (centroid_drift, decomposition, difference_spectra, operando_heatmap, save_figure,

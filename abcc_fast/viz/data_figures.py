@@ -1,5 +1,5 @@
 """Figures for `abcc data inspect`: operando heatmap, waterfall, solvent/SEI decomposition, voltage
-profiles and band-centroid drift (SPEC.md §6). Every function takes an OpIRDataset and returns a
+profiles and band-centroid drift. Every function takes an OpIRDataset and returns a
 matplotlib Figure; ``write_overview`` saves a set of PNGs."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Figures for operando IR (SPEC.md §6), on the non-interactive Agg backend.
+"""Figures for operando IR, on the non-interactive Agg backend.
 
 Every function takes plain tensors/arrays, returns the matplotlib Figure and, given ``path``,
 saves it as PNG atomically (temporary file in the same directory, then rename). Shapes::

@@ -8,7 +8,7 @@
 //  * DILATE temporal term = <E, Omega>, carried as a forward-mode tangent of R in direction Omega;
 //    default Omega_ij = ((i+1)/n - (j+1)/m)^2.
 //
-// Precision (KERNELS.md section 1): each anti-diagonal k is stored relative to its own minimum,
+// Precision: each anti-diagonal k is stored relative to its own minimum,
 // R_ij = off_k + r_ij, with the running offsets off_k in float64. Every exponent the backward
 // needs, (R_s - cost_s - R_p)/g, is then formed from O(local spread) numbers, not O(path cost) ones.
 #pragma once

@@ -2,7 +2,7 @@
 //
 // Conventions: those of csrc/cpu/soft_dtw.h (cells, lengths, band, BIG sentinel, DILATE tangent).
 //
-// Design (KERNELS.md sections 1, 2, 5):
+// Design:
 //  * one block per pair; thread t owns rows i = t, t + blockDim, ...; the three live anti-diagonals
 //    (and their DILATE tangents) sit in shared memory, indexed by slot = i + 1 (slot 0 is row -1);
 //    one __syncthreads per diagonal. R is never written to HBM.

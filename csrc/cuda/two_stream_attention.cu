@@ -1,6 +1,6 @@
 // Two-stream (MM-DiT joint) attention, forward and forward + JVP in one pass, plain CUDA.
 //
-// Math (KERNELS.md section 4): S = s Q K^T, P = softmax(S), O = P V over the keys of stream a then
+// Math: S = s Q K^T, P = softmax(S), O = P V over the keys of stream a then
 // stream b (never concatenated); with tangents S' = s (Q' K^T + Q K'^T) and
 // O' = P V' + (P * S') V - rowsum(P * S') O. Online softmax with one running max m and sum l;
 // tangent state acc_t = sum p V' + (p s') V and r = sum p s', rescaled by the same exp(m_old - m_new):

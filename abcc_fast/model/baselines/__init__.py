@@ -1,4 +1,4 @@
-"""OpIRBench baselines (issue 6): the models ABCC is compared with, on the same inputs.
+"""OpIRBench baselines: the models ABCC is compared with, on the same inputs.
 
 Every baseline gets what ABCC gets -- the static spectrum, the voltage profile (and the protocol
 duration), the composition and the electrode -- is trained by the same trainer

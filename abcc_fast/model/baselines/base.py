@@ -11,7 +11,7 @@ regression, its loss and sampler::
 
 Everything runs in z-units, x_z = (x - norm_mean) / norm_std with the training split's frame
 statistics (as ``ABCCConfig.from_dataset``). The default objective is the mean squared error over
-*all* T frames, frame 0 included (frame 0 is not scored, SPEC.md 3, but every baseline predicts it).
+*all* T frames, frame 0 included (frame 0 is not scored, but every baseline predicts it).
 
 The model contract is the trainer's and ABCC's (abcc_fast/train/trainer.py)::
 
