@@ -58,7 +58,7 @@ from .distributed import DistInfo, barrier, init_distributed, mean_over_ranks, w
 
 SYNTHETIC_TRUTH = ("solvent", "sei", "extent")  # never train on them
 TRAINING_DATA_FILE = "training_data.json"       # vocabularies + grid beside the saved model
-CPU_DEFAULT_STEPS = 2000                         # TrainConfig.cpu_default's step budget (the demo's)
+CPU_DEFAULT_STEPS = 6000                         # TrainConfig.cpu_default's step budget (the demo's)
 
 
 # --------------------------------------------------------------------------------------------
