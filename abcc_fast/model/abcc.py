@@ -285,17 +285,10 @@ class ABCC(nn.Module):
 
     def _total_velocity_jvp(self, x, static, r, tau, state_r, state_tau, context, electrode,
                             v, dstate_dr) -> torch.Tensor:
-        """d/dr u(x_r, r, tau) of u = u_solvent + u_sei + u_baseline for one tau per row: the JVP with
-        tangent (v, 1, 0, ds/dr) on (x, r, tau, s(r)) (s: the protocol state, moving with r), by
-        forward-mode AD under no_grad (a stop-gradient target: no autograd graph, no parameter
-        hooks). Training uses ``_source_jvp`` (every tau of a source in one pass)."""
-        with torch.no_grad(), fwAD.dual_level():
-            us, uz, ub = self.backbone(fwAD.make_dual(x, v), static, fwAD.make_dual(r, torch.ones_like(r)), tau,
-                                   fwAD.make_dual(state_r, dstate_dr), state_tau, context, electrode)
-            du_dr = fwAD.unpack_dual(us + ub if self.config.streams == 1 else us + uz + ub).tangent
-        if du_dr is None:  # the output does not depend on (x, r, V(r)) at all
-            du_dr = torch.zeros_like(x)
-        return du_dr
+        """d/dr u(x_r, r, tau) [B, W] for one tau per row: ``_source_jvp`` with a single target time
+        (tangent (v, 1, ds/dr) on (x, r, s(r)))."""
+        return self._source_jvp(x, static, r, state_r, context, electrode, tau[:, None], state_tau[:, None],
+                                v, dstate_dr)[:, 0]
 
     def _decode(self, enc, tau, state_tau):
         """backbone.decode with the one-stream ablation's u_sei = 0."""

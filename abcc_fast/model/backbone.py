@@ -203,21 +203,34 @@ class QueryEmbedding(nn.Module):
         return self.mlp(self.inp(torch.cat(parts, dim=-1))) + c[:, None]
 
 
-class TokenDecoder(nn.Module):
-    """A stream's displacement for every query from its encoded tokens: a per-token linear map to
-    width H (once per source), FiLM by the query embedding in that width (per query), GELU, then a
-    per-patch output projection [N, H, P] (zero-initialised: the displacement starts at 0) and,
-    with ``basis_rank`` K > 0, a learned basis [K, W] weighted by the pooled features (whole-spectrum
-    capacity: the frame changes are close to low rank).
-    tokens [B, N, d], e [B, Q, d] -> [B, Q, W] and the pooled features [B, Q, H]."""
+class FiLMTokens(nn.Module):
+    """A stream's decoder features: a per-token linear map to width H (once per source), FiLM by
+    the query embedding in that width (per query), GELU. tokens [B, N, d], e [B, Q, d] ->
+    [B, Q, N, H]. The modulation is zero-initialised (no tau dependence at the start)."""
 
-    def __init__(self, dim: int, n_tokens: int, patch: int, hidden: int, basis_rank: int = 0):
+    def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.norm = PlainLayerNorm(1e-6)
         self.fc = nn.Linear(dim, hidden)
         self.modulation = nn.Linear(dim, 2 * hidden)
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
+
+    def hidden(self, tokens, e):
+        shift, scale = self.modulation(F.silu(e)).chunk(2, dim=-1)                  # [B, Q, H]
+        h = self.fc(self.norm(tokens))                                              # [B, N, H], once per source
+        return F.gelu(h[:, None] * (1 + scale[:, :, None]) + shift[:, :, None], approximate="tanh")  # [B, Q, N, H]
+
+
+class TokenDecoder(FiLMTokens):
+    """A stream's displacement for every query: the FiLM features, a per-patch output projection
+    [N, H, P] (zero-initialised: the displacement starts at 0) and, with ``basis_rank`` K > 0, a
+    learned basis [K, W] weighted by the pooled features (whole-spectrum capacity: the frame changes
+    are close to low rank). tokens [B, N, d], e [B, Q, d] -> [B, Q, W] and the pooled features
+    [B, Q, H]."""
+
+    def __init__(self, dim: int, n_tokens: int, patch: int, hidden: int, basis_rank: int = 0):
+        super().__init__(dim, hidden)
         self.proj_w = nn.Parameter(torch.zeros(n_tokens, hidden, patch))
         self.proj_b = nn.Parameter(torch.zeros(n_tokens, patch))
         self.basis_coef = nn.Linear(hidden, basis_rank) if basis_rank > 0 else None
@@ -226,31 +239,23 @@ class TokenDecoder(nn.Module):
             nn.init.zeros_(self.basis_coef.bias)
             self.basis = nn.Parameter(torch.randn(basis_rank, n_tokens * patch) * 0.02)
 
-    def hidden(self, tokens, e):
-        shift, scale = self.modulation(F.silu(e)).chunk(2, dim=-1)                  # [B, Q, H]
-        h = self.fc(self.norm(tokens))                                              # [B, N, H], once per source
-        return F.gelu(h[:, None] * (1 + scale[:, :, None]) + shift[:, :, None], approximate="tanh")  # [B, Q, N, H]
-
     def forward(self, tokens, e):
         h = self.hidden(tokens, e)
-        out = torch.einsum("bqnh,nhp->bqnp", h, self.proj_w) + self.proj_b
-        out = out.flatten(2)
+        out = (torch.einsum("bqnh,nhp->bqnp", h, self.proj_w) + self.proj_b).flatten(2)
         pooled = h.mean(2)
         if self.basis_coef is not None:
             out = out + self.basis_coef(pooled) @ self.basis
         return out, pooled
 
 
-class TemplateDecoder(TokenDecoder):
-    """SEI displacement as a combination of product templates: the TokenDecoder's features, pooled
-    over the stream's tokens, Linear(H, M) (zero-initialised) -> coefficients [B, Q, M] @ templates
-    [M, W]. The templates (``sei_templates``, a persistent buffer: saved with the weights) are the
-    film products' spectra along their aging states on the model grid, each scaled to a peak of 1
-    z-unit."""
+class TemplateDecoder(FiLMTokens):
+    """SEI displacement as a combination of product templates: the FiLM features pooled over the
+    stream's tokens, Linear(H, M) (zero-initialised) -> coefficients [B, Q, M] @ templates [M, W].
+    The templates (``sei_templates``, a persistent buffer: saved with the weights) are the film
+    products' spectra along their aging states on the model grid, each scaled to a peak of 1 z-unit."""
 
     def __init__(self, dim: int, hidden: int, templates: torch.Tensor):
-        super().__init__(dim, 1, 1, hidden)
-        del self.proj_w, self.proj_b
+        super().__init__(dim, hidden)
         self.coef = nn.Linear(hidden, templates.shape[0])
         nn.init.zeros_(self.coef.weight)
         nn.init.zeros_(self.coef.bias)
