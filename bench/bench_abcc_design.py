@@ -14,25 +14,28 @@ import argparse
 import json
 import os
 import shutil
+import tempfile
 import time
 
 import torch
+
 from abcc_fast.data import default_dataset
 from abcc_fast.model import ABCC, ABCCConfig
 from abcc_fast.model import baselines as BL
-from abcc_fast.train.trainer import TrainConfig, train, collate
+from abcc_fast.opirbench import evaluate
+from abcc_fast.train.trainer import TrainConfig, train
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--entry", default="abcc")
+ap.add_argument("--entry", default="abcc", help="abcc, or a baseline name (mlp, cnn, ...)")
 ap.add_argument("--steps", type=int, default=600)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--split", default="random")
 ap.add_argument("--lr", type=float, default=2e-3)
 ap.add_argument("--batch", type=int, default=8)
-ap.add_argument("--cfg", default="{}")
-ap.add_argument("--tag", default="")
-ap.add_argument("--ntest", type=int, default=0)
-ap.add_argument("--runs", default="abcc_design_runs", help="trainer output folder")
+ap.add_argument("--cfg", default="{}", help="JSON overrides of the cpu_default config")
+ap.add_argument("--tag", default="", help="suffix of the entry name in the results")
+ap.add_argument("--runs", default=os.path.join(tempfile.gettempdir(), "abcc_design_runs"),
+                help="trainer output folder (not the repository)")
 a = ap.parse_args()
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 ds = default_dataset(progress=False)
@@ -41,8 +44,7 @@ torch.manual_seed(a.seed)
 if a.entry == "abcc":
     model = ABCC(ABCCConfig.from_dataset(ds, a.split, preset="cpu_default", **over))
 else:
-    cls = BL.get(a.entry)
-    model = cls(cls.config_class.from_dataset(ds, a.split, preset="cpu_default", **over)) if hasattr(cls.config_class, "from_dataset") else None
+    model = BL.get(a.entry).from_dataset(ds, a.split, preset="cpu_default", **over)
 n_params = sum(p.numel() for p in model.parameters())
 tcfg = TrainConfig.cpu_default(steps=a.steps, max_time_s=None, seed=a.seed, lr=a.lr, batch_size=a.batch,
                                eval_every=10**9, checkpoint_every=10**9, log_every=50)
@@ -51,24 +53,11 @@ shutil.rmtree(out, ignore_errors=True)
 t0 = time.time()
 res = train(model, ds, split=a.split, config=tcfg, out_dir=out, resume=False, progress=False)
 tt = time.time() - t0
-# score on test part
-test = ds.split(a.split, "test")
-mean, std = ds.norm_stats(a.split)
-m = res.model.eval()
-idx = range(len(test)) if not a.ntest else range(min(a.ntest, len(test)))
-errs = []
-with torch.no_grad():
-    for s0 in range(0, len(idx), 64):
-        b = collate([test[i] for i in range(s0, min(s0 + 64, len(idx)))])
-        kw = dict(wavenumber=None, time_s=b.get("time_s"))
-        pred = m.predict(b["static"], b["voltage"], b["composition"], b["electrode"], **kw)["frames"]
-        e = ((pred - b["frames"]) / std).pow(2).mean(-1)        # [B, T]
-        errs.append(e)
-e = torch.cat(errs)
-pf = e.mean(0)
+scored = evaluate(str(res.model_dir), ds, a.split, "test", metrics=["mse"], progress=False)
+pf = scored.per_frame["mse"]                                      # frames 1..T-1
 r = dict(entry=a.entry + a.tag, split=a.split, seed=a.seed, steps=a.steps, lr=a.lr, params=n_params,
-         train_s=round(tt, 1), s_per_step=round(tt / a.steps, 4), mse=float(e[:, 1:].mean()),
-         f1_4=[round(float(x), 5) for x in pf[1:5]], f5_31=float(pf[5:].mean()), cfg=over,
+         train_s=round(tt, 1), s_per_step=round(tt / a.steps, 4), mse=float(scored.metrics["mse"]),
+         f1_4=[round(float(x), 5) for x in pf[:4]], f5_31=float(pf[4:].mean()), cfg=over,
          load=os.getloadavg()[0])
 print(json.dumps(r))
 path = os.path.join(os.path.dirname(__file__), "results", "abcc_design", "runs.jsonl")

@@ -26,8 +26,7 @@ from .harness import machine_info, markdown_table, write_results
 def build(entry: str, ds, preset: str):
     if entry == "abcc":
         return ABCC(ABCCConfig.from_dataset(ds, "random", preset=preset))
-    cls = BL.get(entry)
-    return cls(cls.config_class.from_dataset(ds, "random", preset=preset))
+    return BL.get(entry).from_dataset(ds, "random", preset=preset)
 
 
 def main(argv=None) -> int:
