@@ -53,11 +53,13 @@ shutil.rmtree(out, ignore_errors=True)
 t0 = time.time()
 res = train(model, ds, split=a.split, config=tcfg, out_dir=out, resume=False, progress=False)
 tt = time.time() - t0
-scored = evaluate(str(res.model_dir), ds, a.split, "test", metrics=["mse"], progress=False)
+scored = evaluate(str(res.model_dir), ds, a.split, "test", metrics=["mse", "decomp"], progress=False)
 pf = scored.per_frame["mse"]                                      # frames 1..T-1
 r = dict(entry=a.entry + a.tag, split=a.split, seed=a.seed, steps=a.steps, lr=a.lr, params=n_params,
          train_s=round(tt, 1), s_per_step=round(tt / a.steps, 4), mse=float(scored.metrics["mse"]),
          f1_4=[round(float(x), 5) for x in pf[:4]], f5_31=float(pf[4:].mean()), cfg=over,
+         decomp_sei=float(scored.metrics.get("decomp_sei", float("nan"))),
+         decomp_solvent=float(scored.metrics.get("decomp_solvent", float("nan"))),
          load=os.getloadavg()[0])
 print(json.dumps(r))
 path = os.path.join(os.path.dirname(__file__), "results", "abcc_design", "runs.jsonl")

@@ -398,3 +398,43 @@ def test_sei_stream_in_the_span_of_product_templates():
     assert span_residual(zf).abs().max() > 1e-2 * float(zf.abs().max())   # the free head is not in that span
     with pytest.raises(ValueError, match="needs the model grid"):
         ABCC(ABCCConfig.tiny(W=64, T=4, n_components=3, n_electrodes=2, n_reactions=2, sei_basis="templates"))
+
+
+def test_physics_solvent_basis_spans_the_simulated_solvent_change(tmp_path):
+    """solvent_basis='physics': the electrolyte templates plus the static spectrum times nu', nu'^2
+    span what OpIRSim's solvent stream does over a formation cycle (speciation, gain drift, the
+    film's displacement), and every solvent velocity of the model lies in that span."""
+    import abcc_fast.data as data
+    from abcc_fast.model.backbone import solvent_template_matrix
+
+    ds = data.load(data.generate(tmp_path / "ds", n_samples=12, T=6, W=128, seed=5, progress=False))
+    cfg = ABCCConfig.from_dataset(ds, "random", preset="tiny", solvent_basis="physics", basis_rank=0)
+    model = randomised(ABCC(cfg)).double()
+    head = model.backbone.head_solvent
+    A = solvent_template_matrix(cfg)
+    static = torch.as_tensor(ds.static, dtype=torch.float64)
+    z_static = (static - cfg.norm_mean) / cfg.norm_std
+    solvent = torch.as_tensor(ds.solvent, dtype=torch.float64)
+    worst = 0.0
+    for b in range(static.shape[0]):
+        basis = torch.cat([A, head.film_rows(z_static[b:b + 1])[0].double()])       # [E + 2, W]
+        change = (solvent[b, 1:] - solvent[b, :1]).T                                # [W, T - 1]
+        fit = basis.T @ torch.linalg.lstsq(basis.T, change).solution
+        worst = max(worst, float((fit - change).pow(2).sum() / change.pow(2).sum().clamp_min(1e-30)))
+    assert worst < 1e-3, worst                                   # measured 1e-4; without the film rows 1e-2
+    B = 3
+    g = torch.Generator().manual_seed(1)
+    x, s = z_static[:B] + 0.1 * torch.randn(B, 128, generator=g, dtype=torch.float64), z_static[:B]
+    n_state, n_ctx = state_size(cfg), context_size(cfg)
+    with torch.no_grad():
+        us = model.velocity(x, s, torch.rand(B, generator=g).double(), torch.rand(B, generator=g).double(),
+                            torch.rand(B, n_state, generator=g).double(), torch.rand(B, n_state, generator=g).double(),
+                            torch.rand(B, n_ctx, generator=g).double(), torch.zeros(B, dtype=torch.long))[0]
+    assert us.abs().max() > 1e-4
+    A = head.solvent_templates.double()                          # the buffer's float32 values
+    for b in range(B):
+        basis = torch.cat([A, head.film_rows(s[b:b + 1])[0].double()])
+        fit = basis.T @ torch.linalg.lstsq(basis.T, us[b:b + 1].T).solution
+        assert (fit.T - us[b]).abs().max() < 1e-8 * float(us[b].abs().max())
+    with pytest.raises(ValueError, match="needs the model grid"):
+        ABCC(ABCCConfig.tiny(W=64, T=4, n_components=3, n_electrodes=2, n_reactions=2, solvent_basis="physics"))

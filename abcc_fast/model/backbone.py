@@ -122,6 +122,22 @@ def sei_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     return m / m.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def solvent_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
+    """[E, W] the electrolyte's band templates on cfg.wavenumber: the free and the bound state of
+    every component, then the soluble species, each scaled to a peak of 1. A cell's solvent stream
+    is a combination of these rows (speciation moves amount between a component's free and bound
+    rows), times the film's displacement factor (see ``SolventBasisDecoder``)."""
+    from ..analysis.templates import simulator_basis
+
+    if len(cfg.wavenumber) != cfg.W:
+        raise ValueError("ABCCConfig(solvent_basis='physics') needs the model grid (config.wavenumber, W points) to "
+                         "render the electrolyte templates: build the config with ABCCConfig.from_dataset(ds, ...) "
+                         "or pass wavenumber=[...], or use solvent_basis='free'")
+    e = torch.as_tensor(simulator_basis(cfg.wavenumber).electrolyte, dtype=torch.float64)      # [E, W]
+    e = e[e.abs().amax(dim=1) > 0]
+    return e / e.abs().amax(dim=1, keepdim=True)
+
+
 def context_size(cfg: ABCCConfig) -> int:
     """Width of the per-sample context vector: composition (+ the scaled log protocol duration)
     (+ the voltage profile resampled to ``profile_points``)."""
@@ -216,6 +232,14 @@ class FiLMTokens(nn.Module):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
+    def readout(self, tokens, e, n_tokens: int = 0):
+        """(coefficient features, pooled features [B, Q, H]): with n_tokens = 0 both are the mean of
+        the FiLM features over tokens; else the coefficient features are all tokens' features side
+        by side [B, Q, N H]."""
+        h = self.hidden(tokens, e)                                                  # [B, Q, N, H]
+        pooled = h.mean(2)
+        return (h.flatten(2) if n_tokens else pooled), pooled
+
     def hidden(self, tokens, e):
         shift, scale = self.modulation(F.silu(e)).chunk(2, dim=-1)                  # [B, Q, H]
         h = self.fc(self.norm(tokens))                                              # [B, N, H], once per source
@@ -248,22 +272,66 @@ class TokenDecoder(FiLMTokens):
         return out, pooled
 
 
+class SolventBasisDecoder(FiLMTokens):
+    """Solvent displacement from the electrolyte's physics: a combination of its band templates
+    (``solvent_template_matrix``, a persistent buffer [E, W]) plus the static spectrum times nu'
+    and nu'^2 (nu' the grid scaled to [-1, 1]; each row scaled to a peak of 1), plus an optional
+    learned rank-K residual basis (K = ``basis_rank``). The film displaces electrolyte from the
+    probed depth by the factor exp(-2 L / d_p(nu)) with d_p ~ 1 / nu: to second order in L that is
+    the static (solvent) spectrum times a quadratic in nu. Coefficients come from the FiLM features
+    pooled over the stream's tokens (Linear(H, E + 2 + K), zero-initialised). Unlike
+    ``TokenDecoder`` it cannot paint bands the electrolyte does not have (except through the
+    residual), so SEI growth is left to the SEI stream."""
+
+    def __init__(self, dim: int, hidden: int, templates: torch.Tensor, wavenumber, basis_rank: int,
+                 norm_mean: float, norm_std: float, n_tokens: int = 0):
+        super().__init__(dim, hidden)
+        self.n_templates, self.rank, self.n_tokens = templates.shape[0], basis_rank, n_tokens
+        self.norm_mean, self.norm_std = norm_mean, norm_std
+        self.coef = nn.Linear(hidden * max(n_tokens, 1), self.n_templates + 2 + basis_rank)
+        nn.init.zeros_(self.coef.weight)
+        nn.init.zeros_(self.coef.bias)
+        self.register_buffer("solvent_templates", templates.float())
+        wn = torch.as_tensor(wavenumber, dtype=torch.float64)
+        nu = 2 * (wn - wn.min()) / (wn.max() - wn.min()).clamp_min(1e-12) - 1
+        self.register_buffer("film_weights", torch.stack([nu, nu * nu]).float(), persistent=False)   # [2, W]
+        if basis_rank > 0:
+            self.basis = nn.Parameter(torch.randn(basis_rank, templates.shape[1]) * 0.02)
+
+    def film_rows(self, static):
+        """static [B, W] z-units -> [B, 2, W]: the raw static spectrum times nu', nu'^2, unit peak."""
+        raw = static * self.norm_std + self.norm_mean
+        rows = raw[:, None] * self.film_weights.to(raw.dtype)
+        return rows / rows.abs().amax(dim=-1, keepdim=True).clamp_min(1e-6)
+
+    def forward(self, tokens, e, static):
+        feats, pooled = self.readout(tokens, e, self.n_tokens)
+        coef = self.coef(feats)
+        E = self.n_templates
+        out = coef[..., :E] @ self.solvent_templates.to(pooled.dtype)
+        out = out + torch.einsum("bqk,bkw->bqw", coef[..., E:E + 2], self.film_rows(static).to(pooled.dtype))
+        if self.rank > 0:
+            out = out + coef[..., E + 2:] @ self.basis
+        return out, pooled
+
+
 class TemplateDecoder(FiLMTokens):
     """SEI displacement as a combination of product templates: the FiLM features pooled over the
     stream's tokens, Linear(H, M) (zero-initialised) -> coefficients [B, Q, M] @ templates [M, W].
     The templates (``sei_templates``, a persistent buffer: saved with the weights) are the film
     products' spectra along their aging states on the model grid, each scaled to a peak of 1 z-unit."""
 
-    def __init__(self, dim: int, hidden: int, templates: torch.Tensor):
+    def __init__(self, dim: int, hidden: int, templates: torch.Tensor, n_tokens: int = 0):
         super().__init__(dim, hidden)
-        self.coef = nn.Linear(hidden, templates.shape[0])
+        self.n_tokens = n_tokens
+        self.coef = nn.Linear(hidden * max(n_tokens, 1), templates.shape[0])
         nn.init.zeros_(self.coef.weight)
         nn.init.zeros_(self.coef.bias)
         self.register_buffer("sei_templates", templates.float())
 
     def forward(self, tokens, e):
-        pooled = self.hidden(tokens, e).mean(2)                                      # [B, Q, H]
-        return self.coef(pooled) @ self.sei_templates.to(pooled.dtype), pooled
+        feats, pooled = self.readout(tokens, e, self.n_tokens)
+        return self.coef(feats) @ self.sei_templates.to(pooled.dtype), pooled
 
 
 def legendre_basis(W: int, n: int) -> torch.Tensor:
@@ -277,10 +345,11 @@ def legendre_basis(W: int, n: int) -> torch.Tensor:
 
 class Encoding:
     """What the encoder leaves for the decoder: both streams' tokens [B, N, d], the source
-    condition c_r [B, d], r [B] and s(r) [B, n_state]."""
+    condition c_r [B, d], r [B], s(r) [B, n_state] and the static spectrum [B, W] (z-units)."""
 
-    def __init__(self, solvent, sei, c, r, state_r):
+    def __init__(self, solvent, sei, c, r, state_r, static):
         self.solvent, self.sei, self.c, self.r, self.state_r = solvent, sei, c, r, state_r
+        self.static = static
 
 
 class TwoStreamBackbone(nn.Module):
@@ -309,8 +378,11 @@ class TwoStreamBackbone(nn.Module):
         self.blocks = nn.ModuleList(JointBlock(d, cfg.heads, cfg.mlp_ratio, cfg.attention_backend)
                                     for _ in range(cfg.depth))
         H = cfg.decoder_hidden
-        self.head_solvent = TokenDecoder(d, self.n_tokens, P, H, cfg.basis_rank)
-        self.head_sei = (TemplateDecoder(d, H, sei_template_matrix(cfg)) if cfg.sei_basis == "templates"
+        flat = self.n_tokens if cfg.coef_readout == "flat" else 0
+        self.head_solvent = (SolventBasisDecoder(d, H, solvent_template_matrix(cfg), cfg.wavenumber, cfg.basis_rank,
+                                                 cfg.norm_mean, cfg.norm_std, flat)
+                             if cfg.solvent_basis == "physics" else TokenDecoder(d, self.n_tokens, P, H, cfg.basis_rank))
+        self.head_sei = (TemplateDecoder(d, H, sei_template_matrix(cfg), flat) if cfg.sei_basis == "templates"
                          else TokenDecoder(d, self.n_tokens, P, H))
         nb = cfg.baseline_basis
         if nb > 0:
@@ -332,13 +404,16 @@ class TwoStreamBackbone(nn.Module):
         b = torch.cat([self.cond_token_sei(c)[:, None], b], dim=1)
         for blk in self.blocks:
             a, b = blk(a, b, c)
-        return Encoding(a[:, 1:], b[:, 1:], c, r, state_r)
+        return Encoding(a[:, 1:], b[:, 1:], c, r, state_r, static)
 
     def decode(self, enc: Encoding, tau, state_tau):
         """tau [B, Q], state_tau [B, Q, n_state] -> average velocities (u_solvent, u_sei,
         u_baseline) [B, Q, W] over [r, tau] (displacement / (tau - r + delta))."""
         e = self.query(enc.c, enc.r, tau, enc.state_r, state_tau)                 # [B, Q, d]
-        d_solvent, h_solvent = self.head_solvent(enc.solvent, e)
+        if isinstance(self.head_solvent, SolventBasisDecoder):
+            d_solvent, h_solvent = self.head_solvent(enc.solvent, e, enc.static)
+        else:
+            d_solvent, h_solvent = self.head_solvent(enc.solvent, e)
         d_sei, h_sei = self.head_sei(enc.sei, e)
         inv = 1.0 / (tau - enc.r[:, None] + self.cfg.delta_tau)[..., None]        # [B, Q, 1]
         if self.head_baseline is None:

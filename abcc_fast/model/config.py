@@ -64,6 +64,14 @@ class ABCCConfig:
     n_freq: int = 8                    # Fourier features per time input (r, tau - r)
     decoder_hidden: int = 128          # width of the per-token MLP of the tau decoder
     basis_rank: int = 32               # learned whole-spectrum basis of the solvent decoder (0: none)
+    solvent_basis: str = "free"        # "free": per-patch output projections (+ the learned basis) paint any
+                                       # change; "physics": a combination of the electrolyte's band templates
+                                       # (free/bound state of every component, soluble species) and the
+                                       # static spectrum times nu, nu^2 (the film's displacement of electrolyte,
+                                       # exp(-2L/d_p(nu)), to second order), plus the rank-``basis_rank`` residual
+    coef_readout: str = "mean"         # how the template heads read their coefficients from the FiLM features:
+                                       # "mean" over the stream's tokens, then Linear(H, M); "flat": the tokens'
+                                       # features side by side, Linear(N H, M) (where a band sits matters)
     delta_tau: float = 0.01            # u = displacement / (tau - r + delta_tau): the decoder's output scale
     relax_hours: list = field(default_factory=lambda: [1 / 60, 5 / 60, 0.25, 1.0, 4.0])  # relaxation
                                        # time constants of the decoder's elapsed-time features (hours)
@@ -114,6 +122,9 @@ class ABCCConfig:
              f"W={self.W} must be a multiple of patch={self.patch}; choose patch among the divisors of W")
         need(self.dim % self.heads == 0, f"dim={self.dim} must be a multiple of heads={self.heads}")
         need(self.sei_basis in ("free", "templates"), f"sei_basis must be 'free' or 'templates', got {self.sei_basis!r}")
+        need(self.coef_readout in ("mean", "flat"), f"coef_readout must be 'mean' or 'flat', got {self.coef_readout!r}")
+        need(self.solvent_basis in ("free", "physics"),
+             f"solvent_basis must be 'free' or 'physics', got {self.solvent_basis!r}")
         need(self.streams in (1, 2), f"streams must be 1 (ablation: no SEI stream) or 2, got {self.streams}")
         need(self.n_components >= 1 and self.n_electrodes >= 1 and self.n_reactions >= 1,
              "n_components, n_electrodes and n_reactions must be >= 1")
@@ -152,11 +163,13 @@ class ABCCConfig:
     @classmethod
     def cpu_default(cls, **kw) -> "ABCCConfig":
         """The demo's model: 2 joint blocks of width 96 (3 heads of 32), patches of 32 points (16
-        tokens per stream), a decoder of width 128 with a rank-32 solvent basis, the SEI stream
-        spanned by the film products' templates, trained from r = 0 only (mf_pairs=0). The
-        measurements behind these choices are in docs/model.md."""
+        tokens per stream), a decoder of width 128; the solvent stream spanned by the electrolyte's
+        templates and the film-displacement rows plus a rank-8 learned residual, the SEI stream by
+        the film products' templates, both read from every token's features (coef_readout="flat");
+        trained from r = 0 only (mf_pairs=0). The measurements behind these choices are in
+        docs/model.md."""
         base = dict(patch=32, dim=96, depth=2, heads=3, mlp_ratio=2.0, n_freq=8, mf_pairs=0,
-                    sei_basis="templates")
+                    sei_basis="templates", solvent_basis="physics", basis_rank=8, coef_readout="flat")
         base.update(kw)
         return cls(**base)
 
@@ -164,7 +177,7 @@ class ABCCConfig:
     def gpu_default(cls, **kw) -> "ABCCConfig":
         """H100 size: 6 joint blocks of width 256 (4 heads of 64), patch 8, decoder width 256."""
         base = dict(patch=8, dim=256, depth=6, heads=4, mlp_ratio=4.0, n_freq=16, mf_pairs=4, sei_basis="templates",
-                    decoder_hidden=256, basis_rank=64)
+                    solvent_basis="physics", coef_readout="flat", decoder_hidden=256, basis_rank=16)
         base.update(kw)
         return cls(**base)
 
