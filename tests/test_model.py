@@ -438,3 +438,27 @@ def test_physics_solvent_basis_spans_the_simulated_solvent_change(tmp_path):
         assert (fit.T - us[b]).abs().max() < 1e-8 * float(us[b].abs().max())
     with pytest.raises(ValueError, match="needs the model grid"):
         ABCC(ABCCConfig.tiny(W=64, T=4, n_components=3, n_electrodes=2, n_reactions=2, solvent_basis="physics"))
+
+
+def test_mass_conservation_ignores_non_reaction_area_changes():
+    """With nuisance columns (contact step, gain drift, current), a solvent-area change made only of
+    them costs nothing; one the extents and nuisances cannot explain still does."""
+    from abcc_fast.model import constraints as Cn
+
+    g = torch.Generator().manual_seed(0)
+    B, Tq, Wd = 3, 9, 16
+    taus = torch.linspace(0, 1, Tq).expand(B, Tq).double()
+    current = torch.randn(B, Tq, generator=g).double()
+    nuisance = torch.stack([(taus > 0).double(), taus, current], dim=-1)
+    static = torch.randn(B, Wd, generator=g).double()
+    weights = torch.randn(B, 3, generator=g).double()
+    area_change = (nuisance @ weights[..., None])[..., 0]                      # [B, T']
+    solvent = static[:, None] - area_change[..., None]                          # its mean over W drops by that
+    sei, extent = torch.zeros(B, Tq, Wd).double(), torch.zeros(B, Tq, 2).double()
+    alpha = beta = torch.ones(2).double()
+    assert Cn.mass_conservation(solvent, sei, static, extent, alpha, beta) > 1e-2
+    assert Cn.mass_conservation(solvent, sei, static, extent, alpha, beta, nuisance) < 1e-10
+    bump = torch.zeros(B, Tq).double()
+    bump[:, Tq // 2] = 1.0                                                      # one frame only: no nuisance makes it
+    off = Cn.mass_conservation(solvent - bump[..., None], sei, static, extent, alpha, beta, nuisance)
+    assert off > 0.05

@@ -439,7 +439,8 @@ class ABCC(nn.Module):
         if cfg.w_mass > 0 and self.extent_head is not None:
             extent = self.extent_head(traj["taus"], traj["state_tau"][..., 0], inp["context"], inp["electrode"])
             alpha, beta = self.extent_head.coefficients()
-            parts["mass"] = C.mass_conservation(solvent, sei, static, extent, alpha, beta)
+            parts["mass"] = C.mass_conservation(solvent, sei, static, extent, alpha, beta,
+                                                self._mass_nuisance(traj) if cfg.mass_nuisance else None)
         if (cfg.w_peak_drift > 0 or cfg.w_peak_accel > 0) and self._marker_slices:
             std, mean = cfg.norm_std, cfg.norm_mean
             wn = self.wavenumber.to(static.dtype)
@@ -452,6 +453,14 @@ class ABCC(nn.Module):
                 parts["peak_drift"] = C.peak_drift(pred_c, data_c, band)
             if cfg.w_peak_accel > 0:
                 parts["peak_accel"] = C.peak_acceleration(pred_c, traj["taus"], band, inp["frames"].shape[1])
+
+    def _mass_nuisance(self, traj: dict) -> torch.Tensor:
+        """[B, T', 3] solvent-area changes that no reaction makes: a step after tau = 0 (the static
+        spectrum is a separate measurement with its own contact), tau (gain drift over the cycle)
+        and the current proxy at tau (salt polarisation follows the current; zeros without it)."""
+        taus = traj["taus"]
+        current = traj["state_tau"][..., 1] if self.config.current_proxy else torch.zeros_like(taus)
+        return torch.stack([(taus > 0).to(taus.dtype), taus, current], dim=-1)
 
     # -- inference -----------------------------------------------------------------------------
     def _check_predict_inputs(self, static, voltage, composition, electrode, wavenumber, time_s=None, n_extra=0):

@@ -102,10 +102,26 @@ class ExtentHead(nn.Module):
         return F.softplus(self.alpha_raw), F.softplus(self.beta_raw)
 
 
-def mass_conservation(solvent, sei, static_z, extent, alpha, beta) -> torch.Tensor:
+def project_out(residual: torch.Tensor, nuisance: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """residual [B, T'] minus its least-squares fit on the per-sample nuisance columns [B, T', J]."""
+    g = nuisance.transpose(1, 2) @ nuisance + eps * torch.eye(nuisance.shape[-1], dtype=nuisance.dtype,
+                                                              device=nuisance.device)
+    coef = torch.linalg.solve(g, nuisance.transpose(1, 2) @ residual[..., None])         # [B, J, 1]
+    return residual - (nuisance @ coef)[..., 0]
+
+
+def mass_conservation(solvent, sei, static_z, extent, alpha, beta, nuisance=None) -> torch.Tensor:
+    """Solvent area lost and SEI area gained, each tied to the reaction extents: mean over samples
+    and times of (area loss - xi alpha)^2 + (area gain - xi beta)^2. ``nuisance`` [B, T', J]: columns
+    of solvent-area changes that are not reactions (the static spectrum's own contact gain, a gain
+    drift over the cycle, salt polarisation following the current); the solvent residual is
+    penalised only outside their per-sample least-squares fit."""
     area_solvent_loss = (static_z[:, None] - solvent).mean(-1)          # [B, T']
     area_sei_gain = sei.mean(-1)
-    return ((area_solvent_loss - extent @ alpha).pow(2) + (area_sei_gain - extent @ beta).pow(2)).mean()
+    res_solvent = area_solvent_loss - extent @ alpha
+    if nuisance is not None:
+        res_solvent = project_out(res_solvent, nuisance.to(res_solvent.dtype))
+    return (res_solvent.pow(2) + (area_sei_gain - extent @ beta).pow(2)).mean()
 
 
 def marker_slices(wavenumber, marker_windows: dict) -> list:
