@@ -30,7 +30,8 @@ def log_on_frames(log_csv, T: int, out_csv: Path) -> Path:
     low = [h.lower().replace(" ", "") for h in header]
     col = [next((low.index(k) for k in names if k in low), None) for names in (TIME_NAMES, VOLT_NAMES)]
     if None in col:
-        raise SystemExit(f"{log_csv}: needs a time column {TIME_NAMES} and a voltage column {VOLT_NAMES}; found {header}")
+        raise SystemExit(f"{log_csv}: needs a time column {TIME_NAMES} and a voltage column {VOLT_NAMES}; "
+                         f"found {header}")
     t, v = values[:, col[0]], values[:, col[1]]
     grid = np.linspace(t[0], t[-1], T)
     out_csv.write_text("time_s,voltage\n" + "".join(f"{a:.3f},{b:.5f}\n" for a, b in zip(grid, np.interp(grid, t, v))))

@@ -84,7 +84,8 @@ def card(name_or_path: Union[str, os.PathLike]) -> dict:
     try:
         out = json.loads(f.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{f} is not valid JSON ({err}); rebuild it with python -m abcc_fast.pretrained.build") from None
+        raise ValueError(f"{f} is not valid JSON ({err}); rebuild it with "
+                         "python -m abcc_fast.pretrained.build") from None
     if not isinstance(out, dict):
         raise ValueError(f"{f} does not hold a JSON object; rebuild it with python -m abcc_fast.pretrained.build")
     return out

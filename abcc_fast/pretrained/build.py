@@ -59,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--docs-only", action="store_true",
                     help="train nothing: only render the docs tables again from the cards in --out")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    ap.add_argument("--work", default=None, metavar="DIR", help="keep the training run here (default: a temporary folder)")
+    ap.add_argument("--work", default=None, metavar="DIR",
+                    help="keep the training run here (default: a temporary folder)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     args.splits = [s.strip() for s in args.split.split(",") if s.strip()]
@@ -119,8 +120,8 @@ def score(ds, split: str, model_dir: Path, args) -> tuple[dict, dict]:
     check = float(full.per_sample["mse"][:subset["first"]].mean())
     subset["mse_full_evaluation"] = check
     if abs(check - subset["mse"]) > subset["rtol"] * max(abs(check), 1e-12):
-        warnings.warn(f"the subset MSE on the CPU ({subset['mse']:.8g}) differs from the same {subset['first']} samples "
-                      f"of the full evaluation ({check:.8g}) by more than {subset['rtol']:g} (relative): the "
+        warnings.warn(f"the subset MSE on the CPU ({subset['mse']:.8g}) differs from the same {subset['first']} "
+                      f"samples of the full evaluation ({check:.8g}) by more than {subset['rtol']:g} (relative): the "
                       f"evaluation device computes differently (TF32?)", stacklevel=2)
     return C.eval_block(results), subset
 

@@ -25,9 +25,10 @@ def packaged_runs(ds, splits) -> tuple[dict, object, str]:
         trained_on = c.get("dataset") or {}
         if trained_on.get("manifest_sha256") != sha:
             raise ValueError(f"{where} was trained on dataset {trained_on.get('name')!r} (manifest sha256 "
-                             f"{str(trained_on.get('manifest_sha256'))[:12]}..), not on this one ({ds.manifest.get('name')!r}, "
-                             f"{sha[:12]}..), so its test part may hold samples it was trained on; use the default "
-                             "dataset, or rebuild the models with python -m abcc_fast.pretrained.build")
+                             f"{str(trained_on.get('manifest_sha256'))[:12]}..), not on this one "
+                             f"({ds.manifest.get('name')!r}, {sha[:12]}..), so its test part may hold samples it was "
+                             "trained on; use the default dataset, or rebuild the models with "
+                             "python -m abcc_fast.pretrained.build")
         res = c["training"]["result"]
         runs[split] = TrainResult(
             run_dir=folder, model_dir=folder, best_dir=None, log_path=folder / LOG_NAME,

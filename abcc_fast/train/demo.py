@@ -447,7 +447,7 @@ def _report(out, ds, summary, runs, results, boards, figs, overview_figs, system
         L += ["Figures that failed: " + "; ".join(_FIGURE_ERRORS), ""]
     name = name or out.name
     how = {"quick": "--quick", "pretrained": "--pretrained"}.get(summary["preset"], f"--preset {summary['preset']}")
+    bench = runs["random"].model_dir if summary["preset"] == "pretrained" else _rel(runs["random"].model_dir, out)
     L += ["## Reproduce", "", "```", f"abcc demo --out {name} {how}",
-          f"abcc bench --model {runs['random'].model_dir if summary['preset'] == 'pretrained' else _rel(runs['random'].model_dir, out)} "
-          "--split random", "```", ""]
+          f"abcc bench --model {bench} --split random", "```", ""]
     return "\n".join(L)
