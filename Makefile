@@ -6,7 +6,7 @@ TORCH_CPU ?= torch==2.13.0
 TRITON ?= triton==3.6.0
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: install build test test-fast cuda-check bench demo gpu-check clean
+.PHONY: install build test test-fast cuda-check bench demo pretrained gpu-check clean
 
 install:
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) $(TORCH_CPU)
@@ -40,6 +40,13 @@ bench: install
 
 demo: install
 	abcc demo
+
+# Rebuild the packaged pretrained models (abcc_fast/pretrained/opirsim, opirsim-system) and the tables of
+# docs/pretrained.md: train one ABCC per split, score it on OpIRBench, write weights + model card.
+# PRETRAINED_ARGS: e.g. "--steps 6000 --preset cpu" (docs/pretrained.md).
+PRETRAINED_ARGS ?=
+pretrained: install
+	$(PY) -m abcc_fast.pretrained.build --split random,system --out abcc_fast/pretrained $(PRETRAINED_ARGS)
 
 # On a GPU machine (CUDA torch, triton, cmake, ninja installed): build with CUDA, run the GPU tests
 # and the GPU benchmarks within ~8 minutes; writes bench/results/*_gpu.{json,md}. Fails (exit 2)

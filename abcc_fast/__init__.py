@@ -1,7 +1,8 @@
 """abcc_fast: a fast PyTorch engine for operando infrared prediction.
 
 Subpackages: `ops` (kernels behind one door), `nn` (soft-DTW / DILATE loss modules), `data`
-(OpIRSim and the dataset format), `opirbench` (the benchmark), `model`, `train`, `viz`.
+(OpIRSim and the dataset format), `opirbench` (the benchmark), `model`, `train`, `viz`,
+`pretrained` (the packaged ABCC weights: ``ABCC.from_pretrained("opirsim")``).
 """
 __version__ = "0.1.0"
 
@@ -10,7 +11,7 @@ def __getattr__(name):  # lazy: `import abcc_fast` stays cheap; the model loads 
     if name in ("ABCC", "ABCCConfig"):
         from . import model
         return getattr(model, name)
-    if name == "nn":
+    if name in ("nn", "pretrained"):
         import importlib
-        return importlib.import_module(".nn", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'abcc_fast' has no attribute {name!r}")

@@ -22,7 +22,7 @@ def _run(script: Path) -> str:
 
 def test_examples_are_covered_and_short():
     names = {p.name for p in EXAMPLES}
-    assert {"train_forecaster_dilate.py", "score_your_model.py"} <= names
+    assert {"train_forecaster_dilate.py", "score_your_model.py", "predict_measured.py"} <= names
     for p in EXAMPLES:
         assert "--quick" in p.read_text(), f"{p.name} needs a --quick mode for CI"
 
@@ -43,6 +43,21 @@ def test_score_your_model():
     assert set(rows) == {"voltage_slope", "persistence", "frame0"}, out
     for name, vals in rows.items():
         assert len(vals) == 4 and all(v == v and v >= 0 for v in vals), f"{name}: {vals}"
+
+
+def test_predict_measured():
+    from abcc_fast import pretrained
+
+    if not pretrained.names():
+        pytest.skip("no packaged weights in abcc_fast/pretrained (build them with `make pretrained`)")
+    out = _run(ROOT / "examples" / "predict_measured.py")
+    T = pretrained.card(pretrained.DEFAULT_NAME)["knows"]["T"]
+    m = re.search(r"predicted (\d+) frames on (\d+) wavenumbers .*largest change ([\d.e-]+) AU at (\d+) cm\^-1", out)
+    assert m and int(m.group(1)) == T, out
+    assert 0 < float(m.group(3)) < 1 and 700 <= int(m.group(4)) <= 1900, out
+    wrote = set(re.findall(r"^wrote (\S+)$", out, re.M))
+    assert {"frames.csv", "frames.safetensors", "prediction.json", "voltage_frames.csv",
+            "figures/operando_heatmap.png", "figures/sei_stream.png"} <= wrote, out
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])

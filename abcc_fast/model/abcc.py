@@ -717,7 +717,11 @@ class ABCC(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path, map_location="cpu") -> "ABCC":
-        """Load a directory written by ``save_pretrained``."""
+        """Load a directory written by ``save_pretrained``, or a packaged pretrained model by name
+        (``"opirsim"``: abcc_fast/pretrained, used when no file or folder of that name exists)."""
+        from ..pretrained import resolve
+
+        path = resolve(path)
         meta = read_model_meta(path, "ABCC.from_pretrained")
         if meta.get("model_type") != MODEL_TYPE or "config" not in meta:
             raise ValueError(f"ABCC.from_pretrained: {Path(path) / CONFIG_NAME} is not an ABCC config (model_type "

@@ -50,7 +50,9 @@ def register(subparsers) -> None:
                     "resampled onto the model's grid) and a voltage table (CSV: time_s, voltage; one row per frame). Writes "
                     "frames.csv, frames.safetensors, prediction.json and figures/ into --out, atomically.",
         formatter_class=fmt)
-    q.add_argument("--model", required=True, metavar="DIR", help="model directory written by abcc train (DIR/model)")
+    q.add_argument("--model", default=None, metavar="DIR",
+                   help="model directory written by abcc train (DIR/model), or the name of a packaged pretrained "
+                        "model (opirsim, opirsim-system; docs/pretrained.md); default: the packaged 'opirsim'")
     q.add_argument("--static", required=True, metavar="FILE",
                    help="static spectrum: CSV (wavenumber, absorbance) or JCAMP-DX (.jdx/.dx)")
     q.add_argument("--voltage", required=True, metavar="CSV", help="voltage table: time_s, voltage (V vs Li/Li+)")
@@ -98,6 +100,9 @@ def register(subparsers) -> None:
     d.add_argument("--out", default="abcc_demo", metavar="DIR")
     d.add_argument("--preset", default="cpu", choices=list(PRESETS))
     d.add_argument("--quick", action="store_true", help="a tiny end-to-end run (small dataset, tiny model)")
+    d.add_argument("--pretrained", action="store_true",
+                   help="no training: score the packaged pretrained models (opirsim, opirsim-system) on both splits "
+                        "and write the same report (about a minute)")
     d.add_argument("--data", default=None, metavar="PATH", help="dataset directory instead of the default")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-progress", action="store_true")
@@ -228,6 +233,11 @@ def run_predict(args) -> int:
 
     check_replaceable_output(args.out, "prediction.json", "abcc predict")   # before loading the model
 
+    if args.model is None:
+        from ..pretrained import DEFAULT_NAME, path
+
+        print(f"no --model given: using the packaged pretrained model '{DEFAULT_NAME}' ({path(DEFAULT_NAME)}), "
+              "trained on simulated OpIRSim data only (its card and limits: docs/pretrained.md)")
     written = predict_to_dir(args.model, args.static, args.voltage, args.composition, args.electrode, args.out,
                              streams=args.streams, samples=args.samples, noise=args.noise,
                              figures=not args.no_figures,
@@ -268,7 +278,7 @@ def run_demo(args) -> int:
 
     try:
         report = demo(out_dir=args.out, preset=args.preset, quick=args.quick, data=args.data, seed=args.seed,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, **({"pretrained": True} if args.pretrained else {}))
     except KeyboardInterrupt:
         raise Interrupted(f"the demo is built beside {args.out} and moved into place when complete, so {args.out} "
                           "is as it was before; rerun to start again") from None

@@ -256,12 +256,14 @@ def score_split(ds, split: str, abcc_fn, progress: bool = True) -> list:
 
 
 def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data: Optional[str] = None,
-             seed: int = 0, progress: bool = True) -> Path:
+             seed: int = 0, progress: bool = True, pretrained: bool = False) -> Path:
     """Run the demo into ``out_dir``; returns the path of ``report.md``.
 
     preset: "cpu" (default: two models of ``TrainConfig.cpu_default``'s step budget; within ~15 minutes
     on 2 cores), "gpu" or "tiny";
-    quick: tiny model + small generated dataset (a CI-sized end-to-end run).
+    quick: tiny model + small generated dataset (a CI-sized end-to-end run);
+    pretrained: no training: score the packaged models (abcc_fast/pretrained, one per split) on the
+    dataset they were built on, and write the same report.
 
     The folder is built beside ``out_dir`` and replaces it as a whole at the end, so nothing of an
     earlier run survives and an interrupted run leaves the earlier one intact (``--quick`` reuses
@@ -274,17 +276,20 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if pretrained and quick:
+        raise ValueError("--pretrained scores the packaged models on the default dataset; --quick trains tiny ones on "
+                         "a small dataset: give one of them")
     final = check_replaceable_output(out_dir, "report.md", "abcc demo")
     with atomic_directory(final) as tmp:
         if quick and data is None and (final / "data" / "manifest.json").is_file():
             shutil.copytree(final / "data", tmp / "data")
-        _run_demo(tmp, final, preset, quick, data, seed, progress)
+        _run_demo(tmp, final, preset, quick, data, seed, progress, pretrained)
     _say(f"done: {final / 'report.md'}")
     return final / "report.md"
 
 
 def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[str], seed: int,
-              progress: bool) -> None:
+              progress: bool, pretrained: bool = False) -> None:
     """The demo, written into ``out`` (a temporary folder that becomes ``final``)."""
     from ..model import load_predictor
     from ..opirbench import manifest_sha256, write_leaderboard
@@ -304,11 +309,16 @@ def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[s
     systems_by_part = _held_out_check(ds)
     _say(f"dataset ready: {len(ds)} samples, T={ds.T}, W={ds.W} ({timings['data']:.0f} s)")
 
-    # ---- 2. training: one model per split ----------------------------------------------------
+    # ---- 2. training: one model per split (--pretrained: the packaged ones) ----------------------
     model_preset = "tiny" if quick else PRESETS[preset]
     train_cfg = demo_train_config(preset, quick, seed)
     runs = {}
-    for split in SPLITS:
+    if pretrained:
+        from ..pretrained.runs import packaged_runs
+
+        runs, train_cfg, model_preset = packaged_runs(ds, SPLITS)
+        _say("models: the packaged pretrained " + ", ".join(f"{s}: {r.model_dir}" for s, r in runs.items()))
+    for split in SPLITS if not pretrained else ():
         t = time.perf_counter()
         runs[split] = train_split(ds, split, train_cfg, model_preset, out / "runs" / split, progress)
         timings[f"train_{split}"] = time.perf_counter() - t
@@ -344,7 +354,8 @@ def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[s
     summary = {
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "load_average_at_start": load_start, "load_average_at_end": _loadavg(),
-        "preset": "quick" if quick else preset, "model_preset": model_preset, "seed": seed,
+        "preset": "quick" if quick else "pretrained" if pretrained else preset, "model_preset": model_preset,
+        "seed": seed,
         "dataset": {"name": ds.manifest.get("name"), "samples": len(ds), "T": ds.T, "W": ds.W,
                     "manifest_sha256": manifest_sha256(ds)},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
@@ -382,7 +393,10 @@ def _report(out, ds, summary, runs, results, boards, figs, overview_figs, system
          f"({float(ds.wavenumber[0]):.0f}-{float(ds.wavenumber[-1]):.0f} cm^-1), manifest sha256 "
          f"`{summary['dataset']['manifest_sha256'][:16]}...`",
          f"- models: ABCC preset `{summary['model_preset']}` ({n_params:,} parameters), **two models**, each trained "
-         "from scratch on the training part of its own split and evaluated on that split's test part",
+         "from scratch on the training part of its own split and evaluated on that split's test part"
+         + ("; here the packaged pretrained models (" + ", ".join(f"`{r.model_dir.name}`" for r in runs.values())
+            + "; docs/pretrained.md), not trained by this run: the training rows below are from their model cards"
+            if summary["preset"] == "pretrained" else ""),
          f"- split `random`: train/val/test = {len(ds.split('random', 'train'))}/{len(ds.split('random', 'val'))}/"
          f"{len(ds.split('random', 'test'))} samples",
          f"- split `system`: train/val/test = {len(ds.split('system', 'train'))}/{len(ds.split('system', 'val'))}/"
@@ -432,7 +446,8 @@ def _report(out, ds, summary, runs, results, boards, figs, overview_figs, system
     if _FIGURE_ERRORS:
         L += ["Figures that failed: " + "; ".join(_FIGURE_ERRORS), ""]
     name = name or out.name
-    L += ["## Reproduce", "", "```", f"abcc demo --out {name} --preset {summary['preset']}"
-          if summary["preset"] != "quick" else f"abcc demo --out {name} --quick",
-          f"abcc bench --model {_rel(runs['random'].model_dir, out)} --split random", "```", ""]
+    how = {"quick": "--quick", "pretrained": "--pretrained"}.get(summary["preset"], f"--preset {summary['preset']}")
+    bench = runs["random"].model_dir if summary["preset"] == "pretrained" else _rel(runs["random"].model_dir, out)
+    L += ["## Reproduce", "", "```", f"abcc demo --out {name} {how}",
+          f"abcc bench --model {bench} --split random", "```", ""]
     return "\n".join(L)

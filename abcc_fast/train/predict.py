@@ -76,6 +76,18 @@ def load_model(path: PathLike):
     return model, info
 
 
+def model_directory(spec: Optional[PathLike]) -> tuple[Path, Optional[str]]:
+    """(model directory, packaged name or None) for ``--model``: a path, a packaged pretrained model's
+    name when no such path exists (abcc_fast/pretrained), or None for the default packaged model."""
+    from .. import pretrained
+
+    if spec is None:
+        return pretrained.path(pretrained.DEFAULT_NAME), pretrained.DEFAULT_NAME
+    if pretrained.is_packaged_name(str(spec)) and str(spec) in pretrained.names():
+        return pretrained.path(str(spec)), str(spec)
+    return Path(spec), None
+
+
 def model_info(model, path: Path) -> dict:
     """Grid, T and vocabularies: ``training_data.json`` when present, else the model config / chemistry."""
     f = Path(path) / TRAINING_DATA_FILE
@@ -172,12 +184,14 @@ def _finite(name: str, t: Optional[torch.Tensor]) -> None:
                          "or the model is damaged")
 
 
-def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathLike, composition: str,
+def predict_to_dir(model_dir: Optional[PathLike], static_csv: PathLike, voltage_csv: PathLike, composition: str,
                    electrode: str, out_dir: PathLike, *, streams: bool = False, samples: int = 0,
                    noise: Optional[float] = None, figures: bool = True,
                    component_files=()) -> dict:
     """Run one prediction and write it to ``out_dir``; returns ``{name: path}`` of what was written.
 
+    model_dir: a directory written by ``abcc train``, or a packaged pretrained model's name
+    (``"opirsim"``), or None for the default packaged model (docs/pretrained.md).
     noise (AU): None takes the calibration's noise when the model directory has a calibration.json,
     else 0.002. With samples and a calibration, calibrated 50/90 % bands are written too (samples >= 2).
     Example::
@@ -189,6 +203,7 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
         raise ValueError(f"--samples must be >= 0, got {samples}")
     # ---- everything is read and checked before anything is written ------------------------
     out_dir = check_replaceable_output(out_dir, "prediction.json", "abcc predict")
+    model_dir, packaged = model_directory(model_dir)
     model, info = load_model(model_dir)
     calibration = _calibration_for(model_dir, int(samples))
     if noise is None:
@@ -268,6 +283,8 @@ def predict_to_dir(model_dir: PathLike, static_csv: PathLike, voltage_csv: PathL
                                    "method": calibration.method, "fitted_samples": calibration.samples,
                                    "fitted_on": f"{calibration.split}/{calibration.part}",
                                    "n_samples": calibration.n_samples}
+        if packaged is not None:
+            meta["pretrained"] = packaged
         (tmp / "prediction.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         written.append("prediction.json")
     return {name: out_dir / name for name in written}
