@@ -3,14 +3,15 @@
 Subpackages: `ops` (kernels behind one door), `nn` (soft-DTW / DILATE loss modules), `data`
 (OpIRSim and the dataset format), `opirbench` (the benchmark), `model`, `train`, `viz`.
 """
+import importlib
+
 __version__ = "0.1.0"
 
 
 def __getattr__(name):  # lazy: `import abcc_fast` stays cheap; the model loads on first use
     if name in ("ABCC", "ABCCConfig"):
-        from . import model
+        from . import model  # the model (torch, einops) only when abcc_fast.ABCC is asked for
         return getattr(model, name)
     if name == "nn":
-        import importlib
         return importlib.import_module(".nn", __name__)
     raise AttributeError(f"module 'abcc_fast' has no attribute {name!r}")

@@ -268,7 +268,9 @@ def test_evaluate_on_a_tiny_dataset_with_a_tiny_model(small_dataset, tmp_path):
     assert n_true.shape == (len(ds), ds.T, len(chem.FILM_SPECIES)) and (n_true >= -1e-9).all()
     model = ABCC(ABCCConfig.from_dataset(ds, "random", preset="tiny"))     # untrained: checks the path only
     model_dir = model.save_pretrained(tmp_path / "model")
-    res = evaluate(ds, n=4, split="random", part="train", model_dir=model_dir,
+    from abcc_fast.train import StreamsPredictor      # what `abcc analyze --evaluate --model DIR` wires in
+
+    res = evaluate(ds, n=4, split="random", part="train", model=StreamsPredictor(model_dir),
                    chemometric_methods=[("nmf", "difference", 2), ("mcr_als", "frames", 2)], progress=False)
     rows = {r["method"]: r for r in res["rows"]}
     assert len(rows) == 6 and res["config"]["n_samples"] == 4

@@ -59,7 +59,7 @@ MAY_IMPORT = {
     "model": {"ops", "data", "vocabulary"},
     "opirbench": {"ops", "data"},
     "uncertainty": set(),
-    "train": {"model", "vocabulary", "uncertainty", "data", "ops"},
+    "train": {"model", "vocabulary", "uncertainty", "data"},
     "analysis": {"opirbench", "data"},
     "apps": set(LAYERS),
 }
@@ -247,6 +247,19 @@ def _lazy_names(module: str, is_pkg: bool, node) -> list[str]:
     return [f"{base}.{a.name}" if base == "abcc_fast" else base for a in node.names]
 
 
+def _lines_above(lines: list, j: int) -> list:
+    """The lines above line index ``j`` that belong to the same block of lazy imports: imports, blank
+    lines, comments, ``try:`` and ``matplotlib.use(...)``."""
+    out = []
+    while j >= 0:
+        text = lines[j].strip()
+        if not (text.startswith(("import ", "from ", "#", "try:", "matplotlib.use(")) or not text):
+            break
+        out.append(text)
+        j -= 1
+    return out
+
+
 def lazy_import_findings(package: Path = PACKAGE) -> list[str]:
     """Function-level imports that are not of an optional/heavy dependency with a reason comment."""
     out = []
@@ -260,8 +273,8 @@ def lazy_import_findings(package: Path = PACKAGE) -> list[str]:
         for node in sorted(nested.values(), key=lambda n: n.lineno):
             allowed = LAZY_OK + LAZY_OK_IN.get(module, ())
             ok = all(any(n == d or n.startswith(d + ".") for d in allowed) for n in _lazy_names(module, is_pkg, node))
-            here, above = lines[node.lineno - 1], lines[node.lineno - 2] if node.lineno > 1 else ""
-            commented = "#" in here or above.strip().startswith("#")
+            here = lines[node.lineno - 1]
+            commented = "#" in here or any("#" in line for line in _lines_above(lines, node.lineno - 2))
             if not (ok and commented):
                 why = "not an optional/heavy dependency" if not ok else "no reason comment beside it"
                 out.append(f"{_rel(path, package)}:{node.lineno}: function-level import ({why}): `{here.strip()}`")

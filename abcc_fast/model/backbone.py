@@ -111,7 +111,7 @@ class JointBlock(nn.Module):
 
 def sei_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     """[M, W] film-product templates (all products x aging states) on cfg.wavenumber, unit peak."""
-    from ..analysis.templates import film_products, product_templates, visible_products
+    from ..data.templates import film_products, product_templates, visible_products
 
     if len(cfg.wavenumber) != cfg.W:
         raise ValueError("ABCCConfig(sei_basis='templates') needs the model grid (config.wavenumber, W points) to "

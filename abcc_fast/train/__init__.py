@@ -8,7 +8,9 @@ Shell: ``abcc train``, ``abcc predict``, ``abcc demo``; multi-GPU: ``torchrun ..
 """
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .distributed import DistInfo, LossModule, init_distributed
+from .predict import StreamsPredictor, load_model, load_predictor, predict_to_dir
 from .trainer import TrainConfig, TrainResult, learning_rate, train
 
 __all__ = ["TrainConfig", "TrainResult", "train", "learning_rate", "save_checkpoint", "load_checkpoint",
-           "latest_checkpoint", "DistInfo", "LossModule", "init_distributed"]
+           "latest_checkpoint", "DistInfo", "LossModule", "init_distributed", "load_model", "load_predictor",
+           "StreamsPredictor", "predict_to_dir"]
