@@ -1,7 +1,9 @@
 """abcc_fast: a fast PyTorch engine for operando infrared prediction.
 
 Subpackages: `ops` (kernels behind one door), `nn` (soft-DTW / DILATE loss modules), `data`
-(OpIRSim and the dataset format), `opirbench` (the benchmark), `model`, `train`, `viz`.
+(OpIRSim and the dataset format), `opirbench` (the benchmark), `model`, `train`, `analysis`, `viz`,
+and `apps` (the `abcc` commands, the demo, the full benchmark suite). docs/architecture.md draws the
+layers they form; tests/test_layers.py keeps them.
 """
 import importlib
 
