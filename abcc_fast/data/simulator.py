@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from . import chemistry as chem
 from . import draws
 from . import protocols as proto
+# the draws and physics names below are also read as abcc_fast.data.simulator.<name> (tests, bench/)
 from .draws import (CONTACT_LO, CONTACT_SPAN, CONTACT_UNIFORM, HIDDEN_DRAWS, HIDDEN_UNIFORMS, N_FRAME_NORMALS,  # noqa: F401
                     N_UNIFORM, STATIC_GAIN_MAX, STATIC_GAIN_UNIFORM, Z_CO2, Z_LEGENDRE, Z_RESEAT, Z_WATER,
                     conditional_randoms, draw_randoms, sample_parameters)
@@ -62,7 +63,6 @@ from .physics import (AGING_STATES, CRYSTALS, DP_1000_NM, Basis, Network, cyclin
 GENERATOR_NAME = "OpIRSim"
 GENERATOR_VERSION = "1.2.0"
 DEFAULT_N_SAMPLES = 7118
-
 
 
 @dataclass
