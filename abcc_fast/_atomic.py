@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
+from safetensors.torch import save_file
+
 PathLike = Union[str, os.PathLike]
 
 __all__ = ["atomic_path", "write_bytes", "write_text", "save_safetensors", "atomic_directory",
@@ -165,8 +167,6 @@ def write_text(path: PathLike, text: str) -> Path:
 def save_safetensors(tensors: dict, path: PathLike, metadata: Optional[dict] = None) -> Path:
     """`safetensors.torch.save_file` atomically (tensors stored as independent dense CPU copies:
     safetensors refuses shared or non-contiguous storage)."""
-    from safetensors.torch import save_file
-
     dense = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(dense, str(tmp), metadata=metadata)

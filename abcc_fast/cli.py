@@ -1,27 +1,21 @@
 """The `abcc` command.
 
-Each area of the package contributes its subcommands through a small `_cli.py` module with a
-`register(subparsers)` function; this file only assembles them (nothing imports this module).
+Each command module (``abcc_fast/apps/*_cli.py``, and ``ops/_cli.py`` for ``abcc backends``)
+contributes its subcommands through a ``register(subparsers)`` function; this file only assembles
+them (nothing imports this module).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import warnings
 
 from . import _errors
+from .apps import analysis_cli, bench_cli, data_cli, train_cli
+from .ops import _cli as ops_cli
 
-# (module, description) for each area that adds subcommands. A module that is missing (an area
-# not built yet) is skipped, so the command keeps working while the package grows.
-_AREAS = (
-    "abcc_fast.data._cli",
-    "abcc_fast.opirbench._cli",
-    "abcc_fast.train._cli",
-    "abcc_fast.viz._cli",
-    "abcc_fast.ops._cli",
-    "abcc_fast.analysis._cli",
-)
+# the command modules, in the order of `abcc --help`
+_AREAS = (data_cli, bench_cli, train_cli, ops_cli, analysis_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of any error (put it before the command: abcc --debug ...)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _AREAS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name:
-                continue
-            raise
+    for module in _AREAS:
         module.register(sub)
     return parser
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import inspect
 import json
 import math
 import statistics
@@ -325,8 +326,6 @@ def _predictions(model, subset, samples: int, noise: float, batch_size: int, see
     """Batches of {"target", "center", "std", "samples"} (CPU float32) for ``subset``."""
     if int(batch_size) < 1:
         raise ValueError(f"uncertainty: batch_size must be >= 1, got {batch_size}")
-    import inspect
-
     if "samples" not in inspect.signature(model.predict).parameters:
         raise ValueError(f"uncertainty: {type(model).__name__}.predict has no stochastic mode (samples=K, noise=sigma); "
                          "calibrated bands need an ABCC model")
@@ -452,6 +451,7 @@ _KINDS = (("calibrated", "calibrated (conformal)"), ("raw_quantile", "raw: sampl
 def reliability_figure(report: dict, path=None):
     """Reliability diagram (nominal vs empirical coverage, calibrated and raw) and calibrated
     coverage per frame; saved as PNG when ``path`` is given. Returns the Figure."""
+    # matplotlib (and viz, which loads it) only when the figure is drawn: a heavy import
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -520,7 +520,7 @@ def write_report(report: dict, out_dir, calibration: Optional[Calibration] = Non
         payload["calibration_full"] = calibration.to_dict()
     paths = {"coverage.md": write_text(out / "coverage.md", "# Calibrated uncertainty\n\n" + report_markdown(report)),
              "coverage.json": write_text(out / "coverage.json", json.dumps(payload, indent=1) + "\n")}
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded by reliability_figure below: a heavy import kept out of module load
 
     fig = reliability_figure(report, out / "reliability.png")
     plt.close(fig)

@@ -61,21 +61,28 @@ import json
 import math
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
+import torch
+import torch.nn as nn
 
 from .data import chemistry as chem
+from .data import draws
+from .data import simulator as sim_mod
+from .data.importer import monotonic_grid, read_table, resample
+from .data.physics import Basis, happ_genzel_ils, pseudo_voigt
 
 PathLike = Union[str, Path]
 SCHEMA = "abcc-component/1"
 KINDS = ("solvent", "additive", "salt")
 POSITION_RANGE = (200.0, 5000.0)      # cm^-1: mid-IR and a margin; anything outside is a unit error
 MAX_FWHM = 500.0
-MAX_EXTRA_COMPONENTS = 5              # OpIRSim: uniforms 86..95 draw presence/amount of extra components
-EXTRA_UNIFORM0 = 86
+# OpIRSim: the draw "extra_components" (uniforms 86..95) gives presence and amount of each extra component
+EXTRA_UNIFORM0 = draws.UNIFORMS["extra_components"].column
+MAX_EXTRA_COMPONENTS = draws.UNIFORMS["extra_components"].width // 2
 _NAME = re.compile(r"^[A-Za-z0-9_+\-.()]{1,40}$")
 _TOP_KEYS = {"schema", "name", "kind", "molar_mass", "density", "peak_per_molar", "preference", "sites",
              "bands", "bound_extra", "reactions", "description", "source"}
@@ -266,8 +273,6 @@ def render_component(c: chem.Component, wavenumber, state: str = "free", resolut
     """[W] spectrum of a chemistry.Component at 1 mol/L, ATR-weighted, convolved with the Happ-Genzel
     instrument line shape; the same rendering as ``simulator.render_species(..., atr=True,
     resolution=...)`` (which takes a known name)."""
-    from .data.simulator import Basis, happ_genzel_ils, pseudo_voigt
-
     wn = np.asarray(wavenumber, dtype=np.float64)
     if state not in ("free", "bound"):
         raise ValueError(f"state must be 'free' or 'bound', got {state!r}")
@@ -301,8 +306,6 @@ def template_from_spectrum(path: PathLike, wavenumber, name: Optional[str] = Non
                            kind: str = "solvent") -> ComponentTemplate:
     """A measured pure-component spectrum (CSV: wavenumber, absorbance; header row) resampled onto
     ``wavenumber``. Free and bound states are the same measured spectrum (no bound information)."""
-    from .data.importer import _monotonic_grid, _resample, read_table
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"component spectrum not found: {path}")
@@ -315,8 +318,8 @@ def template_from_spectrum(path: PathLike, wavenumber, name: Optional[str] = Non
     if values.shape[1] < 2 or values.shape[0] < 2:
         raise ValueError(f"{path}: needs a wavenumber column and an absorbance column, >= 2 rows; found {header}")
     grid = np.asarray(wavenumber, dtype=np.float64)
-    wn, spec = _monotonic_grid(path, values[:, 0], values[:, 1:2])
-    y = _resample(path, wn, spec, grid)[:, 0]
+    wn, spec = monotonic_grid(path, values[:, 0], values[:, 1:2])
+    y = resample(path, wn, spec, grid)[:, 0]
     if not np.any(np.abs(y) > 0):
         raise ValueError(f"{path}: the spectrum is zero on the grid {grid[0]:.1f}-{grid[-1]:.1f} cm^-1")
     return ComponentTemplate(name, kind, grid, y, y.copy(), None, str(path), True)
@@ -397,39 +400,29 @@ def known_template_matrix(names: Sequence[str], wavenumber) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # model side: the template encoder E
 # ---------------------------------------------------------------------------------------------
-def _encoder_class():
-    import torch
-    import torch.nn as nn
+class TemplateEncoder(nn.Module):
+    """E: template [n, 2, W] -> [n, out_dim]. Each template is scaled by the max |.| of its free
+    spectrum (shape, not amount: a mole fraction carries the amount), averaged over patches of
+    ``patch`` points ([n, 2 W / patch]), then a 2-layer MLP. composition [B, n] @ E -> [B, out_dim]."""
 
-    class TemplateEncoder(nn.Module):
-        """E: template [n, 2, W] -> [n, out_dim]. Each template is scaled by the max |.| of its free
-        spectrum (shape, not amount: a mole fraction carries the amount), averaged over patches of
-        ``patch`` points ([n, 2 W / patch]), then a 2-layer MLP. composition [B, n] @ E -> [B, out_dim]."""
+    def __init__(self, W: int, patch: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.patch = patch
+        self.mlp = nn.Sequential(nn.Linear(2 * (W // patch), hidden), nn.SiLU(), nn.Linear(hidden, out_dim))
 
-        def __init__(self, W: int, patch: int, hidden: int, out_dim: int):
-            super().__init__()
-            self.patch = patch
-            self.mlp = nn.Sequential(nn.Linear(2 * (W // patch), hidden), nn.SiLU(), nn.Linear(hidden, out_dim))
+    def embed(self, templates: torch.Tensor) -> torch.Tensor:
+        t = templates.to(self.mlp[0].weight.dtype)
+        scale = t[:, 0].abs().amax(-1).clamp_min(1e-12)[:, None, None]
+        t = t / scale
+        n, two, W = t.shape
+        pooled = t.reshape(n, two, W // self.patch, self.patch).mean(-1).reshape(n, -1)
+        return self.mlp(pooled)
 
-        def embed(self, templates: torch.Tensor) -> torch.Tensor:
-            t = templates.to(self.mlp[0].weight.dtype)
-            scale = t[:, 0].abs().amax(-1).clamp_min(1e-12)[:, None, None]
-            t = t / scale
-            n, two, W = t.shape
-            pooled = t.reshape(n, two, W // self.patch, self.patch).mean(-1).reshape(n, -1)
-            return self.mlp(pooled)
-
-        def forward(self, composition: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
-            if composition.shape[-1] != templates.shape[0]:
-                raise ValueError(f"composition has {composition.shape[-1]} entries but {templates.shape[0]} "
-                                 "component templates were given")
-            return composition @ self.embed(templates).to(composition.dtype)
-
-    return TemplateEncoder
-
-
-def TemplateEncoder(W: int, patch: int, hidden: int, out_dim: int):
-    return _encoder_class()(W, patch, hidden, out_dim)
+    def forward(self, composition: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
+        if composition.shape[-1] != templates.shape[0]:
+            raise ValueError(f"composition has {composition.shape[-1]} entries but {templates.shape[0]} "
+                             "component templates were given")
+        return composition @ self.embed(templates).to(composition.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,8 +449,6 @@ def extended_chemistry(components: Sequence[NewComponent], dosage: Optional[dict
     the base simulator), so the known components' draws are unchanged. Extra reactions draw their
     rate/onset jitter from uniforms 58.. / 78.. (the latter shared with gain drift / re-seating).
     The tables are restored on exit; not thread-safe (module-level state)."""
-    from .data import simulator as sim_mod
-
     comps = list(components)
     if len(comps) > MAX_EXTRA_COMPONENTS:
         raise ValueError(f"at most {MAX_EXTRA_COMPONENTS} extra components per simulation, got {len(comps)}")
@@ -476,7 +467,7 @@ def extended_chemistry(components: Sequence[NewComponent], dosage: Optional[dict
             raise ValueError(f"{c.name!r} is already a known component")
     keys = ("COMPONENTS", "COMPONENT_NAMES", "SOLVENT_NAMES", "SALT_NAMES", "REACTIONS", "REACTION_NAMES")
     saved = {k: getattr(chem, k) for k in keys}
-    saved_sp = sim_mod.sample_parameters
+    saved_sp = draws.sample_parameters
     new_comps = dict(chem.COMPONENTS)
     new_rx = dict(chem.REACTIONS)
     for c in comps:
@@ -506,12 +497,12 @@ def extended_chemistry(components: Sequence[NewComponent], dosage: Optional[dict
         chem.SALT_NAMES = [n for n, c in new_comps.items() if c.kind == "salt"]
         chem.REACTIONS = new_rx
         chem.REACTION_NAMES = list(new_rx)
-        sim_mod.sample_parameters = sample_parameters
+        draws.sample_parameters = sample_parameters
         yield
     finally:
         for k, v in saved.items():
             setattr(chem, k, v)
-        sim_mod.sample_parameters = saved_sp
+        draws.sample_parameters = saved_sp
 
 
 def _as_new(c) -> NewComponent:
@@ -534,18 +525,14 @@ def simulate_with(components, indices, seed: int = 0, config=None, dosage: Optio
                   overrides: Optional[dict] = None, **kw) -> dict:
     """``OpIRSim(config).simulate(indices, seed, overrides)`` with extra components (band JSONs,
     dicts or NewComponents) dosed as ``dosage`` says. ``composition`` has the extra components last."""
-    from .data.simulator import OpIRSim
-
     comps = [_as_new(c) for c in components]
     with extended_chemistry(comps, dosage):
-        return OpIRSim(config).simulate(indices, seed=seed, overrides=overrides, **kw)
+        return sim_mod.OpIRSim(config).simulate(indices, seed=seed, overrides=overrides, **kw)
 
 
 def generate_with(components, out_dir, dosage: Optional[dict] = None, **generate_kw) -> Path:
     """``simulator.generate(out_dir, **generate_kw)`` with extra components: a dataset whose manifest
     vocabulary lists them after the known ones (e.g. a held-out-component study)."""
-    from .data import simulator as sim_mod
-
     comps = [_as_new(c) for c in components]
     with extended_chemistry(comps, dosage):
         return sim_mod.generate(out_dir, **generate_kw)

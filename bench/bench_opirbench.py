@@ -11,15 +11,14 @@ Target: <= 30 s in total on the 2-core CPU machine.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from abcc_fast import provenance
 from abcc_fast.opirbench import ALL_METRICS, METRICS_VERSION, Persistence, evaluate
 from abcc_fast._atomic import write_text
 
@@ -46,9 +45,10 @@ def _dataset(split: str, stand_in_samples: int):
 def machine_info() -> dict:
     from abcc_fast.ops import backends
 
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "loadavg_1m": round(os.getloadavg()[0], 2),
+    run = provenance.run_info()
+    loads = run["load_average_1_5_15"]
+    return {**provenance.pick(run, "platform", "processor", "cpu_count", "torch", "torch_threads"),
+            "loadavg_1m": loads[0] if loads else None,
             "backends": {k: v.available for k, v in backends().items()}}
 
 
@@ -83,7 +83,7 @@ def main(argv=None) -> dict:
     best = min(runs, key=lambda x: x["total_s"])
     out = {
         "benchmark": "opirbench scoring, all metrics, Persistence predictor",
-        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": provenance.utc_now(),
         "metrics_version": METRICS_VERSION,
         "dataset": source, "split": args.split, "part": "test", "n_samples": n, "T": T, "W": W,
         "batch_size": args.batch_size,

@@ -8,18 +8,17 @@ the call; on CPU the growth of the process's peak resident set (VmHWM, reset thr
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from abcc_fast import provenance
 from abcc_fast._atomic import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,17 +39,11 @@ def past_deadline(margin: float = 0.0) -> bool:
 
 
 def machine_info(device: torch.device) -> dict:
-    info = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-        "load_average_1_5_15": list(os.getloadavg()),
-    }
+    """The run's provenance (abcc_fast.provenance) plus the device it measured on."""
+    run = provenance.run_info()
+    info = {**provenance.pick(run, "date", "python", "torch", "platform"), "cpu": run["cpu"] or platform.processor(),
+            **provenance.pick(run, "cpu_count", "torch_threads"), "device": str(device),
+            "load_average_1_5_15": provenance.load_average(digits=None)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
@@ -60,22 +53,9 @@ def machine_info(device: torch.device) -> dict:
         info["triton"] = triton.__version__
     except ImportError:
         pass
-    try:
-        info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                     cwd=Path(__file__).parent, check=False).stdout.strip()
-    except OSError:
-        pass
+    if run["git"] is not None:
+        info["git"] = run["git"]
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _rss_kb(field: str) -> int:

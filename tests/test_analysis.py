@@ -268,7 +268,9 @@ def test_evaluate_on_a_tiny_dataset_with_a_tiny_model(small_dataset, tmp_path):
     assert n_true.shape == (len(ds), ds.T, len(chem.FILM_SPECIES)) and (n_true >= -1e-9).all()
     model = ABCC(ABCCConfig.from_dataset(ds, "random", preset="tiny"))     # untrained: checks the path only
     model_dir = model.save_pretrained(tmp_path / "model")
-    res = evaluate(ds, n=4, split="random", part="train", model_dir=model_dir,
+    from abcc_fast.train import StreamsPredictor      # what `abcc analyze --evaluate --model DIR` wires in
+
+    res = evaluate(ds, n=4, split="random", part="train", model=StreamsPredictor(model_dir),
                    chemometric_methods=[("nmf", "difference", 2), ("mcr_als", "frames", 2)], progress=False)
     rows = {r["method"]: r for r in res["rows"]}
     assert len(rows) == 6 and res["config"]["n_samples"] == 4
@@ -286,3 +288,17 @@ def test_evaluate_on_a_tiny_dataset_with_a_tiny_model(small_dataset, tmp_path):
     paths = write_evaluation(res, tmp_path / "ev")
     assert "| truth streams + NNLS |" in paths["md"].read_text() and json.loads(paths["json"].read_text())["rows"]
     assert "MCR-ALS" in table_markdown(res)
+
+
+def test_evaluate_refuses_a_model_of_another_grid(small_dataset, tmp_path):
+    """A saved model scores only the grid and frames it was trained on: StreamsPredictor says so."""
+    import abcc_fast.data as data
+    from abcc_fast.model import ABCC, ABCCConfig
+    from abcc_fast.train import StreamsPredictor
+
+    ds = data.load(small_dataset)
+    other = data.load(data.generate(tmp_path / "wide", n_samples=12, T=8, W=48, seed=1, progress=False))
+    model_dir = ABCC(ABCCConfig.from_dataset(other, "random", preset="tiny")).save_pretrained(tmp_path / "model")
+    with pytest.raises(ValueError, match="48-point grid.*the dataset has 64 points.*evaluate it on its own dataset"):
+        evaluate(ds, n=2, split="random", part="train", model=StreamsPredictor(model_dir), chemometric_methods=[],
+                 progress=False)

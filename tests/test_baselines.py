@@ -41,7 +41,7 @@ def _predict(model, b, **kw):
 
 
 def test_registry_names_and_cli_choices():
-    from abcc_fast.train._cli import MODEL_NAMES
+    from abcc_fast.apps.train_cli import MODEL_NAMES
 
     assert list(BASELINES) == NAMES
     assert list(MODEL_NAMES) == ["abcc", *NAMES]
@@ -180,7 +180,9 @@ def test_trainer_bench_and_predict_loader(name, ds, tmp_path):
     assert result.steps_done == 4 and result.train_loss == result.train_loss
     model, info = load_model(result.model_dir)                     # abcc predict's loader
     assert type(model) is BASELINES[name] and not model.training and info["T"] == 8
-    predictor = opirbench.load_predictor(str(result.model_dir))    # abcc bench's loader
+    from abcc_fast.apps.bench_cli import load_model_predictor
+
+    predictor = load_model_predictor(str(result.model_dir))        # abcc bench's loader
     assert isinstance(predictor, BaselinePredictor) and predictor.name == name
     res = opirbench.evaluate(predictor, ds, "random", "test", metrics=["mae", "mse"], progress=False)
     assert res.n_samples > 0 and all(v == v for v in res.metrics.values())

@@ -56,7 +56,8 @@ def test_demo_training_is_deterministic_on_a_busy_or_idle_machine(tmp_path, monk
     the same seed (the second time under a clock that makes every step look 1000x slower), gives
     bitwise equal metrics and per-frame MSEs."""
     from abcc_fast.model import load_predictor
-    from abcc_fast.train import demo, trainer
+    from abcc_fast.apps import demo
+    from abcc_fast.train import trainer
 
     ds = demo._dataset(tmp_path, True, None, 0, False)
     cfg = demo.demo_train_config(quick=True, seed=0)

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from abcc_fast.data import generate, load
-from abcc_fast.data.simulator import (CONTACT_LO, CONTACT_SPAN, CONTACT_UNIFORM, HIDDEN_UNIFORMS, N_UNIFORM,
-                                     STATIC_GAIN_MAX, STATIC_GAIN_UNIFORM, OpIRSim, SimConfig, _redraw_static_gain,
-                                     conditional_randoms, draw_randoms, sample_parameters)
+from abcc_fast.data import chemistry as chem
+from abcc_fast.data.draws import (CONTACT_LO, CONTACT_SPAN, CONTACT_UNIFORM, HIDDEN_DRAWS, HIDDEN_UNIFORMS, N_UNIFORM,
+                                  STATIC_GAIN_MAX, STATIC_GAIN_UNIFORM, UNIFORMS, _redraw_static_gain, columns,
+                                  conditional_randoms, draw_randoms, sample_parameters)
+from abcc_fast.data.simulator import OpIRSim, SimConfig
 from abcc_fast.opirbench import Persistence, SimulatorOracle, evaluate
 
 T, W = 8, 64
@@ -20,6 +22,34 @@ def ds(tmp_path_factory):
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_draw_columns_are_pinned():
+    """The named draws sit where they always did: the columns are the bytes of every generated dataset
+    (a moved column changes every sample), and the hidden set named in HIDDEN_DRAWS is the one the
+    oracle and the recorded results used."""
+    K = len(chem.REACTIONS)
+    assert HIDDEN_UNIFORMS == tuple(sorted({22, 23, 24, 29, 30, 37, 39, 78, 79, 80, 81, 82, 83, 84}
+                                           | set(range(40, 40 + K)) | set(range(60, 60 + K))))
+    assert columns(*HIDDEN_DRAWS) == HIDDEN_UNIFORMS and (CONTACT_UNIFORM, STATIC_GAIN_UNIFORM) == (32, 85)
+    single = {n: d.column for n, d in UNIFORMS.items() if d.width == 1}
+    assert single == {"electrode": 0, "salt": 1, "salt_molar": 2, "vc_present": 5, "vc_amount": 6,
+                      "fec_present": 7, "fec_amount": 8, "additive_amount": 9, "extra_salt_amount": 10,
+                      "solvation_number": 11, "protocol": 12, "c_rate": 13, "gitt_duty": 14, "gitt_period": 15,
+                      "scan_rate": 16, "x_end": 17, "v_up": 18, "eta": 19, "tau_eta": 20, "tau_x": 21,
+                      "polarisation": 22, "tau_pol": 23, "rate_scale": 24, "L_max": 29, "aging": 30, "crystal": 31,
+                      "contact": 32, "noise_sigma": 33, "static_noise_factor": 34, "baseline_scale": 35,
+                      "electrode_term": 37, "atmosphere": 38, "reseat": 39, "gain_drift": 78, "reseat_pos": 79,
+                      "tau_leave": 80, "transest_scale": 81, "crack": 82, "fresh": 83, "electrode_slope": 84,
+                      "static_gain": 85}
+    assert columns("solvent_jitter", "rate_jitter", "onset_jitter", "extra_components") == tuple(
+        [3, 4] + list(range(40, 40 + K)) + list(range(60, 60 + K)) + list(range(86, 96)))
+    # by name or by column, the same draws are redrawn
+    a = conditional_randoms(0, np.arange(3), T, W, 2, hidden=("polarisation", "tau_pol"), frame_normals=False)
+    b = conditional_randoms(0, np.arange(3), T, W, 2, hidden=(22, 23), frame_normals=False)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    with pytest.raises(ValueError, match="unknown draw"):
+        columns("polarization")
 
 
 def test_hidden_draws_change_no_input():

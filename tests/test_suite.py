@@ -138,7 +138,7 @@ def tiny_ds(tmp_path_factory):
 
 
 def test_suite_end_to_end_and_resume(tiny_ds, tmp_path, capsys):
-    from abcc_fast.opirbench.suite import run_suite
+    from abcc_fast.apps.suite import run_suite
 
     out = tmp_path / "bench"
     kw = dict(entries=["abcc", "abcc_steps2", "mlp"], splits=["random"], seeds=2, preset="tiny", steps=3,
@@ -188,7 +188,7 @@ def test_suite_end_to_end_and_resume(tiny_ds, tmp_path, capsys):
 
 def test_suite_sweep_keeps_best_lr_for_every_entry(tiny_ds, tmp_path):
     """ABCC, its ablations and the baselines get the same lr sweep; abcc_steps<N> shares abcc's."""
-    from abcc_fast.opirbench.suite import run_suite
+    from abcc_fast.apps.suite import run_suite
 
     out = tmp_path / "bench"
     run_suite(out, tiny_ds, entries=["abcc", "abcc_one_stream", "abcc_steps2", "dlinear"], splits=["system"],
@@ -210,7 +210,7 @@ def test_suite_sweep_keeps_best_lr_for_every_entry(tiny_ds, tmp_path):
 def test_suite_capped_runs_and_older_setups(tiny_ds, tmp_path):
     """A wall-clock cap that ends runs early marks them capped in the table; a setup written by the
     older wall-clock-budget version still renders, and resuming it is refused with the reason."""
-    from abcc_fast.opirbench import suite
+    from abcc_fast.apps import suite
 
     out = tmp_path / "bench"
     with pytest.warns(RuntimeWarning, match="wall-clock cap"):
@@ -232,7 +232,7 @@ def test_suite_capped_runs_and_older_setups(tiny_ds, tmp_path):
 
 
 def test_suite_bad_input(tiny_ds, tmp_path):
-    from abcc_fast.opirbench.suite import run_suite
+    from abcc_fast.apps.suite import run_suite
 
     with pytest.raises(ValueError, match="unknown entry 'nope'.*abcc_no_physics"):
         run_suite(tmp_path / "b", tiny_ds, entries=["abcc", "nope"])

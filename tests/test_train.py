@@ -77,6 +77,22 @@ def test_presets_and_validation():
     assert TrainConfig.from_json(TrainConfig.tiny().to_json()) == TrainConfig.tiny()
 
 
+def test_preset_names_are_defined_once():
+    """abcc_fast.presets names the presets; every preset lookup answers to it. model/config.py and
+    model/baselines/base.py still spell the tuple themselves (model/ is being rewritten): they must agree."""
+    from abcc_fast import presets
+    from abcc_fast.model import config as abcc_config
+    from abcc_fast.model.baselines import base as baseline_base
+
+    assert abcc_config.PRESETS == baseline_base.PRESETS == presets.CONFIG_PRESETS
+    assert tuple(presets.CLI_PRESETS.values()) == presets.CONFIG_PRESETS
+    for cli, name in presets.CLI_PRESETS.items():
+        assert TrainConfig.preset_named(cli) == TrainConfig.preset_named(name) == getattr(TrainConfig, name)()
+        assert TrainConfig.preset_named(cli).preset == name
+    with pytest.raises(ValueError, match="unknown preset 'cpu_default'; choose one of tiny, cpu, gpu"):
+        presets.check_cli_preset("cpu_default")
+
+
 def _final_state(run: Path) -> dict:
     ck = latest_checkpoint(run)
     return {f: load_file(str(ck / f)) for f in ("model.safetensors", "ema.safetensors", "optimizer.safetensors")}

@@ -20,7 +20,7 @@ Definitions (streams, onset, detection, order) are in ``pathway``'s docstring; t
 from .pathway import (PathwayAnalysis, analyze, centroid_drift, check_series, components_of, default_products,
                       estimate_streams, fit_amounts, formation_order, onsets)
 from .evaluation import evaluate, table_markdown, true_amounts, write_evaluation
-from .templates import (ProductTemplates, check_products, film_products, product_templates, reachable,
+from ..data.templates import (ProductTemplates, check_products, film_products, product_templates, reachable,
                         reachable_products)
 
 

@@ -44,6 +44,7 @@ def _initial_spectra(D: np.ndarray, k: int) -> np.ndarray:
 
 def mcr_als(frames, n_components: int = 2, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """MCR-ALS of frames [T, W] -> (C [T, k], ST [k, W]), both non-negative (pyMCR McrAR)."""
+    # pyMCR is optional (pip install abcc-fast[analysis]): imported only when MCR-ALS runs
     from pymcr.constraints import ConstraintNonneg
     from pymcr.mcr import McrAR
     from pymcr.regressors import OLS
@@ -69,6 +70,7 @@ def mcr_als(frames, n_components: int = 2, max_iter: int = 100) -> tuple[np.ndar
 
 def nmf(frames, n_components: int = 2, max_iter: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """NMF of max(frames, 0) [T, W] -> (C [T, k], ST [k, W]) (scikit-learn NMF, NNDSVDa init)."""
+    # scikit-learn is optional (pip install abcc-fast[analysis]): imported only when NMF runs
     from sklearn.decomposition import NMF
     from sklearn.exceptions import ConvergenceWarning
 

@@ -17,8 +17,11 @@ Methods (rows of the table):
 - ``MCR-ALS`` / ``NMF`` on frames or on difference spectra, k components, SEI part matched to the
   true SEI by the oracle of ``chemometrics.split_sei``.
 - ``no decomposition``: SEI = 0, solvent = frames (the scale of the decomp numbers).
-- ``model`` (with ``model_dir``): the predicted streams of a saved ABCC (from the static spectrum
-  only: ``abcc_fast.train.predict.load_model``).
+- ``model`` (with ``model``): the streams a model predicts from the inputs alone (static spectrum,
+  protocol, composition, electrode): any callable ``model(batch) -> {"solvent", "sei"}`` on batches of
+  ``static``, ``voltage``, ``composition``, ``electrode``, ``time_s``, ``wavenumber``; a saved model
+  directory becomes one with ``abcc_fast.train.StreamsPredictor`` (what ``abcc analyze --evaluate
+  --model DIR`` does).
 
 Scores, per method:
 
@@ -37,23 +40,24 @@ Scores, per method:
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import os
-import platform
-import subprocess
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from .. import provenance
+from .._atomic import write_text
 from ..data import chemistry as chem
+from ..data import default_dataset
+from ..opirbench.metrics import decomp
 from . import chemometrics
 from .pathway import (DEFAULT_DETECT_AU, DEFAULT_FRACTION, DEFAULT_NOISE_FACTOR, components_of, default_products,
                       estimate_streams, fit_amounts, onsets)
-from .templates import product_templates
+from ..data.templates import product_templates
 
 DEFAULT_N = 200
 DEFAULT_TOL_V = 0.1
@@ -136,8 +140,6 @@ def _aggregate(rows: list) -> dict:
 
 
 def _decomp(sei_est, solvent_est, sei_true, solvent_true) -> dict:
-    from ..opirbench.metrics import decomp
-
     f = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))[None]  # noqa: E731  [1, T, W]
     out = decomp({"solvent": f(solvent_est), "sei": f(sei_est)}, {"solvent": f(solvent_true), "sei": f(sei_true)})
     return {k: float(v[0]) for k, v in out.items()}
@@ -145,31 +147,15 @@ def _decomp(sei_est, solvent_est, sei_true, solvent_true) -> dict:
 
 def setup_info() -> dict:
     """Machine, date, versions and git revision of a run."""
-    info = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        info["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
-    for mod in ("numpy", "scipy", "sklearn", "pymcr"):
-        try:
-            info[mod] = __import__(mod).__version__
-        except (ImportError, AttributeError):
-            info[mod] = None
-    try:
-        info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                     cwd=Path(__file__).parent, check=False).stdout.strip() or None
-    except OSError:
-        info["git"] = None
-    return info
+    info = provenance.run_info()
+    out = provenance.pick(info, "date", "python", "torch", "platform", "cpu_count", "omp_num_threads")
+    if info["cpu"] is not None:
+        out["cpu"] = info["cpu"]
+    if info["load_average_1_5_15"] is not None:
+        out["load_average_1_5_15"] = info["load_average_1_5_15"]
+    out.update(provenance.versions("numpy", "scipy", "sklearn", "pymcr"))
+    out["git"] = info["git"]
+    return out
 
 
 def select_samples(dataset, n: int = DEFAULT_N, split: str = "random", part: str = "test"):
@@ -183,38 +169,36 @@ def select_samples(dataset, n: int = DEFAULT_N, split: str = "random", part: str
     return sub.subset(order)
 
 
-def _model_streams(model_dir, ds) -> tuple[dict, str]:
-    """Predicted {"solvent", "sei"} [S, T, W] of a saved model for the samples of ``ds``."""
-    from ..train.predict import load_model, supported_kwargs
-
-    model, info = load_model(model_dir)
-    grid = np.asarray(info["wavenumber"], dtype=np.float64)
-    if grid.shape[0] != ds.W or not np.allclose(grid, ds.wavenumber.double().numpy(), atol=1e-3):
-        raise ValueError(f"the model at {model_dir} was trained on a {grid.shape[0]}-point grid "
-                         f"({grid[0]:.0f}-{grid[-1]:.0f} cm^-1), the dataset has {ds.W} points "
-                         f"({float(ds.wavenumber[0]):.0f}-{float(ds.wavenumber[-1]):.0f}); evaluate it on its own dataset")
-    if int(info["T"]) != ds.T:
-        raise ValueError(f"the model predicts T={info['T']} frames, the dataset has T={ds.T}")
+def _model_streams(model: Callable, ds) -> tuple[dict, float]:
+    """Predicted {"solvent", "sei"} [S, T, W] of ``model`` for the samples of ``ds`` (batches of 32), and
+    the seconds per sample it took."""
+    t0 = time.perf_counter()
     out = {"solvent": [], "sei": []}
     with torch.no_grad():
         for lo in range(0, len(ds), 32):
             sl = slice(lo, lo + 32)
-            extra = supported_kwargs(model.predict, time_s=ds.time_s[sl], wavenumber=ds.wavenumber)
-            pred = model.predict(ds.static[sl], ds.voltage[sl], ds.composition[sl], ds.electrode[sl],
-                                 return_streams=True, **extra)
+            pred = model({"static": ds.static[sl], "voltage": ds.voltage[sl], "composition": ds.composition[sl],
+                          "electrode": ds.electrode[sl], "time_s": ds.time_s[sl], "wavenumber": ds.wavenumber})
             for k in out:
                 if pred.get(k) is None:
-                    raise ValueError(f"the model at {model_dir} returns no {k!r} stream; it cannot be decomposed")
+                    raise ValueError(f"the model {_model_name(model)} returns no {k!r} stream; it cannot be "
+                                     "decomposed")
                 out[k].append(pred[k].detach().float().cpu().numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}, str(Path(model_dir))
+    return {k: np.concatenate(v) for k, v in out.items()}, (time.perf_counter() - t0) / len(ds)
+
+
+def _model_name(model: Callable) -> str:
+    return str(getattr(model, "name", None) or getattr(model, "__name__", None) or "model")
 
 
 def evaluate(dataset=None, n: int = DEFAULT_N, *, split: str = "random", part: str = "test",
-             model_dir=None, chemometric_methods: Sequence = CHEMOMETRIC_METHODS, tol_V: float = DEFAULT_TOL_V,
-             fraction: float = DEFAULT_FRACTION, detect_au: float = DEFAULT_DETECT_AU,
+             model: Optional[Callable] = None, chemometric_methods: Sequence = CHEMOMETRIC_METHODS,
+             tol_V: float = DEFAULT_TOL_V, fraction: float = DEFAULT_FRACTION, detect_au: float = DEFAULT_DETECT_AU,
              noise_factor: float = DEFAULT_NOISE_FACTOR, progress: bool = True) -> dict:
     """Score every method on ``n`` samples (module docstring); returns the JSON-ready result
     {"setup", "config", "definitions", "rows": [{"method", ...scores, "seconds_per_sample"}]}.
+
+    ``model``: a predictor of the streams (module docstring), named by its ``name`` attribute.
 
     Example::
 
@@ -222,96 +206,99 @@ def evaluate(dataset=None, n: int = DEFAULT_N, *, split: str = "random", part: s
         print(table_markdown(res))
     """
     if dataset is None:
-        from ..data import default_dataset
-
         dataset = default_dataset(progress=progress)
     if not dataset.synthetic or dataset.extent is None:
         raise ValueError("evaluation needs a synthetic dataset with the solvent/sei/extent fields "
                          "(abcc data generate); measured data has no ground truth")
     ds = select_samples(dataset, n, split, part)
-    wn = ds.wavenumber.double().numpy()
-    names_all = list(dataset.manifest.get("components") or chem.COMPONENT_NAMES)
-    amounts_true = true_amounts(ds.extent, dataset.manifest)                 # [S, T, P_all]
-    resolution = float(dataset.manifest.get("generator", {}).get("config", {}).get("resolution", 4.0))
-    frames, solvent, sei = (getattr(ds, k).double().numpy() for k in ("frames", "solvent", "sei"))
-    voltage, time_s = ds.voltage.double().numpy(), ds.time_s.double().numpy()
-
     methods = ["truth streams + NNLS", "template fit (frames)"]
     methods += [f"{_LABEL[m]} on {mode}, k={k}" for m, mode, k in chemometric_methods]
     methods += ["no decomposition (SEI = 0)"]
-    model_streams = None
-    t_model = 0.0
-    if model_dir is not None:
-        t0 = time.perf_counter()
-        model_streams, model_name = _model_streams(model_dir, ds)
-        t_model = (time.perf_counter() - t0) / len(ds)
-        methods.append(f"model {model_name}")
+    model_streams, t_model = None, 0.0
+    if model is not None:
+        model_streams, t_model = _model_streams(model, ds)
+        methods.append(f"model {_model_name(model)}")
+    sample = _Samples(dataset, ds, dict(fraction=fraction, detect_au=detect_au, noise_factor=noise_factor), tol_V)
     per = {m: {"cmp": [], "decomp": [], "seconds": 0.0} for m in methods}
-    ok_kw = dict(fraction=fraction, detect_au=detect_au, noise_factor=noise_factor)
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(ds), desc="abcc analyze --evaluate", unit="sample")
+    bar = tqdm(total=len(ds), desc="abcc analyze --evaluate", unit="sample") if progress else None
     for s in range(len(ds)):
-        comps = components_of(ds.composition[s], names_all)
-        products = default_products(wn, comps, resolution)
-        tpl = product_templates(wn, products, resolution)
+        sample.score_all(s, per, methods, chemometric_methods,
+                         None if model_streams is None else {k: v[s] for k, v in model_streams.items()}, t_model)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    config = {"dataset": str(dataset.root) if dataset.root else None, "dataset_name": dataset.manifest.get("name"),
+              "split": split, "part": part, "n_samples": len(ds),
+              "sample_indices": [int(i) for i in ds.index.tolist()], "samples_per_system_index": _counts(ds),
+              "tol_V": tol_V, "onset_fraction": fraction, "detect_au": detect_au, "noise_factor": noise_factor,
+              "order_gap_frames": ORDER_GAP_FRAMES, "model": None if model is None else _model_name(model)}
+    return {"setup": setup_info(), "config": config, "definitions": DEFINITIONS, "rows": _rows(per, methods, len(ds))}
+
+
+def _counts(ds) -> dict:
+    counts = {}
+    for sys_ in ds.system.tolist():
+        counts[str(sys_)] = counts.get(str(sys_), 0) + 1
+    return counts
+
+
+def _rows(per: dict, methods: list, n: int) -> list:
+    rows = []
+    for m in methods:
+        agg = _aggregate(per[m]["cmp"])
+        dec = {k: float(np.mean([d[k] for d in per[m]["decomp"]])) for k in ("decomp", "decomp_sei", "decomp_solvent")}
+        rows.append({"method": m, **dec, **agg, "seconds_per_sample": per[m]["seconds"] / n})
+    return rows
+
+
+class _Samples:
+    """The selected samples as float64 arrays, and the scoring of every method on one of them."""
+
+    def __init__(self, dataset, ds, onset_kw: dict, tol_V: float):
+        self.wn = ds.wavenumber.double().numpy()
+        self.names_all = list(dataset.manifest.get("components") or chem.COMPONENT_NAMES)
+        self.amounts_true = true_amounts(ds.extent, dataset.manifest)                 # [S, T, P_all]
+        self.resolution = float(dataset.manifest.get("generator", {}).get("config", {}).get("resolution", 4.0))
+        self.frames, self.solvent, self.sei = (getattr(ds, k).double().numpy() for k in ("frames", "solvent", "sei"))
+        self.voltage, self.time_s = ds.voltage.double().numpy(), ds.time_s.double().numpy()
+        self.composition = ds.composition
+        self.onset_kw, self.tol_V = onset_kw, tol_V
+
+    def score_all(self, s: int, per: dict, methods: list, chemometric_methods, model_streams, t_model: float):
+        """Every method's estimate of sample ``s``, compared with the truth, into ``per``."""
+        comps = components_of(self.composition[s], self.names_all)
+        products = default_products(self.wn, comps, self.resolution)
+        tpl = product_templates(self.wn, products, self.resolution)
         idx = [chem.FILM_SPECIES.index(p) for p in products]
-        truth = onsets(amounts_true[s][:, idx], voltage[s], time_s[s], products, tpl.peak, **ok_kw)
+        truth = onsets(self.amounts_true[s][:, idx], self.voltage[s], self.time_s[s], products, tpl.peak,
+                       **self.onset_kw)
+        sei, solvent, frames = self.sei[s], self.solvent[s], self.frames[s]
 
         def score(method, sei_est, solvent_est, noise_rms=None, seconds=0.0, decomp=None):
             t0 = time.perf_counter()
             fit = fit_amounts(sei_est, tpl)
             rms = fit["residual_rms"] if noise_rms is None else noise_rms
-            est = onsets(fit["amounts"], voltage[s], time_s[s], products, tpl.peak,
-                         noise_au=float(np.median(rms[1:])), **ok_kw)
-            per[method]["cmp"].append(compare_onsets(est, truth, tol_V))
-            per[method]["decomp"].append(decomp or _decomp(sei_est, solvent_est, sei[s], solvent[s]))
+            est = onsets(fit["amounts"], self.voltage[s], self.time_s[s], products, tpl.peak,
+                         noise_au=float(np.median(rms[1:])), **self.onset_kw)
+            per[method]["cmp"].append(compare_onsets(est, truth, self.tol_V))
+            per[method]["decomp"].append(decomp or _decomp(sei_est, solvent_est, sei, solvent))
             per[method]["seconds"] += seconds + time.perf_counter() - t0
 
         # truth streams: decomp columns = reconstruction error of the template fit of the SEI stream
-        recon = fit_amounts(sei[s], tpl)["fit"]
-        d = _decomp(recon, solvent[s], sei[s], solvent[s])
-        score("truth streams + NNLS", sei[s], solvent[s], decomp=d)
-
+        recon = fit_amounts(sei, tpl)["fit"]
+        score("truth streams + NNLS", sei, solvent, decomp=_decomp(recon, solvent, sei, solvent))
         t0 = time.perf_counter()
-        est = estimate_streams(frames[s], wn, tpl, comps, resolution)
+        est = estimate_streams(frames, self.wn, tpl, comps, self.resolution)
         score("template fit (frames)", est["sei"], est["solvent"], est["residual_rms"], time.perf_counter() - t0)
-
         for (m, mode, k), label in zip(chemometric_methods, methods[2:2 + len(chemometric_methods)]):
             t0 = time.perf_counter()
-            dec = chemometrics.decompose(frames[s], m, k, mode)
-            split_ = chemometrics.split_sei(dec["parts"], dec["total"], sei[s])
+            dec = chemometrics.decompose(frames, m, k, mode)
+            split_ = chemometrics.split_sei(dec["parts"], dec["total"], sei)
             score(label, split_["sei"], split_["solvent"], None, time.perf_counter() - t0)
-
-        zero = np.zeros_like(sei[s])
-        score("no decomposition (SEI = 0)", zero, frames[s])
+        score("no decomposition (SEI = 0)", np.zeros_like(sei), frames)
         if model_streams is not None:
-            score(methods[-1], model_streams["sei"][s], model_streams["solvent"][s], None, t_model)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-
-    rows = []
-    for m in methods:
-        agg = _aggregate(per[m]["cmp"])
-        dec = {k: float(np.mean([d[k] for d in per[m]["decomp"]])) for k in ("decomp", "decomp_sei", "decomp_solvent")}
-        rows.append({"method": m, **dec, **agg, "seconds_per_sample": per[m]["seconds"] / len(ds)})
-    counts = {}
-    for sys_ in ds.system.tolist():
-        counts[str(sys_)] = counts.get(str(sys_), 0) + 1
-    return {
-        "setup": setup_info(),
-        "config": {"dataset": str(dataset.root) if dataset.root else None, "dataset_name": dataset.manifest.get("name"),
-                   "split": split, "part": part, "n_samples": len(ds),
-                   "sample_indices": [int(i) for i in ds.index.tolist()], "samples_per_system_index": counts,
-                   "tol_V": tol_V, "onset_fraction": fraction, "detect_au": detect_au, "noise_factor": noise_factor,
-                   "order_gap_frames": ORDER_GAP_FRAMES, "model": None if model_dir is None else str(model_dir)},
-        "definitions": DEFINITIONS,
-        "rows": rows,
-    }
+            score(methods[-1], model_streams["sei"], model_streams["solvent"], None, t_model)
 
 
 DEFINITIONS = {
@@ -367,8 +354,6 @@ def table_markdown(result: dict) -> str:
 
 def write_evaluation(result: dict, out_dir, stem: str = "evaluation") -> dict:
     """Write ``stem.md`` and ``stem.json`` into ``out_dir`` atomically; returns their paths."""
-    from .._atomic import write_text
-
     out = Path(out_dir)
     md = write_text(out / f"{stem}.md", table_markdown(result))
     js = write_text(out / f"{stem}.json", json.dumps(result, indent=1, allow_nan=True) + "\n")

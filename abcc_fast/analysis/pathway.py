@@ -50,7 +50,9 @@ import torch
 from scipy.optimize import nnls
 
 from ..data import chemistry as chem
-from .templates import (ProductTemplates, check_products, product_templates, reachable, simulator_basis,
+from ..data.manifest import validate_grid
+from ..opirbench.metrics import band_centroids, window_slices
+from ..data.templates import (ProductTemplates, check_products, product_templates, reachable, simulator_basis,
                         visible_products)
 
 DEFAULT_FRACTION = 0.1      # onset: amount stays >= 10 % of its largest value
@@ -88,8 +90,6 @@ def check_series(frames, voltage, wavenumber, time_s=None, solvent=None, sei=Non
     Raises ValueError saying what is wrong (NaN/Inf, shapes that disagree, a grid that is not
     strictly ascending) and how to fix it.
     """
-    from ..data.format import validate_grid
-
     fr = _array(frames, "frames", (2, 3))
     wn = _array(wavenumber, "wavenumber", (1,))
     validate_grid(torch.from_numpy(wn), "wavenumber grid")
@@ -326,8 +326,6 @@ def centroid_drift(frames, wavenumber, marker_windows: Optional[dict] = None) ->
     Uses ``opirbench.metrics.band_centroids`` (baseline-corrected, clipped, centroid = sum(nu a) /
     sum(a)); windows without enough grid points are skipped. Returns {"windows": [n] names,
     "centroid": [T, n], "drift": [T, n]} (numpy)."""
-    from ..opirbench.metrics import band_centroids, window_slices
-
     windows = dict(marker_windows if marker_windows is not None else chem.MARKER_WINDOWS)
     wn = torch.as_tensor(_array(wavenumber, "wavenumber", (1,)), dtype=torch.float64)
     fr = torch.as_tensor(_array(frames, "frames", (2,)))

@@ -15,10 +15,19 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import matplotlib.pyplot as plt
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
 
+from .. import data
+from .._atomic import atomic_directory
 from ..data import chemistry as chem
-from .pathway import PathwayAnalysis, components_of
+from ..data.templates import product_templates
+from ..viz import centroid_drift as centroid_drift_fig
+from ..viz import save_figure
+from .evaluation import true_amounts
+from .pathway import PathwayAnalysis, components_of, fit_amounts, formation_order, onsets
 
 
 # --------------------------------------------------------------------------------------------
@@ -28,9 +37,6 @@ def read_prediction_dir(path) -> dict:
     """A directory written by ``abcc predict``: frames.safetensors (frames, wavenumber, voltage,
     time_s, optional solvent/sei) and prediction.json (composition). Returns the series as numpy
     arrays plus ``components`` and a description."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"prediction directory not found: {root}; pass the --out directory of `abcc predict`, "
@@ -66,9 +72,6 @@ def read_prediction_dir(path) -> dict:
 
 def read_dataset_sample(path: Optional[str], sample: int) -> dict:
     """Sample ``sample`` (row) of a dataset directory (default: the embedded default dataset)."""
-    from .. import data
-    from .evaluation import true_amounts
-
     ds = data.default_dataset() if path is None else data.load(path)
     n = len(ds)
     if not -n <= int(sample) < n:
@@ -98,8 +101,6 @@ def read_dataset_sample(path: Optional[str], sample: int) -> dict:
 # --------------------------------------------------------------------------------------------
 def growth_curves_figure(res: PathwayAnalysis, truth_amounts: Optional[np.ndarray] = None):
     """Per-product amounts vs voltage and vs time; onsets marked; dashed: the truth when given."""
-    import matplotlib.pyplot as plt
-
     fig, (av, at) = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = plt.get_cmap("tab10")(np.linspace(0, 1, 10))
     t_min = res.time_s / 60.0
@@ -130,10 +131,6 @@ def growth_curves_figure(res: PathwayAnalysis, truth_amounts: Optional[np.ndarra
 def decomposition_figure(res: PathwayAnalysis, frame: int = -1):
     """Frame difference, solvent-stream difference, SEI stream with its template fit and the
     per-product contributions, at one frame."""
-    import matplotlib.pyplot as plt
-
-    from .templates import product_templates
-
     wn = res.wavenumber
     rows = 3 if res.solvent is not None else 2
     fig, axes = plt.subplots(rows, 1, figsize=(8, 2.4 * rows + 0.6), sharex=True)
@@ -144,8 +141,6 @@ def decomposition_figure(res: PathwayAnalysis, frame: int = -1):
     ax.plot(wn, res.sei[frame], color="tab:red", lw=1.2, label=f"SEI stream ({res.source})")
     ax.plot(wn, res.sei_fit[frame], color="k", lw=0.8, ls="--", label="template fit")
     tpl = product_templates(wn, res.products, res.settings.get("resolution_cm", 4.0))
-    from .pathway import fit_amounts
-
     contrib = tpl.contributions(fit_amounts(res.sei[frame], tpl)["coefficients"])   # [P, W]
     colors = plt.get_cmap("tab10")(np.linspace(0, 1, 10))
     for i, p in enumerate(res.products):
@@ -164,11 +159,6 @@ def decomposition_figure(res: PathwayAnalysis, frame: int = -1):
 
 
 def _figures(res: PathwayAnalysis, fig_dir: Path, truth_amounts) -> list[str]:
-    import matplotlib.pyplot as plt
-
-    from ..viz import centroid_drift as centroid_drift_fig
-    from ..viz import save_figure
-
     names = []
 
     def emit(fig, name):
@@ -208,7 +198,6 @@ def report_markdown(res: PathwayAnalysis, description: dict, truth: Optional[lis
     else:
         lines.append("no product above the detection threshold")
     if truth is not None:
-        from .pathway import formation_order
         tord = formation_order(truth, res.settings.get("tie_frames", 0.5))
         lines += ["", "True order (synthetic sample, same definition on the true amounts): "
                   + (" -> ".join(" + ".join(g) for g in tord) if tord else "none")]
@@ -238,13 +227,8 @@ def write_report(res: PathwayAnalysis, out_dir, description: dict, truth_amounts
                  figures: bool = True) -> dict:
     """Write analysis.md, analysis.json and figures/ into ``out_dir`` (built in a temporary sibling
     directory and swapped into place). ``truth_amounts`` [T, P] in ``res.products`` order."""
-    from .._atomic import atomic_directory
-    from .pathway import onsets
-
     truth = None
     if truth_amounts is not None:
-        from .templates import product_templates
-
         tpl = product_templates(res.wavenumber, res.products, res.settings.get("resolution_cm", 4.0))
         truth = onsets(truth_amounts, res.voltage, res.time_s, res.products, tpl.peak,
                        fraction=res.settings["onset_fraction"], detect_au=res.settings["detect_au"])
@@ -255,8 +239,6 @@ def write_report(res: PathwayAnalysis, out_dir, description: dict, truth_amounts
         fig_names = _figures(res, tmp / "figures", truth_amounts) if figures else []
         payload = {"input": description, **res.to_json(), "figures": fig_names}
         if truth is not None:
-            from .pathway import formation_order
-
             payload["truth"] = {"onsets": truth, "order": formation_order(truth, res.settings.get("tie_frames", 0.5))}
         (tmp / "analysis.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         (tmp / "analysis.md").write_text(report_markdown(res, description, truth, fig_names), encoding="utf-8")

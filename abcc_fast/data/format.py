@@ -34,16 +34,21 @@ import json
 import math
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
-from .._atomic import sha256_file, swap_into_place, temp_dir
-from .._paths import confined_file, plain_name
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
-SCHEMA_VERSION = 1
-MANIFEST_NAME = "manifest.json"
+from .._atomic import sha256_file, swap_into_place, temp_dir
+from .._paths import confined_file
+from .manifest import (MANIFEST_NAME, REQUIRED_MANIFEST_KEYS, REWRITE, SCHEMA_VERSION, check_manifest,  # noqa: F401
+                       manifest_json, manifest_sha256, read_manifest, validate_grid)
+from .splits import make_splits, normalization_stats_from_sums, split_entry
+
 SHARD_SAMPLES = 512  # samples per shard file (~34 MB of frames at T=32, W=512)
 
 # name -> (dtype, shape suffix after the sample axis, symbolic)
@@ -62,11 +67,6 @@ SYNTHETIC_FIELDS: dict[str, tuple[torch.dtype, str]] = {
     "extent": (torch.float32, "TK"),
 }
 ALL_FIELDS = {**FIELDS, **SYNTHETIC_FIELDS}
-
-REQUIRED_MANIFEST_KEYS = (
-    "schema_version", "name", "generator", "wavenumber", "T", "systems", "components",
-    "electrodes", "reactions", "marker_windows", "shards", "splits", "normalization", "synthetic",
-)
 
 PathLike = Union[str, os.PathLike]
 
@@ -182,25 +182,6 @@ def _check_part(part: str) -> str:
     return part
 
 
-def split_entry(manifest: dict, name: str) -> dict:
-    """The {"train", "val", "test"} index lists of split ``name`` in a manifest."""
-    splits = manifest.get("splits") or {}
-    if name.startswith("loso:"):
-        try:
-            k = int(name.split(":", 1)[1])
-        except ValueError:
-            raise ValueError(f"bad split name {name!r}: use 'loso:<fold number>'") from None
-        folds = splits.get("loso") or []
-        if not 0 <= k < len(folds):
-            raise ValueError(f"split {name!r}: the dataset has {len(folds)} leave-one-system-out folds "
-                             f"(0..{len(folds) - 1})")
-        return folds[k]
-    if name not in splits or name == "loso":
-        known = [s for s in splits if s != "loso"] + [f"loso:0..{len(splits.get('loso') or []) - 1}"]
-        raise ValueError(f"unknown split {name!r}; this dataset has {known}")
-    return splits[name]
-
-
 def frame_stats(frames: torch.Tensor) -> tuple[float, float]:
     """(mean, std) over all values of ``frames`` [S, T, W], accumulated in float64."""
     f = frames.double()
@@ -263,20 +244,6 @@ def validate_tensors(tensors: dict, manifest: dict, where: str = "dataset") -> N
             raise ValueError(f"{where}: 'electrode' indices outside 0..{n_el - 1} of manifest['electrodes']")
 
 
-def validate_grid(grid: torch.Tensor, where: str = "wavenumber grid") -> None:
-    """A grid must be 1-D, finite and strictly ascending."""
-    g = torch.as_tensor(grid)
-    if g.ndim != 1 or g.numel() < 2:
-        raise ValueError(f"{where}: expected a 1-D grid of at least 2 points, got shape {tuple(g.shape)}")
-    if not bool(torch.isfinite(g).all()):
-        raise ValueError(f"{where}: contains NaN/Inf")
-    d = g[1:] - g[:-1]
-    if not bool((d > 0).all()):
-        i = int(torch.nonzero(d <= 0)[0])
-        raise ValueError(f"{where}: not strictly ascending (point {i + 1}: {float(g[i + 1])} after "
-                         f"{float(g[i])}); sort the spectrum by wavenumber and remove duplicates")
-
-
 class DatasetWriter:
     """Stream a dataset to disk shard by shard, atomically.
 
@@ -323,8 +290,6 @@ class DatasetWriter:
 
     def add(self, tensors: dict) -> None:
         """Write one shard holding the given samples (schema-v1 fields, first axis = samples)."""
-        from safetensors.torch import save_file
-
         sample = {k: torch.as_tensor(v).contiguous() for k, v in tensors.items() if k != "wavenumber"}
         if "frames" not in sample:
             raise ValueError(f"{self.out_dir}: a shard needs 'frames'")
@@ -355,8 +320,6 @@ class DatasetWriter:
 
     def commit(self) -> Path:
         """Write the manifest and move the dataset into place; returns ``out_dir``."""
-        from .splits import make_splits, normalization_stats_from_sums
-
         if self._done:
             return self.out_dir
         if self.count == 0:
@@ -405,13 +368,6 @@ class DatasetWriter:
             self.abort()
 
 
-def manifest_json(m: dict) -> str:
-    """One top-level key per line, values compact (index lists of 10^4 samples stay one line each)."""
-    body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v, separators=(', ', ': '), allow_nan=False)}"
-                      for k, v in m.items())
-    return "{\n" + body + "\n}"
-
-
 def write_dataset(out_dir: PathLike, tensors: dict, manifest: dict, *,
                   shard_samples: int = SHARD_SAMPLES, overwrite: bool = True) -> Path:
     """Write a dataset directory atomically and return its path.
@@ -439,131 +395,6 @@ def write_dataset(out_dir: PathLike, tensors: dict, manifest: dict, *,
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
-def read_manifest(path: PathLike) -> dict:
-    """Parse and check ``manifest.json`` of a dataset directory (or the file itself).
-
-    Checks the schema version and keys, the types of the fields the loader uses, and their meaning:
-    shard entries (plain file names, sha256, sample counts summing to ``num_samples``), split
-    indices (integers in range, train/val/test disjoint), normalisation (finite mean, finite
-    std > 0). Any failure raises ``ValueError`` naming the field."""
-    path = Path(path)
-    mpath = path / MANIFEST_NAME if path.is_dir() else path
-    if not mpath.is_file():
-        raise ValueError(f"{mpath}: no dataset manifest here; point to a directory written by "
-                         "`abcc data generate` or `abcc data import`")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise ValueError(f"{mpath}: not valid JSON ({err}); the manifest is corrupt, regenerate the "
-                         "dataset") from None
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{mpath}: the manifest must be a JSON object")
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"{mpath}: schema_version {version!r} is not supported (this abcc_fast reads "
-                         f"schema {SCHEMA_VERSION}); regenerate or re-import the dataset")
-    missing = [k for k in REQUIRED_MANIFEST_KEYS if k not in manifest]
-    if missing:
-        raise ValueError(f"{mpath}: manifest keys missing: {missing}; regenerate the dataset")
-    check_manifest(manifest, str(mpath))
-    return manifest
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-REWRITE = "the manifest was modified by hand or is corrupt; regenerate or re-import the dataset"
-
-
-def _bad(where: str, field: str, what: str) -> ValueError:
-    return ValueError(f"{where}: manifest[{field}] {what}; {REWRITE}")
-
-
-def check_manifest(m: dict, where: str = "manifest") -> None:
-    """The semantic checks of :func:`read_manifest` on a parsed manifest (see there)."""
-    if not _is_int(m["T"]) or m["T"] < 1:
-        raise _bad(where, "'T'", f"must be a positive integer (frames per sample), got {m['T']!r}")
-    for k in ("systems", "components", "electrodes", "reactions"):
-        if not isinstance(m[k], list):
-            raise _bad(where, repr(k), f"must be a list, got {type(m[k]).__name__}")
-    for k in ("generator", "marker_windows", "splits", "normalization"):
-        if not isinstance(m[k], dict):
-            raise _bad(where, repr(k), f"must be a JSON object, got {type(m[k]).__name__}")
-    wn = m["wavenumber"]
-    grid = wn.get("grid") if isinstance(wn, dict) else None
-    if not isinstance(grid, list) or not all(_is_num(x) for x in grid):
-        raise _bad(where, "'wavenumber']['grid'", "must be a list of numbers (cm^-1)")
-    validate_grid(torch.tensor(grid, dtype=torch.float64), f"{where}: wavenumber grid")
-    if wn.get("points", len(grid)) != len(grid):
-        raise _bad(where, "'wavenumber']['points'", f"is {wn.get('points')!r} but the grid has {len(grid)} points")
-
-    shards = m["shards"]
-    if not isinstance(shards, list) or not shards:
-        raise _bad(where, "'shards'", "must be a non-empty list of {file, sha256, samples} entries")
-    seen: set = set()
-    total = 0
-    for i, e in enumerate(shards):
-        f = f"'shards'][{i}"
-        if not isinstance(e, dict):
-            raise _bad(where, f, f"must be an object {{\"file\", \"sha256\", \"samples\"}}, got "
-                                 f"{type(e).__name__}")
-        for k in ("file", "sha256", "samples"):
-            if k not in e:
-                raise _bad(where, f, f"has no {k!r}")
-        plain_name(e["file"], where, f"manifest['shards'][{i}]['file']", REWRITE)
-        if e["file"] in seen:
-            raise _bad(where, f + "]['file'", f"{e['file']!r} is listed twice")
-        seen.add(e["file"])
-        if not isinstance(e["sha256"], str) or len(e["sha256"]) != 64 or \
-                any(c not in "0123456789abcdef" for c in e["sha256"]):
-            raise _bad(where, f + "]['sha256'", "must be 64 lower-case hex digits")
-        if not _is_int(e["samples"]) or e["samples"] < 1:
-            raise _bad(where, f + "]['samples'", f"must be a positive integer, got {e['samples']!r}")
-        total += e["samples"]
-    n = m.get("num_samples", total)
-    if not _is_int(n) or n != total:
-        raise _bad(where, "'num_samples'", f"is {n!r} but the shards hold {total} samples in all")
-
-    splits = m["splits"]
-    named = [(name, splits[name]) for name in splits if name != "loso"]
-    loso = splits.get("loso", [])
-    if not isinstance(loso, list):
-        raise _bad(where, "'splits']['loso'", "must be a list of folds")
-    named += [(f"loso'][{k}", fold) for k, fold in enumerate(loso)]
-    for name, sp in named:
-        if not isinstance(sp, dict):
-            raise _bad(where, f"'splits']['{name}'", "must be an object with train/val/test index lists")
-        parts = {}
-        for part in ("train", "val", "test"):
-            idx = sp.get(part)
-            field = f"'splits']['{name}']['{part}'"
-            if not isinstance(idx, list) or not all(_is_int(i) for i in idx):
-                raise _bad(where, field, "must be a list of integer sample indices")
-            out = [i for i in idx if not 0 <= i < total]
-            if out:
-                raise _bad(where, field, f"holds index {out[0]} outside 0..{total - 1}")
-            parts[part] = set(idx)
-            if len(parts[part]) != len(idx):
-                raise _bad(where, field, "lists a sample twice")
-        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-            both = parts[a] & parts[b]
-            if both:
-                raise _bad(where, f"'splits']['{name}'", f"puts sample {min(both)} in both {a!r} and {b!r} "
-                                                         "(the parts must be disjoint)")
-    for name, st in m["normalization"].items():
-        field = f"'normalization']['{name}'"
-        if not isinstance(st, dict) or not _is_num(st.get("mean")) or not _is_num(st.get("std")):
-            raise _bad(where, field, "must be an object with numeric 'mean' and 'std'")
-        if not math.isfinite(st["mean"]) or not math.isfinite(st["std"]) or st["std"] <= 0:
-            raise _bad(where, field, f"needs a finite mean and a finite std > 0, got mean {st['mean']!r}, "
-                                     f"std {st['std']!r}")
-
-
 def load(path: PathLike, *, verify: bool = True) -> OpIRDataset:
     """Load and validate a dataset directory.
 
@@ -576,9 +407,6 @@ def load(path: PathLike, *, verify: bool = True) -> OpIRDataset:
         ds = abcc_fast.data.load("/tmp/opirsim_default")
         train = ds.split("system", "train")
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     root = Path(path)
     if not root.exists():
         raise ValueError(f"{root}: no such dataset directory; generate one with `abcc data generate "
@@ -596,8 +424,6 @@ def load(path: PathLike, *, verify: bool = True) -> OpIRDataset:
              for i, e in enumerate(manifest["shards"])]
     digests: dict = {}
     if verify:  # hashlib releases the GIL: hash the shards on a few threads
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             digests = dict(zip(files, pool.map(sha256_file, files)))
     for entry, f in zip(manifest["shards"], files):

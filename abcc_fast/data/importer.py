@@ -160,8 +160,8 @@ def read_static_spectrum(path: PathLike, grid: np.ndarray, hint: str = RANGE_HIN
             raise ValueError(f"{path}: needs a wavenumber column and an absorbance column; found {header}")
     if sv.shape[0] < 2:
         raise ValueError(f"{path}: needs at least 2 points (a spectrum), found {sv.shape[0]}")
-    wn, spectrum = _monotonic_grid(path, sv[:, 0], sv[:, 1:2])
-    return _resample(path, wn, spectrum, grid, hint=hint, what=what)[:, 0]
+    wn, spectrum = monotonic_grid(path, sv[:, 0], sv[:, 1:2])
+    return resample(path, wn, spectrum, grid, hint=hint, what=what)[:, 0]
 
 
 def _jcamp_number(path: Path, labels: dict, key: str, default: Optional[float] = None) -> float:
@@ -181,7 +181,9 @@ def _jcamp_number(path: Path, labels: dict, key: str, default: Optional[float] =
     return value
 
 
-def _monotonic_grid(path: Path, wn: np.ndarray, values: np.ndarray):
+def monotonic_grid(path: Path, wn: np.ndarray, values: np.ndarray):
+    """(wn, values) ascending in wavenumber: descending exports are flipped, anything else is refused
+    (ValueError naming ``path`` and the first row out of order)."""
     d = np.diff(wn)
     if np.all(d > 0):
         return wn, values
@@ -192,7 +194,7 @@ def _monotonic_grid(path: Path, wn: np.ndarray, values: np.ndarray):
                      f"{wn[bad]}); sort the file by wavenumber and remove duplicate points")
 
 
-def _resample(path: Path, wn: np.ndarray, values: np.ndarray, grid: np.ndarray, hint: str = RANGE_HINT,
+def resample(path: Path, wn: np.ndarray, values: np.ndarray, grid: np.ndarray, hint: str = RANGE_HINT,
               what: str = "the dataset grid") -> np.ndarray:
     """values [n, k] on wn -> [W, k] on grid; grid must lie inside the measured range (else ValueError
     ending with ``hint``)."""
@@ -303,8 +305,8 @@ def import_csv(frames_csv: PathLike, table_csv: PathLike, static_csv: PathLike, 
     header, fv = read_table(frames_csv)
     if fv.shape[1] < 2:
         raise ValueError(f"{frames_csv}: needs a wavenumber column and at least one frame column")
-    wn, spectra = _monotonic_grid(frames_csv, fv[:, 0], fv[:, 1:])
-    frames = _resample(frames_csv, wn, spectra, grid).T                 # [T, W]
+    wn, spectra = monotonic_grid(frames_csv, fv[:, 0], fv[:, 1:])
+    frames = resample(frames_csv, wn, spectra, grid).T                 # [T, W]
     T = frames.shape[0]
 
     time_s, voltage = read_time_voltage(table_csv, T, f"{frames_csv} has {T} frame columns")

@@ -92,11 +92,28 @@ def split_names(splits: dict) -> list[str]:
     return names
 
 
+def split_entry(manifest: dict, name: str) -> dict:
+    """The {"train", "val", "test"} index lists of split ``name`` in a manifest."""
+    splits = manifest.get("splits") or {}
+    if name.startswith("loso:"):
+        try:
+            k = int(name.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"bad split name {name!r}: use 'loso:<fold number>'") from None
+        folds = splits.get("loso") or []
+        if not 0 <= k < len(folds):
+            raise ValueError(f"split {name!r}: the dataset has {len(folds)} leave-one-system-out folds "
+                             f"(0..{len(folds) - 1})")
+        return folds[k]
+    if name not in splits or name == "loso":
+        known = [s for s in splits if s != "loso"] + [f"loso:0..{len(splits.get('loso') or []) - 1}"]
+        raise ValueError(f"unknown split {name!r}; this dataset has {known}")
+    return splits[name]
+
+
 def normalization_stats_from_sums(sum1: torch.Tensor, sum2: torch.Tensor, values_per_sample: int,
                                   splits: dict) -> dict:
     """{split name: {"mean", "std"}} from per-sample sums of frames and of squared frames [S]."""
-    from .format import split_entry
-
     s1, s2 = sum1.double(), sum2.double()
     out = {}
     for name in split_names(splits):

@@ -111,7 +111,7 @@ class JointBlock(nn.Module):
 
 def sei_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     """[M, W] film-product templates (all products x aging states) on cfg.wavenumber, unit peak."""
-    from ..analysis.templates import film_products, product_templates, visible_products
+    from ..data.templates import film_products, product_templates, visible_products
 
     if len(cfg.wavenumber) != cfg.W:
         raise ValueError("ABCCConfig(sei_basis='templates') needs the model grid (config.wavenumber, W points) to "
@@ -127,7 +127,7 @@ def solvent_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     every component, then the soluble species, each scaled to a peak of 1. A cell's solvent stream
     is a combination of these rows (speciation moves amount between a component's free and bound
     rows), times the film's displacement factor (see ``SolventBasisDecoder``)."""
-    from ..analysis.templates import simulator_basis
+    from ..data.templates import simulator_basis
 
     if len(cfg.wavenumber) != cfg.W:
         raise ValueError("ABCCConfig(solvent_basis='physics') needs the model grid (config.wavenumber, W points) to "

@@ -8,28 +8,21 @@ sees how much dynamic signal there is to predict.
 from __future__ import annotations
 
 import csv
-import datetime as _dt
-import hashlib
 import io
 import json
 import math
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
+from .. import provenance
 from .._atomic import write_text
+from ..data.manifest import manifest_sha256
 from .metrics import METRIC_DEFINITIONS, METRIC_KEYS, METRICS_VERSION
 from .protocol import EvalResult, group_means
 
 PROTOCOL_VERSION = "opirbench-v1"
-
-
-def manifest_sha256(dataset) -> str:
-    """sha256 of the dataset's manifest.json bytes (of its canonical JSON when held in memory)."""
-    root = getattr(dataset, "root", None)
-    if root is not None and (Path(root) / "manifest.json").is_file():
-        return hashlib.sha256((Path(root) / "manifest.json").read_bytes()).hexdigest()
-    blob = json.dumps(dataset.manifest, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()
 
 
 def dataset_info(dataset, split: str) -> dict:
@@ -87,7 +80,7 @@ def leaderboard_dict(results: Sequence[EvalResult], dataset, split: str, part: s
         "protocol_version": PROTOCOL_VERSION,
         "metrics_version": METRICS_VERSION,
         "metric_definitions": METRIC_DEFINITIONS,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": provenance.utc_now(),
         "split": split,
         "part": part,
         "dataset": dataset_info(dataset, split if split in ("random", "system") else split.split(":")[0]),
@@ -174,7 +167,7 @@ def write_leaderboard(results: Sequence[EvalResult], dataset, out_dir, split: st
     board = leaderboard_dict(results, dataset, split, part)
     out = Path(out_dir)
     paths = {
-        "json": write_text(out / f"{stem}.json", json.dumps(_clean(board), indent=2, allow_nan=False)
+        "json": write_text(out / f"{stem}.json", json.dumps(clean_json(board), indent=2, allow_nan=False)
                                                                    + "\n"),
         "csv": write_text(out / f"{stem}.csv", to_csv(board)),
         "md": write_text(out / f"{stem}.md", to_markdown(board)),
@@ -182,14 +175,12 @@ def write_leaderboard(results: Sequence[EvalResult], dataset, out_dir, split: st
     return paths
 
 
-def _clean(o):
+def clean_json(o):
     """JSON-safe copy: numpy scalars to Python, NaN/Inf to null (strict JSON has no NaN)."""
-    import numpy as np
-
     if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
+        return {str(k): clean_json(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
+        return [clean_json(v) for v in o]
     if isinstance(o, (bool, np.bool_)):
         return bool(o)
     if isinstance(o, (int, np.integer)):

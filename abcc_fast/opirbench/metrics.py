@@ -36,6 +36,7 @@ Definitions (METRICS_VERSION below names this exact set; change the version when
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -267,8 +268,6 @@ def score_batch(pred: dict, truth: dict, ctx: MetricContext, metrics: Sequence[s
     "sei" on synthetic data). `decomp` is skipped (no keys) unless both sides have both streams.
     `timings`, when given, accumulates seconds per metric.
     """
-    import time
-
     out: dict[str, torch.Tensor] = {}
     sync = pred["frames"].is_cuda and timings is not None
     for name in check_metric_names(metrics):

@@ -2,7 +2,7 @@
 
 Each OpIRSim sample is a deterministic function of its random draws. Some of them shape the inputs
 a predictor gets (static spectrum, voltage/time protocol, composition, electrode); the others
-(``abcc_fast.data.simulator.HIDDEN_UNIFORMS``: film-growth kinetics, salt polarisation, operando
+(``abcc_fast.data.draws.HIDDEN_DRAWS``: film-growth kinetics, salt polarisation, operando
 baseline drift and electrode terms, frame noise) no input reveals. One pair is revealed only in
 part: the static spectrum scales with contact x (1 + static_gain) (a separate measurement, the cell
 re-seated), the operando frames with the contact alone, so the inputs give the product, not the
@@ -10,7 +10,7 @@ split. The predictor that minimises the expected squared error is the conditiona
 everything the inputs do not reveal. ``SimulatorOracle`` estimates it by Monte Carlo: it
 re-simulates each test sample ``replicates`` times with the visible draws fixed, the hidden ones
 redrawn and the static gain redrawn from its distribution given the product (the contact follows,
-so every input stays the same; ``simulator.conditional_randoms``), and predicts the mean (streams
+so every input stays the same; ``draws.conditional_randoms``), and predicts the mean (streams
 too). It reads the sample's global index and the dataset's generator settings, never its frames.
 
 Its MSE exceeds the Bayes bound by (hidden variance) / replicates; ``abcc bench --oracle M`` and
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from ..data import simulator as sim_mod
 
 
 class SimulatorOracle:
@@ -33,8 +35,6 @@ class SimulatorOracle:
     needs_index = True     # evaluate() passes the global sample indices (batch["index"])
 
     def __init__(self, manifest: dict, replicates: int = 16, draw_seed: int = 0):
-        from ..data import simulator as sim_mod
-
         gen = (manifest or {}).get("generator") or {}
         if gen.get("name") != sim_mod.GENERATOR_NAME:
             raise ValueError(f"the simulator oracle needs an OpIRSim dataset; this one was made by "

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import os
 import time
@@ -31,7 +30,9 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from ..data import load
 from .metrics import ALL_METRICS, METRICS_VERSION, MetricContext, check_metric_names, score_batch
 
 INPUT_FIELDS = ("static", "voltage", "time_s", "composition", "electrode", "system")
@@ -79,9 +80,13 @@ class Frame0:
 REFERENCES: dict[str, Callable[[], Callable]] = {"persistence": Persistence, "frame0": Frame0}
 
 # --------------------------------------------------------------------------------------------
-# model loading: registered loaders first, then the convention abcc_fast.model.load_predictor
+# model loading: OpIRBench scores any predictor; loading a saved model is its owner's job
 # --------------------------------------------------------------------------------------------
 _MODEL_LOADERS: list[Callable] = []
+
+
+class NoModelLoader(ValueError):
+    """A model path that no registered loader takes."""
 
 
 def register_model_loader(fn: Callable) -> Callable:
@@ -91,10 +96,11 @@ def register_model_loader(fn: Callable) -> Callable:
 
 
 def load_predictor(spec: str) -> Callable:
-    """A predictor from a name (`persistence`, `frame0`) or a model path.
+    """A predictor from a reference name (`persistence`, `frame0`) or a model path.
 
-    Paths go to the registered loaders, then, when ``config.json`` records a baseline's model type,
-    to ``abcc_fast.model.baselines.load_predictor``, else to ``abcc_fast.model.load_predictor(path)``.
+    OpIRBench loads no model itself: paths go to the registered loaders. Saved ABCC and baseline
+    directories load with ``abcc_fast.train.load_predictor`` (what ``abcc bench --model PATH`` uses):
+    pass its predictor to ``evaluate``, or register it here with ``register_model_loader``.
     """
     if spec in REFERENCES:
         return REFERENCES[spec]()
@@ -105,19 +111,9 @@ def load_predictor(spec: str) -> Callable:
         predictor = loader(spec)
         if predictor is not None:
             return predictor
-    baselines = importlib.import_module("abcc_fast.model.baselines")
-    if baselines.saved_model_type(spec) in baselines.BASELINES:  # config.json names the model type
-        return baselines.load_predictor(spec)
-    try:
-        model_module = importlib.import_module("abcc_fast.model")
-    except ImportError as err:
-        raise ValueError(f"model loading needs abcc_fast.model (not installed yet): {err}") from None
-    loader = getattr(model_module, "load_predictor", None)
-    if loader is None:
-        raise ValueError("model loading needs abcc_fast.model (not installed yet): abcc_fast.model has no "
-                         f"load_predictor(path); cannot load {spec!r}. Register a loader with "
-                         "abcc_fast.opirbench.register_model_loader(fn) or use a reference model")
-    return loader(spec)
+    raise NoModelLoader(f"no registered model loader takes {spec!r}: load a saved ABCC or baseline with "
+                        "abcc_fast.train.load_predictor(path) and score the predictor it returns, or register a "
+                        "loader with abcc_fast.opirbench.register_model_loader(fn)")
 
 
 def predictor_name(predict_fn: Callable, default: str = "model") -> str:
@@ -266,8 +262,6 @@ def _evaluate_one(predict_fn, dataset, split_name, part, metrics, batch_size, pr
     timings: dict[str, float] = {"predict": 0.0}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=S, desc=f"{model} {split_name}/{part}", unit="sample", leave=False)
     t_start = time.perf_counter()
     for s in range(0, S, batch_size):
@@ -335,8 +329,6 @@ def evaluate(predict_fn: Callable, dataset, split: str = "random", part: str = "
     if isinstance(predict_fn, str):
         predict_fn = load_predictor(predict_fn)
     if isinstance(dataset, (str, os.PathLike)):
-        from ..data import load
-
         dataset = load(dataset)
     metrics = check_metric_names(metrics)
     if part not in ("train", "val", "test"):

@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
+from ..viz import centroid_drift, difference_spectra, operando_heatmap, save_figure, waterfall
 from .metrics import band_centroids, window_slices
 from .protocol import predictor_batch
 
@@ -28,7 +31,8 @@ def example_indices(sub, max_samples: int = 2) -> list[int]:
     return rows
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """``text`` as a file-name part: letters, digits, - _ . only (at most 60 characters)."""
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
     return keep.strip("_")[:60] or "model"
 
@@ -39,10 +43,6 @@ def write_figures(predictors: Sequence[tuple[str, Callable]], dataset, split: st
 
     predictors: (name, predict_fn) pairs. For split "loso" the first fold is drawn.
     """
-    import matplotlib.pyplot as plt
-
-    from ..viz import centroid_drift, difference_spectra, operando_heatmap, waterfall
-
     split_name = "loso:0" if split == "loso" else split
     sub = dataset.split(split_name, part)
     fig_dir = Path(out_dir) / "figures"
@@ -53,8 +53,6 @@ def write_figures(predictors: Sequence[tuple[str, Callable]], dataset, split: st
 
     def emit(fig, name):
         paths.append(fig_dir / name)
-        from ..viz import save_figure
-
         save_figure(fig, fig_dir / name)
         plt.close(fig)
 
@@ -74,7 +72,7 @@ def write_figures(predictors: Sequence[tuple[str, Callable]], dataset, split: st
             batch = predictor_batch(fn, sub, sl)
             with torch.no_grad():
                 pred = fn(batch)["frames"][0].detach().cpu().float()
-            m = _slug(model)
+            m = slug(model)
             emit(operando_heatmap(wn, pred, sub.time_s[row], voltage=sub.voltage[row],
                                   title=f"{model}: {label}"), f"{tag}_heatmap_{m}.png")
             emit(waterfall(wn, pred, title=f"{model}: {label}"), f"{tag}_waterfall_{m}.png")
@@ -90,11 +88,6 @@ def write_figures(predictors: Sequence[tuple[str, Callable]], dataset, split: st
 def per_frame_figure(per_frame: Mapping[str, Sequence[float]], path, title: str = "MSE per frame") -> Path:
     """One line per model: the MSE (z-units) of each scored frame k = 1..T-1 (``per_frame[name][k - 1]``),
     log scale; writes ``path`` (PNG) and returns it."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from ..viz import save_figure
-
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, vals in per_frame.items():
         vals = np.asarray(vals, dtype=np.float64)

@@ -37,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from .._atomic import clean_stale_temps, sha256_file, swap_into_place, temp_dir, write_text
 from .._paths import confined_dir
+from ..data.manifest import manifest_sha256
 
 PathLike = Union[str, os.PathLike]
 LATEST = "LATEST"
@@ -230,8 +231,6 @@ RESUME_MUST_MATCH = ("lr", "batch_size")    # train_config values a resume may n
 
 def dataset_fingerprint(dataset) -> str:
     """sha256 identifying a dataset (its manifest; the canonical JSON of an in-memory one)."""
-    from ..opirbench.leaderboard import manifest_sha256
-
     return manifest_sha256(dataset)
 
 

@@ -33,6 +33,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,5 @@ def wrap_for_training(model: nn.Module, info: DistInfo, find_unused_parameters: 
     loss_module = LossModule(model)
     if not info.distributed:
         return loss_module
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
     ids = [info.device.index] if info.device.type == "cuda" else None
     return DDP(loss_module, device_ids=ids, find_unused_parameters=find_unused_parameters)

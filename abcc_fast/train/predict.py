@@ -21,18 +21,26 @@ CSV parsing and resampling reuse ``abcc_fast.data.importer`` (one parser for mea
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
-from ..data import chemistry as chem
 from .._atomic import atomic_directory
 from .._paths import check_replaceable_output
+from ..data import chemistry as chem
 from ..data.importer import parse_fractions, read_static_spectrum, read_time_voltage
+from ..model import ABCC
+from ..model import load_predictor as abcc_predictor
+from ..model.baselines import BASELINES, BaselineModel, saved_model_type
+from ..model.baselines import load_predictor as baseline_predictor
+from ..uncertainty import calibrated_bands, load_calibration, weights_sha256
+from ..vocabulary import load_template
 from .trainer import TRAINING_DATA_FILE
 
 DEFAULT_NOISE = 0.002   # AU: abcc predict --noise without a calibration
@@ -43,15 +51,6 @@ PathLike = Union[str, os.PathLike]
 # --------------------------------------------------------------------------------------------
 # model loading
 # --------------------------------------------------------------------------------------------
-def _model_class():
-    """``abcc_fast.model.ABCC`` (a function so tests can substitute a stand-in)."""
-    try:
-        from ..model import ABCC
-    except ImportError as err:
-        raise ValueError(f"abcc predict needs abcc_fast.model.ABCC, which is not available: {err}") from None
-    return ABCC
-
-
 def load_model(path: PathLike):
     """(model in eval mode, training_data dict) from a directory written by ``abcc train``."""
     path = Path(path)
@@ -60,10 +59,8 @@ def load_model(path: PathLike):
                                 "that `abcc train --out DIR` wrote")
     if not path.is_dir():
         raise ValueError(f"{path} is a file; --model takes the model directory that `abcc train` wrote (DIR/model)")
-    from ..model.baselines import BASELINES, BaselineModel, saved_model_type
-
     # config.json records the model type: a baseline's goes to its class, everything else to ABCC
-    model_class = BaselineModel if saved_model_type(path) in BASELINES else _model_class()
+    model_class = BaselineModel if saved_model_type(path) in BASELINES else ABCC
     try:
         model = model_class.from_pretrained(path)
     except (FileNotFoundError, ValueError):
@@ -106,6 +103,42 @@ def model_info(model, path: Path) -> dict:
             "electrodes": list(getattr(cfg, "electrodes", None) or chem.ELECTRODES)}
 
 
+def load_predictor(path: PathLike) -> Callable[[dict], dict]:
+    """A saved model directory -> OpIRBench predictor (on the GPU when there is one): a baseline's when
+    its config.json names a baseline type, else ABCC's. What ``abcc bench --model PATH`` and ``abcc bench
+    --all`` score (register it with ``opirbench.register_model_loader`` to score paths in Python)."""
+    if saved_model_type(path) in BASELINES:
+        return baseline_predictor(path)
+    return abcc_predictor(path)
+
+
+class StreamsPredictor:
+    """The solvent and SEI streams a saved model predicts from the inputs alone:
+    ``predictor(batch) -> {"frames", "solvent", "sei"}`` on batches of ``static``, ``voltage``,
+    ``composition``, ``electrode``, ``time_s``, ``wavenumber`` (what ``analysis.evaluate(model=...)``
+    takes). A batch on another grid or with another number of frames than the model's is refused."""
+
+    def __init__(self, model_dir: PathLike):
+        self.model, self.info = load_model(model_dir)
+        self.name = str(Path(model_dir))
+        self.grid = np.asarray(self.info["wavenumber"], dtype=np.float64)
+        self.T = int(self.info["T"])
+
+    def __call__(self, batch: dict) -> dict:
+        wn = torch.as_tensor(batch["wavenumber"])
+        grid = self.grid
+        if grid.shape[0] != wn.numel() or not np.allclose(grid, wn.double().numpy(), atol=1e-3):
+            raise ValueError(f"the model at {self.name} was trained on a {grid.shape[0]}-point grid "
+                             f"({grid[0]:.0f}-{grid[-1]:.0f} cm^-1), the dataset has {wn.numel()} points "
+                             f"({float(wn[0]):.0f}-{float(wn[-1]):.0f}); evaluate it on its own dataset")
+        T = int(batch["voltage"].shape[-1])
+        if T != self.T:
+            raise ValueError(f"the model predicts T={self.T} frames, the dataset has T={T}")
+        extra = supported_kwargs(self.model.predict, time_s=batch["time_s"], wavenumber=batch["wavenumber"])
+        return self.model.predict(batch["static"], batch["voltage"], batch["composition"], batch["electrode"],
+                                  return_streams=True, **extra)
+
+
 # --------------------------------------------------------------------------------------------
 # inputs
 # --------------------------------------------------------------------------------------------
@@ -145,8 +178,6 @@ def composition_vector(spec: Optional[str], components: list) -> np.ndarray:
 
 def load_component_files(files, grid: np.ndarray) -> list:
     """--component-file values (band JSON, or [NAME=]spectrum.csv) -> ComponentTemplates on ``grid``."""
-    from ..vocabulary import load_template
-
     return [load_template(f, grid) for f in files]
 
 
@@ -170,8 +201,6 @@ def frames_csv(wavenumber: np.ndarray, frames: np.ndarray) -> str:
 
 def supported_kwargs(fn, **kwargs) -> dict:
     """The optional inputs ``fn`` accepts (``time_s``, ``wavenumber``: newer models condition on them)."""
-    import inspect
-
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return kwargs
@@ -208,6 +237,26 @@ def predict_to_dir(model_dir: Optional[PathLike], static_csv: PathLike, voltage_
     calibration = _calibration_for(model_dir, int(samples))
     if noise is None:
         noise = calibration.noise if calibration is not None else DEFAULT_NOISE
+    x = _read_inputs(info, static_csv, voltage_csv, composition, electrode, component_files)
+    tensors = _predict(model, x, bool(streams), int(samples), float(noise), calibration)
+    meta = {"model": str(Path(model_dir).resolve()), "static": str(static_csv), "voltage": str(voltage_csv),
+            "composition": {n: float(c) for n, c in zip(x["comp_names"], x["comp"]) if c > 0},
+            "component_files": [str(f) for f in component_files],
+            "electrode": electrode, "streams": bool(streams), "samples": int(samples), "noise": float(noise),
+            "calibrated": calibration is not None,
+            "shapes": {k: list(v.shape) for k, v in tensors.items()}}
+    if calibration is not None:
+        meta["calibration"] = {"file": str(Path(model_dir).resolve() / "calibration.json"),
+                               "method": calibration.method, "fitted_samples": calibration.samples,
+                               "fitted_on": f"{calibration.split}/{calibration.part}",
+                               "n_samples": calibration.n_samples}
+    if packaged is not None:
+        meta["pretrained"] = packaged
+    return _write_prediction(out_dir, x["grid"], tensors, meta, info, figures)
+
+
+def _read_inputs(info: dict, static_csv, voltage_csv, composition: str, electrode: str, component_files) -> dict:
+    """The prediction's inputs, read and checked against the model's grid, frames and vocabularies."""
     grid = np.asarray(info["wavenumber"], dtype=np.float64)
     T = int(info["T"])
     static = read_static(static_csv, grid)                                     # [W]
@@ -216,19 +265,26 @@ def predict_to_dir(model_dir: Optional[PathLike], static_csv: PathLike, voltage_
     comp_names = list(info["components"]) + [t.name for t in new_components]
     comp = composition_vector(composition, comp_names)                         # [C (+ new)]
     elec = electrode_index(electrode, list(info["electrodes"]))
+    return {"grid": grid, "T": T, "static": static, "time_s": time_s, "voltage": voltage,
+            "new_components": new_components, "comp_names": comp_names, "comp": comp, "elec": elec}
 
+
+def _predict(model, x: dict, streams: bool, samples: int, noise: float, calibration) -> dict:
+    """The model's prediction for the inputs ``x`` as float32 CPU tensors (frames, grid, voltage, time;
+    streams, samples and calibrated bands when asked for), each checked finite."""
+    grid, T, time_s, voltage = x["grid"], x["T"], x["time_s"], x["voltage"]
     f32 = dict(dtype=torch.float32)
     extra = supported_kwargs(model.predict, time_s=torch.tensor(time_s[None], **f32),
                              wavenumber=torch.tensor(grid, **f32))
-    if new_components:
+    if x["new_components"]:
         if not supported_kwargs(model.predict, extra_components=None):
             raise ValueError(f"--component-file: this model ({type(model).__name__}) has a fixed component vocabulary "
                              "and cannot take new components; use an ABCC trained with composition_encoding=templates")
-        extra["extra_components"] = new_components
+        extra["extra_components"] = x["new_components"]
     with torch.no_grad():
-        out = model.predict(torch.tensor(static[None], **f32), torch.tensor(voltage[None], **f32),
-                            torch.tensor(comp[None], **f32), torch.tensor([elec], dtype=torch.int64),
-                            return_streams=bool(streams), samples=int(samples), noise=float(noise), **extra)
+        out = model.predict(torch.tensor(x["static"][None], **f32), torch.tensor(voltage[None], **f32),
+                            torch.tensor(x["comp"][None], **f32), torch.tensor([x["elec"]], dtype=torch.int64),
+                            return_streams=streams, samples=samples, noise=noise, **extra)
     frames = out["frames"][0].detach().float().cpu()                           # [T, W]
     if tuple(frames.shape) != (T, grid.shape[0]):
         raise ValueError(f"model returned frames of shape {tuple(frames.shape)}, expected [T, W] = [{T}, {grid.shape[0]}]")
@@ -246,21 +302,21 @@ def predict_to_dir(model_dir: Optional[PathLike], static_csv: PathLike, voltage_
         s = s.detach().float().cpu()
         tensors["samples"] = s[:, 0]                                            # [K, B, T, W] -> [K, T, W]
     if calibration is not None:
-        from ..uncertainty import calibrated_bands
-
         if out.get("std") is None:
             raise ValueError("the model did not return a sample spread ('std'); calibrated bands need ABCC")
         tensors["std"] = out["std"][0].detach().float().cpu()
         _finite("std", tensors["std"])
-        tensors.update(calibrated_bands(calibration, frames, tensors["std"], int(samples), float(noise)))
+        tensors.update(calibrated_bands(calibration, frames, tensors["std"], samples, noise))
     for k, v in tensors.items():
         _finite(k, v)
+    return tensors
 
-    # ---- write into a temporary directory, then move into place -----------------------------
-    # the whole folder is replaced: nothing of an earlier prediction (figures, bands) survives
+
+def _write_prediction(out_dir: Path, grid: np.ndarray, tensors: dict, meta: dict, info: dict, figures: bool) -> dict:
+    """Write the prediction into a temporary directory, then move it into place as a whole (nothing
+    of an earlier prediction -- figures, bands -- survives)."""
+    frames = tensors["frames"]
     with atomic_directory(out_dir) as tmp:
-        from safetensors.torch import save_file
-
         (tmp / "frames.csv").write_text(frames_csv(grid, frames.numpy()), encoding="utf-8")
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "frames.safetensors"))
         written = ["frames.csv", "frames.safetensors"]
@@ -272,25 +328,13 @@ def predict_to_dir(model_dir: Optional[PathLike], static_csv: PathLike, voltage_
                 written.append(name)
         if figures:
             written += _figures(tmp / "figures", grid, tensors, info)
-        meta = {"model": str(Path(model_dir).resolve()), "static": str(static_csv), "voltage": str(voltage_csv),
-                "composition": {n: float(c) for n, c in zip(comp_names, comp) if c > 0},
-                "component_files": [str(f) for f in component_files],
-                "electrode": electrode, "streams": bool(streams), "samples": int(samples), "noise": float(noise),
-                "calibrated": calibration is not None,
-                "shapes": {k: list(v.shape) for k, v in tensors.items()}}
-        if calibration is not None:
-            meta["calibration"] = {"file": str(Path(model_dir).resolve() / "calibration.json"),
-                                   "method": calibration.method, "fitted_samples": calibration.samples,
-                                   "fitted_on": f"{calibration.split}/{calibration.part}",
-                                   "n_samples": calibration.n_samples}
-        if packaged is not None:
-            meta["pretrained"] = packaged
         (tmp / "prediction.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         written.append("prediction.json")
     return {name: out_dir / name for name in written}
 
 
 def _figures(fig_dir: Path, grid: np.ndarray, t: dict, info: dict) -> list:
+    # matplotlib (and viz, which loads it) only when figures are asked for: a heavy import
     import matplotlib.pyplot as plt
 
     from ..viz import operando_heatmap, uncertainty_band
@@ -331,8 +375,6 @@ def _calibration_for(model_dir: PathLike, samples: int):
     """The model directory's calibration.json when there is one and samples are asked for (else None).
 
     A calibration fitted for other weights, or samples < 2 with a calibration, is an error."""
-    from ..uncertainty import load_calibration, weights_sha256
-
     calibration = load_calibration(model_dir)
     if calibration is None or samples == 0:
         return None

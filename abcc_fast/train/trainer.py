@@ -42,159 +42,24 @@ import random
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, default_collate
+from tqdm.auto import tqdm
 
 from .._atomic import atomic_directory, write_text
+from .config import CPU_DEFAULT_STEPS, TrainConfig, TrainResult  # noqa: F401
 from .checkpoint import (checkpoint_root, dataset_fingerprint, divergence_message, latest_checkpoint,
                          restore_checkpoint, save_checkpoint)
 from .distributed import DistInfo, barrier, init_distributed, mean_over_ranks, wrap_for_training
 
 SYNTHETIC_TRUTH = ("solvent", "sei", "extent")  # never train on them
 TRAINING_DATA_FILE = "training_data.json"       # vocabularies + grid beside the saved model
-CPU_DEFAULT_STEPS = 6000                         # TrainConfig.cpu_default's step budget (the demo's)
-
-
-# --------------------------------------------------------------------------------------------
-# configuration
-# --------------------------------------------------------------------------------------------
-@dataclass
-class TrainConfig:
-    """Optimisation and bookkeeping of one training run (JSON-serialisable via ``asdict``).
-
-    ``steps`` is the budget, and the learning-rate schedule is a function of the step alone.
-    ``max_time_s`` is an optional wall-clock safety cap: it can only end a run early (with a
-    warning; the result is marked ``capped``), it never changes the schedule.
-    """
-
-    steps: int = 2000
-    batch_size: int = 16
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.05        # cosine floor: min_lr = lr * min_lr_ratio
-    warmup_steps: int = 100
-    weight_decay: float = 0.05        # decoupled (AdamW); not applied to norms/biases (ndim < 2)
-    betas: tuple = (0.9, 0.95)
-    eps: float = 1e-8
-    grad_clip: float = 1.0            # max global gradient norm; 0 disables
-    ema_decay: float = 0.999          # ramped in as min(decay, (1 + s) / (10 + s))
-    amp: bool = True                  # bf16 autocast on CUDA; ignored on CPU
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int = 250             # validation loss (EMA weights); 0: only at the end
-    val_batches: int = 8              # batches of the validation part per evaluation; 0: all
-    checkpoint_every: int = 250       # 0: only at the end
-    keep_checkpoints: int = 1
-    max_time_s: Optional[float] = None
-    num_workers: int = 0
-    device: Optional[str] = None      # None: CUDA when available
-    find_unused_parameters: bool = False
-    tensorboard: bool = True          # when the tensorboard package is installed
-    preset: str = "custom"
-
-    @classmethod
-    def tiny(cls, **overrides) -> "TrainConfig":
-        """Seconds on a CPU: tests and ``abcc demo --quick``."""
-        base = dict(steps=20, batch_size=4, lr=3e-3, warmup_steps=2, ema_decay=0.9, log_every=1, eval_every=10,
-                    val_batches=2, checkpoint_every=10, preset="tiny")
-        return cls(**{**base, **overrides})
-
-    @classmethod
-    def cpu_default(cls, **overrides) -> "TrainConfig":
-        """The demo's budget on 2 CPU cores: ``CPU_DEFAULT_STEPS`` steps of batch 8 per model.
-
-        A step budget, not a time budget: the same seed gives the same model on a busy or an idle
-        machine. The constant is sized so that ``abcc demo`` (two models, one per split, plus
-        scoring) stays within ~15 minutes on 2 quiet cores; change ``CPU_DEFAULT_STEPS`` (or pass
-        ``steps=``) when the model's step cost changes. EMA 0.99 averages over the last ~100 steps,
-        a small share of the run. No wall-clock cap by default (``max_time_s=None``)."""
-        base = dict(steps=CPU_DEFAULT_STEPS, batch_size=8, lr=2e-3, warmup_steps=50, ema_decay=0.99,
-                    log_every=10, eval_every=200, val_batches=4, checkpoint_every=200, preset="cpu_default")
-        return cls(**{**base, **overrides})
-
-    @classmethod
-    def gpu_default(cls, **overrides) -> "TrainConfig":
-        """One GPU (or per rank under torchrun): bf16 autocast, larger batch, longer schedule."""
-        base = dict(steps=30000, batch_size=64, lr=5e-4, warmup_steps=1000, ema_decay=0.9999, log_every=50,
-                    eval_every=1000, val_batches=16, checkpoint_every=1000, num_workers=4, preset="gpu_default")
-        return cls(**{**base, **overrides})
-
-    @classmethod
-    def preset_named(cls, name: str, **overrides) -> "TrainConfig":
-        presets = {"tiny": cls.tiny, "cpu": cls.cpu_default, "cpu_default": cls.cpu_default,
-                   "gpu": cls.gpu_default, "gpu_default": cls.gpu_default}
-        if name not in presets:
-            raise ValueError(f"unknown training preset {name!r}; choose one of tiny, cpu, gpu")
-        return presets[name](**overrides)
-
-    def validate(self) -> "TrainConfig":
-        if int(self.steps) < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.max_time_s is not None and not self.max_time_s > 0:
-            raise ValueError(f"max_time_s must be > 0 or None, got {self.max_time_s}")
-        return self
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` did. ``model`` is the EMA copy (the one to evaluate and ship)."""
-
-    run_dir: Path
-    model_dir: Path                   # final EMA weights, loadable with from_pretrained / abcc predict
-    best_dir: Optional[Path]          # EMA weights at the best validation loss (None without validation)
-    log_path: Path
-    steps_done: int
-    stopped_by: str                   # "steps" | "time_cap" (max_time_s ended the run early)
-    train_loss: float                 # mean training loss of the last logging window
-    best_val_loss: Optional[float]
-    final_val_loss: Optional[float]
-    wall_time_s: float                # this invocation
-    total_time_s: float               # including the time before a resume
-    resumed_from: Optional[int]
-    steps_budget: Optional[int] = None  # TrainConfig.steps
-    model: Any = field(default=None, repr=False)
-
-    @property
-    def capped(self) -> bool:
-        """True when the wall-clock cap ended the run before its step budget."""
-        return self.stopped_by == "time_cap"
-
-    @property
-    def s_per_step(self) -> Optional[float]:
-        """Wall-clock seconds per step over the whole run (evaluation and checkpoints included)."""
-        return self.total_time_s / self.steps_done if self.steps_done else None
-
-    def to_json(self) -> dict:
-        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items() if k != "model"}
-        d["capped"] = self.capped
-        d["s_per_step"] = self.s_per_step
-        return d
-
-
 # --------------------------------------------------------------------------------------------
 # the pieces
 # --------------------------------------------------------------------------------------------
@@ -317,7 +182,7 @@ class _Log:
         elif path.exists():
             path.unlink()
         if tensorboard:
-            try:
+            try:  # tensorboard is optional: the CSV log is written either way
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(path.parent / "tb"))
@@ -406,165 +271,202 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
     """
     cfg = (config or TrainConfig.cpu_default()).validate()
     info = dist_info or init_distributed(cfg.device)
-    device = info.device
-    out = Path(out_dir)
-    t_start = time.perf_counter()
+    run = _Run(model, dataset, split, cfg, Path(out_dir), info)
+    run.prepare(resume)
+    run.loop(progress)
+    return run.finish()
 
-    # ---- data --------------------------------------------------------------------------
-    train_set = _training_set(model, dataset, split, "train", cfg.seed)
-    val_set = _training_set(model, dataset, split, "val", cfg.seed)
-    if len(train_set) == 0:
-        raise ValueError(f"split {split!r} has no training samples in this dataset; check --split / --data")
-    sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=False)
-    B = min(int(cfg.batch_size), len(sampler))
-    steps_per_epoch = _steps_per_epoch(len(sampler), B)
 
-    # ---- model, EMA, optimizer ------------------------------------------------------------
-    model.to(device)
-    model.train()
-    ema_model = copy.deepcopy(model).requires_grad_(False).eval()
-    optimizer = build_optimizer(model, cfg)
-    start_step, best_val, elapsed_before, resumed_from = 0, None, 0.0, None
+class _Run:
+    """One training run, step by step: ``prepare`` (data, EMA, optimizer, resume), ``loop`` (the steps
+    with logging, validation and checkpoints), ``finish`` (final weights and TrainResult)."""
 
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume and checkpoint_root(out).exists():
-            shutil.rmtree(checkpoint_root(out))
-    barrier(info)
-    ckpt = latest_checkpoint(out) if resume else None
-    data_sha = dataset_fingerprint(dataset)
-    if ckpt is not None:
-        st = restore_checkpoint(ckpt, model, ema_model, optimizer, split=split, train_config=cfg.to_json(),
-                                dataset_sha256=data_sha)
-        start_step = int(st["step"])
-        best_val = st.get("best_val_loss")
-        elapsed_before = float(st.get("elapsed_s", 0.0))
-        resumed_from = start_step
-    if info.is_main:
-        write_text(out / "train_config.json", json.dumps(
-            {"train": cfg.to_json(), "split": split, "world_size": info.world_size,
-             "model": _model_config(model)}, indent=1) + "\n")
+    def __init__(self, model: nn.Module, dataset, split: str, cfg: TrainConfig, out: Path, info: DistInfo):
+        self.model, self.dataset, self.split, self.cfg, self.out, self.info = model, dataset, split, cfg, out, info
+        self.device = info.device
+        self.t_start = time.perf_counter()
+        self.start_step, self.best_val, self.elapsed_before, self.resumed_from = 0, None, 0.0, None
+        self.step, self.stopped_by = 0, "steps"
+        self.last_train_loss, self.final_val = float("nan"), None
 
-    wrapped = wrap_for_training(model, info, cfg.find_unused_parameters)
-    log = _Log(out / "log.csv", start_step, cfg.tensorboard, info.is_main)
-    data_info = training_data_info(dataset, split)
-
-    def state_json(step_now: int) -> dict:
-        return {"split": split, "dataset_sha256": data_sha, "train_config": cfg.to_json(),
-                "model_config": _model_config(model),
-                "best_val_loss": best_val, "elapsed_s": elapsed_before + time.perf_counter() - t_start,
-                "world_size": info.world_size, "seed": cfg.seed, "steps_per_epoch": steps_per_epoch}
-
-    def checkpoint(step_now: int) -> None:
+    # -- prepare ------------------------------------------------------------------------------
+    def prepare(self, resume: bool) -> None:
+        cfg, info, out, model = self.cfg, self.info, self.out, self.model
+        self.train_set = _training_set(model, self.dataset, self.split, "train", cfg.seed)
+        self.val_set = _training_set(model, self.dataset, self.split, "val", cfg.seed)
+        if len(self.train_set) == 0:
+            raise ValueError(f"split {self.split!r} has no training samples in this dataset; check --split / --data")
+        self.sampler = DistributedSampler(self.train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                          seed=cfg.seed, drop_last=False)
+        self.B = min(int(cfg.batch_size), len(self.sampler))
+        self.steps_per_epoch = _steps_per_epoch(len(self.sampler), self.B)
+        model.to(self.device)
+        model.train()
+        self.ema_model = copy.deepcopy(model).requires_grad_(False).eval()
+        self.optimizer = build_optimizer(model, cfg)
         if info.is_main:
-            save_checkpoint(out, step=step_now, model_state=model.state_dict(), ema_state=ema_model.state_dict(),
-                            optimizer_state=optimizer.state_dict(), state=state_json(step_now),
-                            keep=cfg.keep_checkpoints)
+            out.mkdir(parents=True, exist_ok=True)
+            if not resume and checkpoint_root(out).exists():
+                shutil.rmtree(checkpoint_root(out))
         barrier(info)
+        self._restore(latest_checkpoint(out) if resume else None)
+        if info.is_main:
+            write_text(out / "train_config.json", json.dumps(
+                {"train": cfg.to_json(), "split": self.split, "world_size": info.world_size,
+                 "model": _model_config(model)}, indent=1) + "\n")
+        self.wrapped = wrap_for_training(model, info, cfg.find_unused_parameters)
+        self.log = _Log(out / "log.csv", self.start_step, cfg.tensorboard, info.is_main)
+        self.data_info = training_data_info(self.dataset, self.split)
 
-    bar = None
-    if progress and info.is_main:
-        from tqdm.auto import tqdm
+    def _restore(self, ckpt) -> None:
+        """Continue from checkpoint ``ckpt`` (None: start afresh)."""
+        self.data_sha = dataset_fingerprint(self.dataset)
+        if ckpt is None:
+            return
+        st = restore_checkpoint(ckpt, self.model, self.ema_model, self.optimizer, split=self.split,
+                                train_config=self.cfg.to_json(), dataset_sha256=self.data_sha)
+        self.start_step = int(st["step"])
+        self.best_val = st.get("best_val_loss")
+        self.elapsed_before = float(st.get("elapsed_s", 0.0))
+        self.resumed_from = self.start_step
 
-        bar = tqdm(total=int(cfg.steps), initial=start_step, desc=f"train {split}", unit="step", dynamic_ncols=True)
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t_start
 
-    step = start_step
-    stopped_by = "steps"
-    window_loss, window_n, last_train_loss, final_val = 0.0, 0, float("nan"), None
-    try:
-        while step < cfg.steps and stopped_by == "steps":
-            epoch = step // steps_per_epoch
-            sampler.set_epoch(epoch)
-            if hasattr(train_set, "set_epoch"):
-                train_set.set_epoch(epoch)
-            order = list(sampler)
-            batches = [order[k * B:(k + 1) * B] for k in range(step % steps_per_epoch, steps_per_epoch)]
-            g = torch.Generator().manual_seed(_mix(cfg.seed, epoch, info.rank))
-            loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate, num_workers=cfg.num_workers,
-                                generator=g, pin_memory=device.type == "cuda")
-            for batch in loader:
-                t_step = time.perf_counter()
-                lr = learning_rate(step, cfg)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                # every random number of this step is a function of (seed, step, rank): exact resume
-                step_seed = _mix(cfg.seed, step, info.rank)
-                seed_everything(step_seed)
-                generator = torch.Generator().manual_seed(step_seed)  # CPU: the model moves its draws
+    def state_json(self, step_now: int) -> dict:
+        return {"split": self.split, "dataset_sha256": self.data_sha, "train_config": self.cfg.to_json(),
+                "model_config": _model_config(self.model),
+                "best_val_loss": self.best_val, "elapsed_s": self._elapsed(),
+                "world_size": self.info.world_size, "seed": self.cfg.seed, "steps_per_epoch": self.steps_per_epoch}
 
-                batch = _to_device(batch, device)
-                with _autocast(device, cfg):
-                    loss, logs = wrapped(batch, generator)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(divergence_message(float(loss), step, out))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip and cfg.grad_clip > 0:
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-                else:
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
-                optimizer.step()
-                ema_update(ema_model, model, ema_decay_at(step, cfg))
-                step += 1
+    def checkpoint(self, step_now: int) -> None:
+        if self.info.is_main:
+            save_checkpoint(self.out, step=step_now, model_state=self.model.state_dict(),
+                            ema_state=self.ema_model.state_dict(), optimizer_state=self.optimizer.state_dict(),
+                            state=self.state_json(step_now), keep=self.cfg.keep_checkpoints)
+        barrier(self.info)
 
-                window_loss += float(loss.detach())
-                window_n += 1
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    last_train_loss = mean_over_ranks(window_loss / window_n, info)
-                    row = {"step": step, "kind": "train", "loss": last_train_loss, "lr": lr, "grad_norm": grad_norm,
-                           "elapsed_s": elapsed_before + time.perf_counter() - t_start}
-                    row.update({k: float(v) for k, v in (logs or {}).items() if k not in row})
-                    log.write(row)
-                    window_loss, window_n = 0.0, 0
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{last_train_loss:.4g}", lr=f"{lr:.2e}")
-                if bar is not None:
-                    bar.update(1)
+    # -- the loop -----------------------------------------------------------------------------
+    def loop(self, progress: bool) -> None:
+        cfg, info = self.cfg, self.info
+        self.bar = None
+        if progress and info.is_main:
+            self.bar = tqdm(total=int(cfg.steps), initial=self.start_step, desc=f"train {self.split}", unit="step",
+                            dynamic_ncols=True)
+        self.step = self.start_step
+        self.window_loss, self.window_n = 0.0, 0
+        try:
+            while self.step < cfg.steps and self.stopped_by == "steps":
+                for batch in self._epoch_loader():
+                    if self._train_step(batch):
+                        break
+        except KeyboardInterrupt:
+            if self.step > self.start_step:
+                self.checkpoint(self.step)  # an interrupt keeps the work done; resume continues exactly from here
+            raise
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            self.log.close()
 
-                if cfg.max_time_s and step < cfg.steps and _over_time_cap(cfg, info, device, elapsed_before,
-                                                                          t_start, t_step):
-                    stopped_by = "time_cap"
-                    _warn_capped(cfg, step, elapsed_before + time.perf_counter() - t_start)
+    def _epoch_loader(self) -> DataLoader:
+        """The batches left in the current epoch (a pure function of (seed, step))."""
+        cfg, step, B, spe = self.cfg, self.step, self.B, self.steps_per_epoch
+        epoch = step // spe
+        self.sampler.set_epoch(epoch)
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(epoch)
+        order = list(self.sampler)
+        batches = [order[k * B:(k + 1) * B] for k in range(step % spe, spe)]
+        g = torch.Generator().manual_seed(_mix(cfg.seed, epoch, self.info.rank))
+        return DataLoader(self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=cfg.num_workers,
+                          generator=g, pin_memory=self.device.type == "cuda")
 
-                last = step >= cfg.steps or stopped_by == "time_cap"
-                if (cfg.eval_every and step % cfg.eval_every == 0) or last:
-                    if info.is_main:
-                        val = validation_loss(ema_model, val_set, cfg, device)
-                        final_val = val
-                        if val is not None:
-                            log.write({"step": step, "kind": "val", "loss": val, "lr": lr, "grad_norm": None,
-                                       "elapsed_s": elapsed_before + time.perf_counter() - t_start})
-                            if best_val is None or val < best_val:
-                                best_val = val
-                                save_model(ema_model, out / "best", data_info)
-                    barrier(info)
-                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last:
-                    checkpoint(step)
-                if last:
-                    break
-    except KeyboardInterrupt:
-        if step > start_step:
-            checkpoint(step)  # an interrupt keeps the work done; resume continues exactly from here
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-        log.close()
+    def _train_step(self, batch: dict) -> bool:
+        """One optimisation step, then logging, validation and checkpoints; True when the run is over."""
+        cfg, info, step, model = self.cfg, self.info, self.step, self.model
+        t_step = time.perf_counter()
+        lr = learning_rate(step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        # every random number of this step is a function of (seed, step, rank): exact resume
+        step_seed = _mix(cfg.seed, step, info.rank)
+        seed_everything(step_seed)
+        generator = torch.Generator().manual_seed(step_seed)  # CPU: the model moves its draws
 
-    if info.is_main:
-        save_model(ema_model, out / "model", data_info)
-    barrier(info)
-    wall = time.perf_counter() - t_start
-    result = TrainResult(run_dir=out, model_dir=out / "model",
-                         best_dir=(out / "best") if (out / "best").exists() else None,
-                         log_path=out / "log.csv", steps_done=step, stopped_by=stopped_by,
-                         train_loss=last_train_loss, best_val_loss=best_val, final_val_loss=final_val,
-                         wall_time_s=wall, total_time_s=elapsed_before + wall, resumed_from=resumed_from,
-                         steps_budget=int(cfg.steps), model=ema_model)
-    if info.is_main:
-        write_text(out / "train_result.json", json.dumps(result.to_json(), indent=1) + "\n")
-    return result
+        batch = _to_device(batch, self.device)
+        with _autocast(self.device, cfg):
+            loss, logs = self.wrapped(batch, generator)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(divergence_message(float(loss), step, self.out))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip and cfg.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        else:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
+        self.optimizer.step()
+        ema_update(self.ema_model, model, ema_decay_at(step, cfg))
+        self.step = step = step + 1
+        self._log_train(step, float(loss.detach()), lr, grad_norm, logs)
+
+        if cfg.max_time_s and step < cfg.steps and _over_time_cap(cfg, info, self.device, self.elapsed_before,
+                                                                  self.t_start, t_step):
+            self.stopped_by = "time_cap"
+            _warn_capped(cfg, step, self._elapsed())
+        last = step >= cfg.steps or self.stopped_by == "time_cap"
+        if (cfg.eval_every and step % cfg.eval_every == 0) or last:
+            self._validate(step, lr)
+        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last:
+            self.checkpoint(step)
+        return last
+
+    def _log_train(self, step: int, loss: float, lr: float, grad_norm: float, logs) -> None:
+        cfg = self.cfg
+        self.window_loss += loss
+        self.window_n += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            self.last_train_loss = mean_over_ranks(self.window_loss / self.window_n, self.info)
+            row = {"step": step, "kind": "train", "loss": self.last_train_loss, "lr": lr, "grad_norm": grad_norm,
+                   "elapsed_s": self._elapsed()}
+            row.update({k: float(v) for k, v in (logs or {}).items() if k not in row})
+            self.log.write(row)
+            self.window_loss, self.window_n = 0.0, 0
+            if self.bar is not None:
+                self.bar.set_postfix(loss=f"{self.last_train_loss:.4g}", lr=f"{lr:.2e}")
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _validate(self, step: int, lr: float) -> None:
+        """Validation loss of the EMA weights (rank 0); the best weights are kept in best/."""
+        if self.info.is_main:
+            val = validation_loss(self.ema_model, self.val_set, self.cfg, self.device)
+            self.final_val = val
+            if val is not None:
+                self.log.write({"step": step, "kind": "val", "loss": val, "lr": lr, "grad_norm": None,
+                                "elapsed_s": self._elapsed()})
+                if self.best_val is None or val < self.best_val:
+                    self.best_val = val
+                    save_model(self.ema_model, self.out / "best", self.data_info)
+        barrier(self.info)
+
+    # -- finish -------------------------------------------------------------------------------
+    def finish(self) -> TrainResult:
+        out, info = self.out, self.info
+        if info.is_main:
+            save_model(self.ema_model, out / "model", self.data_info)
+        barrier(info)
+        wall = time.perf_counter() - self.t_start
+        result = TrainResult(run_dir=out, model_dir=out / "model",
+                             best_dir=(out / "best") if (out / "best").exists() else None,
+                             log_path=out / "log.csv", steps_done=self.step, stopped_by=self.stopped_by,
+                             train_loss=self.last_train_loss, best_val_loss=self.best_val,
+                             final_val_loss=self.final_val, wall_time_s=wall,
+                             total_time_s=self.elapsed_before + wall, resumed_from=self.resumed_from,
+                             steps_budget=int(self.cfg.steps), model=self.ema_model)
+        if info.is_main:
+            write_text(out / "train_result.json", json.dumps(result.to_json(), indent=1) + "\n")
+        return result
 
 
 def _over_time_cap(cfg: TrainConfig, info: DistInfo, device: torch.device, elapsed_before: float,

@@ -10,6 +10,7 @@ import numpy as np
 
 
 def _plt():
+    # matplotlib loads only when a figure is drawn (importing this module stays cheap)
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

@@ -44,33 +44,40 @@ an interrupted training run resumes from its last checkpoint)::
 """
 from __future__ import annotations
 
-import csv
-import datetime as _dt
-import io
+import dataclasses
 import json
 import math
 import os
-import platform
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .. import data, provenance
 from .._atomic import write_text
-from .metrics import ALL_METRICS, METRIC_DEFINITIONS, METRIC_KEYS, METRICS_VERSION, check_metric_names
+from ..model import ABCC, ABCCConfig, ABCCPredictor
+from ..model.baselines import BASELINES, get
+from ..opirbench.leaderboard import clean_json, dataset_info, manifest_sha256
+from ..opirbench.metrics import ALL_METRICS, METRIC_DEFINITIONS, METRICS_VERSION, check_metric_names
+from ..opirbench.oracle import SimulatorOracle
+from ..opirbench.protocol import Frame0, Persistence, evaluate
+from ..opirbench.report import slug, write_figures
+from ..presets import CLI_PRESETS, check_cli_preset
+from ..train.predict import load_predictor
+from ..train.trainer import TrainConfig, train
+from ..viz import save_figure
+from .suite_table import PER_FRAME_COLUMNS, aggregate, best_models, per_frame_figures, to_csv, to_markdown  # noqa: F401
 
 SPLITS = ("random", "system")
 ABLATION_ENTRIES = {"abcc": "abcc", "abcc_no_physics": "no_physics", "abcc_no_spectrum": "no_spectrum",
                     "abcc_one_stream": "one_stream", "abcc_mf_sources": "mf_sources"}
-BASELINE_ENTRIES = ("mlp", "cnn", "gru", "patchtst", "dlinear", "convlstm", "simvp", "cfm", "meanflow_noise")
+BASELINE_ENTRIES = tuple(BASELINES)
 ENTRIES = tuple(ABLATION_ENTRIES) + ("abcc_steps4",) + BASELINE_ENTRIES
-PRESETS = ("tiny", "cpu", "gpu")
 SWEEP_LR = (0.5, 1.0, 2.0)       # factors of the preset's lr tried on the validation part (every trained entry)
-PER_FRAME_COLUMNS = 4            # table.md / table.csv: MSE of frames 1..4 as columns (all frames in table.json)
 ORACLE_REPLICATES = 16
 _STEPS_RE = re.compile(r"^abcc_steps([0-9]+)$")
 # setup fields that must agree when an output directory is resumed
@@ -122,9 +129,7 @@ def check_entries(entries: Optional[Sequence[str]]) -> list[str]:
 def model_presets(preset: str) -> dict:
     """Model config preset per family for a suite preset: tiny -> tiny, cpu -> cpu_default,
     gpu -> gpu_default (ABCC and every baseline)."""
-    from ..train._cli import PRESETS as CONFIG_PRESETS  # CLI name -> config preset (no torch import)
-
-    name = CONFIG_PRESETS[preset]
+    name = CLI_PRESETS[preset]
     return {"abcc": name, "baseline": name}
 
 
@@ -132,8 +137,6 @@ def train_config(preset: str, steps: Optional[int] = None, max_time_s: Optional[
     """The budget every entry trains under: the preset's TrainConfig with ``steps`` overridden when
     given (the same for all entries); ``max_time_s``: an optional wall-clock safety cap (ends a run
     early and marks it capped; never changes the schedule)."""
-    from ..train.trainer import TrainConfig
-
     over = {"tensorboard": False}
     if steps is not None:
         over["steps"] = int(steps)
@@ -149,9 +152,6 @@ def _trained_entry(entry: str) -> str:
 
 
 def _build_model(entry: str, ds, split: str, presets: dict):
-    from ..model import ABCC, ABCCConfig
-    from ..model.baselines import get
-
     if entry in ABLATION_ENTRIES:
         return ABCC(ABCCConfig.from_dataset(ds, split, preset=presets["abcc"]).ablation(ABLATION_ENTRIES[entry]))
     return get(entry).from_dataset(ds, split, preset=presets["baseline"])
@@ -160,36 +160,16 @@ def _build_model(entry: str, ds, split: str, presets: dict):
 # --------------------------------------------------------------------------------------------
 # bookkeeping
 # --------------------------------------------------------------------------------------------
-def _git_sha() -> Optional[str]:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=10)
-        sha = out.stdout.strip()
-        if out.returncode != 0 or not sha:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10)
-        return sha + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _machine() -> dict:
-    m = {"node": platform.node(), "processor": platform.processor() or platform.machine(),
-         "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-         "torch_threads": torch.get_num_threads()}
-    try:
-        m["load_average_1min"] = round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        pass
+    info = provenance.run_info()
+    m = provenance.pick(info, "node", "processor", "cpu_count", "python", "torch", "cuda", "torch_threads")
+    if info["load_average_1_5_15"] is not None:
+        m["load_average_1min"] = info["load_average_1_5_15"][0]
     return m
 
 
 def _write_json(path: Path, obj) -> Path:
-    from .leaderboard import _clean
-
-    return write_text(path, json.dumps(_clean(obj), indent=1, allow_nan=False) + "\n")
+    return write_text(path, json.dumps(clean_json(obj), indent=1, allow_nan=False) + "\n")
 
 
 def _lr_tag(lr: float) -> str:
@@ -212,10 +192,6 @@ class _Suite:
     def trained(self, entry: str, split: str, seed: int, lr: float) -> tuple[Path, dict]:
         """(model dir, training summary) of ``entry`` on ``split`` with ``seed`` and ``lr``: trained
         now, resumed from its last checkpoint, or loaded when its run has finished."""
-        import dataclasses
-
-        from ..train.trainer import train
-
         run = _run_dir(self.out, split, entry, lr, seed)
         done = run / "train_result.json"
         if not done.is_file():
@@ -240,26 +216,19 @@ class _Suite:
         return run / "model", summary
 
     def predictor(self, entry: str, model_dir: Path):
-        from . import protocol
-
         m = _STEPS_RE.match(entry)
         if m:
-            from ..model import ABCC
-            from ..model.abcc import ABCCPredictor
-
             device = "cuda" if torch.cuda.is_available() else "cpu"
             fn = ABCCPredictor(ABCC.from_pretrained(model_dir, map_location=device), str(model_dir),
                                steps=int(m.group(1)))
         else:
-            fn = protocol.load_predictor(str(model_dir))
+            fn = load_predictor(str(model_dir))
         n_params = sum(p.numel() for p in fn.model.parameters()) if hasattr(fn, "model") else None
         return fn, n_params
 
     # -- the validation sweep ------------------------------------------------------------------
     def sweep_lr(self, entry: str, split: str, factors: Sequence[float]) -> float:
         """The lr (factor x the preset's) with the lowest val-part MSE, seed 0; cached in sweep/."""
-        from .protocol import evaluate
-
         path = self.out / "sweep" / split / f"{entry}.json"
         lrs = [float(self.tcfg.lr) * float(f) for f in factors]
         if path.is_file():
@@ -280,8 +249,6 @@ class _Suite:
 
     # -- one (entry, split, seed) ---------------------------------------------------------------
     def score(self, entry: str, split: str, seed: int, lr: float) -> dict:
-        from .protocol import evaluate
-
         path = _result_path(self.out, split, entry, seed)
         if path.is_file():
             return json.loads(path.read_text())
@@ -297,8 +264,6 @@ class _Suite:
         return rec
 
     def reference(self, name: str, split: str, fn) -> dict:
-        from .protocol import evaluate
-
         path = self.out / "results" / split / "reference" / f"{name}.json"
         if path.is_file():
             return json.loads(path.read_text())
@@ -317,177 +282,10 @@ def _per_frame_record(res) -> dict:
     return {"mse_per_frame": [float(v) for v in res.per_frame["mse"]]} if "mse" in res.per_frame else {}
 
 
-# --------------------------------------------------------------------------------------------
-# aggregation and output
-# --------------------------------------------------------------------------------------------
-def _metric_keys(records: list) -> list[str]:
-    keys = []
-    for ks in METRIC_KEYS.values():
-        keys += [k for k in ks if any(k in r["metrics"] for r in records)]
-    return keys
-
-
-def aggregate(records: list) -> list[dict]:
-    """One row per (split, entry): mean and std (ddof 1; 0 for a single seed) over seeds of every
-    metric, the seeds, and the training budget actually used (steps, seconds per step)."""
-    keys = _metric_keys(records)
-    groups: dict = {}
-    for r in records:
-        groups.setdefault((r["split"], r["entry"]), []).append(r)
-    rows = []
-    for (split, entry), rs in groups.items():
-        row = {"split": split, "entry": entry, "kind": rs[0]["kind"], "n_seeds": len(rs),
-               "seeds": [r["seed"] for r in rs], "n_samples": rs[0]["n_samples"], "n_params": rs[0].get("n_params")}
-        for k in keys:
-            vals = np.array([r["metrics"][k] for r in rs if k in r["metrics"]], dtype=np.float64)
-            row[f"{k}_mean"] = float(vals.mean()) if vals.size else None
-            row[f"{k}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else (0.0 if vals.size else None)
-        frames = [r["mse_per_frame"] for r in rs if r.get("mse_per_frame")]
-        if frames and len({len(f) for f in frames}) == 1:     # results of older versions have none
-            arr = np.array(frames, dtype=np.float64)
-            row["mse_per_frame_mean"] = arr.mean(0).tolist()
-            row["mse_per_frame_std"] = (arr.std(0, ddof=1) if len(arr) > 1 else np.zeros(arr.shape[1])).tolist()
-            for k in range(1, min(PER_FRAME_COLUMNS, arr.shape[1]) + 1):
-                row[f"mse_f{k}_mean"] = float(arr[:, k - 1].mean())
-                row[f"mse_f{k}_std"] = float(arr[:, k - 1].std(ddof=1)) if len(arr) > 1 else 0.0
-        trs = [r["training"] for r in rs if r.get("training")]
-        if trs:
-            row["lr"] = trs[0]["lr"]
-            row["capped_runs"] = sum(bool(t.get("capped")) for t in trs)
-            row["steps_done_mean"] = float(np.mean([t["steps_done"] for t in trs]))
-            sps = [t["s_per_step"] for t in trs if t.get("s_per_step")]
-            row["s_per_step_mean"] = float(np.mean(sps)) if sps else None
-            row["train_time_s_mean"] = float(np.mean([t["train_time_s"] for t in trs]))
-        rows.append(row)
-    return rows
-
-
-def _fmt(v, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
-
-
-def to_markdown(rows: list, setup: dict) -> str:
-    heads = [ks[0] for ks in METRIC_KEYS.values() if any(f"{ks[0]}_mean" in r for r in rows)]
-    budget = setup["train_config"]
-    L = ["# OpIRBench: full table (`abcc bench --all`)", "",
-         f"- dataset `{setup['dataset']['name']}`: {setup['dataset']['samples']} samples, T={setup['dataset']['T']}, "
-         f"W={setup['dataset']['W']}, manifest sha256 `{setup['dataset_manifest_sha256'][:16]}...`",
-         f"- budget (every trained entry): preset `{setup['preset']}`, {budget['steps']} steps of batch "
-         f"{budget['batch_size']}" + _cap_note(setup)
-         + f", lr {budget['lr']:g} (AdamW, warm-up {budget['warmup_steps']} + cosine, EMA {budget['ema_decay']:g}; "
-         "the EMA weights are scored)",
-         f"- model presets: ABCC `{setup['model_presets']['abcc']}`, baselines `{setup['model_presets']['baseline']}`",
-         "- validation sweep: " + (f"{_swept(setup)}, lr x {', '.join(f'{f:g}' for f in setup['sweep_lr'])} on the val "
-                                   "part (MSE, seed 0); the chosen lr is in the `lr` column" if setup["sweep"] else "off"),
-         f"- seeds {setup['seeds']}; mean ± std over seeds (sample std); references are deterministic single rows",
-         f"- git `{setup.get('git_sha') or 'unknown'}`; machine {setup['machine'].get('processor')}, "
-         f"{setup['machine'].get('cpu_count')} CPUs, GPU {setup['machine'].get('cuda') or 'none'}, torch "
-         f"{setup['machine'].get('torch')}",
-         f"- metrics {setup['metrics_version']}: z-scored with the training split's statistics, frames 1..T-1, lower "
-         "is better; DILATE can be negative (soft-DTW entropy term)",
-         "- ablations: `abcc_no_physics` (mass conservation, peak drift/acceleration off), `abcc_no_spectrum` (SEI "
-         "non-negative/growing, smoothness, no new solvent bands off), `abcc_one_stream` (SEI velocity 0 and the "
-         "two-stream terms off), `abcc_steps<N>` (the `abcc` models predicting with N chained jumps); *without "
-         "Chemical Flow* is `meanflow_noise` (noise-to-data MeanFlow on the baselines' conv trunk)",
-         "- `steps`: steps trained (mean over seeds); `s/step`: training wall time / steps of the run (evaluation and "
-         "checkpoints included): the wall clock beside the step budget; `f1`..`f4`: MSE of frames 1-4 alone (more "
-         "frames below each table)", ""]
-    for split in setup["splits"]:
-        rs = [r for r in rows if r["split"] == split]
-        if not rs:
-            continue
-        rs.sort(key=lambda r: (r["kind"] != "reference", r.get("mse_mean") if r.get("mse_mean") is not None else math.inf))
-        L += [f"## split `{split}` (test part, {rs[0]['n_samples']} samples)", ""]
-        n_f = max((k for k in range(1, PER_FRAME_COLUMNS + 1) if any(f"mse_f{k}_mean" in r for r in rs)), default=0)
-        head = ["entry", "kind", "seeds"] + heads + [f"f{k}" for k in range(1, n_f + 1)] + ["lr", "steps", "s/step"]
-        L.append("| " + " | ".join(head) + " |")
-        L.append("|" + "|".join("---" for _ in head) + "|")
-        for r in rs:
-            cells = [r["entry"], r["kind"], str(r["n_seeds"]) if r["kind"] != "reference" else "-"]
-            for k in heads:
-                m, s = r.get(f"{k}_mean"), r.get(f"{k}_std")
-                cells.append("n/a" if m is None else (_fmt(m) if r["kind"] == "reference" else f"{_fmt(m)} ± {_fmt(s, 2)}"))
-            cells += [_fmt(r.get(f"mse_f{k}_mean")) for k in range(1, n_f + 1)]
-            steps = _fmt(r.get("steps_done_mean"), 5) if r.get("steps_done_mean") is not None else "-"
-            if r.get("capped_runs"):
-                steps += f" (capped: {r['capped_runs']} run{'s' if r['capped_runs'] > 1 else ''})"
-            cells += [_fmt(r.get("lr"), 3) if r.get("lr") is not None else "-", steps,
-                      _fmt(r.get("s_per_step_mean"), 3) if r.get("s_per_step_mean") is not None else "-"]
-            L.append("| " + " | ".join(cells) + " |")
-        L.append("")
-        L += _per_frame_table(rs)
-    return "\n".join(L)
-
-
-def _cap_note(setup: dict) -> str:
-    """The wall-clock cap of a setup, if any. Setups of older versions had a wall-clock budget that
-    also drove the learning-rate schedule; they still render, labelled as such."""
-    cap = (setup.get("train_config") or {}).get("max_time_s")
-    if not cap:
-        return ""
-    if "budget_kind" not in setup:
-        return f" or {cap:g} s of wall clock, whichever came first (an older wall-clock budget)"
-    return f", wall-clock safety cap {cap:g} s (a run it ended early is marked capped)"
-
-
-def _swept(setup: dict) -> str:
-    return "every trained entry" if setup.get("sweep_entries") == "all" else "baselines only"
-
-
-def _per_frame_table(rs: list) -> list[str]:
-    """Markdown: MSE per frame (frames 1-4, then groups, mean over seeds) of the rows that have it."""
-    from .leaderboard import per_frame_table
-
-    table = per_frame_table([(r["entry"], r.get("mse_per_frame_mean")) for r in rs], first="entry")
-    return ["MSE per frame (mean over seeds; groups: mean over their frames)", "", *table] if table else []
-
-
-def per_frame_figures(rows: list, splits: Sequence[str], out: Path) -> list[Path]:
-    """figures/mse_per_frame_<split>.png: the MSE per frame of every row (mean over seeds)."""
-    from .report import per_frame_figure
-
-    paths = []
-    for split in splits:
-        curves = {r["entry"]: r["mse_per_frame_mean"] for r in rows
-                  if r["split"] == split and r.get("mse_per_frame_mean")}
-        if curves:
-            paths.append(per_frame_figure(curves, out / "figures" / f"mse_per_frame_{split}.png",
-                                          f"MSE per frame, split '{split}' (test part, mean over seeds)"))
-    return paths
-
-
-def to_csv(rows: list) -> str:
-    cols = ["split", "entry", "kind", "n_seeds", "n_samples", "n_params", "lr", "steps_done_mean", "s_per_step_mean",
-            "train_time_s_mean", "capped_runs"]
-    metric_cols = [c for ks in METRIC_KEYS.values() for k in ks for c in (f"{k}_mean", f"{k}_std")
-                   if any(c in r for r in rows)]
-    metric_cols += [c for k in range(1, PER_FRAME_COLUMNS + 1) for c in (f"mse_f{k}_mean", f"mse_f{k}_std")
-                    if any(c in r for r in rows)]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols + metric_cols)
-    for r in rows:
-        w.writerow(["" if r.get(c) is None else r.get(c) for c in cols + metric_cols])
-    return buf.getvalue()
-
-
-def best_models(rows: list, split: str, k: int = 3) -> list[str]:
-    """The k trained entries with the lowest mean test MSE on ``split`` (references excluded)."""
-    rs = [r for r in rows if r["split"] == split and r["kind"] != "reference" and r.get("mse_mean") is not None]
-    return [r["entry"] for r in sorted(rs, key=lambda r: r["mse_mean"])[:k]]
-
-
 def best_three_figure(suite: _Suite, rows: list, split: str, lrs: dict) -> list[Path]:
     """The best three models' predictions on the same held-out samples: per-model figures from
     ``report.write_figures`` (best3/<split>/figures/) and one overview, figures/best3_<split>.png, tiling
     their difference spectra (rows: samples, columns: models)."""
-    import matplotlib.pyplot as plt
-
-    from ..viz import save_figure
-    from .report import _slug, write_figures
-
     names = best_models(rows, split)
     if not names:
         return []
@@ -504,7 +302,7 @@ def best_three_figure(suite: _Suite, rows: list, split: str, lrs: dict) -> list[
         for j, e in enumerate(names):
             ax = axes[i, j]
             ax.axis("off")
-            f = fig_root / "figures" / f"{tag}_difference_{_slug(e)}.png"
+            f = fig_root / "figures" / f"{tag}_difference_{slug(e)}.png"
             if f.is_file():
                 ax.imshow(plt.imread(f))
             if i == 0:
@@ -534,10 +332,6 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
 
     >>> run_suite("bench_all", entries=["abcc", "mlp"], seeds=2, preset="tiny", steps=5)  # doctest: +SKIP
     """
-    from .. import data as _data
-    from .leaderboard import dataset_info, manifest_sha256
-    from .protocol import Frame0, Persistence
-
     entries = check_entries(entries)
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or int(seeds) < 1:
         raise ValueError(f"seeds must be an integer >= 1 (the seeds 0..seeds-1 are run), got {seeds!r}")
@@ -545,28 +339,18 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
     bad = [s for s in splits if s not in SPLITS]
     if bad or not splits:
         raise ValueError(f"splits must be among {', '.join(SPLITS)}, got {splits}")
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    check_cli_preset(preset)
     sweep_lr = [float(f) for f in sweep_lr]
     if sweep and (not sweep_lr or any(not (f > 0 and math.isfinite(f)) for f in sweep_lr)):
         raise ValueError(f"sweep_lr factors must be positive numbers, got {sweep_lr}")
     metrics = list(check_metric_names(metrics))
     tcfg = train_config(preset, steps, max_time_s)
     presets = model_presets(preset)
-
-    if dataset is None:
-        ds = _data.default_dataset(progress=progress)
-    elif isinstance(dataset, (str, os.PathLike)):
-        if not Path(dataset).exists():
-            raise FileNotFoundError(f"dataset directory not found: {dataset}")
-        ds = _data.load(dataset)
-    else:
-        ds = dataset
+    ds = _dataset(dataset, progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-
-    setup = {"created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    setup = {"created_utc": provenance.utc_now(),
              "preset": preset, "train_config": tcfg.to_json(), "model_presets": presets,
              "budget_overrides": {"steps": steps, "max_time_s": max_time_s}, "budget_kind": "steps",
              "sweep": bool(sweep), "sweep_lr": sweep_lr if sweep else [], "sweep_entries": "all" if sweep else None,
@@ -574,7 +358,39 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
              "metrics_version": METRICS_VERSION, "metric_definitions": METRIC_DEFINITIONS,
              "entries": entries, "splits": splits, "seeds": list(range(int(seeds))),
              "dataset": {**dataset_info(ds, "random"), "samples": len(ds)},
-             "dataset_manifest_sha256": manifest_sha256(ds), "git_sha": _git_sha(), "machine": _machine()}
+             "dataset_manifest_sha256": manifest_sha256(ds), "git_sha": provenance.git_revision(full=True, dirty=True),
+             "machine": _machine()}
+    _write_setup(out, setup)
+
+    suite = _Suite(out, ds, presets, tcfg, metrics, progress)
+    n_jobs = len(splits) * len(entries) * int(seeds)
+    _say(f"{len(entries)} entries x {len(splits)} splits x {seeds} seeds = {n_jobs} scored models; budget "
+         f"{tcfg.steps} steps each" + (f" (wall-clock safety cap {tcfg.max_time_s:g} s)" if tcfg.max_time_s else "")
+         + f" (preset {preset})")
+    records, failures, lrs, job = [], [], {}, 0
+    for split in splits:
+        records += _references(suite, split, oracle_replicates, failures)
+        scored, job = _entries(suite, split, entries, int(seeds), sweep_lr if sweep else None, lrs, failures,
+                               (job, n_jobs, t0))
+        records += scored
+    if not records:
+        raise RuntimeError("abcc bench --all: nothing was scored; failures: "
+                           + "; ".join(f"{f['entry']}/{f['split']}: {f['error']}" for f in failures))
+    return _write_tables(suite, records, failures, setup, splits, lrs, figures, t0)
+
+
+def _dataset(dataset, progress: bool):
+    if dataset is None:
+        return data.default_dataset(progress=progress)
+    if isinstance(dataset, (str, os.PathLike)):
+        if not Path(dataset).exists():
+            raise FileNotFoundError(f"dataset directory not found: {dataset}")
+        return data.load(dataset)
+    return dataset
+
+
+def _write_setup(out: Path, setup: dict) -> None:
+    """suite_setup.json; an existing one (a resumed run) must agree on ``_RESUME_KEYS``."""
     setup_path = out / "suite_setup.json"
     if setup_path.is_file():
         old = json.loads(setup_path.read_text())
@@ -590,53 +406,58 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
         _say(f"resuming the suite in {out} (finished results are kept)")
     _write_json(setup_path, setup)
 
-    suite = _Suite(out, ds, presets, tcfg, metrics, progress)
-    is_opirsim = (ds.manifest.get("generator") or {}).get("name") == "OpIRSim"
-    records, failures, lrs = [], [], {}
-    n_jobs = len(splits) * len(entries) * int(seeds)
-    job = 0
-    _say(f"{len(entries)} entries x {len(splits)} splits x {seeds} seeds = {n_jobs} scored models; budget "
-         f"{tcfg.steps} steps each" + (f" (wall-clock safety cap {tcfg.max_time_s:g} s)" if tcfg.max_time_s else "")
-         + f" (preset {preset})")
-    for split in splits:
-        _say(f"split '{split}': references")
-        refs = [("persistence", Persistence()), ("frame0", Frame0())]
-        if is_opirsim and oracle_replicates > 0:
-            from .oracle import SimulatorOracle
 
-            refs.append(("oracle", SimulatorOracle(ds.manifest, replicates=int(oracle_replicates))))
-        for name, fn in refs:
+def _references(suite: _Suite, split: str, oracle_replicates: int, failures: list) -> list:
+    """The reference rows of ``split``: persistence, frame0 and (OpIRSim data) the simulator oracle."""
+    _say(f"split '{split}': references")
+    refs = [("persistence", Persistence()), ("frame0", Frame0())]
+    if (suite.ds.manifest.get("generator") or {}).get("name") == "OpIRSim" and oracle_replicates > 0:
+        refs.append(("oracle", SimulatorOracle(suite.ds.manifest, replicates=int(oracle_replicates))))
+    records = []
+    for name, fn in refs:
+        try:
+            records.append(suite.reference(name, split, fn))
+        except Exception as err:  # noqa: BLE001 -- one failure must not cost an hours-long table
+            failures.append({"split": split, "entry": name, "seed": None, "error": f"{type(err).__name__}: {err}"})
+            _say(f"  FAILED {name} on {split}: {type(err).__name__}: {err}")
+    return records
+
+
+def _entries(suite: _Suite, split: str, entries: list, seeds: int, sweep_lr: Optional[list], lrs: dict,
+             failures: list, progress: tuple) -> tuple[list, int]:
+    """Every entry x seed on ``split`` (the lr chosen by the sweep when ``sweep_lr`` is given); ``progress``
+    = (jobs counted so far, jobs in all, start time). Returns the records and the new job count."""
+    records = []
+    job, n_jobs, t0 = progress
+    for entry in entries:
+        base = _trained_entry(entry)
+        lr = float(suite.tcfg.lr)
+        if sweep_lr is not None:
             try:
-                records.append(suite.reference(name, split, fn))
-            except Exception as err:  # noqa: BLE001 -- one failure must not cost an hours-long table
-                failures.append({"split": split, "entry": name, "seed": None, "error": f"{type(err).__name__}: {err}"})
-                _say(f"  FAILED {name} on {split}: {type(err).__name__}: {err}")
-        for entry in entries:
-            base = _trained_entry(entry)
-            lr = float(tcfg.lr)
-            if sweep:
-                try:
-                    lr = suite.sweep_lr(base, split, sweep_lr)
-                except Exception as err:  # noqa: BLE001
-                    failures.append({"split": split, "entry": entry, "seed": 0, "error": f"sweep: {type(err).__name__}: {err}"})
-                    _say(f"  FAILED sweep of {entry} on {split}: {type(err).__name__}: {err}")
-                    job += int(seeds)
-                    continue
-            lrs[(base, split)] = lr
-            for seed in range(int(seeds)):
-                job += 1
-                done = _result_path(out, split, entry, seed).is_file()
-                _say(f"[{job}/{n_jobs}] {split} / {entry} / seed {seed}" + (" (done, skipped)" if done else "")
-                     + f"  [{(time.perf_counter() - t0) / 60:.1f} min so far]")
-                try:
-                    records.append(suite.score(entry, split, seed, lr))
-                except Exception as err:  # noqa: BLE001
-                    failures.append({"split": split, "entry": entry, "seed": seed, "error": f"{type(err).__name__}: {err}"})
-                    _say(f"  FAILED {entry} on {split} seed {seed}: {type(err).__name__}: {err}")
-    if not records:
-        raise RuntimeError("abcc bench --all: nothing was scored; failures: "
-                           + "; ".join(f"{f['entry']}/{f['split']}: {f['error']}" for f in failures))
+                lr = suite.sweep_lr(base, split, sweep_lr)
+            except Exception as err:  # noqa: BLE001
+                failures.append({"split": split, "entry": entry, "seed": 0, "error": f"sweep: {type(err).__name__}: {err}"})
+                _say(f"  FAILED sweep of {entry} on {split}: {type(err).__name__}: {err}")
+                job += seeds
+                continue
+        lrs[(base, split)] = lr
+        for seed in range(seeds):
+            job += 1
+            done = _result_path(suite.out, split, entry, seed).is_file()
+            _say(f"[{job}/{n_jobs}] {split} / {entry} / seed {seed}" + (" (done, skipped)" if done else "")
+                 + f"  [{(time.perf_counter() - t0) / 60:.1f} min so far]")
+            try:
+                records.append(suite.score(entry, split, seed, lr))
+            except Exception as err:  # noqa: BLE001
+                failures.append({"split": split, "entry": entry, "seed": seed, "error": f"{type(err).__name__}: {err}"})
+                _say(f"  FAILED {entry} on {split} seed {seed}: {type(err).__name__}: {err}")
+    return records, job
 
+
+def _write_tables(suite: _Suite, records: list, failures: list, setup: dict, splits: list, lrs: dict,
+                  figures: bool, t0: float) -> dict:
+    """table.json/.csv/.md and (``figures``) the per-frame and best-three figures."""
+    out = suite.out
     rows = aggregate(records)
     board = {"benchmark": "OpIRBench", "suite": "abcc bench --all", "setup": setup, "rows": rows,
              "failures": failures, "wall_time_s": time.perf_counter() - t0}

@@ -1,6 +1,6 @@
 """SEI product templates on a spectral grid, rendered by the simulator itself.
 
-The templates are OpIRSim's own film-species spectra (``abcc_fast.data.simulator.Basis.sei``,
+The templates are OpIRSim's own film-species spectra (``abcc_fast.data.physics.Basis.sei``,
 its band table and line shapes, instrument line shape included): for each film
 product p, J aging states along the film-aging coordinate (band drift 1-10 cm^-1 and 10-30 %
 broadening), every state with the same in-window area. The simulator renders a product's
@@ -24,7 +24,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..data import chemistry as chem
+from . import chemistry as chem
+from .physics import Basis
 
 # a product whose strongest template value on the grid is below this (AU per mol/L) has no band
 # on the grid (e.g. only C-H stretches above a 1900 cm^-1 cut-off) and cannot be fitted
@@ -128,8 +129,6 @@ class ProductTemplates:
 
 @functools.lru_cache(maxsize=8)
 def _basis(grid: tuple, resolution: float):
-    from ..data.simulator import Basis
-
     return Basis(np.asarray(grid, dtype=np.float64), resolution)
 
 

@@ -17,18 +17,31 @@ the steps.
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import json
 import os
-import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Optional
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
+from .. import provenance
+from .._atomic import atomic_directory, write_text
+from .._paths import check_replaceable_output
+from ..data import default_dataset, generate, load
+from ..model import ABCC, ABCCConfig, load_predictor
+from ..opirbench import (METRIC_KEYS, Frame0, Persistence, SimulatorOracle, evaluate, manifest_sha256,
+                         write_leaderboard)
+from ..opirbench.report import example_indices, per_frame_figure, write_figures
+from ..presets import CLI_PRESETS, check_cli_preset
+from ..train.predict import supported_kwargs
+from ..train.trainer import TrainConfig, train
+from ..viz import decomposition, save_figure
+
 SPLITS = ("random", "system")
-PRESETS = {"tiny": "tiny", "cpu": "cpu_default", "gpu": "gpu_default"}
 QUICK_DATA = dict(n_samples=240, T=8, W=64)
 ORACLE_REPLICATES = 16       # simulator-oracle draws: its MSE sits ~6 % above the bound (default data)
 ORACLE_NAME = "oracle"
@@ -39,8 +52,6 @@ def _say(msg: str) -> None:
 
 
 def _dataset(out: Path, quick: bool, data: Optional[str], seed: int, progress: bool):
-    from ..data import default_dataset, generate, load
-
     if data is not None:
         if not Path(data).exists():
             raise FileNotFoundError(f"dataset directory not found: {data}")
@@ -79,10 +90,6 @@ def _read_log(path: Path) -> dict:
 
 
 def _training_curves(logs: dict, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from ..viz import save_figure
-
     fig, ax = plt.subplots(figsize=(7, 4))
     for (split, log), color in zip(logs.items(), ("tab:blue", "tab:orange")):
         steps, loss = log["train"]
@@ -103,12 +110,6 @@ def _training_curves(logs: dict, path: Path) -> Path:
 
 def _leaderboard_bars(results: dict, path: Path) -> Path:
     """One panel per headline metric; grouped bars per split, one bar per model."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from ..opirbench import METRIC_KEYS
-    from ..viz import save_figure
-
     keys = [ks[0] for ks in METRIC_KEYS.values() if any(ks[0] in r.metrics for rs in results.values() for r in rs)]
     models = list(dict.fromkeys(r.model for rs in results.values() for r in rs))
     ncol = min(3, len(keys))
@@ -139,17 +140,10 @@ def _leaderboard_bars(results: dict, path: Path) -> Path:
 
 def _streams_figure(model, ds, split: str, path: Path) -> Optional[Path]:
     """Predicted solvent/SEI streams vs the true synthetic contributions, first held-out sample."""
-    import matplotlib.pyplot as plt
-
-    from ..opirbench.report import example_indices
-    from ..viz import decomposition, save_figure
-
     sub = ds.split(split, "test")
     if len(sub) == 0 or sub.solvent is None:
         return None
     row = example_indices(sub, 1)[0]
-    from .predict import supported_kwargs
-
     extra = supported_kwargs(model.predict, time_s=sub.time_s[row:row + 1], wavenumber=ds.wavenumber)
     with torch.no_grad():
         out = model.predict(sub.static[row:row + 1], sub.voltage[row:row + 1], sub.composition[row:row + 1],
@@ -199,30 +193,18 @@ def _headroom(results: dict) -> list:
             "|---|---|---|---|---|---|---|", *rows, ""]
 
 
-def _loadavg() -> Optional[list]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
 def _rel(path: Path, root: Path) -> str:
     return os.path.relpath(path, root).replace(os.sep, "/")
 
 
 def demo_train_config(preset: str = "cpu", quick: bool = False, seed: int = 0):
     """The demo's TrainConfig: the preset's step budget (``--quick``: 12 tiny steps)."""
-    from .trainer import TrainConfig
-
     return TrainConfig.tiny(steps=12, seed=seed) if quick else TrainConfig.preset_named(preset, seed=seed)
 
 
 def train_split(ds, split: str, train_cfg, model_preset: str, run_dir: Path, progress: bool = True):
     """Train the demo's ABCC (``model_preset``) on ``split`` from scratch into ``run_dir``; returns the
     TrainResult. Deterministic: the initial weights and the run follow ``train_cfg.seed``."""
-    from ..model import ABCC, ABCCConfig
-    from .trainer import train
-
     _say(f"training ABCC ({model_preset}) on split '{split}': budget {train_cfg.steps} steps"
          + (f", wall-clock safety cap {train_cfg.max_time_s:.0f} s" if train_cfg.max_time_s else ""))
     torch.manual_seed(train_cfg.seed)
@@ -238,8 +220,6 @@ def train_split(ds, split: str, train_cfg, model_preset: str, run_dir: Path, pro
 def score_split(ds, split: str, abcc_fn, progress: bool = True) -> list:
     """OpIRBench on the test part of ``split``: persistence, frame0, the simulator oracle (OpIRSim
     data) and ABCC (``abcc_fn``); returns their EvalResults in that order."""
-    from ..opirbench import Frame0, Persistence, SimulatorOracle, evaluate
-
     predictors = [("persistence", Persistence()), ("frame0", Frame0())]
     if ds.manifest.get("generator", {}).get("name") == "OpIRSim":
         oracle = _guard(lambda: SimulatorOracle(ds.manifest, replicates=ORACLE_REPLICATES), None)
@@ -269,13 +249,7 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
     earlier run survives and an interrupted run leaves the earlier one intact (``--quick`` reuses
     the earlier run's small dataset).
     """
-    import shutil
-
-    from .._atomic import atomic_directory
-    from .._paths import check_replaceable_output
-
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    check_cli_preset(preset)
     if pretrained and quick:
         raise ValueError("--pretrained scores the packaged models on the default dataset; --quick trains tiny ones on "
                          "a small dataset: give one of them")
@@ -291,13 +265,8 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
 def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[str], seed: int,
               progress: bool, pretrained: bool = False) -> None:
     """The demo, written into ``out`` (a temporary folder that becomes ``final``)."""
-    from ..model import load_predictor
-    from ..opirbench import manifest_sha256, write_leaderboard
-    from ..opirbench.report import per_frame_figure, write_figures
-    from .._atomic import write_text
-
     t_total = time.perf_counter()
-    load_start = _loadavg()
+    load_start = provenance.load_average()
     _FIGURE_ERRORS.clear()
     timings: dict[str, float] = {}
 
@@ -310,7 +279,7 @@ def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[s
     _say(f"dataset ready: {len(ds)} samples, T={ds.T}, W={ds.W} ({timings['data']:.0f} s)")
 
     # ---- 2. training: one model per split (--pretrained: the packaged ones) ----------------------
-    model_preset = "tiny" if quick else PRESETS[preset]
+    model_preset = "tiny" if quick else CLI_PRESETS[preset]
     train_cfg = demo_train_config(preset, quick, seed)
     runs = {}
     if pretrained:
@@ -352,8 +321,8 @@ def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[s
 
     # ---- 4. report ----------------------------------------------------------------------------
     summary = {
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "load_average_at_start": load_start, "load_average_at_end": _loadavg(),
+        "created_utc": provenance.utc_now(),
+        "load_average_at_start": load_start, "load_average_at_end": provenance.load_average(),
         "preset": "quick" if quick else "pretrained" if pretrained else preset, "model_preset": model_preset,
         "seed": seed,
         "dataset": {"name": ds.manifest.get("name"), "samples": len(ds), "T": ds.T, "W": ds.W,
@@ -382,9 +351,10 @@ def _report(out, ds, summary, runs, results, boards, figs, overview_figs, system
     def sysnames(idx):
         return ", ".join(names[i] if i < len(names) else str(i) for i in idx)
 
+    m = provenance.run_info()
     L = ["# abcc demo report", "",
-         f"Generated {summary['created_utc']} on {platform.node() or 'this machine'} "
-         f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}). "
+         f"Generated {summary['created_utc']} on {m['node'] or 'this machine'} "
+         f"({m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']}). "
          f"Total wall time **{timings['total'] / 60:.1f} min**; load average (1, 5, 15 min) "
          f"{summary['load_average_at_start']} at the start, {summary['load_average_at_end']} at the end "
          "(other work on the machine makes the run slower, not different: the budget is a number of steps).", "",

@@ -4,7 +4,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .metrics import ALL_METRICS
+from .. import data
+from .._atomic import atomic_directory
+from .._errors import Interrupted
+from .._paths import check_output_dir, check_replaceable_output
+from ..opirbench.leaderboard import write_leaderboard
+from ..opirbench.metrics import ALL_METRICS
+from ..opirbench.oracle import SimulatorOracle
+from ..opirbench.protocol import REFERENCES, NoModelLoader, auto_threads, evaluate, load_predictor
+from ..opirbench.report import per_frame_figure, write_figures
+from ..presets import CLI_PRESETS
+from ..train.predict import load_predictor as load_saved_model
+from .suite import run_suite
 
 
 def register(subparsers) -> None:
@@ -35,7 +46,7 @@ def register(subparsers) -> None:
                         "re-simulations with every draw no input reveals redrawn, i.e. what a perfect model "
                         "of these inputs could reach; 0: off")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
-    a = p.add_argument_group("full table (--all; abcc_fast.opirbench.suite)")
+    a = p.add_argument_group("full table (--all; abcc_fast.apps.suite)")
     a.add_argument("--all", action="store_true",
                    help="train and score every entry x split (random, system) x seed; writes table.md/.csv/.json "
                         "(the simulator oracle is always a row: --oracle M replicates, default 16)")
@@ -43,7 +54,7 @@ def register(subparsers) -> None:
                    help="entries of --all (default: all): abcc, abcc_no_physics, abcc_no_spectrum, abcc_one_stream, "
                         "abcc_steps<N>, mlp, cnn, gru, patchtst, dlinear, convlstm, simvp, cfm, meanflow_noise")
     a.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per entry and split")
-    a.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"],
+    a.add_argument("--preset", default="cpu", choices=list(CLI_PRESETS),
                    help="training budget + model presets (the same preset for ABCC and every baseline)")
     a.add_argument("--steps", type=int, default=None,
                    help="the budget: training steps for every entry, the same for all (default: the preset's)")
@@ -60,24 +71,18 @@ def register(subparsers) -> None:
 
 
 def _load_dataset(path):
-    from .. import data
+    return data.load(path) if path is not None else data.default_dataset()
 
-    if path is not None:
-        return data.load(path)
-    default = getattr(data, "default_dataset", None)
-    if default is None:
-        raise ValueError("the embedded default dataset needs abcc_fast.data.default_dataset (not available yet); "
-                         "pass --data PATH to a dataset directory")
-    return default()
+
+def load_model_predictor(spec: str):
+    """``--model NAME|PATH``: a reference, a path a registered loader takes, or a saved ABCC or baseline."""
+    try:
+        return load_predictor(spec)
+    except NoModelLoader:
+        return load_saved_model(spec)
 
 
 def run(args) -> int:
-    from .._atomic import atomic_directory
-    from .._paths import check_output_dir, check_replaceable_output
-    from .leaderboard import write_leaderboard
-    from .protocol import REFERENCES, auto_threads, evaluate, load_predictor
-    from .report import per_frame_figure, write_figures
-
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if getattr(args, "all", False):
         check_output_dir(args.out)      # the suite resumes into --out: it is kept, not replaced
@@ -94,11 +99,10 @@ def run(args) -> int:
     for m in args.model:
         if m not in specs:
             specs.append(m)
-    predictors = [(spec if spec in REFERENCES else Path(spec).name or spec, load_predictor(spec)) for spec in specs]
+    predictors = [(spec if spec in REFERENCES else Path(spec).name or spec, load_model_predictor(spec))
+                  for spec in specs]
     dataset = _load_dataset(args.data)
     if args.oracle:
-        from .oracle import SimulatorOracle
-
         oracle = SimulatorOracle(dataset.manifest, replicates=args.oracle)
         predictors.insert(len(REFERENCES), (oracle.name, oracle))
     results = []
@@ -126,10 +130,7 @@ def run(args) -> int:
 
 
 def run_all(args, metrics) -> int:
-    """``abcc bench --all``: the suite (abcc_fast.opirbench.suite.run_suite)."""
-    from .._errors import Interrupted
-    from .suite import run_suite
-
+    """``abcc bench --all``: the suite (abcc_fast.apps.suite.run_suite)."""
     if args.model:
         raise ValueError("--all trains its own entries; pass --entries instead of --model")
     try:

@@ -4,6 +4,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
+from .._errors import Interrupted
+from .._paths import check_output_dir
+from ..data.format import load
+from ..data.importer import import_csv
+from ..data.simulator import default_dataset, default_dataset_path, generate
+from ..viz.data_figures import write_overview
+
 
 def register(sub) -> None:
     p = sub.add_parser("data", help="OpIRSim data: generate, inspect, import",
@@ -69,8 +78,6 @@ def _parse_systems(text):
 
 def check_new_dataset(out: Path, force: bool) -> Path:
     """Refuse to replace an existing dataset (or any non-empty folder) at ``out`` without ``force``."""
-    from .._paths import check_output_dir
-
     check_output_dir(out)
     if out.is_dir() and any(out.iterdir()) and not force:
         what = "a dataset" if (out / "manifest.json").exists() else "files"
@@ -84,9 +91,6 @@ _KEPT = ("the dataset is written to a temporary folder and moved into place only
 
 
 def _generate(args) -> int:
-    from .._errors import Interrupted
-    from .simulator import default_dataset_path, generate
-
     out = check_new_dataset(Path(args.out or default_dataset_path(args.seed)), args.force)
     t0 = time.perf_counter()
     try:
@@ -134,23 +138,15 @@ def summary(ds) -> str:
 
 
 def torch_index(mask):
-    import torch
     return torch.as_tensor(mask)
 
 
 def _inspect(args) -> int:
-    from .format import load
-    from .simulator import default_dataset
-
     if args.figures:
-        from .._paths import check_output_dir
-
         check_output_dir(args.figures, "--figures")
     ds = load(args.path, verify=not args.no_verify) if args.path else default_dataset()
     print(summary(ds))
     if args.figures:
-        from ..viz.data_figures import write_overview
-
         rows = [int(s) for s in args.samples.split(",") if s.strip()]
         for r in rows:
             if not 0 <= r < len(ds):
@@ -161,8 +157,6 @@ def _inspect(args) -> int:
 
 
 def _import(args) -> int:
-    from .importer import import_csv
-
     check_new_dataset(Path(args.out), args.force)
     path = import_csv(args.frames, args.table, args.static, args.out, wn_range=tuple(args.range), W=args.W,
                       composition=args.composition, electrode=args.electrode, system_name=args.system_name,

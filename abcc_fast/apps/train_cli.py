@@ -2,29 +2,48 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-PRESETS = {"tiny": "tiny", "cpu": "cpu_default", "gpu": "gpu_default"}  # CLI name -> config preset
-# --model choices: the keys of abcc_fast.model.baselines.BASELINES, spelt out so that building the
-# parser does not import torch (tests/test_baselines.py checks the two lists agree)
-MODEL_NAMES = ("abcc", "mlp", "cnn", "gru", "patchtst", "dlinear", "convlstm", "simvp", "cfm", "meanflow_noise")
+import torch
+
+from .. import uncertainty as unc
+from .._errors import Interrupted
+from .._paths import check_output_dir, check_replaceable_output
+from ..data import default_dataset, load
+from ..model import ABCC, ABCCConfig
+from ..model.baselines import BASELINES, get
+from ..presets import CLI_PRESETS
+from ..train.checkpoint import latest_checkpoint
+from ..train.distributed import barrier, cleanup, init_distributed
+from ..train.predict import load_model, predict_to_dir
+from ..train.trainer import TrainConfig, train
+from .demo import run_demo as demo
+
+MODEL_NAMES = ("abcc",) + tuple(BASELINES)   # --model choices
+FMT = argparse.ArgumentDefaultsHelpFormatter
 
 
 def register(subparsers) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    _add_train(subparsers)
+    _add_predict(subparsers)
+    _add_calibrate(subparsers)
+    _add_demo(subparsers)
 
+
+def _add_train(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train ABCC (or a baseline) on an OpIRBench split (checkpoints, resume, torchrun DDP)",
         description="Train ABCC (or, with --model, an OpIRBench baseline) on the training part of a split. "
                     "Writes DIR/model (final EMA weights), DIR/best (best validation loss), DIR/checkpoints "
                     "(atomic, resumable), DIR/log.csv. Multi-GPU: "
                     "torchrun --nproc_per_node N -m abcc_fast.cli train --preset gpu ...",
-        formatter_class=fmt)
+        formatter_class=FMT)
     p.add_argument("--data", default=None, metavar="PATH",
                    help="dataset directory (default: the embedded OpIRSim default dataset, generated on first use)")
     p.add_argument("--split", default="random", help="random, system or loso:<k> (trains on its train part)")
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="model + training preset")
+    p.add_argument("--preset", default="cpu", choices=list(CLI_PRESETS), help="model + training preset")
     p.add_argument("--model", default="abcc", metavar="NAME", choices=MODEL_NAMES,
                    help="abcc, or an OpIRBench baseline: " + ", ".join(MODEL_NAMES[1:]) +
                         " (every model has the tiny, cpu and gpu presets)")
@@ -44,12 +63,14 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
 
+
+def _add_predict(subparsers) -> None:
     q = subparsers.add_parser(
         "predict", help="predict operando frames from a static spectrum and a voltage table",
         description="Predict all operando frames from a static spectrum (CSV: wavenumber, absorbance; or JCAMP-DX; "
                     "resampled onto the model's grid) and a voltage table (CSV: time_s, voltage; one row per frame). Writes "
                     "frames.csv, frames.safetensors, prediction.json and figures/ into --out, atomically.",
-        formatter_class=fmt)
+        formatter_class=FMT)
     q.add_argument("--model", default=None, metavar="DIR",
                    help="model directory written by abcc train (DIR/model), or the name of a packaged pretrained "
                         "model (opirsim, opirsim-system; docs/pretrained.md); default: the packaged 'opirsim'")
@@ -71,13 +92,15 @@ def register(subparsers) -> None:
     q.add_argument("--no-figures", action="store_true")
     q.set_defaults(func=run_predict)
 
+
+def _add_calibrate(subparsers) -> None:
     c = subparsers.add_parser(
         "calibrate", help="calibrate ABCC's stochastic prediction bands on the validation part (conformal)",
         description="Fit split-conformal prediction bands (abcc_fast.uncertainty) on the validation part of a split: "
                     "writes calibration.json into --model (used by abcc predict --samples K) and a report "
                     "(coverage.md, coverage.json, reliability.png: coverage of the 50/90%% bands on the test part, "
                     "calibrated and raw) into --out.",
-        formatter_class=fmt)
+        formatter_class=FMT)
     c.add_argument("--model", required=True, metavar="DIR", help="ABCC model directory written by abcc train (DIR/model)")
     c.add_argument("--data", default=None, metavar="PATH", help="dataset directory (default: the embedded dataset)")
     c.add_argument("--split", default="random", help="the split the model was trained on (random, system, loso:<k>)")
@@ -91,14 +114,16 @@ def register(subparsers) -> None:
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=run_calibrate)
 
+
+def _add_demo(subparsers) -> None:
     d = subparsers.add_parser(
         "demo", help="generate data, train on random + system splits, benchmark, write report.md",
         description="The end-to-end demo: the default dataset, one model per split (random and system; the "
                     "system model never sees the held-out systems), OpIRBench against persistence and frame0, "
                     "and DIR/report.md with leaderboards and figures. About 15 minutes on 2 CPU cores.",
-        formatter_class=fmt)
+        formatter_class=FMT)
     d.add_argument("--out", default="abcc_demo", metavar="DIR")
-    d.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    d.add_argument("--preset", default="cpu", choices=list(CLI_PRESETS))
     d.add_argument("--quick", action="store_true", help="a tiny end-to-end run (small dataset, tiny model)")
     d.add_argument("--pretrained", action="store_true",
                    help="no training: score the packaged pretrained models (opirsim, opirsim-system) on both splits "
@@ -113,17 +138,11 @@ def build_model(name: str, ds, split: str, preset: str):
     """A freshly initialised model ``name`` ("abcc" or a key of BASELINES) sized by ``preset``
     (a config preset name: tiny, cpu_default, gpu_default) from the dataset ``ds``."""
     if name == "abcc":
-        from ..model import ABCC, ABCCConfig
-
         return ABCC(ABCCConfig.from_dataset(ds, split, preset=preset))
-    from ..model.baselines import get
-
     return get(name).from_dataset(ds, split, preset=preset)
 
 
 def _dataset(path, progress: bool):
-    from ..data import default_dataset, load
-
     if path is None:
         return default_dataset(progress=progress)
     if not Path(path).exists():
@@ -132,15 +151,6 @@ def _dataset(path, progress: bool):
 
 
 def run_train(args) -> int:
-    import torch
-
-    from .checkpoint import latest_checkpoint
-    from .distributed import barrier, cleanup, init_distributed
-    from .trainer import TrainConfig, train
-
-    from .._errors import Interrupted
-    from .._paths import check_output_dir
-
     check_device(args.device)
     out = check_output_dir(Path(args.out))
     ckpt = latest_checkpoint(out)
@@ -162,7 +172,7 @@ def run_train(args) -> int:
         if info.is_main:
             barrier(info)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-        model = build_model(args.model, ds, args.split, PRESETS[args.preset])
+        model = build_model(args.model, ds, args.split, CLI_PRESETS[args.preset])
         try:
             result = train(model, ds, split=args.split, config=cfg, out_dir=out, resume=args.resume,
                            progress=progress, dist_info=info)
@@ -186,8 +196,6 @@ def check_device(name) -> None:
     """--device must be cpu, cuda or cuda:N, and CUDA must be there for cuda."""
     if name is None:
         return
-    import torch
-
     kind, _, index = str(name).partition(":")
     if kind not in ("cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
         raise ValueError(f"--device {name!r} is not supported; use cpu, cuda or cuda:N (or leave it out: cuda when "
@@ -204,8 +212,6 @@ def check_device(name) -> None:
 
 def _resumed_settings(ckpt) -> dict:
     """lr and batch size of the run a --resume continues (used where the command line does not give them)."""
-    import json
-
     try:
         st = json.loads((Path(ckpt) / "state.json").read_text(encoding="utf-8"))
         cfg = st.get("train_config") or {}
@@ -215,8 +221,6 @@ def _resumed_settings(ckpt) -> dict:
 
 
 def _saved_note(out: Path) -> str:
-    from .checkpoint import latest_checkpoint
-
     try:
         ckpt = latest_checkpoint(out)
     except ValueError:
@@ -228,9 +232,6 @@ def _saved_note(out: Path) -> str:
 
 
 def run_predict(args) -> int:
-    from .._paths import check_replaceable_output
-    from .predict import predict_to_dir
-
     check_replaceable_output(args.out, "prediction.json", "abcc predict")   # before loading the model
 
     if args.model is None:
@@ -248,11 +249,6 @@ def run_predict(args) -> int:
 
 
 def run_calibrate(args) -> int:
-    from .. import uncertainty as unc
-    from .predict import load_model
-
-    from .._paths import check_output_dir
-
     unc._check_sampling(args.samples, args.noise)      # before loading or generating anything
     check_output_dir(args.out)
     if args.max_samples < 0 or args.max_samples == 1:
@@ -273,9 +269,6 @@ def run_calibrate(args) -> int:
 
 
 def run_demo(args) -> int:
-    from .._errors import Interrupted
-    from .demo import run_demo as demo
-
     try:
         report = demo(out_dir=args.out, preset=args.preset, quick=args.quick, data=args.data, seed=args.seed,
                       progress=not args.no_progress, **({"pretrained": True} if args.pretrained else {}))

@@ -4,6 +4,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import data
+from .._atomic import atomic_directory
+from .._paths import check_replaceable_output
+from ..analysis.chemometrics import METHODS, MODES
+from ..analysis.evaluation import CHEMOMETRIC_METHODS, evaluate, table_markdown, write_evaluation
+from ..analysis.pathway import analyze
+from ..analysis.report import read_dataset_sample, read_prediction_dir, write_report
+from ..data import chemistry as chem
+from ..train.predict import StreamsPredictor
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -40,9 +50,6 @@ def register(subparsers) -> None:
 
 
 def _methods(text: str):
-    from .chemometrics import METHODS, MODES
-    from .evaluation import CHEMOMETRIC_METHODS
-
     if text == "all":
         return CHEMOMETRIC_METHODS
     if text == "none":
@@ -58,14 +65,9 @@ def _methods(text: str):
 
 
 def run(args) -> int:
-    from .._paths import check_replaceable_output
-
     check_replaceable_output(args.out, MARKERS, "abcc analyze")    # before any work
     if args.evaluate:
         return _evaluate(args)
-    from .pathway import analyze
-    from .report import read_dataset_sample, read_prediction_dir, write_report
-
     if args.prediction is not None and args.data is not None:
         raise ValueError("give either a prediction directory (PRED) or --data [DIR] --sample i, not both")
     if args.prediction is not None:
@@ -89,8 +91,6 @@ def run(args) -> int:
                   use_streams=args.source != "frames")
     truth = series.get("truth")
     if truth is not None:
-        from ..data import chemistry as chem
-
         truth = truth[:, [chem.FILM_SPECIES.index(p) for p in res.products]]
     paths = write_report(res, args.out, series["description"], truth, figures=not args.no_figures)  # whole folder
     print(Path(paths["md"]).read_text())
@@ -103,21 +103,16 @@ MARKERS = ("analysis.json", "evaluation.json")
 
 def _whole(out):
     """The output folder, built aside and swapped in whole (nothing of an earlier run survives)."""
-    from .._atomic import atomic_directory
-    from .._paths import check_replaceable_output
-
     return atomic_directory(check_replaceable_output(out, MARKERS, "abcc analyze"))
 
 
 def _evaluate(args) -> int:
-    from .. import data
-    from .evaluation import evaluate, table_markdown, write_evaluation
-
     if args.prediction is not None:
         raise ValueError("--evaluate scores a dataset, not a prediction directory; drop PRED (use --data DIR)")
     methods = _methods(args.methods)
     ds = data.load(args.data) if args.data else None
-    result = evaluate(ds, args.n, model_dir=args.model, chemometric_methods=methods,
+    model = StreamsPredictor(args.model) if args.model is not None else None   # a saved model's streams
+    result = evaluate(ds, args.n, model=model, chemometric_methods=methods,
                       fraction=args.fraction, detect_au=args.detect_au, progress=not args.no_progress)
     with _whole(args.out) as tmp:
         paths = write_evaluation(result, tmp)
