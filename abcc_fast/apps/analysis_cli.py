@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .. import data
 from .._atomic import atomic_directory
+from .._cli_format import HelpFormatter
 from .._paths import check_replaceable_output
 from ..analysis.chemometrics import METHODS, MODES
 from ..analysis.evaluation import CHEMOMETRIC_METHODS, evaluate, table_markdown, write_evaluation
@@ -25,7 +26,7 @@ def register(subparsers) -> None:
                     "band-centroid drift. Writes analysis.md, analysis.json and figures/ into --out. With "
                     "--evaluate: score the analysis and MCR-ALS/NMF against synthetic ground truth on --n samples "
                     "and write evaluation.md/.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("prediction", nargs="?", default=None, metavar="PRED",
                    help="prediction directory written by `abcc predict --out PRED`")
     p.add_argument("--data", nargs="?", const="", default=None, metavar="DIR",

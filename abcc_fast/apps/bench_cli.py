@@ -16,6 +16,7 @@ from ..opirbench.report import per_frame_figure, write_figures
 from ..presets import CLI_PRESETS
 from ..train.predict import load_predictor as load_saved_model
 from .suite import run_suite
+from .._cli_format import HelpFormatter
 
 
 def register(subparsers) -> None:
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
                     "ABCC, its ablations and every baseline trained on both splits with --seeds seeds under one "
                     "budget, mean +- std, references and the simulator oracle, a figure of the best three "
                     "(resumable: rerun the same command to continue).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--model", action="append", default=[], metavar="NAME|PATH",
                    help="persistence, frame0, or the path of a saved model; repeat for several")
     p.add_argument("--split", default="random", choices=["random", "system", "loso"],

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .. import uncertainty as unc
+from .._cli_format import HelpFormatter
 from .._errors import Interrupted
 from .._paths import check_output_dir, check_replaceable_output
 from ..data import default_dataset, load
@@ -22,7 +23,7 @@ from ..train.trainer import TrainConfig, train
 from .demo import run_demo as demo
 
 MODEL_NAMES = ("abcc",) + tuple(BASELINES)   # --model choices
-FMT = argparse.ArgumentDefaultsHelpFormatter
+FMT = HelpFormatter
 
 
 def register(subparsers) -> None:

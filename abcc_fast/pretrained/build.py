@@ -27,6 +27,7 @@ from typing import Optional
 
 import torch
 
+from .._cli_format import HelpFormatter
 from . import CARD_NAME, LOG_NAME, MAX_BYTES, PACKAGE_DIR, SPLIT_MODELS
 from . import modelcard as C
 
@@ -41,7 +42,7 @@ def _say(msg: str) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m abcc_fast.pretrained.build", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--split", default="random,system",
                     help="comma-separated OpIRBench splits, one model each: random (-> opirsim), system "
                          "(-> opirsim-system)")
