@@ -46,7 +46,7 @@ demo: install
 # PRETRAINED_ARGS: e.g. "--steps 6000 --preset cpu" (docs/pretrained.md).
 PRETRAINED_ARGS ?=
 pretrained: install
-	$(PY) -m abcc_fast.pretrained.build --split random,system --out abcc_fast/pretrained $(PRETRAINED_ARGS)
+	$(PY) -m abcc_fast.apps.pretrained_build --split random,system --out abcc_fast/pretrained $(PRETRAINED_ARGS)
 
 # On a GPU machine (CUDA torch, triton, cmake, ninja installed): build with CUDA, run the GPU tests
 # and the GPU benchmarks within ~8 minutes; writes bench/results/*_gpu.{json,md}. Fails (exit 2)

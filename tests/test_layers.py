@@ -46,6 +46,7 @@ LAYER_OF = {
     "abcc_fast._errors": "leaf",
     "abcc_fast.presets": "leaf",
     "abcc_fast.provenance": "leaf",
+    "abcc_fast.pretrained": "leaf",  # packaged model names -> folders; loading is ABCC.from_pretrained's
 }
 LAYERS = ("leaf", "kernels", "ops", "data", "vocabulary", "model", "opirbench", "uncertainty", "train",
           "analysis", "apps")

@@ -14,7 +14,7 @@ import torch
 
 from abcc_fast import pretrained
 from abcc_fast.model import ABCC, ABCCConfig, ABCCPredictor
-from abcc_fast.pretrained import modelcard
+from abcc_fast.apps import modelcard
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures"
@@ -77,7 +77,8 @@ def test_card_is_complete_and_small(name):
         assert {"mse", "mae", "dilate"} <= set(ev["models"][ref]), ref
         assert len(ev["mse_per_frame"][ref]) == card["knows"]["T"] - 1
     assert card["training"]["steps"] >= 1 and card["training"]["batch_size"] >= 1
-    assert card["dataset"]["manifest_sha256"] and card["command"].startswith("python -m abcc_fast.pretrained.build")
+    # cards built before the build moved to abcc_fast/apps/ name its old module path; rebuild_command maps it
+    assert card["dataset"]["manifest_sha256"] and modelcard.rebuild_command(card).startswith(pretrained.BUILD_COMMAND)
     cfg = json.loads((folder / "config.json").read_text())
     from abcc_fast._atomic import sha256_file
 
@@ -104,7 +105,7 @@ def test_docs_show_the_cards():
     assert block is not None, "docs/pretrained.md lost its generated block markers"
     cards = [pretrained.card(n) for n in NAMES]
     assert block == modelcard.render_markdown(cards).strip(), (
-        "docs/pretrained.md does not show the packaged cards: python -m abcc_fast.pretrained.build --docs-only")
+        f"docs/pretrained.md does not show the packaged cards: {pretrained.BUILD_COMMAND} --docs-only")
 
 
 def _voltage_csv(path: Path, T: int) -> Path:
@@ -133,7 +134,7 @@ def test_predict_without_model_uses_the_packaged_one(tmp_path, capsys):
 
 def test_demo_pretrained_refuses_another_dataset(tmp_path):
     from abcc_fast.data import generate, load
-    from abcc_fast.pretrained.runs import packaged_runs
+    from abcc_fast.apps.pretrained_runs import packaged_runs
 
     small = load(generate(tmp_path / "d", n_samples=40, T=8, W=64, seed=0, progress=False))
     with pytest.raises(ValueError, match="trained on dataset"):
@@ -141,7 +142,7 @@ def test_demo_pretrained_refuses_another_dataset(tmp_path):
 
 
 def test_build_refuses_a_model_above_the_size_limit(tmp_path, monkeypatch):
-    from abcc_fast.pretrained import build
+    from abcc_fast.apps import pretrained_build as build
 
     folder = tmp_path / "model"
     shutil.copytree(pretrained.path(NAMES[0]), folder)

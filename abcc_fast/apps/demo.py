@@ -40,6 +40,7 @@ from ..presets import CLI_PRESETS, check_cli_preset
 from ..train.predict import supported_kwargs
 from ..train.trainer import TrainConfig, train
 from ..viz import decomposition, save_figure
+from .pretrained_runs import packaged_runs
 
 SPLITS = ("random", "system")
 QUICK_DATA = dict(n_samples=240, T=8, W=64)
@@ -283,8 +284,6 @@ def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[s
     train_cfg = demo_train_config(preset, quick, seed)
     runs = {}
     if pretrained:
-        from ..pretrained.runs import packaged_runs
-
         runs, train_cfg, model_preset = packaged_runs(ds, SPLITS)
         _say("models: the packaged pretrained " + ", ".join(f"{s}: {r.model_dir}" for s, r in runs.items()))
     for split in SPLITS if not pretrained else ():

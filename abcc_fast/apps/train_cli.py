@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .. import pretrained
 from .. import uncertainty as unc
 from .._cli_format import HelpFormatter
 from .._errors import Interrupted
@@ -236,9 +237,8 @@ def run_predict(args) -> int:
     check_replaceable_output(args.out, "prediction.json", "abcc predict")   # before loading the model
 
     if args.model is None:
-        from ..pretrained import DEFAULT_NAME, path
-
-        print(f"no --model given: using the packaged pretrained model '{DEFAULT_NAME}' ({path(DEFAULT_NAME)}), "
+        name = pretrained.DEFAULT_NAME
+        print(f"no --model given: using the packaged pretrained model '{name}' ({pretrained.path(name)}), "
               "trained on simulated OpIRSim data only (its card and limits: docs/pretrained.md)")
     written = predict_to_dir(args.model, args.static, args.voltage, args.composition, args.electrode, args.out,
                              streams=args.streams, samples=args.samples, noise=args.noise,

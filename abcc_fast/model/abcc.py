@@ -43,6 +43,7 @@ import torch.nn as nn
 
 from abcc_fast.ops.meanflow import meanflow_integrate, meanflow_target
 
+from ..pretrained import resolve  # packaged model names -> their folders (a leaf: no model code)
 from . import constraints as C
 from ._io import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_model_meta, save_model_dir  # noqa: F401
 from .backbone import TwoStreamBackbone
@@ -719,8 +720,6 @@ class ABCC(nn.Module):
     def from_pretrained(cls, path, map_location="cpu") -> "ABCC":
         """Load a directory written by ``save_pretrained``, or a packaged pretrained model by name
         (``"opirsim"``: abcc_fast/pretrained, used when no file or folder of that name exists)."""
-        from ..pretrained import resolve
-
         path = resolve(path)
         meta = read_model_meta(path, "ABCC.from_pretrained")
         if meta.get("model_type") != MODEL_TYPE or "config" not in meta:

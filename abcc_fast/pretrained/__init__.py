@@ -1,17 +1,19 @@
-"""Pretrained ABCC models shipped inside the package (docs/pretrained.md).
+"""Pretrained ABCC models shipped inside the package (docs/pretrained.md): where they are, by name.
 
 Each packaged model is a folder ``abcc_fast/pretrained/<name>/`` in the saved-model format of every
 abcc_fast model (``model.safetensors`` + ``config.json``, abcc_fast/model/_io.py), plus
 ``training_data.json`` (grid, T, vocabularies: what ``abcc predict`` needs), ``card.json`` (the
 model card: data, command, OpIRBench test scores beside the references and the simulator oracle,
 intended use and limits) and ``log.csv`` (the training curve). They are written by
-``python -m abcc_fast.pretrained.build`` (``make pretrained``), one model per OpIRBench split:
+``python -m abcc_fast.apps.pretrained_build`` (``make pretrained``), one model per OpIRBench split:
 
     opirsim          trained on the ``random`` split (all ten OpIRSim systems): the default model
     opirsim-system   trained on the ``system`` split (systems 2 and 5 never seen): scored on them
 
-``ABCC.from_pretrained("opirsim")`` resolves a packaged name through :func:`resolve` when no file
-or folder of that name exists; no network, no pickle.
+This module is a leaf of the layers (docs/architecture.md): it maps names to folders and reads
+cards, imports nothing of abcc_fast and loads no model, so ``model`` and ``train`` can use it.
+``ABCC.from_pretrained("opirsim")`` is the loader: it resolves a packaged name through
+:func:`resolve` when no file or folder of that name exists; no network, no pickle.
 """
 from __future__ import annotations
 
@@ -29,8 +31,10 @@ LOG_NAME = "log.csv"
 MAX_BYTES = 10 * 1024 * 1024   # a packaged model (all its files) must stay below this
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
-__all__ = ["PACKAGE_DIR", "DEFAULT_NAME", "SPLIT_MODELS", "names", "path", "resolve", "card", "load",
-           "is_packaged_name"]
+BUILD_COMMAND = "python -m abcc_fast.apps.pretrained_build"   # what writes the folders (make pretrained)
+
+__all__ = ["PACKAGE_DIR", "DEFAULT_NAME", "SPLIT_MODELS", "CARD_NAME", "LOG_NAME", "MAX_BYTES", "BUILD_COMMAND",
+           "names", "path", "resolve", "card", "is_packaged_name"]
 
 
 def _complete(folder: Path) -> bool:
@@ -54,7 +58,7 @@ def is_packaged_name(value) -> bool:
 def _listing() -> str:
     have = names()
     return ", ".join(have) if have else ("none: this installation ships no weights; build them with "
-                                         "`python -m abcc_fast.pretrained.build` (make pretrained)")
+                                         f"`{BUILD_COMMAND}` (make pretrained)")
 
 
 def path(name: str) -> Path:
@@ -80,19 +84,13 @@ def card(name_or_path: Union[str, os.PathLike]) -> dict:
     folder = Path(resolve(name_or_path))
     f = folder / CARD_NAME
     if not f.is_file():
-        raise FileNotFoundError(f"{folder} has no {CARD_NAME}; it was not written by abcc_fast.pretrained.build")
+        raise FileNotFoundError(f"{folder} has no {CARD_NAME}; it was not written by {BUILD_COMMAND}")
     try:
         out = json.loads(f.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{f} is not valid JSON ({err}); rebuild it with "
-                         "python -m abcc_fast.pretrained.build") from None
+                         f"{BUILD_COMMAND}") from None
     if not isinstance(out, dict):
-        raise ValueError(f"{f} does not hold a JSON object; rebuild it with python -m abcc_fast.pretrained.build")
+        raise ValueError(f"{f} does not hold a JSON object; rebuild it with {BUILD_COMMAND}")
     return out
 
-
-def load(name: str = DEFAULT_NAME, map_location="cpu"):
-    """``ABCC.from_pretrained`` of a packaged model (eval mode)."""
-    from ..model import ABCC
-
-    return ABCC.from_pretrained(path(name), map_location=map_location)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from .. import pretrained
 from .._atomic import atomic_directory
 from .._paths import check_replaceable_output
 from ..data import chemistry as chem
@@ -76,8 +77,6 @@ def load_model(path: PathLike):
 def model_directory(spec: Optional[PathLike]) -> tuple[Path, Optional[str]]:
     """(model directory, packaged name or None) for ``--model``: a path, a packaged pretrained model's
     name when no such path exists (abcc_fast/pretrained), or None for the default packaged model."""
-    from .. import pretrained
-
     if spec is None:
         return pretrained.path(pretrained.DEFAULT_NAME), pretrained.DEFAULT_NAME
     if pretrained.is_packaged_name(str(spec)) and str(spec) in pretrained.names():

@@ -1,6 +1,6 @@
 """Build the packaged pretrained models: train, score on OpIRBench, write weights + card atomically.
 
-    python -m abcc_fast.pretrained.build --split random,system --steps 6000 --out abcc_fast/pretrained
+    python -m abcc_fast.apps.pretrained_build --split random,system --steps 6000 --out abcc_fast/pretrained
     make pretrained                                   # the same with the defaults below
 
 For each split: an ABCC (``--preset``) is trained from scratch on the split's training part of the
@@ -8,7 +8,7 @@ dataset (default: the embedded OpIRSim default dataset), scored on its test part
 beside ``persistence``, ``frame0`` and the simulator oracle (the scoring of ``abcc demo``), and
 written to ``OUT/<name>/`` (``opirsim`` for random, ``opirsim-system`` for system) as one atomic
 folder: ``model.safetensors``, ``config.json``, ``training_data.json``, ``log.csv`` and
-``card.json`` (abcc_fast/pretrained/modelcard.py). A model larger than 10 MB is refused before training
+``card.json`` (abcc_fast/apps/modelcard.py). A model larger than 10 MB is refused before training
 (parameter estimate) and again before writing. Then the generated tables of docs/pretrained.md are
 rendered from the cards in OUT (when that file exists beside the package, or with ``--docs``).
 """
@@ -22,14 +22,22 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from .. import __version__
+from .._atomic import atomic_directory
 from .._cli_format import HelpFormatter
-from . import CARD_NAME, LOG_NAME, MAX_BYTES, PACKAGE_DIR, SPLIT_MODELS
+from ..data import default_dataset, load
+from ..model import ABCC, ABCCConfig, ABCCPredictor, load_predictor
+from ..opirbench import manifest_sha256
+from ..pretrained import BUILD_COMMAND, CARD_NAME, LOG_NAME, MAX_BYTES, PACKAGE_DIR, SPLIT_MODELS
+from ..train.trainer import TrainConfig, train
 from . import modelcard as C
+from .demo import score_split
 
 PRESETS = {"tiny": "tiny", "cpu": "cpu_default", "gpu": "gpu_default"}
 MODEL_FILES = ("model.safetensors", "config.json", "training_data.json")
@@ -41,7 +49,7 @@ def _say(msg: str) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m abcc_fast.pretrained.build", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog=BUILD_COMMAND, description=__doc__.split("\n\n")[0],
                                  formatter_class=HelpFormatter)
     ap.add_argument("--split", default="random,system",
                     help="comma-separated OpIRBench splits, one model each: random (-> opirsim), system "
@@ -81,7 +89,7 @@ def _state_bytes(model) -> int:
 
 def canonical_command(args, split: str) -> str:
     """The command that rebuilds this one model (every setting explicit)."""
-    parts = ["python", "-m", "abcc_fast.pretrained.build", "--split", split, "--preset", args.preset,
+    parts = [*shlex.split(BUILD_COMMAND), "--split", split, "--preset", args.preset,
              "--steps", str(args.train_cfg.steps), "--batch-size", str(args.train_cfg.batch_size),
              "--seed", str(args.seed)]
     if args.data:
@@ -91,9 +99,6 @@ def canonical_command(args, split: str) -> str:
 
 def train_one(ds, split: str, args, run_dir: Path):
     """Train the split's model from scratch; returns the TrainResult (refuses > MAX_BYTES first)."""
-    from ..model import ABCC, ABCCConfig
-    from ..train.trainer import train
-
     torch.manual_seed(args.seed)
     model = ABCC(ABCCConfig.from_dataset(ds, split, preset=PRESETS[args.preset]))
     est = _state_bytes(model)
@@ -109,12 +114,7 @@ def train_one(ds, split: str, args, run_dir: Path):
 def score(ds, split: str, model_dir: Path, args) -> tuple[dict, dict]:
     """OpIRBench on the test part (the demo's references + oracle; on the GPU when there is one) and
     the fixed-subset MSE, always on the CPU in float32, where tests/test_pretrained.py recomputes it."""
-    import warnings
-
-    from ..model import ABCC, ABCCPredictor, load_predictor
-    from ..train import demo
-
-    results = demo.score_split(ds, split, load_predictor(str(model_dir)), progress=not args.no_progress)
+    results = score_split(ds, split, load_predictor(str(model_dir)), progress=not args.no_progress)
     cpu = ABCCPredictor(ABCC.from_pretrained(model_dir, map_location="cpu"), str(model_dir))
     subset = C.subset_mse(cpu, ds, split)
     full = next(r for r in results if r.model == "ABCC")
@@ -128,9 +128,6 @@ def score(ds, split: str, model_dir: Path, args) -> tuple[dict, dict]:
 
 
 def make_card(name: str, split: str, ds, args, result, ev: dict, subset: dict, t_start: float, load0) -> dict:
-    from .. import __version__
-    from ..opirbench import manifest_sha256
-
     cfg = args.train_cfg
     model = result.model
     mach = C.machine(args.device_used)
@@ -139,7 +136,7 @@ def make_card(name: str, split: str, ds, args, result, ev: dict, subset: dict, t
         "card_version": C.CARD_VERSION, "name": name, "model_type": "abcc", "split": split,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": canonical_command(args, split),
-        "invoked_as": shlex.join(["python", "-m", "abcc_fast.pretrained.build", *args.argv]),
+        "invoked_as": shlex.join([*shlex.split(BUILD_COMMAND), *args.argv]),
         "git": args.git, "abcc_fast_version": __version__,
         "dataset": {"name": ds.manifest.get("name"), "manifest_sha256": manifest_sha256(ds), "samples": len(ds),
                     "generator": ds.manifest.get("generator")},
@@ -158,8 +155,6 @@ def make_card(name: str, split: str, ds, args, result, ev: dict, subset: dict, t
 
 def write_model(out: Path, name: str, model_dir: Path, log_path: Path, card: dict) -> Path:
     """OUT/name/ as one atomic folder; refused (nothing written) above MAX_BYTES."""
-    from .._atomic import atomic_directory
-
     target = out / name
     with atomic_directory(target) as tmp:
         for f in MODEL_FILES:
@@ -203,9 +198,6 @@ def docs_target(args) -> Optional[Path]:
 
 
 def main(argv=None) -> int:
-    from ..data import default_dataset, load
-    from ..train.trainer import TrainConfig
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     args.argv = argv
@@ -243,5 +235,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except (ValueError, FileNotFoundError) as err:
-        print(f"python -m abcc_fast.pretrained.build: error: {err}", file=sys.stderr)
+        print(f"{BUILD_COMMAND}: error: {err}", file=sys.stderr)
         sys.exit(2)

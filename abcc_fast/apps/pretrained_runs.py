@@ -1,17 +1,16 @@
 """The packaged models as the training runs ``abcc demo --pretrained`` reports on (no training)."""
 from __future__ import annotations
 
-from . import LOG_NAME, SPLIT_MODELS, card, path
+from ..model import ABCC
+from ..opirbench import manifest_sha256
+from ..pretrained import BUILD_COMMAND, LOG_NAME, SPLIT_MODELS, card, path
+from ..train.trainer import TrainConfig, TrainResult
 
 
 def packaged_runs(ds, splits) -> tuple[dict, object, str]:
     """({split: TrainResult of its packaged model, with the loaded model}, the TrainConfig they were
     built with, the model preset). Each card must name ``split`` and the dataset ``ds`` (manifest
     sha256): on another dataset the test part may overlap what the model was trained on."""
-    from ..model import ABCC
-    from ..opirbench import manifest_sha256
-    from ..train.trainer import TrainConfig, TrainResult
-
     sha = manifest_sha256(ds)
     runs, cfgs, presets = {}, [], []
     for split in splits:
@@ -21,14 +20,14 @@ def packaged_runs(ds, splits) -> tuple[dict, object, str]:
         where = f"the packaged model {name!r} ({folder})"
         if c.get("split") != split:
             raise ValueError(f"{where} was trained on split {c.get('split')!r}, not {split!r}; rebuild it with "
-                             f"python -m abcc_fast.pretrained.build --split {split}")
+                             f"{BUILD_COMMAND} --split {split}")
         trained_on = c.get("dataset") or {}
         if trained_on.get("manifest_sha256") != sha:
             raise ValueError(f"{where} was trained on dataset {trained_on.get('name')!r} (manifest sha256 "
                              f"{str(trained_on.get('manifest_sha256'))[:12]}..), not on this one "
                              f"({ds.manifest.get('name')!r}, {sha[:12]}..), so its test part may hold samples it was "
                              "trained on; use the default dataset, or rebuild the models with "
-                             "python -m abcc_fast.pretrained.build")
+                             f"{BUILD_COMMAND}")
         res = c["training"]["result"]
         runs[split] = TrainResult(
             run_dir=folder, model_dir=folder, best_dir=None, log_path=folder / LOG_NAME,
@@ -41,5 +40,5 @@ def packaged_runs(ds, splits) -> tuple[dict, object, str]:
         presets.append(c["training"]["preset"])
     if any(x != cfgs[0] for x in cfgs) or any(p != presets[0] for p in presets):
         raise ValueError("the packaged models were built with different training settings; rebuild them together "
-                         "(python -m abcc_fast.pretrained.build --split " + ",".join(splits) + ")")
+                         f"({BUILD_COMMAND} --split " + ",".join(splits) + ")")
     return runs, TrainConfig.from_json(cfgs[0]), presets[0]
