@@ -58,11 +58,14 @@ def _functorch_active_at_trace_time() -> bool:
     return torch._C._functorch.peek_interpreter_stack() is not None
 
 
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
 def _traced(tensors) -> bool:
     if torch._C._len_torch_dispatch_stack() > 0:
         return True  # FakeTensorMode, make_fx's proxy mode, FlopCounterMode, ...
     for t in tensors:
-        if t is not None and type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter:
+        if isinstance(t, torch.Tensor) and type(t) not in _PLAIN:
             return True  # a tensor subclass: let its __torch_dispatch__ see one op
     return False
 
@@ -78,9 +81,9 @@ def route(*tensors) -> str:
 
 
 def call(op_name: str, impl, *args):
-    """`torch.ops.abcc.<op_name>(*args)` when tracing, else `impl(*args)` directly: for the ops a
-    backward formula calls (AOTAutograd traces the formula with fake tensors)."""
-    if torch.compiler.is_compiling() or _traced(a for a in args if isinstance(a, torch.Tensor)):
+    """`torch.ops.abcc.<op_name>(*args)` when tracing, else `impl(*args)` directly (for op calls
+    outside an autograd formula, e.g. soft-DTW's alignment: a forward and a backward)."""
+    if torch.compiler.is_compiling() or _traced(args):
         return getattr(torch.ops.abcc, op_name)(*args)
     return impl(*args)
 

@@ -56,7 +56,7 @@ class EngineSpec:
         modes = [m for m, ok in (("fwd", self.forward), ("bwd", self.backward), ("jvp", self.jvp),
                                  ("2nd-order", self.double_backward)) if ok]
         dts = ",".join(str(d).replace("torch.", "").replace("float", "f") for d in self.dtypes)
-        parts = ["/".join(modes), "on " + ",".join(self.devices), dts]
+        parts = ["/".join(modes), "on " + ",".join(self.devices), f"takes {dts}, computes in {self.compute}"]
         parts += [f"{k}={v}" for k, v in self.limits.items()]
         if not self.auto:
             parts.append("explicit only")
@@ -75,6 +75,7 @@ def declare(op: str, *specs: EngineSpec, label: Optional[str] = None) -> None:
             raise ValueError(f"declare({op!r}): engine {s.backend!r} of {s.op!r} is not one of {BACKENDS} for this op")
         engines[s.backend] = s
     _REGISTRY[op] = {"label": label or op, "engines": engines}
+    implemented.cache_clear()
 
 
 def ops() -> tuple:
@@ -98,10 +99,11 @@ def _module_exists(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+@functools.lru_cache(maxsize=None)
 def implemented(op: str) -> tuple:
     """The backends of `op` whose code is here: the adapter module exists and, when abcc_fast._C
     is built, it has the functions the engine calls. (Whether a backend can *run* here is
-    `backends()`.)"""
+    `backends()`.) Cached: it is asked on every call of the op."""
     mod = native_module()
     out = []
     for name, s in engines(op).items():

@@ -296,10 +296,11 @@ class _TargetFn(torch.autograd.Function):
     """Eager twin of abcc::meanflow_target."""
 
     @staticmethod
-    def forward(*args):
-        return _target_impl(*args)
+    def forward(ctx, *args):  # old style: see soft_dtw._SoftDTWFunction
+        out = _target_impl(*args)
+        _target_setup(ctx, args, out)
+        return out
 
-    setup_context = staticmethod(_target_setup)
     backward = staticmethod(_target_backward)
 
 
@@ -307,10 +308,11 @@ class _IntegrateFn(torch.autograd.Function):
     """Eager twin of abcc::meanflow_integrate."""
 
     @staticmethod
-    def forward(*args):
-        return _integrate_impl(*args)
+    def forward(ctx, *args):  # old style: see soft_dtw._SoftDTWFunction
+        out = _integrate_impl(*args)
+        _integrate_setup(ctx, args, out)
+        return out
 
-    setup_context = staticmethod(_integrate_setup)
     backward = staticmethod(_integrate_backward)
 
 

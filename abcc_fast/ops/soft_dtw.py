@@ -58,17 +58,28 @@ _PRECISIONS = ("auto", "float32", "float64")
 _ENGINE_MODULES = {"triton": "abcc_fast.ops._soft_dtw_triton", "cuda": "abcc_fast.ops._soft_dtw_cuda"}
 
 _LIBRARY_OPS = ("abcc::soft_dtw_forward", "abcc::soft_dtw_backward")
-_registry.declare(
-    "soft_dtw",
-    _registry.EngineSpec("soft_dtw", "reference", devices=("cpu", "cuda"), double_backward=True,
-                         note="anti-diagonal loop in PyTorch; every derivative from autograd"),
-    _registry.EngineSpec("soft_dtw", "cpu", devices=("cpu",), library=_LIBRARY_OPS,
-                         compute="float32 or float64 (float64 past PRECISION_AUTO_LENGTH by default)"),
-    _registry.EngineSpec("soft_dtw", "triton", devices=("cuda",), compute="float32", module=_ENGINE_MODULES["triton"],
-                         library=_LIBRARY_OPS),
-    _registry.EngineSpec("soft_dtw", "cuda", devices=("cuda",), module=_ENGINE_MODULES["cuda"], library=_LIBRARY_OPS,
-                         note="N, M limited by shared memory (the error says what to change)"),
-    label="soft_dtw (soft_dtw, soft_dtw_cost, soft_dtw_alignment, dilate)")
+
+
+def _declare(op: str, differentiable: bool = True, reference_jvp: bool = False) -> None:
+    """One family of engines (backend choice is per family: resolve("soft_dtw", ...)), declared per
+    public op because what each op can do differs."""
+    spec = _registry.EngineSpec
+    native = dict(backward=differentiable, library=_LIBRARY_OPS)
+    _registry.declare(
+        op,
+        spec(op, "reference", devices=("cpu", "cuda"), backward=differentiable, jvp=reference_jvp,
+             double_backward=differentiable, note="anti-diagonal loop in PyTorch; derivatives from autograd"),
+        spec(op, "cpu", devices=("cpu",), compute="float32 or float64 (float64 past PRECISION_AUTO_LENGTH "
+             "points by default)", **native),
+        spec(op, "triton", devices=("cuda",), compute="float32", module=_ENGINE_MODULES["triton"], **native),
+        spec(op, "cuda", devices=("cuda",), module=_ENGINE_MODULES["cuda"],
+             note="N, M limited by shared memory (the error says what to change)", **native))
+
+
+_declare("soft_dtw", reference_jvp=True)
+_declare("soft_dtw_cost", reference_jvp=True)
+_declare("soft_dtw_alignment", differentiable=False)   # E itself; not differentiable
+_declare("dilate")  # the reference differentiates inside (autograd.grad): no forward mode
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,18 +393,29 @@ _BACKWARD_SCHEMA = ("(Tensor? D, Tensor? x, Tensor? y, Tensor n, Tensor m, float
 
 
 def _forward_impl(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, engine_name, variant):
-    """(value [B], temporal [B] (zeros without want_temporal), the state as three flat tensors,
-    empty without save). variant: the engine's layout code (-1: the engine has none)."""
+    """(value [B], temporal [B] (zeros without want_temporal), the state's three tensors, [0]
+    where absent). variant: the engine's layout code (-1: the engine has none)."""
     engine = _engine(engine_name)
-    ref = D if D is not None else x
-    kw = {} if variant < 0 else {"code": variant}
-    value, temporal, state = engine.forward(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, **kw)
+    if variant < 0:
+        value, temporal, state = engine.forward(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save)
+    else:
+        value, temporal, state = engine.forward(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save,
+                                                code=variant)
     if temporal is None:
         temporal = torch.zeros_like(value)
-    dtypes = engine.state_dtypes(ref.dtype)
-    parts = state[:3] if state is not None else (None, None, None)
-    flat = tuple(ref.new_empty(0, dtype=dt) if t is None else t.reshape(-1) for t, dt in zip(parts, dtypes))
-    return (value, temporal) + flat
+    if state is None or state[0] is None or state[1] is None or state[2] is None:
+        ref = D if D is not None else x
+        parts = state[:3] if state is not None else (None, None, None)
+        state = tuple(ref.new_empty(0, dtype=dt) if t is None else t
+                      for t, dt in zip(parts, engine.state_dtypes(ref.dtype)))
+    return value, temporal, state[0], state[1], state[2]
+
+
+def _forward_op_impl(*args):
+    """The custom op's kernel: the state flattened (its sizes are the engine's business, see the
+    fake), which the engines accept (they check sizes, not shapes)."""
+    value, temporal, *state = _forward_impl(*args)
+    return (value, temporal) + tuple(t.reshape(-1) for t in state)
 
 
 def _forward_fake(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, engine_name, variant):
@@ -430,41 +452,51 @@ def _setup_context(ctx, inputs, output):
     D, x, y, n, m, gamma, bandwidth, omega, want_temporal, _save, engine_name, variant = inputs
     state = output[2:]
     ctx.mark_non_differentiable(*state)
+    ctx.set_materialize_grads(False)  # else autograd allocates zero gradients as large as the state
     ctx.args = (gamma, bandwidth, want_temporal, engine_name, variant)
     ctx.save_for_backward(D, x, y, n, m, omega, *state)
 
 
-def _backward(ctx, grad_value, grad_temporal, *_state_grads):
-    D, x, y, n, m, omega, s0, s1, s2 = ctx.saved_tensors
-    gamma, bandwidth, want_temporal, engine_name, variant = ctx.args
-    ref = D if D is not None else x
-    gv = grad_value.contiguous() if grad_value is not None else ref.new_zeros(ref.shape[0])
-    gt = grad_temporal.contiguous() if (want_temporal and grad_temporal is not None) else None
-    G, dx, dy = _library.call("soft_dtw_backward", _backward_impl, D, x, y, n, m, gamma, bandwidth, omega,
-                              want_temporal, s0, s1, s2, gv, gt, engine_name, variant)
-    none9 = (None,) * 9
-    return ((G, None, None) if D is not None else (None, dx, dy)) + none9
+def _backward_with(backward_fn):
+    """The autograd formula, given how to run the backward kernel: the custom op (traced by
+    AOTAutograd under torch.compile) or its implementation (the eager Function)."""
+
+    def backward(ctx, grad_value, grad_temporal, *_state_grads):
+        D, x, y, n, m, omega, s0, s1, s2 = ctx.saved_tensors
+        gamma, bandwidth, want_temporal, engine_name, variant = ctx.args
+        ref = D if D is not None else x
+        gv = grad_value.contiguous() if grad_value is not None else ref.new_zeros(ref.shape[0])
+        gt = grad_temporal.contiguous() if (want_temporal and grad_temporal is not None) else None
+        G, dx, dy = backward_fn(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, s0, s1, s2, gv, gt,
+                                engine_name, variant)
+        return ((G, None, None) if D is not None else (None, dx, dy)) + (None,) * 9
+
+    return backward
 
 
-_forward_op = torch.library.custom_op(_library.qualname("soft_dtw_forward"), _forward_impl, mutates_args=(),
+_forward_op = torch.library.custom_op(_library.qualname("soft_dtw_forward"), _forward_op_impl, mutates_args=(),
                                       schema=_FORWARD_SCHEMA)
 _forward_op.register_fake(_forward_fake)
-_forward_op.register_autograd(_backward, setup_context=_setup_context)
 _backward_op = torch.library.custom_op(_library.qualname("soft_dtw_backward"), _backward_impl, mutates_args=(),
                                        schema=_BACKWARD_SCHEMA)
 _backward_op.register_fake(_backward_fake)
+_forward_op.register_autograd(_backward_with(torch.ops.abcc.soft_dtw_backward), setup_context=_setup_context)
 
 
 class _SoftDTWFunction(torch.autograd.Function):
     """The eager route: the custom op's implementation and autograd formula, without the
-    dispatcher. First-order only (no double backward), like the op."""
+    dispatcher. First-order only (no double backward), like the op. Old-style forward(ctx, ...):
+    a Function with a separate setup_context binds its arguments with inspect.signature on every
+    call (~50 us of CPU time here)."""
 
     @staticmethod
-    def forward(*args):
-        return _forward_impl(*args)
+    def forward(ctx, *args):
+        out = _forward_impl(*args)
+        if args[9]:  # save: a backward may follow
+            _setup_context(ctx, args, out)
+        return out
 
-    setup_context = staticmethod(_setup_context)
-    backward = staticmethod(torch.autograd.function.once_differentiable(_backward))
+    backward = staticmethod(torch.autograd.function.once_differentiable(_backward_with(_backward_impl)))
 
 
 _forward_eagerly = _library.run_eagerly(_SoftDTWFunction.apply)
@@ -472,7 +504,7 @@ _forward_eagerly = _library.run_eagerly(_SoftDTWFunction.apply)
 
 def _native(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, engine_name, variant):
     """(value, temporal) of a native engine on D [B, N, M] or x [B, N], y [B, M]; differentiable."""
-    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (D, x, y))
+    save = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad if D is None else D.requires_grad)
     args = (D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, engine_name, variant)
     how = _library.route(D, x, y, omega)
     if how == "library":
@@ -585,7 +617,7 @@ def soft_dtw_alignment(x: torch.Tensor, y: torch.Tensor, gamma: float = 1.0, *,
         return _restore_dtype(_reference_alignment(D, n, m, gamma, bw), x)
     nd, md = _device_lengths(n, D.device), _device_lengths(m, D.device)
     common = (D, None, None, nd, md, gamma, bw, None, False)
-    out = _library.call("soft_dtw_forward", _forward_impl, *common, True, name, variant)
+    out = _library.call("soft_dtw_forward", _forward_op_impl, *common, True, name, variant)
     ones = torch.ones(D.shape[0], dtype=D.dtype, device=D.device)
     E, _, _ = _library.call("soft_dtw_backward", _backward_impl, *common, *out[2:], ones, None, name, variant)
     return _restore_dtype(E, x)

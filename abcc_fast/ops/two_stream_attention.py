@@ -283,6 +283,7 @@ def _setup(ctx, inputs, output):
     prim, (keep, scale, engine) = inputs[:6], inputs[-3:]
     oa, ob, lse = output[:3]
     ctx.mark_non_differentiable(lse, *output[3:])  # the tangents are not differentiable
+    ctx.set_materialize_grads(False)  # no zero gradients for lse and the tangents; _backward takes None
     ctx.scale, ctx.engine, ctx.n_inputs = scale, engine, len(inputs)
     ctx.save_for_backward(*prim, oa, ob, lse, keep)
 
