@@ -140,15 +140,6 @@ def backends() -> dict[str, BackendStatus]:
     return dict(status())
 
 
-def backends_report() -> str:
-    """One line per backend, for humans (printed by `make install` and `abcc backends`), then the
-    engine registry (`abcc_fast.ops._registry`): per op, what each backend's engine can do."""
-    from . import _registry  # the op modules (imported with the package) have declared their engines
-
-    lines = [f"  {s.name:9s} {'yes' if s.available else 'no '}  {s.reason}" for s in backends().values()]
-    return "\n".join(lines + ["engines per op:"] + _registry.report_lines())
-
-
 def _device_ok(name: str, device: torch.device) -> bool:
     if name == "reference":
         return True

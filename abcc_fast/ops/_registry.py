@@ -29,7 +29,7 @@ from typing import Mapping, Optional
 
 import torch
 
-from ._backend import BACKENDS, native_module
+from ._backend import BACKENDS, backends, native_module
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -125,3 +125,10 @@ def report_lines() -> list:
             mark = "" if name in here else "  [not in this build]"
             lines.append(f"    {name:9s} {s.capabilities()}{mark}")
     return lines
+
+
+def backends_report() -> str:
+    """For humans (printed by `make install` and `abcc backends`): one line per backend, whether it
+    runs here and why not (`backends()`), then per op what each engine can do."""
+    lines = [f"  {s.name:9s} {'yes' if s.available else 'no '}  {s.reason}" for s in backends().values()]
+    return "\n".join(lines + ["engines per op:"] + report_lines())
