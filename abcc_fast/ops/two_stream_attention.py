@@ -240,7 +240,10 @@ def _engine_backward(engine: str, prim, oa, ob, lse, doa, dob, keep, scale):
 # ---------------------------------------------------------------------------------------------
 # custom ops abcc::two_stream_attention_{forward,forward_jvp,backward} and, for eager calls, the
 # autograd Functions over the same implementations and formulas (routes: ops/_library.py). The
-# Functions add what a custom op cannot carry: the forward-mode rules.
+# Functions add what a custom op cannot carry: the forward-mode rules. The dispatch reaches
+# forward_jvp only through them (forward AD runs eagerly: Dynamo does not guard on whether an
+# input carries a tangent, so a compiled graph cannot safely choose between the two forwards);
+# as an op it is the fused primal + tangent for compiled code that passes tangents explicitly.
 # ---------------------------------------------------------------------------------------------
 _PRIMS = "Tensor qa, Tensor ka, Tensor va, Tensor qb, Tensor kb, Tensor vb"
 _TANGENTS = "Tensor tqa, Tensor tka, Tensor tva, Tensor tqb, Tensor tkb, Tensor tvb"
