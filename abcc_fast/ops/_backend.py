@@ -140,11 +140,6 @@ def backends() -> dict[str, BackendStatus]:
     return dict(status())
 
 
-def backends_report() -> str:
-    """One line per backend, for humans (printed by `make install`)."""
-    return "\n".join(f"  {s.name:9s} {'yes' if s.available else 'no '}  {s.reason}" for s in backends().values())
-
-
 def _device_ok(name: str, device: torch.device) -> bool:
     if name == "reference":
         return True

@@ -8,6 +8,8 @@ from its checkpoint. Univariate inputs compute the cost (x_i - y_j)^2 inside the
 """
 from __future__ import annotations
 
+import torch
+
 from ._backend import native_module
 
 
@@ -41,6 +43,14 @@ class _CudaEngine:
             want_temporal=bool(want_temporal), ckpt=ckpt, ckpt_t=ckpt_t, base=base, grad_value=grad_value,
             grad_temporal=grad_temporal)
         return (G,) if D is not None else (dx, dy)
+
+    @staticmethod
+    def state_dtypes(dtype):
+        return dtype, dtype, torch.float64  # checkpoints, their tangents, float64 offsets
+
+    @staticmethod
+    def unpack_state(tensors, want_temporal, variant):
+        return tuple(tensors)  # csrc/bindings.cpp checks sizes only, so flat views do
 
 
 ENGINE = _CudaEngine()

@@ -44,5 +44,14 @@ class _TritonEngine:
         dy = 2.0 * (yf * G.sum(1) - torch.bmm(G.transpose(1, 2), xf.unsqueeze(2)).squeeze(2))
         return dx.to(x.dtype), dy.to(y.dtype)
 
+    @staticmethod
+    def state_dtypes(dtype):
+        return torch.float32, torch.float32, torch.float64  # relative R, its tangent, float64 base
+
+    @staticmethod
+    def unpack_state(tensors, want_temporal, variant):
+        r, rt, base = tensors  # the kernels index flat buffers
+        return r, (rt if want_temporal and rt.numel() else None), base
+
 
 ENGINE = _TritonEngine()

@@ -34,7 +34,8 @@ for the target, one elementwise kernel for the integration) and ``cuda`` (the sa
 ``csrc/cuda/meanflow.cu``). Automatic choice: CUDA tensors -> cuda > triton > reference, CPU
 tensors -> reference. Fused backends compute in fp32 (inputs of other dtypes are cast and the
 outputs cast back); their backward passes are short elementwise PyTorch expressions of saved
-tensors, identical for all backends.
+tensors, identical for all backends. Under torch.compile the fused backends are the custom ops
+``abcc::meanflow_target`` and ``abcc::meanflow_integrate`` (ops/_library.py): no graph break.
 """
 from __future__ import annotations
 
@@ -42,21 +43,32 @@ from typing import Optional, Tuple
 
 import torch
 
+from . import _library, _registry
 from ._backend import native_module, resolve
 
 __all__ = ["meanflow_target", "meanflow_integrate", "meanflow_target_reference",
            "meanflow_integrate_reference"]
 
-_IMPLEMENTED = ("reference", "triton", "cuda")
+
+def _declare(op: str) -> None:
+    # 'cuda' needs the kernel in the built extension (one built before the MeanFlow kernels landed
+    # reports the backend as not implemented instead of failing at call time)
+    _registry.declare(
+        op,
+        _registry.EngineSpec(op, "reference", devices=("cpu", "cuda"), jvp=True, double_backward=True,
+                             compute="the input dtype"),
+        _registry.EngineSpec(op, "triton", devices=("cuda",), compute="float32", library=(f"abcc::{op}",),
+                             note="backward: PyTorch expressions of saved tensors"),
+        _registry.EngineSpec(op, "cuda", devices=("cuda",), compute="float32", needs=(f"{op}_cuda",),
+                             library=(f"abcc::{op}",), note="backward: PyTorch expressions of saved tensors"))
 
 
-def _implemented(fn: str) -> tuple:
-    """The backends of this op here: 'cuda' only when the built extension has the kernel (an
-    extension built before the MeanFlow kernels landed would otherwise fail at call time)."""
-    mod = native_module()
-    if mod is not None and not hasattr(mod, fn):
-        return ("reference", "triton")
-    return _IMPLEMENTED
+_declare("meanflow_target")
+_declare("meanflow_integrate")
+
+
+def _resolve(op: str, device, backend) -> str:
+    return resolve(op, device, backend, _registry.implemented(op))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,53 +207,126 @@ def _integrate_engine(engine, x0_solvent, x0_sei, u_solvent, u_sei, r, taus, pro
     return outs[0], outs[1], outs[2]
 
 
+# ---------------------------------------------------------------------------------------------
+# the fused engines as custom ops (abcc::meanflow_target, abcc::meanflow_integrate) and, for eager
+# calls, as autograd Functions over the same implementation and formulas (see ops/_library.py).
+# Both return float32, the kernels' dtype; the public functions cast to the input dtype, so the
+# backward formulas get float32 gradients, as they always did.
+# ---------------------------------------------------------------------------------------------
+def _target_impl(u_pred, v, du_dr, r, tau, c, p, engine):
+    """(loss_b [B], u_tgt [B, W], weight [B]) in float32."""
+    u_tgt, err, weight = _target_engine(engine, u_pred, v, du_dr, r, tau, c, p)
+    return weight * err, u_tgt, weight
+
+
+def _target_fake(u_pred, v, du_dr, r, tau, c, p, engine):
+    B, W = u_pred.shape
+    f32 = torch.float32
+    return u_pred.new_empty(B, dtype=f32), u_pred.new_empty((B, W), dtype=f32), u_pred.new_empty(B, dtype=f32)
+
+
+def _target_setup(ctx, inputs, output):
+    _, u_tgt, weight = output
+    ctx.mark_non_differentiable(u_tgt, weight)
+    ctx.save_for_backward(inputs[0], u_tgt, weight)
+
+
+def _target_backward(ctx, g_loss, g_tgt, g_weight):
+    u_pred, u_tgt, weight = ctx.saved_tensors
+    W = u_pred.shape[1]
+    scale = (g_loss.float() * weight * (2.0 / W))[:, None]
+    g = scale * (u_pred.float() - u_tgt)
+    return g.to(u_pred.dtype), None, None, None, None, None, None, None
+
+
+def _integrate_impl(x0_solvent, x0_sei, u_solvent, u_sei, r, taus, project, engine):
+    """(frames, solvent, sei) [B, T, W] in float32."""
+    frames, solvent, sei = _integrate_engine(engine, x0_solvent, x0_sei, u_solvent, u_sei, r, taus, project)
+    return frames, solvent, sei
+
+
+def _integrate_fake(x0_solvent, x0_sei, u_solvent, u_sei, r, taus, project, engine):
+    return tuple(u_solvent.new_empty(u_solvent.shape, dtype=torch.float32) for _ in range(3))
+
+
+def _integrate_setup(ctx, inputs, output):
+    x0_solvent, x0_sei, u_solvent, u_sei, r, taus, project, _ = inputs
+    ctx.save_for_backward(output[2], r, taus)
+    ctx.project = project
+    ctx.has_x0_sei = x0_sei is not None
+    ctx.dtypes = (x0_solvent.dtype, u_solvent.dtype, u_sei.dtype, x0_sei.dtype if x0_sei is not None else None)
+
+
+def _integrate_backward(ctx, g_frames, g_solvent, g_sei):
+    sei, r, taus = ctx.saved_tensors
+    dt = (taus.float() - r.float()[:, None])[:, :, None]     # [B, T, 1]
+
+    def f(g):
+        return torch.zeros_like(sei) if g is None else g.float()
+    gy = f(g_frames) + f(g_solvent)
+    gz = f(g_frames) + f(g_sei)
+    if ctx.project:
+        gz = gz * (sei > 0)
+    dx0, du_dt, du_ds, dx0s = ctx.dtypes
+    g_x0 = gy.sum(1).to(dx0)
+    g_us = (dt * gy).to(du_dt)
+    g_uz = (dt * gz).to(du_ds)
+    g_x0s = gz.sum(1).to(dx0s) if ctx.has_x0_sei else None
+    return g_x0, g_x0s, g_us, g_uz, None, None, None, None
+
+
+def _custom_op(name, impl, fake, setup, backward, schema):
+    op = torch.library.custom_op(_library.qualname(name), impl, mutates_args=(), schema=schema)
+    op.register_fake(fake)
+    op.register_autograd(backward, setup_context=setup)
+    return getattr(torch.ops.abcc, name)
+
+
+_target_op = _custom_op(
+    "meanflow_target", _target_impl, _target_fake, _target_setup, _target_backward,
+    "(Tensor u_pred, Tensor v, Tensor du_dr, Tensor r, Tensor tau, float c, float p, str engine) "
+    "-> (Tensor, Tensor, Tensor)")
+_integrate_op = _custom_op(
+    "meanflow_integrate", _integrate_impl, _integrate_fake, _integrate_setup, _integrate_backward,
+    "(Tensor x0_solvent, Tensor? x0_sei, Tensor u_solvent, Tensor u_sei, Tensor r, Tensor taus, bool project, "
+    "str engine) -> (Tensor, Tensor, Tensor)")
+
+
 class _TargetFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u_pred, v, du_dr, r, tau, c, p, engine):
-        u_tgt, err, weight = _target_engine(engine, u_pred, v, du_dr, r, tau, c, p)
-        ctx.save_for_backward(u_pred, u_tgt, weight)
-        ctx.mark_non_differentiable(u_tgt, weight)
-        return (weight * err).to(u_pred.dtype), u_tgt.to(u_pred.dtype), weight.to(u_pred.dtype)
+    """Eager twin of abcc::meanflow_target."""
 
     @staticmethod
-    def backward(ctx, g_loss, g_tgt, g_weight):
-        u_pred, u_tgt, weight = ctx.saved_tensors
-        W = u_pred.shape[1]
-        scale = (g_loss.float() * weight * (2.0 / W))[:, None]
-        g = scale * (u_pred.float() - u_tgt)
-        return g.to(u_pred.dtype), None, None, None, None, None, None, None
+    def forward(ctx, *args):  # old style: see soft_dtw._SoftDTWFunction
+        out = _target_impl(*args)
+        _target_setup(ctx, args, out)
+        return out
+
+    backward = staticmethod(_target_backward)
 
 
 class _IntegrateFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x0_solvent, x0_sei, u_solvent, u_sei, r, taus, project, engine):
-        frames, solvent, sei = _integrate_engine(engine, x0_solvent, x0_sei, u_solvent, u_sei, r, taus, project)
-        ctx.save_for_backward(sei, r, taus)
-        ctx.project = project
-        ctx.has_x0_sei = x0_sei is not None
-        ctx.dtypes = (x0_solvent.dtype, u_solvent.dtype, u_sei.dtype,
-                      x0_sei.dtype if x0_sei is not None else None)
-        dt = u_solvent.dtype
-        return frames.to(dt), solvent.to(dt), sei.to(dt)
+    """Eager twin of abcc::meanflow_integrate."""
 
     @staticmethod
-    def backward(ctx, g_frames, g_solvent, g_sei):
-        sei, r, taus = ctx.saved_tensors
-        dt = (taus.float() - r.float()[:, None])[:, :, None]     # [B, T, 1]
-        zero = None
+    def forward(ctx, *args):  # old style: see soft_dtw._SoftDTWFunction
+        out = _integrate_impl(*args)
+        _integrate_setup(ctx, args, out)
+        return out
 
-        def f(g):
-            return torch.zeros_like(sei) if g is None else g.float()
-        gy = f(g_frames) + f(g_solvent)
-        gz = f(g_frames) + f(g_sei)
-        if ctx.project:
-            gz = gz * (sei > 0)
-        dx0, du_dt, du_ds, dx0s = ctx.dtypes
-        g_x0 = gy.sum(1).to(dx0)
-        g_us = (dt * gy).to(du_dt)
-        g_uz = (dt * gz).to(du_ds)
-        g_x0s = gz.sum(1).to(dx0s) if ctx.has_x0_sei else zero
-        return g_x0, g_x0s, g_us, g_uz, None, None, None, None
+    backward = staticmethod(_integrate_backward)
+
+
+_target_eagerly = _library.run_eagerly(_TargetFn.apply)
+_integrate_eagerly = _library.run_eagerly(_IntegrateFn.apply)
+
+
+def _fused(op, function, eagerly, args, tensors):
+    how = _library.route(*tensors)
+    if how == "library":
+        return op(*args)
+    if how == "forward_ad":
+        return eagerly(*args)
+    return function.apply(*args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,10 +354,12 @@ def meanflow_target(u_pred: torch.Tensor, v: torch.Tensor, du_dr: torch.Tensor, 
     (0.999, (2, 4))
     """
     r_rows, tau_rows = _check_target(u_pred, v, du_dr, r, tau, c, p, reduction)
-    engine = resolve("meanflow_target", u_pred.device, backend, _implemented("meanflow_target_cuda"))
+    engine = _library.constant(_resolve, "meanflow_target", u_pred.device, backend)
     if engine == "reference":
         return meanflow_target_reference(u_pred, v, du_dr, r_rows, tau_rows, c=c, p=p, reduction=reduction)
-    loss_rows, u_tgt, weight = _TargetFn.apply(u_pred, v, du_dr, r_rows, tau_rows, float(c), float(p), engine)
+    out = _fused(_target_op, _TargetFn, _target_eagerly, (u_pred, v, du_dr, r_rows, tau_rows, float(c), float(p),
+                                                          engine), (u_pred, v, du_dr, r_rows, tau_rows))
+    loss_rows, u_tgt, weight = (t.to(u_pred.dtype) for t in out)
     return (loss_rows.mean() if reduction == "mean" else loss_rows), u_tgt, weight
 
 
@@ -296,8 +383,11 @@ def meanflow_integrate(x0_solvent: torch.Tensor, u_solvent: torch.Tensor, u_sei:
     ([2.0, 2.0, 2.0], 0.0)
     """
     r_rows, tau_rows = _check_integrate(x0_solvent, u_solvent, u_sei, r, taus, x0_sei)
-    engine = resolve("meanflow_integrate", x0_solvent.device, backend, _implemented("meanflow_integrate_cuda"))
+    engine = _library.constant(_resolve, "meanflow_integrate", x0_solvent.device, backend)
     if engine == "reference":
         return meanflow_integrate_reference(x0_solvent, u_solvent, u_sei, r_rows, tau_rows,
                                             x0_sei=x0_sei, project=project)
-    return _IntegrateFn.apply(x0_solvent, x0_sei, u_solvent, u_sei, r_rows, tau_rows, bool(project), engine)
+    out = _fused(_integrate_op, _IntegrateFn, _integrate_eagerly,
+                 (x0_solvent, x0_sei, u_solvent, u_sei, r_rows, tau_rows, bool(project), engine),
+                 (x0_solvent, x0_sei, u_solvent, u_sei, r_rows, tau_rows))
+    return tuple(t.to(u_solvent.dtype) for t in out)

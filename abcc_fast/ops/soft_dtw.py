@@ -29,18 +29,24 @@ Backends: `reference` (this file: an anti-diagonal loop in plain PyTorch whose g
 DILATE's HVP, come from autograd; in float64 it is the oracle), `cpu` (C++/OpenMP), `triton`,
 `cuda`. Inputs in float16/bfloat16 are computed in float32. The native backends give first-order
 gradients (no double backward); use backend="reference" for higher orders.
+
+torch.compile: the native backends are the custom ops `abcc::soft_dtw_forward` and
+`abcc::soft_dtw_backward` (ops/_library.py), so compiled code has no graph break; there the
+data-dependent input checks (finite values, lengths, band) become graph assertions that raise
+RuntimeError with the same text, without the counts. The reference backend's DILATE and
+alignment call torch.autograd.grad, which Dynamo cannot trace (a graph break).
 """
 from __future__ import annotations
 
-import functools
 import importlib
-import importlib.util
 import math
 import os
 from typing import Optional, Sequence, Union
 
 import torch
 
+from . import _library, _registry
+from . import _soft_dtw_op as _op
 from ._backend import cpu_threads, native_module, resolve
 
 Lengths = Optional[Union[torch.Tensor, Sequence[int]]]
@@ -51,6 +57,30 @@ PRECISION_AUTO_LENGTH = 2048  # precision="auto": float64 on the CPU when max(N,
 _PRECISIONS = ("auto", "float32", "float64")
 
 _ENGINE_MODULES = {"triton": "abcc_fast.ops._soft_dtw_triton", "cuda": "abcc_fast.ops._soft_dtw_cuda"}
+
+_LIBRARY_OPS = ("abcc::soft_dtw_forward", "abcc::soft_dtw_backward")
+
+
+def _declare(op: str, differentiable: bool = True, reference_jvp: bool = False) -> None:
+    """One family of engines (backend choice is per family: resolve("soft_dtw", ...)), declared per
+    public op because what each op can do differs."""
+    spec = _registry.EngineSpec
+    native = dict(backward=differentiable, library=_LIBRARY_OPS)
+    _registry.declare(
+        op,
+        spec(op, "reference", devices=("cpu", "cuda"), backward=differentiable, jvp=reference_jvp,
+             double_backward=differentiable, note="anti-diagonal loop in PyTorch; derivatives from autograd"),
+        spec(op, "cpu", devices=("cpu",), compute="float32 or float64 (float64 past PRECISION_AUTO_LENGTH "
+             "points by default)", **native),
+        spec(op, "triton", devices=("cuda",), compute="float32", module=_ENGINE_MODULES["triton"], **native),
+        spec(op, "cuda", devices=("cuda",), module=_ENGINE_MODULES["cuda"],
+             note="N, M limited by shared memory (the error says what to change)", **native))
+
+
+_declare("soft_dtw", reference_jvp=True)
+_declare("soft_dtw_cost", reference_jvp=True)
+_declare("soft_dtw_alignment", differentiable=False)   # E itself; not differentiable
+_declare("dilate")  # the reference differentiates inside (autograd.grad): no forward mode
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,6 +129,9 @@ def _lengths(lengths: Lengths, B: int, full: int, device, name: str, fn: str) ->
     if out.is_floating_point() or out.dim() != 1 or out.numel() != B:
         raise ValueError(f"{fn}: {name} must be B={B} integers, got {tuple(out.shape)} {out.dtype}")
     out = out.to(torch.int64).contiguous()
+    if torch.compiler.is_compiling():
+        _graph_assert(((out >= 1) & (out <= full)).all(), f"{fn}: {name} must lie in [1, {full}] (the padded length)")
+        return out
     if B and (int(out.min()) < 1 or int(out.max()) > full):
         raise ValueError(f"{fn}: {name} must lie in [1, {full}] (the padded length), got min {int(out.min())}, "
                          f"max {int(out.max())}")
@@ -111,9 +144,12 @@ def _check_bandwidth(bandwidth, n: torch.Tensor, m: torch.Tensor, fn: str) -> fl
     bw = float(bandwidth)
     if not math.isfinite(bw) or bw < 0:
         raise ValueError(f"{fn}: bandwidth must be None or a finite number >= 0, got {bandwidth}")
-    if bw < 0.5 and bool((n != m).any()):
-        raise ValueError(f"{fn}: bandwidth={bw} leaves no warping path between sequences of different lengths "
-                         "(the band is feasible for bandwidth >= 0.5); widen it or pass bandwidth=None")
+    msg = (f"{fn}: bandwidth={bw} leaves no warping path between sequences of different lengths "
+           "(the band is feasible for bandwidth >= 0.5); widen it or pass bandwidth=None")
+    if bw < 0.5 and torch.compiler.is_compiling():
+        _graph_assert((n == m).all(), msg)
+    elif bw < 0.5 and bool((n != m).any()):
+        raise ValueError(msg)
     return bw
 
 
@@ -121,11 +157,23 @@ def _valid_mask(lengths: torch.Tensor, full: int, device) -> torch.Tensor:
     return torch.arange(full, device=device).unsqueeze(0) < _device_lengths(lengths, device).unsqueeze(1)
 
 
+def _graph_assert(ok: torch.Tensor, msg: str) -> None:
+    """A data-dependent check under torch.compile, where Python cannot branch on a tensor's value:
+    an assertion recorded in the graph (it raises RuntimeError(msg) when the compiled code runs)."""
+    torch._assert_async(ok, msg)
+
+
 def _check_finite(t: torch.Tensor, mask: Optional[torch.Tensor], name: str, fn: str) -> None:
     # On CUDA tensors the check would wait for the GPU (a host sync on every call), so it runs only
     # when asked for: torch.autograd.set_detect_anomaly(True) or ABCC_CHECK_FINITE=1. Without it
     # NaN or Inf inputs give NaN or Inf outputs there.
     if t.is_cuda and not (torch.is_anomaly_enabled() or os.environ.get("ABCC_CHECK_FINITE") == "1"):
+        return
+    if torch.compiler.is_compiling():
+        ok = torch.isfinite(t.detach()) if mask is None else \
+            torch.isfinite(t.detach()) | ~mask.view(mask.shape + (1,) * (t.dim() - mask.dim()))
+        _graph_assert(ok.all(), f"{fn}: {name} contains NaN or Inf; clean or mask the input "
+                      "(padding beyond the lengths may hold anything)")
         return
     if mask is None and bool(torch.isfinite(t.detach().sum())):
         return  # one reduction, no temporaries; a NaN/Inf (or an overflowing sum) takes the full check
@@ -224,7 +272,7 @@ def _reference_value(D: torch.Tensor, n: torch.Tensor, m: torch.Tensor, gamma: f
         softmin = -gamma * torch.logsumexp(-safe / gamma, dim=0)
         cell = torch.where(valid & ~dead, Dk + softmin, inf)
         hit = last == k
-        if bool(hit.any()):
+        if torch.compiler.is_compiling() or bool(hit.any()):  # (compiled: no branch on a value)
             value = torch.where(hit, cell.gather(1, (nb - 1)).squeeze(1), value)
         prev2, prev1 = prev1, torch.cat([inf.expand(B, 1), cell], dim=1)
     return value
@@ -260,6 +308,16 @@ class _CpuEngine:
 
     Threads: torch.get_num_threads(), at least ~1M cells each, 1 in a forked child
     (see ops._backend.cpu_threads).
+
+    Engine protocol (every engine: this one, `_soft_dtw_triton.ENGINE`, `_soft_dtw_cuda.ENGINE`):
+    `forward(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save)` -> (value, temporal or
+    None, state or None) and `backward(..., want_temporal, state, grad_value, grad_temporal)` ->
+    (G,) for a cost matrix, (dx, dy) for sequences. For the custom ops, which pass only tensors,
+    the state travels as its first three tensors, flattened, `unpack_state(tensors,
+    want_temporal, variant)` rebuilds it and `state_dtypes(dtype)` gives their dtypes to the fake
+    implementation. An engine with several kernel layouts also has `variant()`, the layout code
+    fixed per call (the backward must read the state in the forward's layout), and takes it as
+    `forward(..., code=variant)`.
     """
 
     supports_seq = True
@@ -273,8 +331,8 @@ class _CpuEngine:
     def _threads(n, m) -> int:
         return cpu_threads(work=int((n * m).sum()))
 
-    def forward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save):
-        code = self._CODES[self.choice]
+    def forward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, code=None):
+        code = self._CODES[self.choice] if code is None else code
         value, temporal, r, rt, off = native_module().sdtw_cpu_forward(
             D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, self._threads(n, m), code)
         return value, (temporal if want_temporal else None), (r, rt, off, code)
@@ -285,6 +343,17 @@ class _CpuEngine:
             D, x, y, n, m, gamma, bandwidth, omega, want_temporal, r, rt, off, grad_value, grad_temporal,
             self._threads(n, m), code)
         return (G,) if D is not None else (dx, dy)
+
+    def variant(self) -> int:
+        return self._CODES[self.choice]
+
+    @staticmethod
+    def state_dtypes(dtype):
+        return dtype, dtype, torch.float64  # R, its tangent, float64 offsets
+
+    @staticmethod
+    def unpack_state(tensors, want_temporal, variant):
+        return (*tensors, variant)  # the C++ backward checks sizes only, so flat views do
 
 
 _ENGINE_CACHE: dict = {}
@@ -300,13 +369,7 @@ def _engine(name: str):
     return _ENGINE_CACHE[name]
 
 
-@functools.lru_cache(maxsize=None)
-def _implemented() -> tuple:
-    names = ["reference", "cpu"]
-    for name, module in _ENGINE_MODULES.items():
-        if importlib.util.find_spec(module) is not None:
-            names.append(name)
-    return tuple(names)
+_op.use_engines(lambda name: _engine(name))  # late-bound: a test may wrap _engine
 
 
 def _device_lengths(t: torch.Tensor, device) -> torch.Tensor:
@@ -319,79 +382,35 @@ def _device_lengths(t: torch.Tensor, device) -> torch.Tensor:
     return t.to(device)
 
 
-class _CostFunction(torch.autograd.Function):
-    """(value, temporal) of soft-DTW on a cost matrix D [B, N, M]; backward gives dL/dD."""
-
-    @staticmethod
-    def forward(ctx, D, n, m, gamma, bandwidth, omega, want_temporal, engine_name):
-        engine = _engine(engine_name)
-        D = D.contiguous()
-        save = ctx.needs_input_grad[0]
-        value, temporal, state = engine.forward(D, None, None, n, m, gamma, bandwidth, omega, want_temporal, save)
-        ctx.args = (engine, n, m, gamma, bandwidth, omega, want_temporal, state)
-        ctx.save_for_backward(D)
-        if temporal is None:
-            temporal = torch.zeros_like(value)
-        return value, temporal
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_value, grad_temporal):
-        engine, n, m, gamma, bandwidth, omega, want_temporal, state = ctx.args
-        (D,) = ctx.saved_tensors
-        gv = grad_value.contiguous() if grad_value is not None else torch.zeros(D.shape[0], dtype=D.dtype, device=D.device)
-        gt = grad_temporal.contiguous() if (want_temporal and grad_temporal is not None) else None
-        (G,) = engine.backward(D, None, None, n, m, gamma, bandwidth, omega, want_temporal, state, gv, gt)
-        return G, None, None, None, None, None, None, None
-
-
-class _SeqFunction(torch.autograd.Function):
-    """Univariate fast path: cost (x_i - y_j)^2 computed inside the kernel, no [B, N, M] tensor."""
-
-    @staticmethod
-    def forward(ctx, x, y, n, m, gamma, bandwidth, omega, want_temporal, engine_name):
-        engine = _engine(engine_name)
-        x, y = x.contiguous(), y.contiguous()
-        save = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        value, temporal, state = engine.forward(None, x, y, n, m, gamma, bandwidth, omega, want_temporal, save)
-        ctx.args = (engine, n, m, gamma, bandwidth, omega, want_temporal, state)
-        ctx.save_for_backward(x, y)
-        if temporal is None:
-            temporal = torch.zeros_like(value)
-        return value, temporal
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_value, grad_temporal):
-        engine, n, m, gamma, bandwidth, omega, want_temporal, state = ctx.args
-        x, y = ctx.saved_tensors
-        gv = grad_value.contiguous() if grad_value is not None else torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        gt = grad_temporal.contiguous() if (want_temporal and grad_temporal is not None) else None
-        dx, dy = engine.backward(None, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, gv, gt)
-        return dx, dy, None, None, None, None, None, None, None
+def _plan(device, backend, univariate: bool):
+    """(backend name, the engine's layout code or -1, whether the kernel computes the univariate
+    cost itself): plain Python, a constant under torch.compile (see _library.constant)."""
+    name = resolve("soft_dtw", device, backend, _registry.implemented("soft_dtw"))
+    if name == "reference":
+        return name, -1, False
+    engine = _engine(name)
+    variant = engine.variant() if hasattr(engine, "variant") else -1
+    return name, variant, bool(univariate and getattr(engine, "supports_seq", False))
 
 
 def _core(D, x3, y3, n, m, gamma, bandwidth, omega, want_temporal, backend):
     """Dispatch. Give D [B, N, M] or x3 [B, N, d], y3 [B, M, d]. Returns (value, temporal|None)."""
     ref = D if D is not None else x3
-    name = resolve("soft_dtw", ref.device, backend, _implemented())
+    name, variant, seq = _library.constant(_plan, ref.device, backend, D is None and x3.shape[-1] == 1)
     if name == "reference":
         if D is None:
             D = pairwise_sq_dist(x3, y3)
         if want_temporal and omega is None:
             omega = default_omega(n, m, D.shape[1], D.shape[2], D.dtype, D.device)
         return _reference(D, n, m, gamma, bandwidth, omega, want_temporal)
-    engine = _engine(name)
     nd, md = _device_lengths(n, ref.device), _device_lengths(m, ref.device)
     if omega is not None:
         omega = omega.to(ref.dtype).contiguous()
-    if D is None and x3.shape[-1] == 1 and getattr(engine, "supports_seq", False):
-        value, temporal = _SeqFunction.apply(x3[..., 0], y3[..., 0], nd, md, gamma, bandwidth, omega,
-                                             want_temporal, name)
+    if seq:
+        D, x, y = None, x3[..., 0].contiguous(), y3[..., 0].contiguous()
     else:
-        if D is None:
-            D = pairwise_sq_dist(x3, y3)
-        value, temporal = _CostFunction.apply(D, nd, md, gamma, bandwidth, omega, want_temporal, name)
+        D, x, y = (D if D is not None else pairwise_sq_dist(x3, y3)).contiguous(), None, None
+    value, temporal = _op.native(D, x, y, nd, md, gamma, bandwidth, omega, want_temporal, name, variant)
     return value, (temporal if want_temporal else None)
 
 
@@ -459,14 +478,14 @@ def soft_dtw_alignment(x: torch.Tensor, y: torch.Tensor, gamma: float = 1.0, *,
     x3, y3, n, m = _prepare_pair(x, y, lengths_x, lengths_y, fn, precision=precision)
     bw = _check_bandwidth(bandwidth, n, m, fn)
     D = pairwise_sq_dist(x3.detach(), y3.detach()).contiguous()
-    name = resolve("soft_dtw", D.device, backend, _implemented())
+    name, variant, _ = _library.constant(_plan, D.device, backend, False)
     if name == "reference":
         return _restore_dtype(_reference_alignment(D, n, m, gamma, bw), x)
-    engine = _engine(name)
     nd, md = _device_lengths(n, D.device), _device_lengths(m, D.device)
-    _, _, state = engine.forward(D, None, None, nd, md, gamma, bw, None, False, True)
+    common = (D, None, None, nd, md, gamma, bw, None, False)
+    out = _library.call("soft_dtw_forward", _op.forward_op_impl, *common, True, name, variant)
     ones = torch.ones(D.shape[0], dtype=D.dtype, device=D.device)
-    (E,) = engine.backward(D, None, None, nd, md, gamma, bw, None, False, state, ones, None)
+    E, _, _ = _library.call("soft_dtw_backward", _op.backward_impl, *common, *out[2:], ones, None, name, variant)
     return _restore_dtype(E, x)
 
 

@@ -37,13 +37,16 @@ backend="triton"/"cuda" raises):
   - The tangent outputs are not differentiable (the MeanFlow target stop-gradients them): a
     backward through a tangent gives no gradient to what the tangent depends on; nested forward AD
     (jvp of jvp) raises.
-  - Under `torch.compile` the op runs eagerly (a graph break), because Dynamo can trace an
-    `autograd.Function`'s forward and silently drop its forward-mode rule; eager keeps the tangent.
+
+torch.compile: the fused backends are the custom ops `abcc::two_stream_attention_forward`,
+`..._forward_jvp` and `..._backward` (ops/_library.py), so a compiled primal + backward has no
+graph break. While forward-mode AD is active the op runs eagerly instead (a graph break under
+torch.compile), because a custom op cannot carry a JVP rule and Dynamo can trace an
+`autograd.Function`'s forward and silently drop its forward-mode rule; eager keeps the tangent.
 """
 from __future__ import annotations
 
 import collections
-import functools
 import math
 import os
 import warnings
@@ -52,14 +55,29 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from . import _library, _registry
 from ._backend import native_module, resolve, status
 
 __all__ = ["two_stream_attention", "two_stream_attention_reference"]
 
 _OP = "two_stream_attention"
-_IMPLEMENTED = ("reference", "triton", "cuda")
-_FUSED_D = (32, 64, 128)
-_FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_FUSED_LIMITS = {"head_dim": (32, 64, 128), "max_batch_x_heads": 65535}  # one grid row per (batch, head)
+_LIBRARY_OPS = ("abcc::two_stream_attention_forward", "abcc::two_stream_attention_forward_jvp",
+                "abcc::two_stream_attention_backward")
+_registry.declare(
+    _OP,
+    _registry.EngineSpec(_OP, "reference", devices=("cpu", "cuda"), jvp=True, double_backward=True,
+                         compute="float32, or float64 for float64 inputs", note="builds the concatenation"),
+    _registry.EngineSpec(_OP, "triton", devices=("cuda",), dtypes=(torch.float32, torch.bfloat16, torch.float16),
+                         compute="float32 accumulation", jvp=True, limits=_FUSED_LIMITS, library=_LIBRARY_OPS,
+                         note="primal and tangent in one launch"),
+    _registry.EngineSpec(_OP, "cuda", devices=("cuda",), dtypes=(torch.float32, torch.bfloat16, torch.float16),
+                         compute="float32 accumulation on CUDA cores", jvp=True, limits=_FUSED_LIMITS, auto=False,
+                         library=_LIBRARY_OPS, note="backward: the Triton kernel"))
+_IMPLEMENTED = tuple(_registry.engines(_OP))
+_FUSED_D = _registry.spec(_OP, "triton").limits["head_dim"]
+_FUSED_DTYPES = _registry.spec(_OP, "triton").dtypes
+_MAX_BH = _registry.spec(_OP, "triton").limits["max_batch_x_heads"]
 
 KeyPaddingMask = Optional[Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]]
 
@@ -219,11 +237,85 @@ def _engine_backward(engine: str, prim, oa, ob, lse, doa, dob, keep, scale):
     return _triton_backward(prim, oa, ob, lse, doa, dob, keep, scale)
 
 
-def _saved(ctx):
-    saved = ctx.saved_tensors
-    prim, oa, ob, lse = saved[:6], saved[6], saved[7], saved[8]
-    keep = saved[9] if ctx.has_keep else None
-    return prim, oa, ob, lse, keep
+# ---------------------------------------------------------------------------------------------
+# custom ops abcc::two_stream_attention_{forward,forward_jvp,backward} and, for eager calls, the
+# autograd Functions over the same implementations and formulas (routes: ops/_library.py). The
+# Functions add what a custom op cannot carry: the forward-mode rules. The dispatch reaches
+# forward_jvp only through them (forward AD runs eagerly: Dynamo does not guard on whether an
+# input carries a tangent, so a compiled graph cannot safely choose between the two forwards);
+# as an op it is the fused primal + tangent for compiled code that passes tangents explicitly.
+# ---------------------------------------------------------------------------------------------
+_PRIMS = "Tensor qa, Tensor ka, Tensor va, Tensor qb, Tensor kb, Tensor vb"
+_TANGENTS = "Tensor tqa, Tensor tka, Tensor tva, Tensor tqb, Tensor tkb, Tensor tvb"
+
+
+def _forward_impl(qa, ka, va, qb, kb, vb, keep, scale, engine):
+    """(oa, ob, lse): lse fp32 [B, H, Na + Nb] for the backward (keep: int8 [B, Na + Nb] or None)."""
+    return _engine_forward(engine, (qa, ka, va, qb, kb, vb), None, keep, scale)[:3]
+
+
+def _forward_jvp_impl(qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, keep, scale, engine):
+    """(oa, ob, lse, toa, tob) from one fused launch."""
+    return _engine_forward(engine, (qa, ka, va, qb, kb, vb), (tqa, tka, tva, tqb, tkb, tvb), keep, scale)
+
+
+def _backward_impl(qa, ka, va, qb, kb, vb, oa, ob, lse, doa, dob, keep, scale, engine):
+    return tuple(_engine_backward(engine, (qa, ka, va, qb, kb, vb), oa, ob, lse, doa, dob, keep, scale))
+
+
+def _primal_fake(qa, qb):
+    B, H, Na, _ = qa.shape
+    lse = qa.new_empty((B, H, Na + qb.shape[2]), dtype=torch.float32)
+    return qa.new_empty(qa.shape), qb.new_empty(qb.shape), lse
+
+
+def _forward_fake(qa, ka, va, qb, kb, vb, keep, scale, engine):
+    return _primal_fake(qa, qb)
+
+
+def _forward_jvp_fake(qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, keep, scale, engine):
+    return _primal_fake(qa, qb) + (qa.new_empty(qa.shape), qb.new_empty(qb.shape))
+
+
+def _backward_fake(qa, ka, va, qb, kb, vb, oa, ob, lse, doa, dob, keep, scale, engine):
+    return tuple(t.new_empty(t.shape) for t in (qa, ka, va, qb, kb, vb))
+
+
+def _setup(ctx, inputs, output):
+    """For both forwards: the primal inputs are the first six, keep/scale/engine the last three."""
+    prim, (keep, scale, engine) = inputs[:6], inputs[-3:]
+    oa, ob, lse = output[:3]
+    ctx.mark_non_differentiable(lse, *output[3:])  # the tangents are not differentiable
+    ctx.set_materialize_grads(False)  # no zero gradients for lse and the tangents; _backward takes None
+    ctx.scale, ctx.engine, ctx.n_inputs = scale, engine, len(inputs)
+    ctx.save_for_backward(*prim, oa, ob, lse, keep)
+
+
+def _backward(ctx, doa, dob, *_):
+    qa, ka, va, qb, kb, vb, oa, ob, lse, keep = ctx.saved_tensors
+    doa = doa.contiguous() if doa is not None else torch.zeros_like(oa)
+    dob = dob.contiguous() if dob is not None else torch.zeros_like(ob)
+    grads = _library.call("two_stream_attention_backward", _backward_impl, qa, ka, va, qb, kb, vb, oa, ob, lse,
+                          doa, dob, keep, ctx.scale, ctx.engine)
+    return tuple(grads) + (None,) * (ctx.n_inputs - 6)
+
+
+def _define(name, impl, fake, schema, differentiable=True):
+    op = torch.library.custom_op(_library.qualname(name), impl, mutates_args=(), schema=schema)
+    op.register_fake(fake)
+    if differentiable:
+        op.register_autograd(_backward, setup_context=_setup)
+    return getattr(torch.ops.abcc, name)
+
+
+_forward_op = _define("two_stream_attention_forward", _forward_impl, _forward_fake,
+                      f"({_PRIMS}, Tensor? keep, float scale, str engine) -> (Tensor, Tensor, Tensor)")
+_forward_jvp_op = _define("two_stream_attention_forward_jvp", _forward_jvp_impl, _forward_jvp_fake,
+                          f"({_PRIMS}, {_TANGENTS}, Tensor? keep, float scale, str engine) "
+                          "-> (Tensor, Tensor, Tensor, Tensor, Tensor)")
+_define("two_stream_attention_backward", _backward_impl, _backward_fake,
+        f"({_PRIMS}, Tensor oa, Tensor ob, Tensor lse, Tensor doa, Tensor dob, Tensor? keep, float scale, "
+        "str engine) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", differentiable=False)
 
 
 class _JointAttention(torch.autograd.Function):
@@ -232,27 +324,20 @@ class _JointAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(qa, ka, va, qb, kb, vb, keep, scale, engine):
-        return _engine_forward(engine, (qa, ka, va, qb, kb, vb), None, keep, scale)[:3]
+        return _forward_impl(qa, ka, va, qb, kb, vb, keep, scale, engine)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        qa, ka, va, qb, kb, vb, keep, scale, engine = inputs
-        oa, ob, lse = output
-        ctx.mark_non_differentiable(lse)
-        ctx.scale, ctx.engine, ctx.has_keep = scale, engine, keep is not None
-        ctx.save_for_backward(qa, ka, va, qb, kb, vb, oa, ob, lse, *((keep,) if keep is not None else ()))
-        ctx.save_for_forward(qa, ka, va, qb, kb, vb, *((keep,) if keep is not None else ()))
+        _setup(ctx, inputs, output)
+        ctx.save_for_forward(*inputs[:6], inputs[6])
 
-    @staticmethod
-    def backward(ctx, doa, dob, _dlse):
-        prim, oa, ob, lse, keep = _saved(ctx)
-        return (*_engine_backward(ctx.engine, prim, oa, ob, lse, doa, dob, keep, ctx.scale), None, None, None)
+    backward = staticmethod(_backward)
 
     @staticmethod
     def jvp(ctx, tqa, tka, tva, tqb, tkb, tvb, _tkeep, _tscale, _tengine):
         saved = ctx.saved_tensors
         prim = tuple(t.contiguous() for t in saved[:6])
-        keep = saved[6] if ctx.has_keep else None
+        keep = saved[6]
         tangents = tuple((t if t is not None else torch.zeros_like(p)).contiguous()
                          for t, p in zip((tqa, tka, tva, tqb, tkb, tvb), prim))
         launch_counts[(ctx.engine, "jvp_fallback")] += 1
@@ -265,22 +350,10 @@ class _JointAttentionWithTangent(torch.autograd.Function):
 
     @staticmethod
     def forward(qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, keep, scale, engine):
-        return _engine_forward(engine, (qa, ka, va, qb, kb, vb), (tqa, tka, tva, tqb, tkb, tvb), keep, scale)
+        return _forward_jvp_impl(qa, ka, va, qb, kb, vb, tqa, tka, tva, tqb, tkb, tvb, keep, scale, engine)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        qa, ka, va, qb, kb, vb = inputs[:6]
-        keep, scale, engine = inputs[12:]
-        oa, ob, lse, toa, tob = output
-        ctx.mark_non_differentiable(lse, toa, tob)
-        ctx.scale, ctx.engine, ctx.has_keep = scale, engine, keep is not None
-        ctx.save_for_backward(qa, ka, va, qb, kb, vb, oa, ob, lse, *((keep,) if keep is not None else ()))
-
-    @staticmethod
-    def backward(ctx, doa, dob, _dlse, _dtoa, _dtob):
-        prim, oa, ob, lse, keep = _saved(ctx)
-        grads = _engine_backward(ctx.engine, prim, oa, ob, lse, doa, dob, keep, ctx.scale)
-        return (*grads, None, None, None, None, None, None, None, None, None)
+    setup_context = staticmethod(_setup)
+    backward = staticmethod(_backward)
 
     @staticmethod
     def jvp(ctx, *tangents):
@@ -315,8 +388,13 @@ def _choose_backend(device: torch.device, backend: Optional[str]) -> str:
     name = resolve(_OP, device, backend, _IMPLEMENTED)
     if name == "cuda" and not _warned_cuda_kernel:
         _warned_cuda_kernel = True
-        warnings.warn(_CUDA_KERNEL_WARNING, RuntimeWarning, stacklevel=4)
+        warnings.warn(_CUDA_KERNEL_WARNING, RuntimeWarning, stacklevel=5)  # the caller of two_stream_attention
     return name
+
+
+def _plan(device: torch.device, backend: Optional[str]):
+    """(engine, whether the choice was explicit): a constant under torch.compile (_library.constant)."""
+    return _choose_backend(device, backend), _explicit(backend)
 
 
 def _split_tangents(tensors):
@@ -334,34 +412,35 @@ def _split_tangents(tensors):
     return tuple(primals), tuple(tangents)
 
 
-def _run_eagerly(fn):
-    """`torch.compiler.disable(fn)`, applied at the first call: importing torch._dynamo costs
-    about 2 s, which every `import abcc_fast.ops` (and so every `abcc` command) would pay."""
-    disabled = None
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        nonlocal disabled
-        if disabled is None:
-            disabled = torch.compiler.disable(fn)
-        return disabled(*args, **kwargs)
-
-    return wrapper
-
-
-@_run_eagerly
-def _fused(engine: str, tensors, keep: Optional[torch.Tensor], scale: float):
-    # Eager on purpose: Dynamo may trace an autograd.Function's forward and drop its forward-mode
-    # rule without an error; here tangents are unpacked and re-attached in plain Python instead.
+def _fused_forward_ad(engine: str, tensors, keep8: Optional[torch.Tensor], scale: float):
+    """Forward AD active: the tangents the inputs carry are unpacked here and re-attached to the
+    outputs, so that primal and tangent come from one launch. Runs under torch.compiler.disable:
+    Dynamo may trace an autograd.Function's forward and drop its forward-mode rule without an
+    error (see ops/_library.py)."""
     primals, tangents = _split_tangents(tensors)
     primals = tuple(p.contiguous() for p in primals)
-    keep8 = keep.to(torch.int8).contiguous() if keep is not None else None
     if tangents is None:
         oa, ob, _ = _JointAttention.apply(*primals, keep8, scale, engine)
         return oa, ob
     tangents = tuple(t.to(p.dtype).contiguous() for t, p in zip(tangents, primals))
     oa, ob, _, toa, tob = _JointAttentionWithTangent.apply(*primals, *tangents, keep8, scale, engine)
     return fwAD.make_dual(oa, toa), fwAD.make_dual(ob, tob)
+
+
+_fused_forward_ad_eagerly = _library.run_eagerly(_fused_forward_ad)
+
+
+def _fused(engine: str, tensors, keep: Optional[torch.Tensor], scale: float):
+    keep8 = keep.to(torch.int8).contiguous() if keep is not None else None
+    how = _library.route(*tensors)
+    if how == "forward_ad":
+        return _fused_forward_ad_eagerly(engine, tensors, keep8, scale)
+    prims = tuple(t.contiguous() for t in tensors)
+    if how == "library":
+        oa, ob, _ = _forward_op(*prims, keep8, scale, engine)
+    else:
+        oa, ob, _ = _JointAttention.apply(*prims, keep8, scale, engine)
+    return oa, ob
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,9 +475,9 @@ def two_stream_attention(qa: torch.Tensor, ka: torch.Tensor, va: torch.Tensor,
     B, H, Na, Nb, D = _check_inputs(tensors)
     keep = _keep_mask(key_padding_mask, B, Na, Nb, qa.device)
     scale = _check_scale(scale, D)
-    engine = _choose_backend(qa.device, backend)
-    if engine != "reference" and not _explicit(backend) and (
-            D not in _FUSED_D or qa.dtype not in _FUSED_DTYPES or B * H > 65535):
+    engine, explicit = _library.constant(_plan, qa.device, backend)
+    if engine != "reference" and not explicit and (
+            D not in _FUSED_D or qa.dtype not in _FUSED_DTYPES or B * H > _MAX_BH):
         engine = "reference"  # automatic choice falls back where the fused kernels do not apply
     if engine == "reference":
         return _reference(qa, ka, va, qb, kb, vb, keep, scale)
@@ -408,9 +487,9 @@ def two_stream_attention(qa: torch.Tensor, ka: torch.Tensor, va: torch.Tensor,
     if qa.dtype not in _FUSED_DTYPES:
         raise TypeError(f"{_OP}: the {engine} backend takes {[str(d) for d in _FUSED_DTYPES]}, got {qa.dtype}; "
                         "convert the inputs or use backend='reference' (float64)")
-    if B * H > 65535:
+    if B * H > _MAX_BH:
         raise ValueError(f"{_OP}: the {engine} backend launches one grid row per (batch, head) and CUDA allows "
-                         f"65535, got B*H={B * H}; split the batch or use backend='reference'")
+                         f"{_MAX_BH}, got B*H={B * H}; split the batch or use backend='reference'")
     if B * H == 0:  # nothing to launch
         return _reference(qa, ka, va, qb, kb, vb, keep, scale)
     return _fused(engine, tensors, keep, scale)
