@@ -75,7 +75,12 @@ inline float log2_fast(float v) {
 }
 
 // 1/v for positive normal floats without a division: the classic bit-pattern guess (relative
-// error < 5.1%) and three Newton steps y <- y (2 - v y), each squaring the error (< 5e-11).
+// error < 5.1%), two Newton steps y <- y (2 - v y) (error < 7e-6), then one step in residual form,
+// e = 1 - v y by one fused multiply-add (exact before its one rounding), y <- y + y e. The last
+// form matters: y (2 - v y) rounds 2 - v y to an ulp of 1 and, measured on sums S = 1 + t with
+// small t (most softmin cells), returned S * (1/S) - 1 = +7.7e-9 on average, a bias that the
+// backward's push of E along 8,000 diagonals turned into alignment errors of 1e-4 at N = 4096.
+// The residual form averages -4.8e-10, the same as a correctly rounded division.
 inline float recip_fast(float v) {
   int32_t bits;
   std::memcpy(&bits, &v, sizeof(float));
@@ -84,8 +89,8 @@ inline float recip_fast(float v) {
   std::memcpy(&y, &gbits, sizeof(float));
   y = y * (2.0f - v * y);
   y = y * (2.0f - v * y);
-  y = y * (2.0f - v * y);
-  return y;
+  const float e = std::fma(-v, y, 1.0f);
+  return std::fma(y, e, y);
 }
 
 // float64 versions (the accuracy path), also vectorisable: exp2 by the degree-12 Taylor series of
