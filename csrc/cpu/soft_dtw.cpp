@@ -86,6 +86,7 @@ struct PairView {
 template <typename T>
 void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* r_store,
                   T* rt_store, double* off_store) {
+  const FlushDenormals ftz;
   const T INF = kInf<T>;
   const PairView<T> view(p, b);
   const int64_t n = view.n, m = view.m;
@@ -188,6 +189,7 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
 template <typename T>
 void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T* rt_store,
                    const double* off_store, const T* gv, const T* gt, T* G, T* dx, T* dy) {
+  const FlushDenormals ftz;
   const T INF = kInf<T>;
   const PairView<T> view(p, b);
   const int64_t n = view.n, m = view.m;

@@ -13,6 +13,9 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+#if defined(__SSE__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
 
 #include "cpu/soft_dtw.h"
 
@@ -139,6 +142,22 @@ inline double log2_fast(double v) {
   for (int k = 19; k >= 1; k -= 2) poly = poly * s2 + 1.0 / k;
   return ef + 2.0 * kLog2e * s * poly;
 }
+
+// Flush-to-zero and denormals-are-zero for the lifetime of the object, on the calling thread (the
+// x86 MXCSR register is per thread; each OpenMP worker sets its own). Alignment weights far from
+// the optimal path underflow below 1.2e-38 through denormal values, which cost tens to hundreds of
+// cycles per operation on x86 cores: measured with the flags off, the float32 backward at N = 512
+// took 1.55x its time with them on, and the d > 1 gradient fold (d multiply-adds per cell) 19x at d = 8.
+// Results change only where a value would be denormal (|v| < 1.2e-38 in float32): it becomes 0.
+struct FlushDenormals {
+#if defined(__SSE__) || defined(_M_X64)
+  unsigned saved;
+  FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040u); }  // FTZ (bit 15) | DAZ (bit 6)
+  ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+};
 
 template <typename T> struct Math;
 template <> struct Math<float> {

@@ -82,6 +82,7 @@ void fill_window(const Diagonals& diag, int64_t k, T* buf, T v) {
 template <typename T>
 void forward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, T* value, T* temporal,
                    T* r_store, T* rt_store, double* off_store) {
+  const FlushDenormals ftz;
   const T INF = kInf<T>;
   const LaneGroup<T> grp(p, g);
   const int64_t n = grp.n, m = grp.m, K = n + m - 1, W = (n + 2) * L;
@@ -172,6 +173,7 @@ void forward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, T*
 template <typename T>
 void backward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, const T* r_store,
                     const T* rt_store, const double* off_store, const T* gv, const T* gt, T* G, T* dx, T* dy) {
+  const FlushDenormals ftz;
   const T INF = kInf<T>;
   const LaneGroup<T> grp(p, g);
   const int64_t n = grp.n, m = grp.m, K = n + m - 1, W = (n + 2) * L;
