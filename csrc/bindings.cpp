@@ -114,10 +114,14 @@ abcc::cpu::SdtwProblem<T> make_problem(const OptTensor& D, const OptTensor& x, c
     ABCC_CHECK_CPU(*x);
     ABCC_CHECK_CONTIG(*x);
     ABCC_CHECK_CONTIG(*y);
-    TORCH_CHECK(x->dim() == 2 && y->dim() == 2 && x->size(0) == y->size(0), "x, y must be [B, N], [B, M]");
+    TORCH_CHECK((x->dim() == 2 || x->dim() == 3) && y->dim() == x->dim() && x->size(0) == y->size(0) &&
+                    (x->dim() == 2 || x->size(2) == y->size(2)),
+                "x, y must be [B, N], [B, M] or [B, N, d], [B, M, d]");
     p.B = x->size(0);
     p.N = x->size(1);
     p.M = y->size(1);
+    p.d = x->dim() == 3 ? x->size(2) : 1;
+    TORCH_CHECK(p.d >= 1, "x, y need at least one feature");
     p.x = x->data_ptr<T>();
     p.y = y->data_ptr<T>();
   }

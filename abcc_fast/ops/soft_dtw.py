@@ -256,13 +256,15 @@ def _reference_alignment(D, n, m, gamma, bandwidth):
 # native backends: engines with forward(...) / backward(...) wrapped in autograd Functions
 # ---------------------------------------------------------------------------------------------
 class _CpuEngine:
-    """C++/OpenMP kernels of csrc/cpu/soft_dtw.cpp. Supports the univariate on-the-fly cost.
+    """C++/OpenMP kernels of csrc/cpu/soft_dtw.cpp. Computes the cost ||x_i - y_j||^2 inside the
+    sweep for any d (no [B, N, M] tensor; csrc/cpu/soft_dtw_features.h for d > 1).
 
     Threads: torch.get_num_threads(), at least ~1M cells each, 1 in a forked child
     (see ops._backend.cpu_threads).
     """
 
     supports_seq = True
+    supports_multivariate = True
     # Which C++ engine runs: "auto" (by shape), "pairs" (one pair at a time, SIMD along
     # anti-diagonals) or "lanes" (one pair per SIMD lane; needs every pair at the padded lengths,
     # else the pair engine runs). Tests pin it; users have no reason to.
@@ -346,7 +348,8 @@ class _CostFunction(torch.autograd.Function):
 
 
 class _SeqFunction(torch.autograd.Function):
-    """Univariate fast path: cost (x_i - y_j)^2 computed inside the kernel, no [B, N, M] tensor."""
+    """Sequences x [B, N] or [B, N, d], y alike: the cost ||x_i - y_j||^2 is computed inside the
+    kernel, no [B, N, M] tensor; the backward gives dL/dx, dL/dy directly."""
 
     @staticmethod
     def forward(ctx, x, y, n, m, gamma, bandwidth, omega, want_temporal, engine_name):
@@ -385,9 +388,10 @@ def _core(D, x3, y3, n, m, gamma, bandwidth, omega, want_temporal, backend):
     nd, md = _device_lengths(n, ref.device), _device_lengths(m, ref.device)
     if omega is not None:
         omega = omega.to(ref.dtype).contiguous()
-    if D is None and x3.shape[-1] == 1 and getattr(engine, "supports_seq", False):
-        value, temporal = _SeqFunction.apply(x3[..., 0], y3[..., 0], nd, md, gamma, bandwidth, omega,
-                                             want_temporal, name)
+    if D is None and getattr(engine, "supports_seq", False) and (
+            x3.shape[-1] == 1 or getattr(engine, "supports_multivariate", False)):
+        xs, ys = (x3[..., 0], y3[..., 0]) if x3.shape[-1] == 1 else (x3, y3)
+        value, temporal = _SeqFunction.apply(xs, ys, nd, md, gamma, bandwidth, omega, want_temporal, name)
     else:
         if D is None:
             D = pairwise_sq_dist(x3, y3)
