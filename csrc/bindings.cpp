@@ -21,6 +21,10 @@
 
 #include "cpu/soft_dtw.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #ifdef ABCC_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -76,6 +80,24 @@ pybind11::tuple names_tuple(const ArgNames<N>& names) {
   pybind11::tuple out(N);
   for (size_t i = 0; i < N; ++i) out[i] = pybind11::str(names[i]);
   return out;
+}
+
+// Asks Linux to back a large, fresh CPU buffer with 2 MiB pages where transparent huge pages are
+// allowed on request ("madvise" mode, the usual default). The soft-DTW forward writes its saved
+// state once, front to back, and every first touch of a 4 KiB page is a page fault: measured at
+// N = 2048 (d = 1, 1 thread), saving added 7.5 ms to a 10.5 ms forward per pair with 4 KiB pages,
+// 3.6 ms with 2 MiB pages. A no-op elsewhere and for buffers under 4 MiB.
+void advise_huge_pages(const Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const size_t bytes = t.numel() * t.element_size();
+  if (bytes < (size_t(4) << 20)) return;
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(t.data_ptr()) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(t.data_ptr()) + bytes) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // advisory: errors ignored
+#else
+  (void)t;
+#endif
 }
 
 #define ABCC_CHECK_CPU(t) TORCH_CHECK(!(t).is_cuda(), #t " must be a CPU tensor")
@@ -150,6 +172,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> sdtw_cpu_forward(
     if (save) {
       r = at::empty({rows, p.N * p.M}, opts);
       rt = want_temporal ? at::empty({rows, p.N * p.M}, opts) : at::empty({0}, opts);
+      advise_huge_pages(r);
+      advise_huge_pages(rt);
       off = at::empty({rows, p.N + p.M - 1}, opts.dtype(at::kDouble));
     } else {
       r = at::empty({0}, opts);

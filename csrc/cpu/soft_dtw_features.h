@@ -145,20 +145,52 @@ inline void block_ranges(const Diagonals& diag, int64_t m, int64_t k0, int64_t k
   }
 }
 
-// ---- pair engine: one pair, vectors along i ----
+// out[c] += sum_{kk < S} g[kk] rows[kk dp + c] for c < dp (a multiple of kLanes): S consecutive
+// rows of a row-major [*, dp] array, weighted, added into one row.
+template <typename T, int S>
+inline void fold_rows(const T* g, const T* rows, int64_t dp, T* out) {
+  Vec<T> gv[S];
+  for (int kk = 0; kk < S; ++kk) gv[kk] = Vec<T>{} + g[kk];
+  for (int64_t c0 = 0; c0 < dp; c0 += kLanes) {
+    Vec<T> s0 = gv[0] * vload(rows + c0), s1 = gv[1] * vload(rows + dp + c0);
+#pragma GCC unroll 16
+    for (int kk = 2; kk < S; kk += 2) {
+      s0 += gv[kk] * vload(rows + kk * dp + c0);
+      s1 += gv[kk + 1] * vload(rows + (kk + 1) * dp + c0);
+    }
+    vstore(out + c0, vload(out + c0) + s0 + s1);
+  }
+}
+
+// ---- pair engine: one pair, vectors along i (forward) or along the features (backward) ----
 template <typename T>
 struct PairFeatures {
   static constexpr int S = BlockSize<T>::S;
   static constexpr int64_t P = S + 2 * kLanes;
-  int64_t n = 0, m = 0, d = 0, NX = 0, MY = 0;
-  std::vector<T> xT, yT, xx, yy;  // [d][NX], [d][MY], [NX], [MY]
-  std::vector<T> blk;             // [S][NX]: costs (forward) or G (backward) of a block, row i at P + i
-  std::vector<T> rowsum, colsum, dxT, dyT;  // backward: [NX], [MY], [d][NX], [d][MY]
+  int64_t n = 0, m = 0, d = 0, dp = 0, NX = 0, MY = 0;
+  // forward: feature-major, y reversed, xT[c][P + i], yT[c][P + m-1-j], norms xx[P + i], yy[P + m-1-j]
+  std::vector<T> xT, yT, xx, yy;
+  std::vector<T> blk;  // [S][NX]: costs (forward) or G (backward) of a block, row i at P + i
+  // backward: row-major with dp >= d features (zero-padded to whole vectors) and P zero rows on
+  // each side, xr[P + i][c], yr[P + j][c]; the folds sum_j G_ij y_j -> dxa[i][c], sum_i G_ij x_i ->
+  // dya[j][c]; rowsum[P + i] = sum_j G_ij, colsum[P + m-1-j] = sum_i G_ij
+  std::vector<T> xr, yr, dxa, dya, rowsum, colsum;
 
   void init(const T* x, const T* y, int64_t n_, int64_t m_, int64_t d_, bool backward) {
     n = n_, m = m_, d = d_;
     NX = n + 2 * P;
     MY = m + 2 * P;
+    blk.assign(S * NX, T(0));
+    if (backward) {
+      dp = (d + kLanes - 1) / kLanes * kLanes;
+      pad_rows(x, n, xr);
+      pad_rows(y, m, yr);
+      dxa.assign(n * dp, T(0));
+      dya.assign(m * dp, T(0));
+      rowsum.assign(NX, T(0));
+      colsum.assign(MY, T(0));
+      return;
+    }
     xT.assign(d * NX, T(0));
     yT.assign(d * MY, T(0));
     xx.assign(NX, T(0));
@@ -175,13 +207,11 @@ struct PairFeatures {
         yT[c * MY + P + m - 1 - j] = v;
         yy[P + m - 1 - j] += v * v;
       }
-    blk.assign(S * NX, T(0));
-    if (backward) {
-      rowsum.assign(NX, T(0));
-      colsum.assign(MY, T(0));
-      dxT.assign(d * NX, T(0));
-      dyT.assign(d * MY, T(0));
-    }
+  }
+
+  void pad_rows(const T* src, int64_t cnt, std::vector<T>& out) const {
+    out.assign((cnt + 2 * P) * dp, T(0));
+    for (int64_t r = 0; r < cnt; ++r) std::memcpy(out.data() + (P + r) * dp, src + r * d, d * sizeof(T));
   }
 
   // costs of diagonal k (k0 <= k < k0 + S: the block computed last), indexed by row i
@@ -214,35 +244,35 @@ struct PairFeatures {
     }
   }
 
-  // Folds the block of diagonals [k0, k1) into sum_j G_ij y_j and sum_i G_ij x_i, then clears it.
+  // Folds the block of diagonals [k0, k1) into dxa and dya, then clears it. Row i meets the block
+  // in the cells (i, k0 + kk - i), kk < S, whose y rows are consecutive; column j likewise meets
+  // consecutive x rows. Cells outside the matrix or the band hold G = 0.
   void grad_block(const Diagonals& diag, int64_t k0, int64_t k1) {
     int64_t ilo, ihi, jlo, jhi;
     block_ranges(diag, m, k0, k1, ilo, ihi, jlo, jhi);
     if (ilo > ihi) return;
-    alignas(64) Vec<T> w[S];
-    for (int64_t i0 = ilo; i0 <= ihi; i0 += kLanes) {  // dx: cell (i, k - i) sits at reversed column m-1-k+i
-      for (int kk = 0; kk < S; ++kk) w[kk] = vload(blk.data() + kk * NX + P + i0);
-      gemv_acc<T, S>(w, yT.data() + P + m - 1 - k0 + i0, MY, -1, d, dxT.data() + P + i0, NX);
+    alignas(64) T g[S];
+    for (int64_t i = ilo; i <= ihi; ++i) {
+      for (int kk = 0; kk < S; ++kk) g[kk] = blk[kk * NX + P + i];
+      fold_rows<T, S>(g, yr.data() + (P + k0 - i) * dp, dp, dxa.data() + i * dp);
     }
-    for (int64_t j0 = jlo; j0 <= jhi; j0 += kLanes) {  // dy: reversed column r holds row i = k - (m-1) + r
-      const int64_t i0 = k0 - (m - 1) + j0;
-      for (int kk = 0; kk < S; ++kk) w[kk] = vload(blk.data() + kk * NX + P + i0 + kk);
-      gemv_acc<T, S>(w, xT.data() + P + i0, NX, 1, d, dyT.data() + P + j0, MY);
+    for (int64_t j = m - 1 - jhi; j <= m - 1 - jlo; ++j) {
+      for (int kk = 0; kk < S; ++kk) g[kk] = blk[kk * NX + P + k0 + kk - j];
+      fold_rows<T, S>(g, xr.data() + (P + k0 - j) * dp, dp, dya.data() + j * dp);
     }
     for (int64_t kk = 0; kk < k1 - k0; ++kk) {
       T* row = blk.data() + kk * NX;
-      std::fill(row + std::max<int64_t>(0, P + ilo - kLanes), row + std::min(NX, P + ihi + 2 * kLanes), T(0));
+      std::fill(row + P + ilo, row + P + ihi + 1, T(0));
     }
   }
 
   // dL/dx [n][d], dL/dy [m][d] of this pair (overwritten)
   void finish(const T* x, const T* y, T* dx, T* dy) const {
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t c = 0; c < d; ++c)
-        dx[i * d + c] = T(2) * (x[i * d + c] * rowsum[P + i] - dxT[c * NX + P + i]);
+      for (int64_t c = 0; c < d; ++c) dx[i * d + c] = T(2) * (x[i * d + c] * rowsum[P + i] - dxa[i * dp + c]);
     for (int64_t j = 0; j < m; ++j)
       for (int64_t c = 0; c < d; ++c)
-        dy[j * d + c] = T(2) * (y[j * d + c] * colsum[P + m - 1 - j] - dyT[c * MY + P + m - 1 - j]);
+        dy[j * d + c] = T(2) * (y[j * d + c] * colsum[P + m - 1 - j] - dya[j * dp + c]);
   }
 };
 
