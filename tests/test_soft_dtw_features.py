@@ -1,4 +1,4 @@
-"""Multivariate soft-DTW with the cost computed inside the cpu sweeps (csrc/cpu/soft_dtw_features.h):
+"""Multivariate soft-DTW with the cost computed inside the cpu sweeps (csrc/soft_dtw/soft_dtw_features.h):
 x [B, N, d], y [B, M, d] with d > 1 never build the [B, N, M] cost tensor, and the backward gives
 dL/dx, dL/dy directly. Checked against the float64 reference (values, gradients, DILATE's temporal
 term and its gradient) on both engines, and against the cost-matrix path it replaced.

@@ -1,4 +1,4 @@
-"""The cpu backend's lane engine (one pair per SIMD lane, csrc/cpu/soft_dtw_lanes.cpp) against the
+"""The cpu backend's lane engine (one pair per SIMD lane, csrc/soft_dtw/soft_dtw_lanes.cpp) against the
 float64 reference and against the pair engine, plus the +inf border of the fp32 kernels.
 
 The engine is pinned with `_CpuEngine.choice` ("pairs" / "lanes"); "auto" picks by shape.

@@ -256,8 +256,8 @@ def _reference_alignment(D, n, m, gamma, bandwidth):
 # native backends: engines with forward(...) / backward(...) wrapped in autograd Functions
 # ---------------------------------------------------------------------------------------------
 class _CpuEngine:
-    """C++/OpenMP kernels of csrc/cpu/soft_dtw.cpp. Computes the cost ||x_i - y_j||^2 inside the
-    sweep for any d (no [B, N, M] tensor; csrc/cpu/soft_dtw_features.h for d > 1).
+    """C++/OpenMP kernels of csrc/soft_dtw/soft_dtw.cpp. Computes the cost ||x_i - y_j||^2 inside the
+    sweep for any d (no [B, N, M] tensor; csrc/soft_dtw/soft_dtw_features.h for d > 1).
 
     Threads: torch.get_num_threads(), at least ~1M cells each, 1 in a forked child
     (see ops._backend.cpu_threads).
@@ -277,15 +277,18 @@ class _CpuEngine:
 
     def forward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save):
         code = self._CODES[self.choice]
+        # by keyword: the fields of _C.SoftDtwParams (csrc/soft_dtw/binding.cpp)
         value, temporal, r, rt, off = native_module().sdtw_cpu_forward(
-            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, self._threads(n, m), code)
+            D=D, x=x, y=y, n=n, m=m, gamma=gamma, bandwidth=bandwidth, omega=omega, want_temporal=want_temporal,
+            save=save, threads=self._threads(n, m), engine=code)
         return value, (temporal if want_temporal else None), (r, rt, off, code)
 
     def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal):
         r, rt, off, code = state
         G, dx, dy = native_module().sdtw_cpu_backward(
-            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, r, rt, off, grad_value, grad_temporal,
-            self._threads(n, m), code)
+            D=D, x=x, y=y, n=n, m=m, gamma=gamma, bandwidth=bandwidth, omega=omega, want_temporal=want_temporal,
+            r=r, rt=rt, off=off, grad_value=grad_value, grad_temporal=grad_temporal, threads=self._threads(n, m),
+            engine=code)
         return (G,) if D is not None else (dx, dy)
 
 

@@ -13,9 +13,9 @@
 // Groups: pairs g*kLanes .. g*kLanes + kLanes - 1; the lanes of a last, partial group repeat the
 // last pair and write nothing out. The saved state is per group: r/rt [group][cell][lane] with
 // cells diagonal-major as in the pair engine, off [group][diagonal][lane].
-#include "cpu/soft_dtw.h"
-#include "cpu/soft_dtw_common.h"
-#include "cpu/soft_dtw_features.h"
+#include "soft_dtw/soft_dtw.h"
+#include "soft_dtw/soft_dtw_common.h"
+#include "soft_dtw/soft_dtw_features.h"
 
 namespace abcc {
 namespace cpu {

@@ -4,9 +4,9 @@
 // inner loop runs along one anti-diagonal, whose cells are independent, so it vectorises. The
 // loops use "wide" buffers indexed by slot = i + 1 (slot 0 is row -1), with border slots written
 // to +inf (values) or 0 (tangents, alignments), so the loop bodies have no branches.
-#include "cpu/soft_dtw.h"
-#include "cpu/soft_dtw_common.h"
-#include "cpu/soft_dtw_features.h"
+#include "soft_dtw/soft_dtw.h"
+#include "soft_dtw/soft_dtw_common.h"
+#include "soft_dtw/soft_dtw_features.h"
 
 #include <algorithm>
 #include <cmath>

@@ -17,7 +17,7 @@
 #include <xmmintrin.h>
 #endif
 
-#include "cpu/soft_dtw.h"
+#include "soft_dtw/soft_dtw.h"
 
 namespace abcc {
 namespace cpu {
