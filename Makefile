@@ -19,8 +19,9 @@ install:
 build:
 	$(PY) setup.py build_ext --inplace
 
-# The CUDA build's compile check, for machines without a GPU: the CUDA half of csrc/bindings.cpp
-# (syntax check against torch's and the CUDA toolkit's headers) and every csrc/cuda/*.cu (nvcc).
+# The CUDA build's compile check, for machines without a GPU: the CUDA half of the bindings
+# (csrc/module.cpp, csrc/<op>/binding.cpp; syntax check against torch's and the CUDA toolkit's
+# headers) and every csrc/<op>/*.cu (nvcc).
 # Skipped, with a message, when nvcc is not installed.
 cuda-check:
 	@PYTHON=$(PY) tools/check_cuda_build.sh $(CUDA_CHECK_ARGS); rc=$$?; [ $$rc -eq 2 ] || exit $$rc

@@ -212,6 +212,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch / OpenMP threads (0: torch's default)")
     parser.add_argument("--gpu", action="store_true",
                         help="GPU session: needs CUDA, writes soft_dtw_gpu.json/.md (make gpu-check)")
+    parser.add_argument("--out", default="",
+                        help="results name under bench/results/ (default soft_dtw_<device>, soft_dtw_gpu with --gpu)")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -221,6 +223,8 @@ def main() -> None:
     name = "soft_dtw_quick_" + device.type if args.quick else "soft_dtw_" + device.type
     if args.gpu:
         name = "soft_dtw_gpu"
+    if args.out:
+        name = args.out
 
     def checkpoint(rows):  # partial results survive a crash of a later row
         write_results(name + "_partial", {"machine": machine_info(device), "rows": rows}, "")

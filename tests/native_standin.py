@@ -1,8 +1,8 @@
 """Stand-ins for the CUDA entry points of abcc_fast._C, for machines without a GPU.
 
 `checked(name, impl)` returns a function that first binds its call against the parameter names the
-built extension exports for `name` (`_C.op_args`, written once in csrc/bindings.cpp and checked there
-against each function's parameter count at compile time), then runs `impl` on the bound arguments.
+built extension exports for `name` (`_C.op_args`: the fields of the op's params struct that the entry
+point reads, written once in csrc/<op>/binding.cpp), then runs `impl` on the bound arguments.
 A Python adapter that passes a name the C++ function does not have, or misses one, fails here with
 TypeError, exactly as it would on a GPU machine.
 """

@@ -59,11 +59,13 @@ def _sdtw_args(univariate, dtype, temporal, variant, engine="cpu", lengths=None,
                device="cpu"):
     B, N, M = 3, 6, 5
     g = _gen(1)
+    kind = {True: "sequences", False: "cost"}.get(univariate, univariate)  # or "features": d = 3
     n = torch.full((B,), N, dtype=torch.int64) if lengths is None else torch.tensor(lengths[0])
     m = torch.full((B,), M, dtype=torch.int64) if lengths is None else torch.tensor(lengths[1])
-    if univariate:
-        x = torch.randn(B, N, generator=g, dtype=dtype).to(device).requires_grad_(grad)
-        y = torch.randn(B, M, generator=g, dtype=dtype).to(device).requires_grad_(grad)
+    if kind != "cost":
+        feat = (3,) if kind == "features" else ()
+        x = torch.randn(B, N, *feat, generator=g, dtype=dtype).to(device).requires_grad_(grad)
+        y = torch.randn(B, M, *feat, generator=g, dtype=dtype).to(device).requires_grad_(grad)
         D = None
     else:
         x = y = None
@@ -74,7 +76,7 @@ def _sdtw_args(univariate, dtype, temporal, variant, engine="cpu", lengths=None,
 
 @needs_cpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("univariate", [True, False], ids=["sequences", "cost"])
+@pytest.mark.parametrize("univariate", ["sequences", "features", "cost"])
 @pytest.mark.parametrize("temporal", [False, True], ids=["value", "dilate"])
 @pytest.mark.parametrize("variant", [1, 2], ids=["pairs", "lanes"])
 def test_opcheck_soft_dtw_forward(dtype, univariate, temporal, variant):
@@ -102,7 +104,7 @@ def _sdtw_backward_args(univariate, dtype, temporal, engine="cpu", variant=0, de
 
 @needs_cpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("univariate", [True, False], ids=["sequences", "cost"])
+@pytest.mark.parametrize("univariate", ["sequences", "features", "cost"])
 @pytest.mark.parametrize("temporal", [False, True], ids=["value", "dilate"])
 def test_opcheck_soft_dtw_backward(dtype, univariate, temporal):
     torch.library.opcheck(torch.ops.abcc.soft_dtw_backward, _sdtw_backward_args(univariate, dtype, temporal))

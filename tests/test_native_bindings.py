@@ -1,8 +1,10 @@
-"""The contract between the Python adapters and csrc/bindings.cpp, checked without a GPU.
+"""The contract between the Python adapters and the bindings (csrc/<op>/binding.cpp), checked
+without a GPU.
 
-- The CUDA half of csrc/bindings.cpp compiles (tools/check_cuda_build.sh --bindings-only: a syntax
-  check against torch's and the CUDA toolkit's headers; a pybind11 argument list that does not match
-  its function fails there).
+- Each op's params struct is the argument contract: its entry points take the struct or exactly
+  the fields they read as keywords (csrc/common/binding.h).
+- The CUDA half of the bindings compiles (tools/check_cuda_build.sh --bindings-only: a syntax
+  check against torch's and the CUDA toolkit's headers).
 - Every CUDA adapter (soft-DTW, MeanFlow, attention) calls its entry point with exactly the names
   the extension exports in `_C.op_args`: run here against stand-ins that bind the call to those
   names (tests/native_standin.py) and compute the result with the CPU kernels or the reference.
@@ -31,7 +33,7 @@ needs_native = pytest.mark.skipif(native_module() is None or not op_args(),
                     reason="`make test` ran tools/check_cuda_build.sh just before pytest (or skipped it without nvcc)")
 def test_cuda_half_of_the_bindings_compiles():
     if shutil.which("nvcc") is None and not os.path.exists("/usr/local/cuda/bin/nvcc"):
-        pytest.skip("nvcc not found: the CUDA half of csrc/bindings.cpp cannot be compile-checked here")
+        pytest.skip("nvcc not found: the CUDA half of the bindings cannot be compile-checked here")
     proc = subprocess.run(["bash", os.path.join(ROOT, "tools", "check_cuda_build.sh"), "--bindings-only"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     if proc.returncode == 2:
@@ -41,12 +43,42 @@ def test_cuda_half_of_the_bindings_compiles():
 
 @needs_native
 def test_every_op_exports_its_argument_names():
-    args = op_args()
-    assert set(CUDA_OPS) <= set(args)
-    mod = native_module()
+    """Each entry point's names are fields of its op's params struct (CUDA ones listed in every build)."""
+    args, mod = op_args(), native_module()
+    params = dict(mod.op_params)
+    assert set(CUDA_OPS) <= set(args) and set(args) == set(params)
+    for name, names in args.items():
+        fields = getattr(mod, params[name]).fields
+        assert len(set(names)) == len(names) and set(names) <= set(fields), (name, names, fields)
     for name in ("sdtw_cpu_forward", "sdtw_cpu_backward") + (CUDA_OPS if mod.has_cuda() else ()):
-        doc = getattr(mod, name).__doc__.splitlines()[0]
-        assert [f"{a}:" in doc for a in args[name]] == [True] * len(args[name]), (name, doc)
+        assert callable(getattr(mod, name)), name
+
+
+@needs_native
+def test_params_struct_is_the_argument_contract():
+    """An entry point takes its op's struct or exactly its fields as keywords; anything else is a
+    TypeError that names the culprit, as for a Python function."""
+    mod = native_module()
+    x, y = torch.randn(2, 5), torch.randn(2, 4)
+    n, m = torch.full((2,), 5), torch.full((2,), 4)
+    kw = dict(D=None, x=x, y=y, n=n, m=m, gamma=0.5, bandwidth=-1.0, omega=None, want_temporal=True, save=False,
+              threads=1, engine=0)
+    by_keywords = mod.sdtw_cpu_forward(**kw)
+    by_struct = mod.sdtw_cpu_forward(mod.SoftDtwParams(**kw))
+    for a, b in zip(by_keywords[:2], by_struct[:2]):
+        assert torch.equal(a, b)
+    with pytest.raises(TypeError, match="missing required keyword argument: 'engine'"):
+        mod.sdtw_cpu_forward(**{k: v for k, v in kw.items() if k != "engine"})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'ckpt'"):
+        mod.sdtw_cpu_forward(**kw, ckpt=x)
+    with pytest.raises(TypeError, match="'gamma' has the wrong type"):
+        mod.sdtw_cpu_forward(**{**kw, "gamma": "high"})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'gama'"):
+        mod.SoftDtwParams(gama=1.0)
+    p = mod.SoftDtwParams(gamma=0.25)
+    assert p.gamma == 0.25 and p.D is None and p.engine == 0
+    p.engine = 2
+    assert p.engine == 2
 
 
 def _walks(B, N, M, seed, dtype=torch.float64):

@@ -1,4 +1,4 @@
-"""The cpu backend's lane engine (one pair per SIMD lane, csrc/cpu/soft_dtw_lanes.cpp) against the
+"""The cpu backend's lane engine (one pair per SIMD lane, csrc/soft_dtw/soft_dtw_lanes.cpp) against the
 float64 reference and against the pair engine, plus the +inf border of the fp32 kernels.
 
 The engine is pinned with `_CpuEngine.choice` ("pairs" / "lanes"); "auto" picks by shape.
@@ -38,7 +38,7 @@ def _value_and_grads(fn, x, y, dtype, weights=None):
        seed=st.integers(0, 2**16))
 def test_lanes_match_reference_property(B, N, M, d, gamma, band, seed):
     """float64 lanes == float64 reference: soft-DTW and DILATE values and gradients (incl. the HVP),
-    any batch (partial lane groups), univariate (cost in the kernel) and d > 1 (cost matrix)."""
+    any batch (partial lane groups), univariate and d > 1 (both with the cost computed in the kernel)."""
     if band is not None and band < 0.5 and N != M:
         return
     x, y = _pair(B, N, M, seed=seed, d=d)

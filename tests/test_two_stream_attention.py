@@ -325,8 +325,8 @@ def test_nested_forward_ad_raises():
 
 
 class _FakeNativeCuda:
-    """Stands in for abcc_fast._C on a machine without a GPU: the entry point of csrc/bindings.cpp's
-    two_stream_attention_cuda_forward, called with the names the extension exports (_C.op_args),
+    """Stands in for abcc_fast._C on a machine without a GPU: the entry point of
+    csrc/two_stream_attention/binding.cpp's two_stream_attention_cuda_forward, called with the names the extension exports (_C.op_args),
     results from the reference. Checks the Python glue of the cuda backend and that its LSE
     convention feeds the Triton backward."""
 

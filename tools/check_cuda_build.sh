@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Compile-checks the CUDA half of the native extension on a machine without a GPU (and with a CPU
 # build of torch), so that a CUDA build cannot break unnoticed:
-#   1. csrc/bindings.cpp with -DABCC_WITH_CUDA=1 -fsyntax-only against torch's headers and the
-#      CUDA toolkit's (this is what a CUDA torch compiles; the CPU build never sees that half);
-#   2. every csrc/cuda/*.cu file with nvcc -c for sm_90 (objects thrown away).
+#   1. the bindings, csrc/module.cpp and every csrc/<op>/binding.cpp, with -DABCC_WITH_CUDA=1
+#      -fsyntax-only against torch's headers and the CUDA toolkit's (this is what a CUDA torch
+#      compiles; the CPU build never sees that half);
+#   2. every csrc/<op>/*.cu file with nvcc -c for sm_90 (objects thrown away).
 # Exit status 0: all compiled. 2: skipped (no nvcc or no CUDA headers), with a message. Else: failed.
 # Usage: tools/check_cuda_build.sh [--bindings-only]   (step 1 only)
 # Environment: PYTHON (the interpreter whose torch is used; default python), CXX, CUDA_HOME,
@@ -62,13 +63,15 @@ for d in "${TORCH_INC[@]}"; do INC+=(-I "$d"); done
 INC+=(-I "$PY_INC" -I csrc -I "$CUDA_INC" -I "$TMP/stub")
 
 status=0
-echo "check_cuda_build: csrc/bindings.cpp with ABCC_WITH_CUDA=1 ($CXX -fsyntax-only)"
-if ! "$CXX" -std=c++17 -fsyntax-only -Wno-c++20-extensions -DABCC_WITH_CUDA=1 -D_GLIBCXX_USE_CXX11_ABI="$ABI" \
-     -DTORCH_EXTENSION_NAME=_C -DTORCH_API_INCLUDE_EXTENSION_H "${INC[@]}" csrc/bindings.cpp; then
-  echo "check_cuda_build: FAILED: csrc/bindings.cpp does not compile with ABCC_WITH_CUDA=1"
-  status=1
-fi
-CU_FILES=(csrc/cuda/*.cu)
+for src in csrc/module.cpp csrc/*/binding.cpp; do
+  echo "check_cuda_build: $src with ABCC_WITH_CUDA=1 ($CXX -fsyntax-only)"
+  if ! "$CXX" -std=c++17 -fsyntax-only -Wno-c++20-extensions -DABCC_WITH_CUDA=1 -D_GLIBCXX_USE_CXX11_ABI="$ABI" \
+       -DTORCH_EXTENSION_NAME=_C -DTORCH_API_INCLUDE_EXTENSION_H "${INC[@]}" "$src"; then
+    echo "check_cuda_build: FAILED: $src does not compile with ABCC_WITH_CUDA=1"
+    status=1
+  fi
+done
+CU_FILES=(csrc/*/*.cu)
 [[ $ONLY_BINDINGS -eq 1 ]] && CU_FILES=()
 for cu in "${CU_FILES[@]}"; do
   echo "check_cuda_build: $cu (nvcc -c, sm_$ARCH)"

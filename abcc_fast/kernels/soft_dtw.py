@@ -1,6 +1,6 @@
 """Triton kernels of soft-DTW and fused DILATE (plain @triton.jit functions and launch helpers).
 
-The algorithm is the one of csrc/cpu/soft_dtw.cpp (see its header for the conventions):
+The algorithm is the one of csrc/soft_dtw/soft_dtw.cpp (see its header for the conventions):
 
   * anti-diagonal wavefront; one program owns PAIRS pairs and walks the diagonals of all of them
     together as a 2-D block [PAIRS, BLOCK_I] (BLOCK_I rows of a diagonal at a time; longer

@@ -1,4 +1,4 @@
-"""The `cuda` engine of abcc_fast.ops.soft_dtw: adapter over the CUDA kernels of csrc/cuda/soft_dtw.cu.
+"""The `cuda` engine of abcc_fast.ops.soft_dtw: adapter over the CUDA kernels of csrc/soft_dtw/soft_dtw.cu.
 
 Engine protocol: see `_CpuEngine` in soft_dtw.py. The kernels keep the wavefront on chip: the
 forward stores no R at all (save=False) or, for training, float64 offsets [B, N+M-1] plus two
@@ -26,8 +26,8 @@ class _CudaEngine:
     supports_seq = True
 
     def forward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save):
-        # by keyword: the names are csrc/bindings.cpp's kSdtwCudaForwardArgs (checked on CPU by
-        # tests/test_native_bindings.py against _C.op_args)
+        # by keyword: the fields of _C.SoftDtwParams (csrc/soft_dtw/binding.cpp), checked on CPU by
+        # tests/test_native_bindings.py against _C.op_args
         value, temporal, ckpt, ckpt_t, base = _module().sdtw_cuda_forward(
             D=D, x=x, y=y, n=n, m=m, gamma=float(gamma), bandwidth=float(bandwidth), omega=omega,
             want_temporal=bool(want_temporal), save=bool(save))
@@ -50,7 +50,7 @@ class _CudaEngine:
 
     @staticmethod
     def unpack_state(tensors, want_temporal, variant):
-        return tuple(tensors)  # csrc/bindings.cpp checks sizes only, so flat views do
+        return tuple(tensors)  # csrc/soft_dtw/binding.cpp checks sizes only, so flat views do
 
 
 ENGINE = _CudaEngine()

@@ -31,7 +31,7 @@ two streams summed and the SEI projection applied, in one pass::
 
 Backends: ``reference`` (plain PyTorch, any device/dtype), ``triton`` (one row-reduction kernel
 for the target, one elementwise kernel for the integration) and ``cuda`` (the same in CUDA C++,
-``csrc/cuda/meanflow.cu``). Automatic choice: CUDA tensors -> cuda > triton > reference, CPU
+``csrc/meanflow/meanflow.cu``). Automatic choice: CUDA tensors -> cuda > triton > reference, CPU
 tensors -> reference. Fused backends compute in fp32 (inputs of other dtypes are cast and the
 outputs cast back); their backward passes are short elementwise PyTorch expressions of saved
 tensors, identical for all backends. Under torch.compile the fused backends are the custom ops
@@ -189,7 +189,7 @@ def _target_engine(engine, u_pred, v, du_dr, r, tau, c, p):
     if engine == "triton":
         from abcc_fast.kernels import meanflow as K
         return K.target(*args, c=float(c), p=float(p))
-    # by keyword: the names are csrc/bindings.cpp's kMeanflowTargetArgs (checked against _C.op_args)
+    # by keyword: the fields of _C.MeanflowParams (csrc/meanflow/binding.cpp; checked against _C.op_args)
     outs = native_module().meanflow_target_cuda(u_pred=args[0], v=args[1], du_dr=args[2], r=args[3], tau=args[4],
                                                 c=float(c), p=float(p))
     return outs[0], outs[1], outs[2]

@@ -304,7 +304,8 @@ def _reference_alignment(D, n, m, gamma, bandwidth):
 # native backends: engines with forward(...) / backward(...) wrapped in autograd Functions
 # ---------------------------------------------------------------------------------------------
 class _CpuEngine:
-    """C++/OpenMP kernels of csrc/cpu/soft_dtw.cpp. Supports the univariate on-the-fly cost.
+    """C++/OpenMP kernels of csrc/soft_dtw/soft_dtw.cpp. Computes the cost ||x_i - y_j||^2 inside the
+    sweep for any d (no [B, N, M] tensor; csrc/soft_dtw/soft_dtw_features.h for d > 1).
 
     Threads: torch.get_num_threads(), at least ~1M cells each, 1 in a forked child
     (see ops._backend.cpu_threads).
@@ -321,6 +322,7 @@ class _CpuEngine:
     """
 
     supports_seq = True
+    supports_multivariate = True
     # Which C++ engine runs: "auto" (by shape), "pairs" (one pair at a time, SIMD along
     # anti-diagonals) or "lanes" (one pair per SIMD lane; needs every pair at the padded lengths,
     # else the pair engine runs). Tests pin it; users have no reason to.
@@ -333,15 +335,18 @@ class _CpuEngine:
 
     def forward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, code=None):
         code = self._CODES[self.choice] if code is None else code
+        # by keyword: the fields of _C.SoftDtwParams (csrc/soft_dtw/binding.cpp)
         value, temporal, r, rt, off = native_module().sdtw_cpu_forward(
-            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, self._threads(n, m), code)
+            D=D, x=x, y=y, n=n, m=m, gamma=gamma, bandwidth=bandwidth, omega=omega, want_temporal=want_temporal,
+            save=save, threads=self._threads(n, m), engine=code)
         return value, (temporal if want_temporal else None), (r, rt, off, code)
 
     def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal):
         r, rt, off, code = state
         G, dx, dy = native_module().sdtw_cpu_backward(
-            D, x, y, n, m, gamma, bandwidth, omega, want_temporal, r, rt, off, grad_value, grad_temporal,
-            self._threads(n, m), code)
+            D=D, x=x, y=y, n=n, m=m, gamma=gamma, bandwidth=bandwidth, omega=omega, want_temporal=want_temporal,
+            r=r, rt=rt, off=off, grad_value=grad_value, grad_temporal=grad_temporal, threads=self._threads(n, m),
+            engine=code)
         return (G,) if D is not None else (dx, dy)
 
     def variant(self) -> int:
@@ -382,21 +387,24 @@ def _device_lengths(t: torch.Tensor, device) -> torch.Tensor:
     return t.to(device)
 
 
-def _plan(device, backend, univariate: bool):
-    """(backend name, the engine's layout code or -1, whether the kernel computes the univariate
-    cost itself): plain Python, a constant under torch.compile (see _library.constant)."""
+def _plan(device, backend, seq_dims: int):
+    """(backend name, the engine's layout code or -1, whether the kernel computes the cost of the
+    sequences itself): seq_dims is the sequences' feature size d, 0 for a cost matrix. Plain Python,
+    a constant under torch.compile (see _library.constant)."""
     name = resolve("soft_dtw", device, backend, _registry.implemented("soft_dtw"))
     if name == "reference":
         return name, -1, False
     engine = _engine(name)
     variant = engine.variant() if hasattr(engine, "variant") else -1
-    return name, variant, bool(univariate and getattr(engine, "supports_seq", False))
+    seq = seq_dims > 0 and getattr(engine, "supports_seq", False) and (
+        seq_dims == 1 or getattr(engine, "supports_multivariate", False))
+    return name, variant, bool(seq)
 
 
 def _core(D, x3, y3, n, m, gamma, bandwidth, omega, want_temporal, backend):
     """Dispatch. Give D [B, N, M] or x3 [B, N, d], y3 [B, M, d]. Returns (value, temporal|None)."""
     ref = D if D is not None else x3
-    name, variant, seq = _library.constant(_plan, ref.device, backend, D is None and x3.shape[-1] == 1)
+    name, variant, seq = _library.constant(_plan, ref.device, backend, 0 if D is not None else x3.shape[-1])
     if name == "reference":
         if D is None:
             D = pairwise_sq_dist(x3, y3)
@@ -406,8 +414,10 @@ def _core(D, x3, y3, n, m, gamma, bandwidth, omega, want_temporal, backend):
     nd, md = _device_lengths(n, ref.device), _device_lengths(m, ref.device)
     if omega is not None:
         omega = omega.to(ref.dtype).contiguous()
-    if seq:
-        D, x, y = None, x3[..., 0].contiguous(), y3[..., 0].contiguous()
+    if seq:  # univariate series go in as [B, N], multivariate ones as [B, N, d]
+        D = None
+        x, y = ((x3[..., 0], y3[..., 0]) if x3.shape[-1] == 1 else (x3, y3))
+        x, y = x.contiguous(), y.contiguous()
     else:
         D, x, y = (D if D is not None else pairwise_sq_dist(x3, y3)).contiguous(), None, None
     value, temporal = _op.native(D, x, y, nd, md, gamma, bandwidth, omega, want_temporal, name, variant)
@@ -478,7 +488,7 @@ def soft_dtw_alignment(x: torch.Tensor, y: torch.Tensor, gamma: float = 1.0, *,
     x3, y3, n, m = _prepare_pair(x, y, lengths_x, lengths_y, fn, precision=precision)
     bw = _check_bandwidth(bandwidth, n, m, fn)
     D = pairwise_sq_dist(x3.detach(), y3.detach()).contiguous()
-    name, variant, _ = _library.constant(_plan, D.device, backend, False)
+    name, variant, _ = _library.constant(_plan, D.device, backend, 0)
     if name == "reference":
         return _restore_dtype(_reference_alignment(D, n, m, gamma, bw), x)
     nd, md = _device_lengths(n, D.device), _device_lengths(m, D.device)

@@ -213,7 +213,8 @@ def _cuda_forward(prim, tangents, keep, scale):
     mod = native_module()
     tqa, tka, tva, tqb, tkb, tvb = tangents if tangents is not None else (None,) * 6
     qa, ka, va, qb, kb, vb = prim
-    # by keyword: the names are csrc/bindings.cpp's kTwoStreamAttentionArgs (checked against _C.op_args)
+    # by keyword: the fields of _C.TwoStreamAttentionParams (csrc/two_stream_attention/binding.cpp;
+    # checked against _C.op_args)
     outs = mod.two_stream_attention_cuda_forward(qa=qa, ka=ka, va=va, qb=qb, kb=kb, vb=vb, tqa=tqa, tka=tka,
                                                  tva=tva, tqb=tqb, tkb=tkb, tvb=tvb, keep=keep, scale=float(scale))
     oa, ob, lse = outs[0], outs[1], outs[2]

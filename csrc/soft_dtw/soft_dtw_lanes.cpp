@@ -13,8 +13,9 @@
 // Groups: pairs g*kLanes .. g*kLanes + kLanes - 1; the lanes of a last, partial group repeat the
 // last pair and write nothing out. The saved state is per group: r/rt [group][cell][lane] with
 // cells diagonal-major as in the pair engine, off [group][diagonal][lane].
-#include "cpu/soft_dtw.h"
-#include "cpu/soft_dtw_common.h"
+#include "soft_dtw/soft_dtw.h"
+#include "soft_dtw/soft_dtw_common.h"
+#include "soft_dtw/soft_dtw_features.h"
 
 namespace abcc {
 namespace cpu {
@@ -28,12 +29,12 @@ struct LaneGroup {
   const SdtwProblem<T>& p;
   int64_t n, m, cnt;           // lengths (shared by the group) and real lanes
   int64_t bl[L];               // pair of each lane
-  std::vector<T> xl, yl;       // univariate mode: x [n][L] and y reversed [m][L] (y[j] at m-1-j)
+  std::vector<T> xl, yl;       // univariate (d = 1): x [n][L] and y reversed [m][L] (y[j] at m-1-j)
 
   LaneGroup(const SdtwProblem<T>& prob, int64_t g) : p(prob), n(prob.N), m(prob.M) {
     cnt = std::min<int64_t>(L, p.B - g * L);
     for (int64_t l = 0; l < L; ++l) bl[l] = g * L + std::min<int64_t>(l, cnt - 1);
-    if (p.x) {
+    if (p.x && p.d == 1) {
       xl.resize(n * L);
       yl.resize(m * L);
       for (int64_t l = 0; l < L; ++l) {
@@ -82,6 +83,7 @@ void fill_window(const Diagonals& diag, int64_t k, T* buf, T v) {
 template <typename T>
 void forward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, T* value, T* temporal,
                    T* r_store, T* rt_store, double* off_store) {
+  const FlushDenormals ftz;
   const T INF = kInf<T>;
   const LaneGroup<T> grp(p, g);
   const int64_t n = grp.n, m = grp.m, K = n + m - 1, W = (n + 2) * L;
@@ -94,8 +96,18 @@ void forward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, T*
   for (int64_t l = 0; l < L; ++l) prev2[l] = T(0);  // R_{-1,-1} = 0
   alignas(64) double off_m2[L] = {}, off_m1[L] = {}, off_k[L];
   alignas(64) T c2[L], rmin[L], cst[L], omv[L];
+  // d > 1: costs of S diagonals at a time from the features (soft_dtw_features.h)
+  const bool feats = p.x && p.d > 1;
+  constexpr int64_t S = LaneFeatures<T>::S;
+  LaneFeatures<T> feat;
+  if (feats) feat.init(p.x, p.y, p.N, p.M, p.d, grp.bl, false);
+  int64_t k0 = 0;
   for (int64_t k = 0; k < K; ++k) {
     const int64_t lo = diag.lo[k], hi = diag.hi[k], len = hi - lo + 1;
+    if (feats && k % S == 0) {
+      k0 = k;
+      feat.cost_block(diag, k, std::min(k + S, K));
+    }
     fill_window(diag, k, cur, INF);
     if (tang) fill_window(diag, k, tcur, T(0));
     if (len <= 0) {
@@ -107,7 +119,11 @@ void forward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, T*
       }
       for (int64_t i = lo; i <= hi; ++i) {
         const int64_t j = k - i;
-        grp.cost(i, j, cst);
+        const T* cs = cst;
+        if (feats)
+          cs = feat.cost(k0, k, i);
+        else
+          grp.cost(i, j, cst);
         const T* a_in = prev2 + i * L;        // (i-1, j-1)
         const T* b_in = prev1 + i * L;        // (i-1, j)
         const T* c_in = prev1 + (i + 1) * L;  // (i, j-1)
@@ -123,7 +139,7 @@ void forward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, T*
             T mn, ea, eb, ec, S;
             const T sm = softmin3(a_in[l] + c2[l], b_in[l], c_in[l], s, inv_s, mn, ea, eb, ec, S);
             const bool dead = mn == INF;
-            const T o = dead ? INF : cst[l] + sm;
+            const T o = dead ? INF : cs[l] + sm;
             out[l] = o;
             tout[l] = dead ? T(0) : omv[l] + (ea * ta[l] + eb * tb[l] + ec * tc[l]) * Math<T>::recip(S);
             rmin[l] = std::min(rmin[l], o);
@@ -133,7 +149,7 @@ void forward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, T*
           for (int64_t l = 0; l < L; ++l) {
             T mn, ea, eb, ec, S;
             const T sm = softmin3(a_in[l] + c2[l], b_in[l], c_in[l], s, inv_s, mn, ea, eb, ec, S);
-            const T o = mn == INF ? INF : cst[l] + sm;
+            const T o = mn == INF ? INF : cs[l] + sm;
             out[l] = o;
             rmin[l] = std::min(rmin[l], o);
           }
@@ -172,6 +188,7 @@ void forward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, T*
 template <typename T>
 void backward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, const T* r_store,
                     const T* rt_store, const double* off_store, const T* gv, const T* gt, T* G, T* dx, T* dy) {
+  const FlushDenormals ftz;
   const T INF = kInf<T>;
   const LaneGroup<T> grp(p, g);
   const int64_t n = grp.n, m = grp.m, K = n + m - 1, W = (n + 2) * L;
@@ -184,7 +201,11 @@ void backward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, c
   }
   std::vector<T> rbuf(2 * W, INF), tbuf(tang ? 2 * W : 0, T(0));
   std::vector<T> ebuf(3 * W, T(0)), etbuf(tang ? 3 * W : 0, T(0));
-  std::vector<T> dxl(G ? 0 : n * L, T(0)), dyl(G ? 0 : m * L, T(0));
+  const bool feats = !G && p.d > 1;
+  constexpr int64_t S = LaneFeatures<T>::S;
+  LaneFeatures<T> feat;
+  if (feats) feat.init(p.x, p.y, p.N, p.M, p.d, grp.bl, true);
+  std::vector<T> dxl(G || feats ? 0 : n * L, T(0)), dyl(G || feats ? 0 : m * L, T(0));
 
   auto load = [&](int64_t k, T* rw, T* tw) {  // wide copy of diagonal k (k >= -2)
     if (k < 0) {
@@ -275,6 +296,8 @@ void backward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, c
         }
         if (G) {
           for (int64_t l = 0; l < grp.cnt; ++l) G[grp.bl[l] * NM + i * p.M + j] = grad[l];
+        } else if (feats) {
+          feat.put_grad(k - k % S, k, i, j, grad);
         } else {
           const T* xs = grp.xl.data() + i * L;
           const T* ys = grp.yl.data() + (m - 1 - j) * L;
@@ -289,6 +312,7 @@ void backward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, c
         }
       }
     }
+    if (feats && k % S == 0) feat.grad_block(diag, k, std::min(k + S, K));
     std::swap(E0, E1);
     std::swap(E1, E2);
     clear(E2, k - 3);
@@ -301,7 +325,9 @@ void backward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, c
     if (tang) std::swap(T1, T2);
     load(k - 3, R2, T2);
   }
-  if (!G) {
+  if (feats) {
+    feat.finish(grp.cnt, grp.bl, p.x, p.y, dx, dy);
+  } else if (!G) {
     for (int64_t l = 0; l < grp.cnt; ++l) {
       T* dxb = dx + grp.bl[l] * p.N;
       T* dyb = dy + grp.bl[l] * p.M;

@@ -4,8 +4,9 @@
 // inner loop runs along one anti-diagonal, whose cells are independent, so it vectorises. The
 // loops use "wide" buffers indexed by slot = i + 1 (slot 0 is row -1), with border slots written
 // to +inf (values) or 0 (tangents, alignments), so the loop bodies have no branches.
-#include "cpu/soft_dtw.h"
-#include "cpu/soft_dtw_common.h"
+#include "soft_dtw/soft_dtw.h"
+#include "soft_dtw/soft_dtw_common.h"
+#include "soft_dtw/soft_dtw_features.h"
 
 #include <algorithm>
 #include <cmath>
@@ -29,7 +30,7 @@ struct PairView {
   int64_t b, n, m;
   Band band;
   const T* D;      // [N, M] of this pair or null
-  const T* x;      // [N] or null
+  const T* x;      // univariate (d = 1): [N] or null; d > 1 is PairFeatures' business
   std::vector<T> y_rev;  // y reversed: y[k - i] = y_rev[m - 1 - k + i], contiguous in i
   const T* omega;  // [N, M] or null
 
@@ -39,8 +40,8 @@ struct PairView {
     const double span = double(std::max(n - 1, m - 1));
     band = Band{n, m, prob.bandwidth < 0 ? -1.0 : prob.bandwidth * span};
     D = prob.D ? prob.D + b * prob.N * prob.M : nullptr;
-    x = prob.x ? prob.x + b * prob.N : nullptr;
-    if (prob.y) {
+    x = (prob.x && prob.d == 1) ? prob.x + b * prob.N : nullptr;
+    if (prob.y && prob.d == 1) {
       y_rev.resize(m);
       const T* yb = prob.y + b * prob.M;
       for (int64_t j = 0; j < m; ++j) y_rev[m - 1 - j] = yb[j];
@@ -86,6 +87,7 @@ struct PairView {
 template <typename T>
 void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* r_store,
                   T* rt_store, double* off_store) {
+  const FlushDenormals ftz;
   const T INF = kInf<T>;
   const PairView<T> view(p, b);
   const int64_t n = view.n, m = view.m;
@@ -102,6 +104,12 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
   T* tprev1 = tang ? tprev2 + (n + 2) : nullptr;
   T* tcur = tang ? tprev1 + (n + 2) : nullptr;
   std::vector<T> cost(n), om(tang ? n : 0);
+  // d > 1: costs of S diagonals at a time from the features (soft_dtw_features.h)
+  const bool feats = p.x && p.d > 1;
+  constexpr int64_t S = BlockSize<T>::S;
+  PairFeatures<T> feat;
+  if (feats) feat.init(p.x + b * p.N * p.d, p.y + b * p.M * p.d, n, m, p.d, false);
+  int64_t k0 = 0;
   prev2[0] = T(0);  // R_{-1,-1} = 0
   double off_m2 = 0.0, off_m1 = 0.0, off_k = 0.0;
   int64_t store_pos = 0;
@@ -110,6 +118,10 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
   for (int64_t k = 0; k < K; ++k) {
     const int64_t lo = diag.lo[k], hi = diag.hi[k];
     const int64_t len = hi - lo + 1;
+    if (feats && k % S == 0) {
+      k0 = k;
+      feat.cost_block(diag, k, std::min(k + S, K));
+    }
     {
       int64_t wa, wb;
       diag.window(k, wa, wb);
@@ -122,7 +134,11 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
       off_k = off_m1;
       if (off_store) off_store[k] = off_k;
     } else {
-      view.cost(k, lo, len, cost.data());
+      const T* cst = cost.data();
+      if (feats)
+        cst = feat.costs(k0, k) + lo;
+      else
+        view.cost(k, lo, len, cost.data());
       if (tang) view.omega_diag(k, lo, len, om.data());
       const T c2 = T(off_m2 - off_m1);  // diagonal k-2 relative to the base off_{k-1}
       T* out = cur + lo + 1;
@@ -139,7 +155,7 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
           T mn, ea, eb, ec, S;
           const T sm = softmin3(a_in[t] + c2, b_in[t], c_in[t], s, inv_s, mn, ea, eb, ec, S);
           const bool dead = mn == INF;
-          out[t] = dead ? INF : cost[t] + sm;
+          out[t] = dead ? INF : cst[t] + sm;
           tout[t] = dead ? T(0) : om[t] + (ea * ta[t] + eb * tb[t] + ec * tc[t]) * Math<T>::recip(S);
         }
       } else {
@@ -147,7 +163,7 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
         for (int64_t t = 0; t < len; ++t) {
           T mn, ea, eb, ec, S;
           const T sm = softmin3(a_in[t] + c2, b_in[t], c_in[t], s, inv_s, mn, ea, eb, ec, S);
-          out[t] = mn == INF ? INF : cost[t] + sm;
+          out[t] = mn == INF ? INF : cst[t] + sm;
         }
       }
       T rmin = INF;
@@ -188,6 +204,7 @@ void forward_pair(const SdtwProblem<T>& p, int64_t b, T* value, T* temporal, T* 
 template <typename T>
 void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T* rt_store,
                    const double* off_store, const T* gv, const T* gt, T* G, T* dx, T* dy) {
+  const FlushDenormals ftz;
   const T INF = kInf<T>;
   const PairView<T> view(p, b);
   const int64_t n = view.n, m = view.m;
@@ -206,7 +223,11 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
   // Alignment accumulators for diagonals k (complete), k-1 and k-2 (receiving pushes).
   std::vector<T> ebuf(3 * W, T(0)), etbuf(tang ? 3 * W : 0, T(0));
   std::vector<T> pa(n), pb(n), pc(n), ta_push(tang ? n : 0), tb_push(tang ? n : 0), tc_push(tang ? n : 0), grad(n);
-  std::vector<T> dy_rev(dy ? m : 0, T(0));
+  const bool feats = !G && p.d > 1;
+  constexpr int64_t S = BlockSize<T>::S;
+  PairFeatures<T> feat;
+  if (feats) feat.init(p.x + b * p.N * p.d, p.y + b * p.M * p.d, n, m, p.d, true);
+  std::vector<T> dy_rev(dy && !feats ? m : 0, T(0));
 
   auto load = [&](int64_t k, T* rw, T* tw) {  // wide copy of diagonal k (k >= -2)
     if (k < 0) {
@@ -320,6 +341,8 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
         T* dst = G + b * p.N * p.M + lo * p.M + (k - lo);
         const int64_t stride = p.M - 1;
         for (int64_t t = 0; t < len; ++t) dst[t * stride] = grad[t];
+      } else if (feats) {
+        feat.put_grad(k - k % S, k, lo, len, grad.data());
       } else {
         // cost = (x_i - y_j)^2: dx_i += 2 G (x_i - y_j), dy_j -= 2 G (x_i - y_j)
         T* dxb = dx + b * p.N + lo;
@@ -334,6 +357,7 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
         }
       }
     }
+    if (feats && k % S == 0) feat.grad_block(diag, k, std::min(k + S, K));
     // move down one diagonal: k-1 becomes current, k-2 becomes k-1, load k-3
     std::swap(E0, E1);  // E0 <- k-1 (complete now)
     std::swap(E1, E2);  // E1 <- k-2; E2 <- old k buffer, reused for k-3
@@ -347,7 +371,9 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
     if (tang) std::swap(T1, T2);
     load(k - 3, R2, T2);
   }
-  if (dy) {
+  if (feats) {
+    feat.finish(p.x + b * p.N * p.d, p.y + b * p.M * p.d, dx + b * p.N * p.d, dy + b * p.M * p.d);
+  } else if (dy) {
     T* dyb = dy + b * p.M;
     for (int64_t j = 0; j < m; ++j) dyb[j] = dy_rev[m - 1 - j];
   }

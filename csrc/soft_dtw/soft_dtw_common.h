@@ -13,8 +13,11 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+#if defined(__SSE__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
 
-#include "cpu/soft_dtw.h"
+#include "soft_dtw/soft_dtw.h"
 
 namespace abcc {
 namespace cpu {
@@ -75,7 +78,12 @@ inline float log2_fast(float v) {
 }
 
 // 1/v for positive normal floats without a division: the classic bit-pattern guess (relative
-// error < 5.1%) and three Newton steps y <- y (2 - v y), each squaring the error (< 5e-11).
+// error < 5.1%), two Newton steps y <- y (2 - v y) (error < 7e-6), then one step in residual form,
+// e = 1 - v y by one fused multiply-add (exact before its one rounding), y <- y + y e. The last
+// form matters: y (2 - v y) rounds 2 - v y to an ulp of 1 and, measured on sums S = 1 + t with
+// small t (most softmin cells), returned S * (1/S) - 1 = +7.7e-9 on average, a bias that the
+// backward's push of E along 8,000 diagonals turned into alignment errors of 1e-4 at N = 4096.
+// The residual form averages -4.8e-10, the same as a correctly rounded division.
 inline float recip_fast(float v) {
   int32_t bits;
   std::memcpy(&bits, &v, sizeof(float));
@@ -84,8 +92,8 @@ inline float recip_fast(float v) {
   std::memcpy(&y, &gbits, sizeof(float));
   y = y * (2.0f - v * y);
   y = y * (2.0f - v * y);
-  y = y * (2.0f - v * y);
-  return y;
+  const float e = std::fma(-v, y, 1.0f);
+  return std::fma(y, e, y);
 }
 
 // float64 versions (the accuracy path), also vectorisable: exp2 by the degree-12 Taylor series of
@@ -134,6 +142,22 @@ inline double log2_fast(double v) {
   for (int k = 19; k >= 1; k -= 2) poly = poly * s2 + 1.0 / k;
   return ef + 2.0 * kLog2e * s * poly;
 }
+
+// Flush-to-zero and denormals-are-zero for the lifetime of the object, on the calling thread (the
+// x86 MXCSR register is per thread; each OpenMP worker sets its own). Alignment weights far from
+// the optimal path underflow below 1.2e-38 through denormal values, which cost tens to hundreds of
+// cycles per operation on x86 cores: measured with the flags off, the float32 backward at N = 512
+// took 1.55x its time with them on, and the d > 1 gradient fold (d multiply-adds per cell) 19x at d = 8.
+// Results change only where a value would be denormal (|v| < 1.2e-38 in float32): it becomes 0.
+struct FlushDenormals {
+#if defined(__SSE__) || defined(_M_X64)
+  unsigned saved;
+  FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040u); }  // FTZ (bit 15) | DAZ (bit 6)
+  ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+};
 
 template <typename T> struct Math;
 template <> struct Math<float> {

@@ -24,11 +24,14 @@ struct SdtwProblem {
   const int64_t* m = nullptr;       // [B] lengths of the second
   double gamma = 1.0;
   double bandwidth = -1.0;          // < 0: no band
-  // Cost source: either a cost matrix D [B, N, M] or univariate sequences x [B, N], y [B, M]
-  // with cost (x_i - y_j)^2 computed on the fly (no [N, M] buffer at all in forward-only calls).
+  // Cost source: either a cost matrix D [B, N, M] or sequences x [B, N, d], y [B, M, d] with the
+  // cost ||x_i - y_j||^2 computed inside the sweep (no [N, M] buffer at all in forward-only
+  // calls): exact differences (x_i - y_j)^2 for d = 1, the GEMM form ||x_i||^2 + ||y_j||^2 -
+  // 2 x_i.y_j clamped at 0 for d > 1 (see soft_dtw_features.h).
   const T* D = nullptr;
   const T* x = nullptr;
   const T* y = nullptr;
+  int64_t d = 1;                    // features per time step of x and y
   // DILATE: tangent direction. nullptr with want_temporal: the default Omega above.
   const T* omega = nullptr;         // [*, N, M]
   int64_t omega_batch_stride = 0;   // 0: one Omega shared by the batch
@@ -50,7 +53,7 @@ void sdtw_forward(const SdtwProblem<T>& p, T* value, T* temporal, T* r_store, T*
 
 // Backward. Given dL/dvalue (gv [B]) and dL/dtemporal (gt [B], may be null), writes either
 // G = dL/dD into G [B, N, M] (must be zeroed by the caller: padding and out-of-band cells keep 0)
-// or, in univariate mode, dL/dx and dL/dy into dx [B, N], dy [B, M] (zeroed by the caller).
+// or, given x and y, dL/dx and dL/dy into dx [B, N, d], dy [B, M, d] (zeroed by the caller).
 // When gv is null and G is given, G receives the expected alignment E itself (gv = 1).
 template <typename T>
 void sdtw_backward(const SdtwProblem<T>& p, const T* r_store, const T* rt_store,

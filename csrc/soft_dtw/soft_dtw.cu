@@ -1,6 +1,6 @@
 // Soft-DTW and fused DILATE on the GPU: an on-chip anti-diagonal wavefront (plain CUDA, no torch).
 //
-// Conventions: those of csrc/cpu/soft_dtw.h (cells, lengths, band, BIG sentinel, DILATE tangent).
+// Conventions: those of csrc/soft_dtw/soft_dtw.h (cells, lengths, band, BIG sentinel, DILATE tangent).
 //
 // Design:
 //  * one block per pair; thread t owns rows i = t, t + blockDim, ...; the three live anti-diagonals
@@ -31,7 +31,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "cuda/launch.h"
+#include "soft_dtw/soft_dtw_cuda.h"
 
 namespace abcc {
 namespace cuda {

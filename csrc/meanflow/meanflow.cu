@@ -1,5 +1,5 @@
-// MeanFlow helpers in plain CUDA (launchers declared in csrc/cuda/launch.h; tensor wrappers in
-// csrc/bindings.cpp; Python entry abcc_fast/ops/meanflow.py, which documents the equations).
+// MeanFlow helpers in plain CUDA (launchers declared in csrc/meanflow/meanflow_cuda.h; tensor wrappers in
+// csrc/meanflow/binding.cpp; Python entry abcc_fast/ops/meanflow.py, which documents the equations).
 //
 // meanflow_target:    one block per sample row b:
 //                       u_tgt = v + (tau_b - r_b) du_dr            (written)
@@ -13,7 +13,7 @@
 
 #include <cuda_runtime.h>
 
-#include "launch.h"
+#include "meanflow/meanflow_cuda.h"
 
 namespace abcc {
 namespace cuda {

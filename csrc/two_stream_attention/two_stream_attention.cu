@@ -20,7 +20,7 @@
 
 #include <cstdint>
 
-#include "cuda/launch.h"
+#include "two_stream_attention/two_stream_attention_cuda.h"
 
 namespace abcc {
 namespace cuda {
