@@ -23,6 +23,7 @@ from abcc_fast.data import default_dataset
 from abcc_fast.model import ABCC, ABCCConfig
 from abcc_fast.model import baselines as BL
 from abcc_fast.opirbench import evaluate
+from abcc_fast.train import load_predictor
 from abcc_fast.train.trainer import TrainConfig, train
 
 ap = argparse.ArgumentParser()
@@ -34,6 +35,8 @@ ap.add_argument("--lr", type=float, default=2e-3)
 ap.add_argument("--batch", type=int, default=8)
 ap.add_argument("--cfg", default="{}", help="JSON overrides of the cpu_default config")
 ap.add_argument("--tag", default="", help="suffix of the entry name in the results")
+ap.add_argument("--score-only", action="store_true",
+                help="score a finished run of this configuration in --runs again (train_result.json) instead of training")
 ap.add_argument("--runs", default=os.path.join(tempfile.gettempdir(), "abcc_design_runs"),
                 help="trainer output folder (not the repository)")
 a = ap.parse_args()
@@ -49,11 +52,17 @@ n_params = sum(p.numel() for p in model.parameters())
 tcfg = TrainConfig.cpu_default(steps=a.steps, max_time_s=None, seed=a.seed, lr=a.lr, batch_size=a.batch,
                                eval_every=10**9, checkpoint_every=10**9, log_every=50)
 out = os.path.join(a.runs, f"{a.entry}{a.tag}_{a.split}_s{a.seed}")
-shutil.rmtree(out, ignore_errors=True)
-t0 = time.time()
-res = train(model, ds, split=a.split, config=tcfg, out_dir=out, resume=False, progress=False)
-tt = time.time() - t0
-scored = evaluate(str(res.model_dir), ds, a.split, "test", metrics=["mse", "decomp"], progress=False)
+if a.score_only:
+    with open(os.path.join(out, "train_result.json")) as f:
+        tt = float(json.load(f)["wall_time_s"])
+    model_dir = os.path.join(out, "model")
+else:
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.time()
+    res = train(model, ds, split=a.split, config=tcfg, out_dir=out, resume=False, progress=False)
+    tt = time.time() - t0
+    model_dir = str(res.model_dir)
+scored = evaluate(load_predictor(model_dir), ds, a.split, "test", metrics=["mse", "decomp"], progress=False)
 pf = scored.per_frame["mse"]                                      # frames 1..T-1
 r = dict(entry=a.entry + a.tag, split=a.split, seed=a.seed, steps=a.steps, lr=a.lr, params=n_params,
          train_s=round(tt, 1), s_per_step=round(tt / a.steps, 4), mse=float(scored.metrics["mse"]),
