@@ -99,7 +99,7 @@ class ABCCConfig:
     w_sei_growth: float = 0.3          # relu(z_{k-1} - z_k)^2
     w_sei_sparsity: float = 0.01       # mean |z|: the SEI stream explains only what the solvent cannot
     w_mass: float = 0.1                # area changes of both streams tied to the reaction extent
-    mass_nuisance: bool = False        # the solvent area's non-reaction changes (contact step, gain drift, salt
+    mass_nuisance: bool = True         # the solvent area's non-reaction changes (contact step, gain drift, salt
                                        # polarisation ~ current) are projected out of the mass residual
     w_peak_drift: float = 0.002        # centroid drift of predicted frames vs the data's (per 1 cm^-1)
     w_peak_accel: float = 0.002        # centroid second differences over tau (per 1 cm^-1)
