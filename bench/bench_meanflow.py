@@ -57,7 +57,7 @@ def make_batch(B: int, cfg: ABCCConfig, device) -> dict:
 
 def core_queries(model: ABCC, batch: dict, n_per_sample: int, jvp_fraction: float, device):
     """N = B * n_per_sample MeanFlow queries drawn like ABCC's pairs."""
-    from abcc_fast.model.abcc import interpolate, time_derivative
+    from abcc_fast.model.series import interpolate, time_derivative
     cfg = model.config
     g = torch.Generator().manual_seed(1)
     B = batch["static"].shape[0]

@@ -10,7 +10,7 @@ import torch
 
 from abcc_fast.model import ABCC, ABCCConfig, load_predictor
 from abcc_fast.model.backbone import context_size, state_size
-from abcc_fast.model.abcc import interpolate, time_derivative
+from abcc_fast.model.series import interpolate, time_derivative
 
 W, T, C, E, K = 64, 6, 3, 2, 2
 WN = [700.0 + 10.0 * i for i in range(W)]
@@ -152,7 +152,7 @@ def test_identity_target_uses_the_jvp_and_the_denoised_velocity():
 
 
 def test_lowrank_frames_keeps_low_rank_changes_and_drops_noise():
-    from abcc_fast.model.abcc import lowrank_frames
+    from abcc_fast.model.series import lowrank_frames
     g = torch.Generator().manual_seed(0)
     B, Tn, Wn, k = 6, 8, 40, 3
     static = torch.randn(B, Wn, generator=g)

@@ -34,12 +34,12 @@ from .._cli_format import HelpFormatter
 from ..data import default_dataset, load
 from ..model import ABCC, ABCCConfig, ABCCPredictor, load_predictor
 from ..opirbench import manifest_sha256
+from ..presets import CLI_PRESETS as PRESETS
 from ..pretrained import BUILD_COMMAND, CARD_NAME, LOG_NAME, MAX_BYTES, PACKAGE_DIR, SPLIT_MODELS
 from ..train.trainer import TrainConfig, train
 from . import modelcard as C
 from .demo import score_split
 
-PRESETS = {"tiny": "tiny", "cpu": "cpu_default", "gpu": "gpu_default"}
 MODEL_FILES = ("model.safetensors", "config.json", "training_data.json")
 REPO_ROOT = PACKAGE_DIR.parents[1]
 

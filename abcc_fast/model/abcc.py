@@ -35,92 +35,25 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
+import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn as nn
 
-from abcc_fast.ops.meanflow import meanflow_integrate, meanflow_target
-
+from .. import vocabulary as V
+from ..data import chemistry as chem
+from ..ops.meanflow import meanflow_integrate, meanflow_target
 from ..pretrained import resolve  # packaged model names -> their folders (a leaf: no model code)
 from . import constraints as C
-from ._io import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_model_meta, save_model_dir  # noqa: F401
+from ._io import CONFIG_NAME, load_weights, read_model_meta, save_model_dir
 from .backbone import TwoStreamBackbone
 from .config import ABCCConfig
+from .inputs import check_predict_inputs
+from .series import current_proxy, duration_feature, interpolate, lowrank_frames, time_derivative
 
 MODEL_TYPE = "abcc"
-
-
-# ---------------------------------------------------------------------------------------------
-# interpolation in normalised protocol time
-# ---------------------------------------------------------------------------------------------
-def time_derivative(series: torch.Tensor) -> torch.Tensor:
-    """d/dtau of series sampled at tau_k = k / (T - 1) along dim 1: central differences, one-sided
-    at the ends. series [B, T, ...] -> [B, T, ...]."""
-    T = series.shape[1]
-    h = 1.0 / (T - 1)
-    out = torch.empty_like(series)
-    out[:, 1:-1] = (series[:, 2:] - series[:, :-2]) / (2 * h)
-    out[:, 0] = (series[:, 1] - series[:, 0]) / h
-    out[:, -1] = (series[:, -1] - series[:, -2]) / h
-    return out
-
-
-def interpolate(series: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation of series [B, T, ...] (at tau_k = k / (T - 1)) at t [B, M] -> [B, M, ...]."""
-    T = series.shape[1]
-    pos = t.clamp(0, 1) * (T - 1)
-    i0 = pos.floor().long().clamp(0, T - 2)
-    w = (pos - i0.to(pos.dtype))
-    extra = series.shape[2:]
-    idx0 = i0.view(*i0.shape, *([1] * len(extra))).expand(*i0.shape, *extra)
-    a = torch.gather(series, 1, idx0)
-    b = torch.gather(series, 1, idx0 + 1)
-    w = w.view(*w.shape, *([1] * len(extra))).to(series.dtype)
-    return a + w * (b - a)
-
-
-@torch.no_grad()
-def lowrank_frames(frames: torch.Tensor, static: torch.Tensor, rank: int) -> torch.Tensor:
-    """frames [B, T, W] with their changes from static projected on the batch's top ``rank`` right
-    singular vectors: the frame noise is white over (frame, wavenumber), the changes are close to low
-    rank, so the projection keeps the changes and drops most of the noise."""
-    B, T, W = frames.shape
-    change = (frames - static[:, None]).reshape(B * T, W).double()
-    k = min(int(rank), min(change.shape))
-    if change.shape[0] <= W:      # left singular vectors from the smaller Gram matrix: U_k U_k^T change
-        _, vecs = torch.linalg.eigh(change @ change.T)
-        u = vecs[:, -k:]
-        proj = u @ (u.T @ change)
-    else:
-        _, vecs = torch.linalg.eigh(change.T @ change)
-        v = vecs[:, -k:]
-        proj = (change @ v) @ v.T
-    return static[:, None] + proj.to(frames.dtype).view(B, T, W)
-
-
-def duration_feature(time_s: Optional[torch.Tensor], like: torch.Tensor, log_mean: float, log_std: float) -> torch.Tensor:
-    """[B, 1] scaled log protocol duration (log(time_s[:, -1] - time_s[:, 0]) - log_mean) / log_std,
-    on ``like``'s device and dtype; zeros (the training split's typical duration) without time_s."""
-    if time_s is None:
-        return like.new_zeros(like.shape[0], 1)
-    t = time_s.to(like.device, torch.float64)
-    log_dur = (t[:, -1] - t[:, 0]).clamp_min(1.0).log()
-    return ((log_dur - log_mean) / log_std).to(like.dtype)[:, None]
-
-
-def current_proxy(voltage: torch.Tensor, t_h: torch.Tensor, scale_v_per_h: float = 0.1) -> torch.Tensor:
-    """asinh(dV/dt / scale) [B, T]: dV/dt (V per hour) by central differences in physical time
-    (one-sided at the ends), smoothed with a [1, 2, 1] / 4 kernel along the frames."""
-    if voltage.shape[1] < 2:
-        return torch.zeros_like(voltage)
-    dv = torch.gradient(voltage, dim=1)[0]
-    dt = torch.gradient(t_h, dim=1)[0].clamp_min(1e-6)
-    rate = dv / dt
-    padded = torch.cat([rate[:, :1], rate, rate[:, -1:]], dim=1)
-    smooth = 0.25 * padded[:, :-2] + 0.5 * padded[:, 1:-1] + 0.25 * padded[:, 2:]
-    return torch.asinh(smooth / scale_v_per_h)
 
 
 class ABCC(nn.Module):
@@ -146,7 +79,6 @@ class ABCC(nn.Module):
         self.register_buffer("wavenumber", wn, persistent=False)
         self._marker_slices = C.marker_slices(wn, config.marker_windows) if config.wavenumber else []
         if config.composition_encoding == "templates":   # open vocabulary (abcc_fast.vocabulary)
-            from abcc_fast import vocabulary as V
             self.composition_encoder = V.TemplateEncoder(config.W, config.patch, config.dim, config.template_dim)
             self.register_buffer("component_templates", self._known_templates(config))
 
@@ -155,8 +87,6 @@ class ABCC(nn.Module):
         """[C, 2, W] free/bound templates of the vocabulary on the model grid (saved with the weights).
         Components unknown to chemistry get zeros: set them with ``set_component_templates`` (a saved
         model loads its own)."""
-        from abcc_fast import vocabulary as V
-        from abcc_fast.data import chemistry as chem
         if not cfg.wavenumber:
             raise ValueError("ABCCConfig: composition_encoding='templates' needs the wavenumber grid (config.wavenumber)")
         names = list(cfg.components) or (chem.COMPONENT_NAMES if cfg.n_components == len(chem.COMPONENT_NAMES) else [])
@@ -173,8 +103,6 @@ class ABCC(nn.Module):
         if self.config.composition_encoding != "templates":
             raise ValueError("set_component_templates: this model uses composition_encoding='vocabulary'")
         if isinstance(templates, (list, tuple)):
-            from abcc_fast import vocabulary as V
-            import numpy as np
             templates = np.stack([V.as_template(t, self.config.wavenumber).array() for t in templates])
         t = torch.as_tensor(templates, dtype=self.component_templates.dtype)
         if tuple(t.shape) != tuple(self.component_templates.shape):
@@ -465,78 +393,8 @@ class ABCC(nn.Module):
 
     # -- inference -----------------------------------------------------------------------------
     def _check_predict_inputs(self, static, voltage, composition, electrode, wavenumber, time_s=None, n_extra=0):
-        cfg = self.config
-
-        def tensor(name, x, dtype):
-            if not isinstance(x, torch.Tensor):
-                try:
-                    x = torch.as_tensor(x, dtype=dtype)
-                except Exception as err:
-                    raise TypeError(f"ABCC.predict: {name} must be a tensor, got {type(x).__name__} ({err})") from None
-            return x
-
-        static = tensor("static", static, torch.float32)
-        voltage = tensor("voltage", voltage, torch.float32)
-        composition = tensor("composition", composition, torch.float32)
-        electrode = tensor("electrode", electrode, torch.int64)
-        if static.dim() == 1:
-            static = static[None]
-        if static.dim() != 2:
-            raise ValueError(f"ABCC.predict: static must be [B, W], got shape {tuple(static.shape)}")
-        B, W = static.shape
-        if W != cfg.W:
-            raise ValueError(f"ABCC.predict: static has {W} wavenumber points but this model was trained on a "
-                             f"grid of W={cfg.W}; resample the spectrum onto the model's grid "
-                             f"(config.wavenumber, {cfg.wavenumber[0] if cfg.wavenumber else '?'}.."
-                             f"{cfg.wavenumber[-1] if cfg.wavenumber else '?'} cm^-1)")
-        if wavenumber is not None and cfg.wavenumber:
-            wn = torch.as_tensor(wavenumber, dtype=torch.float64).reshape(-1).cpu()
-            ref = torch.tensor(cfg.wavenumber, dtype=torch.float64)
-            if wn.shape != ref.shape or not torch.allclose(wn, ref, rtol=0, atol=1e-3 * float(ref[1] - ref[0]) + 1e-6):
-                raise ValueError(f"ABCC.predict: the wavenumber grid ({wn.numel()} points, {float(wn[0]):.4g}.."
-                                 f"{float(wn[-1]):.4g} cm^-1) differs from the model's ({ref.numel()} points, "
-                                 f"{float(ref[0]):.4g}..{float(ref[-1]):.4g} cm^-1); resample onto the model's grid")
-        if voltage.dim() == 1:
-            voltage = voltage[None]
-        if voltage.dim() != 2 or voltage.shape[0] != B or voltage.shape[1] < 2:
-            raise ValueError(f"ABCC.predict: voltage must be [B, T] with B={B} and T >= 2 (V vs Li/Li+ at each "
-                             f"frame), got shape {tuple(voltage.shape)}")
-        if composition.dim() == 1:
-            composition = composition[None]
-        if composition.dim() != 2 or composition.shape[0] != B:
-            raise ValueError(f"ABCC.predict: composition must be [B, C] with B={B}, got shape {tuple(composition.shape)}")
-        if composition.shape[1] != cfg.n_components + n_extra:
-            names = f" ({', '.join(cfg.components)})" if cfg.components else ""
-            raise ValueError(f"ABCC.predict: composition has {composition.shape[1]} entries but the model knows "
-                             f"{cfg.n_components} components{names}; an unknown component cannot be used: give "
-                             "mole fractions over exactly this vocabulary")
-        electrode = electrode.reshape(-1) if electrode.dim() <= 1 else electrode
-        if electrode.dim() != 1 or electrode.shape[0] != B:
-            raise ValueError(f"ABCC.predict: electrode must be [B] integer indices with B={B}, got shape {tuple(electrode.shape)}")
-        if electrode.is_floating_point():
-            if not bool((electrode == electrode.round()).all()):
-                raise ValueError("ABCC.predict: electrode must hold integer indices, got non-integer values")
-            electrode = electrode.long()
-        if electrode.numel() and (int(electrode.min()) < 0 or int(electrode.max()) >= cfg.n_electrodes):
-            bad = int(electrode[(electrode < 0) | (electrode >= cfg.n_electrodes)][0])
-            names = f" ({', '.join(f'{i}={n}' for i, n in enumerate(cfg.electrodes))})" if cfg.electrodes else ""
-            raise ValueError(f"ABCC.predict: unknown electrode index {bad}; this model knows indices "
-                             f"0..{cfg.n_electrodes - 1}{names}")
-        if time_s is not None:
-            time_s = tensor("time_s", time_s, torch.float32)
-            if time_s.dim() == 1:
-                time_s = time_s[None]
-            if tuple(time_s.shape) != tuple(voltage.shape):
-                raise ValueError(f"ABCC.predict: time_s must be [B, T] like voltage {tuple(voltage.shape)}, "
-                                 f"got shape {tuple(time_s.shape)}")
-        checks = [("static", static), ("voltage", voltage), ("composition", composition)]
-        for name, x in checks + ([("time_s", time_s)] if time_s is not None else []):
-            bad = ~torch.isfinite(x)
-            if bool(bad.any()):
-                row = int(bad.nonzero()[0, 0])
-                raise ValueError(f"ABCC.predict: {name} contains {int(bad.sum())} NaN/Inf values (first in batch "
-                                 f"row {row}); clean or drop those samples")
-        return static, voltage, composition.float(), electrode, time_s
+        return check_predict_inputs(self.config, static, voltage, composition, electrode, wavenumber, time_s,
+                                    n_extra)
 
     @torch.no_grad()
     def predict(self, static, voltage, composition, electrode, *, return_streams: bool = False,
@@ -678,7 +536,6 @@ class ABCC(nn.Module):
         cfg = self.config
         if components is None and not extra_components:
             return composition, None
-        from abcc_fast import vocabulary as V
         extra = []
         if extra_components:
             if cfg.composition_encoding != "templates":
@@ -730,30 +587,3 @@ class ABCC(nn.Module):
                              "frame), whose weights do not fit the current encoder-decoder; retrain it with "
                              "`abcc train` (or load it with the abcc_fast release that saved it)")
         return load_weights(cls(ABCCConfig.from_dict(meta["config"])), path, "ABCC.from_pretrained", map_location)
-
-
-class ABCCPredictor:
-    """OpIRBench predictor around a loaded ABCC: ``predictor(batch) -> {"frames", "solvent", "sei"}``."""
-
-    name = "abcc"
-    needs_frame0 = False
-
-    def __init__(self, model: ABCC, path: str = "", steps: int = 1):
-        self.model = model.eval()
-        self.path = path
-        self.steps = int(steps)            # predict(steps=...): 1 = one jump per frame from r = 0
-        self.config = {"model": "abcc", **model.config.to_dict()}
-        if self.steps != 1:
-            self.config["predict_steps"] = self.steps
-
-    def __call__(self, batch: dict) -> dict:
-        kw = {"steps": self.steps} if self.steps != 1 else {}
-        return self.model.predict(batch["static"], batch["voltage"], batch["composition"], batch["electrode"],
-                                  wavenumber=batch.get("wavenumber"), time_s=batch.get("time_s"),
-                                  return_streams=True, **kw)
-
-
-def load_predictor(path) -> Callable[[dict], dict]:
-    """OpIRBench's model loader: a saved ABCC directory -> predictor (on the GPU when there is one)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return ABCCPredictor(ABCC.from_pretrained(path, map_location=device), str(path))

@@ -32,8 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from abcc_fast.ops import two_stream_attention
-
+from ..data.templates import film_products, product_templates, simulator_basis, visible_products
+from ..ops import two_stream_attention
 from .config import ABCCConfig
 
 
@@ -111,8 +111,6 @@ class JointBlock(nn.Module):
 
 def sei_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     """[M, W] film-product templates (all products x aging states) on cfg.wavenumber, unit peak."""
-    from ..data.templates import film_products, product_templates, visible_products
-
     if len(cfg.wavenumber) != cfg.W:
         raise ValueError("ABCCConfig(sei_basis='templates') needs the model grid (config.wavenumber, W points) to "
                          "render the SEI product templates: build the config with ABCCConfig.from_dataset(ds, ...) "
@@ -127,8 +125,6 @@ def solvent_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     every component, then the soluble species, each scaled to a peak of 1. A cell's solvent stream
     is a combination of these rows (speciation moves amount between a component's free and bound
     rows), times the film's displacement factor (see ``SolventBasisDecoder``)."""
-    from ..data.templates import simulator_basis
-
     if len(cfg.wavenumber) != cfg.W:
         raise ValueError("ABCCConfig(solvent_basis='physics') needs the model grid (config.wavenumber, W points) to "
                          "render the electrolyte templates: build the config with ABCCConfig.from_dataset(ds, ...) "

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
-PRESETS = ("tiny", "cpu_default", "gpu_default")
+from ..presets import CONFIG_PRESETS as PRESETS  # the preset names, defined once
 
 
 @dataclass

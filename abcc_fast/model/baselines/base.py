@@ -35,10 +35,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._io import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_model_meta, save_model_dir  # noqa: F401
-from ..abcc import ABCC, duration_feature
+from ...presets import CONFIG_PRESETS as PRESETS  # the preset names, defined once
+from ..backbone import fourier_features
 from ..config import ABCCConfig, config_from_dict
-
-PRESETS = ("tiny", "cpu_default", "gpu_default")
+from ..inputs import check_predict_inputs
+from ..series import duration_feature
 
 # data-derived fields, shared with ABCCConfig (same names, same meaning, same computation)
 DATA_FIELDS = ("W", "T", "n_components", "n_electrodes", "wavenumber", "components", "electrodes",
@@ -261,6 +262,11 @@ class ConvTrunk(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # the base model
 # ---------------------------------------------------------------------------------------------
+# model_type -> class, filled as the baseline modules define their classes (BaselineModel.__init_subclass__);
+# the package's BASELINES is the public, ordered list of the built-in ones
+_REGISTRY: dict[str, type] = {}
+
+
 class BaselineModel(nn.Module):
     """Common plumbing of the OpIRBench baselines (module docstring). Subclasses implement
     ``frames_z`` (deterministic regressors) or ``loss_z`` + ``sample_z`` (generative models)."""
@@ -271,6 +277,13 @@ class BaselineModel(nn.Module):
     stochastic: ClassVar[bool] = False      # True: predict draws noise (seeded, reproducible)
     uses_conditioning: ClassVar[bool] = True   # False: no learned embedding (linear models read Cond.raw)
     uses_frame_condition: ClassVar[bool] = True  # False: the network reads the whole profile, Cond.volt
+
+    def __init_subclass__(cls, **kwargs):
+        """Every class that names its own ``model_type`` can be loaded by ``from_pretrained`` (the first
+        class to claim a name keeps it)."""
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("model_type"):
+            _REGISTRY.setdefault(cls.model_type, cls)
 
     def __init__(self, config):
         super().__init__()
@@ -382,11 +395,9 @@ class BaselineModel(nn.Module):
 
     # -- inference ------------------------------------------------------------------------------
     def _check_predict_inputs(self, static, voltage, composition, electrode, wavenumber, time_s):
-        """ABCC's input checks (one implementation; its config fields are ours), messages renamed."""
-        try:
-            return ABCC._check_predict_inputs(self, static, voltage, composition, electrode, wavenumber, time_s)
-        except (ValueError, TypeError) as err:
-            raise type(err)(str(err).replace("ABCC.predict", f"{type(self).__name__}.predict")) from None
+        """The input checks every model shares (model/inputs.py), messages naming this baseline."""
+        return check_predict_inputs(self.config, static, voltage, composition, electrode, wavenumber, time_s,
+                                    who=f"{type(self).__name__}.predict")
 
     @torch.no_grad()
     def predict(self, static, voltage, composition, electrode, *, time_s=None, wavenumber=None,
@@ -445,15 +456,13 @@ class BaselineModel(nn.Module):
     def from_pretrained(cls, path, map_location="cpu") -> "BaselineModel":
         """Load a directory written by ``save_pretrained``. On ``BaselineModel`` it dispatches on the
         saved ``model_type``; on a subclass the saved type must be that subclass's."""
-        from . import BASELINES
-
         where = f"{cls.__name__}.from_pretrained"
         meta = read_model_meta(path, where)
         model_type = meta.get("model_type")
-        if model_type not in BASELINES or "config" not in meta:
+        if model_type not in _REGISTRY or "config" not in meta:
             raise ValueError(f"{where}: {Path(path) / CONFIG_NAME} is not a baseline config (model_type "
-                             f"{model_type!r}; baselines: {', '.join(BASELINES)})")
-        klass = BASELINES[model_type]
+                             f"{model_type!r}; baselines: {', '.join(_REGISTRY)})")
+        klass = _REGISTRY[model_type]
         if cls is not BaselineModel and klass is not cls:
             raise ValueError(f"{where}: {path} holds a {model_type!r} model, not {cls.model_type!r}; load it "
                              f"with BaselineModel.from_pretrained or {klass.__name__}.from_pretrained")
@@ -465,8 +474,6 @@ class BaselineModel(nn.Module):
 
 def fourier_time(t: torch.Tensor, n_freq: int) -> torch.Tensor:
     """t [B] in [0, 1] -> [B, 2 n_freq]: sin/cos(pi j t / 2), j = 1..n_freq (ABCC's features)."""
-    from ..backbone import fourier_features
-
     return fourier_features(t, n_freq)
 
 
