@@ -3,6 +3,7 @@
 Batches are built from smooth random spectra (bands that deplete, shift and grow over tau), so the
 tests need neither the simulator nor a GPU. Runtime: a few seconds on 2 CPU cores.
 """
+import dataclasses
 import math
 
 import pytest
@@ -438,6 +439,100 @@ def test_physics_solvent_basis_spans_the_simulated_solvent_change(tmp_path):
         assert (fit.T - us[b]).abs().max() < 1e-8 * float(us[b].abs().max())
     with pytest.raises(ValueError, match="needs the model grid"):
         ABCC(ABCCConfig.tiny(W=64, T=4, n_components=3, n_electrodes=2, n_reactions=2, solvent_basis="physics"))
+
+
+def test_solvent_present_only_uses_the_cells_own_components(tmp_path):
+    """solvent_present_only: the rows of the components a cell holds or its reactions make (plus the
+    soluble products and the film rows) still span OpIRSim's solvent change of that cell, and the
+    model's solvent velocity lies in that smaller span: an absent component's bands (which overlap the
+    SEI products') take no part."""
+    import abcc_fast.data as data
+    from abcc_fast.model.backbone import solvent_template_owners
+
+    ds = data.load(data.generate(tmp_path / "ds", n_samples=12, T=6, W=128, seed=5, progress=False))
+    cfg = ABCCConfig.from_dataset(ds, "random", preset="tiny", solvent_basis="physics", basis_rank=0,
+                                  solvent_present_only=True)
+    model = randomised(ABCC(cfg)).double()
+    head = model.backbone.head_solvent
+    owners = solvent_template_owners(cfg)
+    assert torch.equal(head.owners, owners) and (owners >= 0).any() and (owners < 0).any()
+    comp = torch.as_tensor(ds.composition, dtype=torch.float64)
+    static = torch.as_tensor(ds.static, dtype=torch.float64)
+    z_static = (static - cfg.norm_mean) / cfg.norm_std
+    solvent = torch.as_tensor(ds.solvent, dtype=torch.float64)
+    A = head.solvent_templates.double()
+    mask = head.row_mask(model.backbone.reach(comp > 0)[0]).bool()
+    assert (~mask).any(dim=1).all()                  # every cell lacks some component of the vocabulary
+
+    def residual(b, target):                         # target [W, n] -> relative residual outside the cell's span
+        basis = torch.cat([A[mask[b]], head.film_rows(z_static[b:b + 1])[0].double()])
+        fit = basis.T @ torch.linalg.lstsq(basis.T, target).solution
+        return float((fit - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-30))
+
+    assert max(residual(b, (solvent[b, 1:] - solvent[b, :1]).T) for b in range(len(comp))) < 1e-3
+    B = 3
+    g = torch.Generator().manual_seed(1)
+    x = z_static[:B] + 0.1 * torch.randn(B, 128, generator=g, dtype=torch.float64)
+    n_state = state_size(cfg)
+    ctx = torch.cat([comp[:B], torch.rand(B, context_size(cfg) - comp.shape[1], generator=g).double()], dim=1)
+    with torch.no_grad():
+        us = model.velocity(x, z_static[:B], torch.rand(B, generator=g).double(), torch.rand(B, generator=g).double(),
+                            torch.rand(B, n_state, generator=g).double(), torch.rand(B, n_state, generator=g).double(),
+                            ctx, torch.zeros(B, dtype=torch.long))[0]
+    assert us.abs().max() > 1e-4
+    assert max(residual(b, us[b:b + 1].T) for b in range(B)) < 1e-14
+    off = randomised(ABCC(dataclasses.replace(cfg, solvent_present_only=False))).double()
+    with torch.no_grad():
+        uo = off.velocity(x, z_static[:B], torch.rand(B, generator=g).double(), torch.rand(B, generator=g).double(),
+                          torch.rand(B, n_state, generator=g).double(), torch.rand(B, n_state, generator=g).double(),
+                          ctx, torch.zeros(B, dtype=torch.long))[0]
+    assert max(residual(b, uo[b:b + 1].T) for b in range(B)) > 1e-6   # without the option it leaves the span
+    with pytest.raises(ValueError, match="need composition_encoding"):
+        ABCCConfig.from_dataset(ds, "random", preset="tiny", solvent_basis="physics", solvent_present_only=True,
+                                composition_encoding="templates").validate()
+
+
+def test_sei_reachable_only_uses_the_products_the_cell_can_form(tmp_path):
+    """sei_reachable_only: OpIRSim's SEI stream of each cell lies in the span of the templates of the
+    products its reactions can reach, and so does the model's SEI velocity (not without the option)."""
+    import abcc_fast.data as data
+    from abcc_fast.data.templates import reachable_products
+    from abcc_fast.model.backbone import sei_template_products
+
+    ds = data.load(data.generate(tmp_path / "ds", n_samples=12, T=6, W=128, seed=5, progress=False))
+    cfg = ABCCConfig.from_dataset(ds, "random", preset="tiny", sei_basis="templates", sei_reachable_only=True)
+    model = randomised(ABCC(cfg)).double()
+    head = model.backbone.head_sei
+    comp = torch.as_tensor(ds.composition, dtype=torch.float64)
+    names = sei_template_products(cfg)
+    rows = head.row_mask(model.backbone.reach(comp > 0)[1]).bool()
+    for b in range(len(comp)):
+        can = set(reachable_products([n for n, x in zip(cfg.components, comp[b]) if x > 0]))
+        assert rows[b].tolist() == [n in can for n in names]
+    assert (~rows).any(dim=1).all()
+    A = head.sei_templates.double()
+
+    def residual(b, target):
+        basis = A[rows[b]]
+        fit = basis.T @ torch.linalg.lstsq(basis.T, target).solution
+        return float((fit - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-30))
+
+    sei = torch.as_tensor(ds.sei, dtype=torch.float64)
+    z = (sei[:, 1:] - sei[:, :1]) / cfg.norm_std
+    assert max(residual(b, z[b].T) for b in range(len(comp)) if z[b].abs().max() > 0) < 1e-6
+    B, g = 3, torch.Generator().manual_seed(2)
+    static = (torch.as_tensor(ds.static[:B], dtype=torch.float64) - cfg.norm_mean) / cfg.norm_std
+    n_state = state_size(cfg)
+    ctx = torch.cat([comp[:B], torch.rand(B, context_size(cfg) - comp.shape[1], generator=g).double()], dim=1)
+    args = (static + 0.1, static, torch.rand(B, generator=g).double(), torch.rand(B, generator=g).double(),
+            torch.rand(B, n_state, generator=g).double(), torch.rand(B, n_state, generator=g).double(), ctx,
+            torch.zeros(B, dtype=torch.long))
+    with torch.no_grad():
+        uz = model.velocity(*args)[1]
+        uz_off = randomised(ABCC(dataclasses.replace(cfg, sei_reachable_only=False))).double().velocity(*args)[1]
+    assert uz.abs().max() > 1e-4
+    assert max(residual(b, uz[b:b + 1].T) for b in range(B)) < 1e-14
+    assert max(residual(b, uz_off[b:b + 1].T) for b in range(B)) > 1e-6
 
 
 def test_mass_conservation_ignores_non_reaction_area_changes():

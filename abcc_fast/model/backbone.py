@@ -26,13 +26,15 @@ once per (sample, r) through the encoder and once through the decoder for all ta
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..data.templates import film_products, product_templates, simulator_basis, visible_products
+from ..data import chemistry as chem
+from ..data.templates import film_products, product_templates, reachable, simulator_basis, visible_products
 from ..ops import two_stream_attention
 from .config import ABCCConfig
 
@@ -111,13 +113,49 @@ class JointBlock(nn.Module):
 
 def sei_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     """[M, W] film-product templates (all products x aging states) on cfg.wavenumber, unit peak."""
+    return _sei_templates(cfg)[0]
+
+
+def sei_template_products(cfg: ABCCConfig) -> list:
+    """The film product of each row of ``sei_template_matrix`` (its name)."""
+    return _sei_templates(cfg)[1]
+
+
+def _sei_templates(cfg: ABCCConfig):
     if len(cfg.wavenumber) != cfg.W:
         raise ValueError("ABCCConfig(sei_basis='templates') needs the model grid (config.wavenumber, W points) to "
                          "render the SEI product templates: build the config with ABCCConfig.from_dataset(ds, ...) "
                          "or pass wavenumber=[...], or use sei_basis='free'")
     names = visible_products(cfg.wavenumber, film_products())      # products with a band on this grid
-    m = torch.as_tensor(product_templates(cfg.wavenumber, names).matrix, dtype=torch.float64)
-    return m / m.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+    tpl = product_templates(cfg.wavenumber, names)
+    m = torch.as_tensor(tpl.matrix, dtype=torch.float64)
+    return m / m.abs().amax(dim=1, keepdim=True).clamp_min(1e-12), [names[i] for i in tpl.owner]
+
+
+class Reachability:
+    """What each cell's chemistry allows, from the components it holds: the components present after
+    the simulator's reactions have run (a reaction can produce a component, e.g. transesterification
+    of EMC gives DMC and DEC) and the film products those reactions can form
+    (``data.templates.reachable``). ``__call__(present [B, C] bool)`` -> (components [B, C] bool,
+    products [B, P] bool over ``products``); one closure per distinct composition pattern, cached."""
+
+    def __init__(self, components, products):
+        self.components, self.products = list(components), list(products)
+        self._cache: dict = {}
+
+    def _one(self, key: tuple) -> tuple:
+        if key not in self._cache:
+            names = [n for n, on in zip(self.components, key) if on]
+            comps, prods = reachable([n for n in names if n in chem.COMPONENT_NAMES])
+            reach = set(comps) | set(names)
+            self._cache[key] = ([n in reach for n in self.components], [p in prods for p in self.products])
+        return self._cache[key]
+
+    def __call__(self, present: torch.Tensor):
+        rows = [self._one(tuple(bool(v) for v in row)) for row in present.tolist()]
+        comps = torch.tensor([r[0] for r in rows], dtype=torch.bool, device=present.device)
+        prods = torch.tensor([r[1] for r in rows], dtype=torch.bool, device=present.device)
+        return comps.reshape(len(rows), len(self.components)), prods.reshape(len(rows), len(self.products))
 
 
 def solvent_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
@@ -125,13 +163,28 @@ def solvent_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     every component, then the soluble species, each scaled to a peak of 1. A cell's solvent stream
     is a combination of these rows (speciation moves amount between a component's free and bound
     rows), times the film's displacement factor (see ``SolventBasisDecoder``)."""
+    return _solvent_templates(cfg)[0]
+
+
+def solvent_template_owners(cfg: ABCCConfig) -> torch.Tensor:
+    """int64 [E]: for each row of ``solvent_template_matrix``, the index in ``cfg.components`` of the
+    component whose band it is, or -1 (soluble reaction products, and components the config does not
+    name): the rows a cell without that component cannot use."""
+    return _solvent_templates(cfg)[1]
+
+
+def _solvent_templates(cfg: ABCCConfig):
     if len(cfg.wavenumber) != cfg.W:
         raise ValueError("ABCCConfig(solvent_basis='physics') needs the model grid (config.wavenumber, W points) to "
                          "render the electrolyte templates: build the config with ABCCConfig.from_dataset(ds, ...) "
                          "or pass wavenumber=[...], or use solvent_basis='free'")
     e = torch.as_tensor(simulator_basis(cfg.wavenumber).electrolyte, dtype=torch.float64)      # [E, W]
-    e = e[e.abs().amax(dim=1) > 0]
-    return e / e.abs().amax(dim=1, keepdim=True)
+    names = [n for n in chem.COMPONENT_NAMES for _ in ("free", "bound")]
+    names += [None] * (e.shape[0] - len(names))                                               # soluble species
+    owner = torch.tensor([list(cfg.components).index(n) if n in cfg.components else -1 for n in names])
+    keep = e.abs().amax(dim=1) > 0
+    e = e[keep]
+    return e / e.abs().amax(dim=1, keepdim=True), owner[keep]
 
 
 def context_size(cfg: ABCCConfig) -> int:
@@ -280,7 +333,7 @@ class SolventBasisDecoder(FiLMTokens):
     residual), so SEI growth is left to the SEI stream."""
 
     def __init__(self, dim: int, hidden: int, templates: torch.Tensor, wavenumber, basis_rank: int,
-                 norm_mean: float, norm_std: float, n_tokens: int = 0):
+                 norm_mean: float, norm_std: float, n_tokens: int = 0, owners: Optional[torch.Tensor] = None):
         super().__init__(dim, hidden)
         self.n_templates, self.rank, self.n_tokens = templates.shape[0], basis_rank, n_tokens
         self.norm_mean, self.norm_std = norm_mean, norm_std
@@ -293,6 +346,16 @@ class SolventBasisDecoder(FiLMTokens):
         self.register_buffer("film_weights", torch.stack([nu, nu * nu]).float(), persistent=False)   # [2, W]
         if basis_rank > 0:
             self.basis = nn.Parameter(torch.randn(basis_rank, templates.shape[1]) * 0.02)
+        # the component owning each template row (-1: always usable); rebuilt from the config on load
+        self.register_buffer("owners", owners if owners is not None else torch.full((self.n_templates,), -1),
+                             persistent=False)
+
+    def row_mask(self, present: torch.Tensor) -> torch.Tensor:
+        """present [B, C] bool (the components in each cell) -> [B, E] 1.0 for the template rows the
+        cell can use: those of its components and the soluble products, 0.0 for absent components'."""
+        own = self.owners
+        usable = present[:, own.clamp_min(0)] | (own < 0)[None]
+        return usable.to(torch.float32)
 
     def film_rows(self, static):
         """static [B, W] z-units -> [B, 2, W]: the raw static spectrum times nu', nu'^2, unit peak."""
@@ -300,11 +363,16 @@ class SolventBasisDecoder(FiLMTokens):
         rows = raw[:, None] * self.film_weights.to(raw.dtype)
         return rows / rows.abs().amax(dim=-1, keepdim=True).clamp_min(1e-6)
 
-    def forward(self, tokens, e, static):
+    def forward(self, tokens, e, static, rows: Optional[torch.Tensor] = None):
+        """rows [B, E] (``row_mask``) or None: with it, only the rows a cell can use take part
+        (``ABCCConfig.solvent_present_only``)."""
         feats, pooled = self.readout(tokens, e, self.n_tokens)
         coef = self.coef(feats)
         E = self.n_templates
-        out = coef[..., :E] @ self.solvent_templates.to(pooled.dtype)
+        amounts = coef[..., :E]
+        if rows is not None:
+            amounts = amounts * rows.to(amounts.dtype)[:, None]
+        out = amounts @ self.solvent_templates.to(pooled.dtype)
         out = out + torch.einsum("bqk,bkw->bqw", coef[..., E:E + 2], self.film_rows(static).to(pooled.dtype))
         if self.rank > 0:
             out = out + coef[..., E + 2:] @ self.basis
@@ -317,17 +385,30 @@ class TemplateDecoder(FiLMTokens):
     The templates (``sei_templates``, a persistent buffer: saved with the weights) are the film
     products' spectra along their aging states on the model grid, each scaled to a peak of 1 z-unit."""
 
-    def __init__(self, dim: int, hidden: int, templates: torch.Tensor, n_tokens: int = 0):
+    def __init__(self, dim: int, hidden: int, templates: torch.Tensor, n_tokens: int = 0,
+                 owners: Optional[torch.Tensor] = None):
         super().__init__(dim, hidden)
         self.n_tokens = n_tokens
         self.coef = nn.Linear(hidden * max(n_tokens, 1), templates.shape[0])
         nn.init.zeros_(self.coef.weight)
         nn.init.zeros_(self.coef.bias)
         self.register_buffer("sei_templates", templates.float())
+        # the product (index into Reachability.products) of each row; rebuilt from the config on load
+        self.register_buffer("owners", owners if owners is not None else torch.zeros(templates.shape[0], dtype=torch.long),
+                             persistent=False)
 
-    def forward(self, tokens, e):
+    def row_mask(self, products: torch.Tensor) -> torch.Tensor:
+        """products [B, P] bool (what each cell's reactions can form) -> [B, M] 1.0 for those rows."""
+        return products[:, self.owners].to(torch.float32)
+
+    def forward(self, tokens, e, rows: Optional[torch.Tensor] = None):
+        """rows [B, M] (``row_mask``) or None: with it, only the products a cell can form take part
+        (``ABCCConfig.sei_reachable_only``)."""
         feats, pooled = self.readout(tokens, e, self.n_tokens)
-        return self.coef(feats) @ self.sei_templates.to(pooled.dtype), pooled
+        coef = self.coef(feats)
+        if rows is not None:
+            coef = coef * rows.to(coef.dtype)[:, None]
+        return coef @ self.sei_templates.to(pooled.dtype), pooled
 
 
 def legendre_basis(W: int, n: int) -> torch.Tensor:
@@ -341,11 +422,13 @@ def legendre_basis(W: int, n: int) -> torch.Tensor:
 
 class Encoding:
     """What the encoder leaves for the decoder: both streams' tokens [B, N, d], the source
-    condition c_r [B, d], r [B], s(r) [B, n_state] and the static spectrum [B, W] (z-units)."""
+    condition c_r [B, d], r [B], s(r) [B, n_state], the static spectrum [B, W] (z-units) and the
+    template rows each cell's chemistry allows in the solvent and SEI heads ([B, E], [B, M], or None:
+    every row)."""
 
-    def __init__(self, solvent, sei, c, r, state_r, static):
+    def __init__(self, solvent, sei, c, r, state_r, static, solvent_rows=None, sei_rows=None):
         self.solvent, self.sei, self.c, self.r, self.state_r = solvent, sei, c, r, state_r
-        self.static = static
+        self.static, self.solvent_rows, self.sei_rows = static, solvent_rows, sei_rows
 
 
 class TwoStreamBackbone(nn.Module):
@@ -376,10 +459,22 @@ class TwoStreamBackbone(nn.Module):
         H = cfg.decoder_hidden
         flat = self.n_tokens if cfg.coef_readout == "flat" else 0
         self.head_solvent = (SolventBasisDecoder(d, H, solvent_template_matrix(cfg), cfg.wavenumber, cfg.basis_rank,
-                                                 cfg.norm_mean, cfg.norm_std, flat)
+                                                 cfg.norm_mean, cfg.norm_std, flat, solvent_template_owners(cfg))
                              if cfg.solvent_basis == "physics" else TokenDecoder(d, self.n_tokens, P, H, cfg.basis_rank))
-        self.head_sei = (TemplateDecoder(d, H, sei_template_matrix(cfg), flat) if cfg.sei_basis == "templates"
-                         else TokenDecoder(d, self.n_tokens, P, H))
+        self.reach = None
+        if cfg.sei_basis == "templates":
+            sei_tpl, sei_names = _sei_templates(cfg)
+            self.reach = Reachability(cfg.components, list(dict.fromkeys(sei_names)))
+            owners = torch.tensor([self.reach.products.index(n) for n in sei_names])
+            self.head_sei = TemplateDecoder(d, H, sei_tpl, flat, owners)
+        else:
+            self.head_sei = TokenDecoder(d, self.n_tokens, P, H)
+        if self.reach is None and cfg.solvent_present_only:
+            self.reach = Reachability(cfg.components, [])
+        if (cfg.solvent_present_only or cfg.sei_reachable_only) and len(cfg.components) != cfg.n_components:
+            raise ValueError("ABCCConfig: solvent_present_only / sei_reachable_only need the component names "
+                             f"(config.components, got {len(cfg.components)} for n_components={cfg.n_components}): "
+                             "build the config with ABCCConfig.from_dataset(ds, ...)")
         nb = cfg.baseline_basis
         if nb > 0:
             self.head_baseline = nn.Linear(2 * H + d, nb)
@@ -400,17 +495,32 @@ class TwoStreamBackbone(nn.Module):
         b = torch.cat([self.cond_token_sei(c)[:, None], b], dim=1)
         for blk in self.blocks:
             a, b = blk(a, b, c)
-        return Encoding(a[:, 1:], b[:, 1:], c, r, state_r, static)
+        return Encoding(a[:, 1:], b[:, 1:], c, r, state_r, static, *self._row_masks(context))
+
+    def _row_masks(self, context):
+        """The template rows each cell's chemistry allows: (solvent [B, E] or None, SEI [B, M] or None),
+        from the components it holds (the composition columns of the context) and what its reactions
+        reach; None where ``solvent_present_only`` / ``sei_reachable_only`` is off (or the head has no
+        template rows)."""
+        cfg = self.cfg
+        use_solvent = cfg.solvent_present_only and isinstance(self.head_solvent, SolventBasisDecoder)
+        use_sei = cfg.sei_reachable_only and isinstance(self.head_sei, TemplateDecoder)
+        if not (use_solvent or use_sei):
+            return None, None
+        comps, prods = self.reach(context[:, :cfg.n_components] > 0)
+        return (self.head_solvent.row_mask(comps) if use_solvent else None,
+                self.head_sei.row_mask(prods) if use_sei else None)
 
     def decode(self, enc: Encoding, tau, state_tau):
         """tau [B, Q], state_tau [B, Q, n_state] -> average velocities (u_solvent, u_sei,
         u_baseline) [B, Q, W] over [r, tau] (displacement / (tau - r + delta))."""
         e = self.query(enc.c, enc.r, tau, enc.state_r, state_tau)                 # [B, Q, d]
         if isinstance(self.head_solvent, SolventBasisDecoder):
-            d_solvent, h_solvent = self.head_solvent(enc.solvent, e, enc.static)
+            d_solvent, h_solvent = self.head_solvent(enc.solvent, e, enc.static, enc.solvent_rows)
         else:
             d_solvent, h_solvent = self.head_solvent(enc.solvent, e)
-        d_sei, h_sei = self.head_sei(enc.sei, e)
+        d_sei, h_sei = self.head_sei(enc.sei, e, enc.sei_rows) if isinstance(self.head_sei, TemplateDecoder) \
+            else self.head_sei(enc.sei, e)
         inv = 1.0 / (tau - enc.r[:, None] + self.cfg.delta_tau)[..., None]        # [B, Q, 1]
         if self.head_baseline is None:
             d_base = torch.zeros_like(d_solvent)

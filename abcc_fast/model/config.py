@@ -69,6 +69,12 @@ class ABCCConfig:
                                        # (free/bound state of every component, soluble species) and the
                                        # static spectrum times nu, nu^2 (the film's displacement of electrolyte,
                                        # exp(-2L/d_p(nu)), to second order), plus the rank-``basis_rank`` residual
+    solvent_present_only: bool = False   # "physics" solvent head: a cell uses only the template rows of the
+                                       # components it holds or its reactions make (and the soluble products):
+                                       # an absent component's bands cannot stand in for SEI bands
+    sei_reachable_only: bool = False   # "templates" SEI head: a cell uses only the products its components'
+                                       # reactions can form. Both need composition_encoding "vocabulary" (the
+                                       # context starts with the composition)
     coef_readout: str = "mean"         # how the template heads read their coefficients from the FiLM features:
                                        # "mean" over the stream's tokens, then Linear(H, M); "flat": the tokens'
                                        # features side by side, Linear(N H, M) (where a band sits matters)
@@ -140,6 +146,9 @@ class ABCCConfig:
         need(self.composition_encoding in ("vocabulary", "templates"),
              f"composition_encoding must be 'vocabulary' or 'templates', got {self.composition_encoding!r}")
         need(self.template_dim >= 1, f"template_dim must be >= 1, got {self.template_dim}")
+        need(not (self.solvent_present_only or self.sei_reachable_only) or self.composition_encoding == "vocabulary",
+             "solvent_present_only / sei_reachable_only read the composition from the context: they need "
+             "composition_encoding='vocabulary' (set both False with 'templates')")
         need(self.jvp_mode in ("full", "none"), f"jvp_mode must be 'full' or 'none', got {self.jvp_mode!r}")
         need(self.identity_target in ("lowrank", "raw"),
              f"identity_target must be 'lowrank' or 'raw', got {self.identity_target!r}")
@@ -269,6 +278,11 @@ def config_from_dict(cls, d: dict):
 #                the SEI area to the extent)
 #   mf_sources   also trained from MeanFlow sources r > 0 (mf_pairs=1): the model that predict(steps=n)
 #                and restarts from a measured frame need (the suite's abcc_steps<N> entries score it)
+# and two variants that restrict the template heads to what each cell's chemistry allows
+# (docs/model.md, "What each cell's chemistry allows"):
+#   sei_reachable  the SEI head uses only the products the cell's reactions can form
+#   chemistry      that, and the solvent head only the bands of the components the cell holds, no
+#                  learned residual
 # "Without Chemical Flow" is not a weight preset: it is the ``meanflow_noise`` baseline (noise-to-data
 # MeanFlow, abcc_fast.model.baselines); one step vs several is ``ABCC.predict(steps=n)`` on the same model.
 _SPECTRUM_OFF = dict(w_sei_nonneg=0.0, w_sei_growth=0.0, w_smooth=0.0, w_solvent_new_bands=0.0)
@@ -279,4 +293,6 @@ ABLATIONS: dict = {
     "one_stream": dict(streams=1, w_sei_nonneg=0.0, w_sei_growth=0.0, w_sei_sparsity=0.0,
                        w_solvent_new_bands=0.0, w_mass=0.0),
     "mf_sources": dict(mf_pairs=1),
+    "sei_reachable": dict(sei_reachable_only=True),
+    "chemistry": dict(sei_reachable_only=True, solvent_present_only=True, basis_rank=0),
 }
