@@ -105,6 +105,9 @@ def run(device: torch.device, quick: bool = False, checkpoint=None, reference: b
     torch.manual_seed(0)
     shapes = SHAPES[:2] if quick else SHAPES
     peers = _peers(device)
+    # a peer's numba kernels can raise torch's thread count when their threading layer starts (seen
+    # with tslearn: 1 -> 2 after its first backward), so every timed call restores the requested count
+    threads = torch.get_num_threads()
     rows = []
     load_before = os.getloadavg()[0]
     rate = {}  # (impl, mode, d) -> cells/s measured at the largest shape so far, to predict cost
@@ -135,12 +138,14 @@ def run(device: torch.device, quick: bool = False, checkpoint=None, reference: b
                         def call(fn=fn):
                             with torch.no_grad():
                                 fn(x, y)
+                            torch.set_num_threads(threads)
                     else:
                         xg = x.clone().requires_grad_(True)
 
                         def call(fn=fn, xg=xg):
                             xg.grad = None
                             fn(xg, y).sum().backward()
+                            torch.set_num_threads(threads)
                     try:
                         m = measure(call, device, budget=row_budget)
                     except Exception as err:  # noqa: BLE001 - a peer failing is a result too
@@ -156,6 +161,7 @@ def run(device: torch.device, quick: bool = False, checkpoint=None, reference: b
                         checkpoint(rows)
                     print(f"soft_dtw d={d} B={B} N={N} {mode:16s} {name:15s} {m['time_ms']:10.2f} ms "
                           f"{cps:9.3g} cells/s {m['peak_mem_mb']:8.1f} MB", flush=True)
+    torch.set_num_threads(threads)
     # DILATE (univariate, gamma 0.01) forward+backward, ours only: no peer implements it
     for B, N in shapes:
         x = torch.randn(B, N, device=device)
@@ -217,6 +223,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+        # the peers' numba kernels get the same number of threads (read when numba is first imported)
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     if args.gpu and not torch.cuda.is_available():
         raise SystemExit("bench_soft_dtw --gpu: no CUDA device is visible")
     device = torch.device("cuda" if args.gpu else args.device)
