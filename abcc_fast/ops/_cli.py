@@ -1,4 +1,5 @@
 """`abcc backends`: what each kernel backend can do here."""
+from ._registry import backends_report
 
 
 def register(sub) -> None:
@@ -7,7 +8,5 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from . import backends_report
-
     print(backends_report())
     return 0

@@ -187,7 +187,7 @@ def _target_engine(engine, u_pred, v, du_dr, r, tau, c, p):
     """(u_tgt [B, W], err [B], weight [B]) in fp32 from the fused kernel."""
     args = (_f32(u_pred), _f32(v), _f32(du_dr), _f32(r), _f32(tau))
     if engine == "triton":
-        from abcc_fast.kernels import meanflow as K
+        from abcc_fast.kernels import meanflow as K  # Triton kernels: imports triton, only on this path
         return K.target(*args, c=float(c), p=float(p))
     # by keyword: the fields of _C.MeanflowParams (csrc/meanflow/binding.cpp; checked against _C.op_args)
     outs = native_module().meanflow_target_cuda(u_pred=args[0], v=args[1], du_dr=args[2], r=args[3], tau=args[4],
@@ -200,7 +200,7 @@ def _integrate_engine(engine, x0_solvent, x0_sei, u_solvent, u_sei, r, taus, pro
     args = (_f32(x0_solvent), None if x0_sei is None else _f32(x0_sei), _f32(u_solvent), _f32(u_sei),
             _f32(r), _f32(taus))
     if engine == "triton":
-        from abcc_fast.kernels import meanflow as K
+        from abcc_fast.kernels import meanflow as K  # Triton kernels: imports triton, only on this path
         return K.integrate(*args, project=bool(project))
     outs = native_module().meanflow_integrate_cuda(x0_solvent=args[0], x0_sei=args[1], u_solvent=args[2],
                                                    u_sei=args[3], r=args[4], taus=args[5], project=bool(project))

@@ -194,7 +194,7 @@ def two_stream_attention_reference(qa, ka, va, qb, kb, vb, *, scale: Optional[fl
 # fused engines
 # ---------------------------------------------------------------------------------------------
 def _triton_forward(prim, tangents, keep, scale):
-    from abcc_fast.kernels import two_stream_attention as K
+    from abcc_fast.kernels import two_stream_attention as K  # Triton kernels: imports triton, only on this path
     blocks = None
     if _triton_blocks is not None:
         blocks = dict(K.default_blocks(prim[0].shape[-1], tangents is not None), **_triton_blocks)
@@ -202,7 +202,7 @@ def _triton_forward(prim, tangents, keep, scale):
 
 
 def _triton_backward(prim, oa, ob, lse, doa, dob, keep, scale):
-    from abcc_fast.kernels import two_stream_attention as K
+    from abcc_fast.kernels import two_stream_attention as K  # Triton kernels: imports triton, only on this path
     blocks = None
     if _triton_blocks is not None:
         blocks = dict(K.default_blocks(prim[0].shape[-1], False, backward=True), **_triton_blocks)
