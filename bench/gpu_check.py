@@ -120,6 +120,13 @@ def _junit_summary(path: Path) -> dict:
     return out
 
 
+def _default_sigint() -> None:
+    """In the test child, before exec: SIGINT back to its default. A session started in the background
+    (`nohup ... &`) ignores SIGINT, children inherit that, and the interrupt that stops a group past its
+    time limit (and makes pytest write its report) would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_tests(s: Session) -> None:
     limit = min(TEST_LIMIT_S, s.left() - RESERVE_FOR_BENCH_S)
     if limit < min(30.0, TEST_LIMIT_S):
@@ -136,7 +143,8 @@ def run_tests(s: Session) -> None:
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", TEST_FILTER,
                f"--junitxml={xml}", *files]
         log = open(tmp / f"group{i}.log", "w")
-        procs.append((files, xml, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)))
+        procs.append((files, xml, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                   preexec_fn=_default_sigint)))
     groups, status = [], "ok"
     for files, xml, proc in procs:
         try:
