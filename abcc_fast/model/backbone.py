@@ -178,9 +178,12 @@ def _solvent_templates(cfg: ABCCConfig):
         raise ValueError("ABCCConfig(solvent_basis='physics') needs the model grid (config.wavenumber, W points) to "
                          "render the electrolyte templates: build the config with ABCCConfig.from_dataset(ds, ...) "
                          "or pass wavenumber=[...], or use solvent_basis='free'")
-    e = torch.as_tensor(simulator_basis(cfg.wavenumber).electrolyte, dtype=torch.float64)      # [E, W]
-    names = [n for n in chem.COMPONENT_NAMES for _ in ("free", "bound")]
-    names += [None] * (e.shape[0] - len(names))                                               # soluble species
+    basis = simulator_basis(cfg.wavenumber)
+    e = torch.as_tensor(basis.electrolyte, dtype=torch.float64)                                # [E, W]
+    names: list = [None] * e.shape[0]                                                          # soluble species
+    for rows in (basis.free_row, basis.bound_row):                                             # component -> row
+        for name, row in rows.items():
+            names[row] = name
     owner = torch.tensor([list(cfg.components).index(n) if n in cfg.components else -1 for n in names])
     keep = e.abs().amax(dim=1) > 0
     e = e[keep]
@@ -458,9 +461,12 @@ class TwoStreamBackbone(nn.Module):
                                     for _ in range(cfg.depth))
         H = cfg.decoder_hidden
         flat = self.n_tokens if cfg.coef_readout == "flat" else 0
-        self.head_solvent = (SolventBasisDecoder(d, H, solvent_template_matrix(cfg), cfg.wavenumber, cfg.basis_rank,
-                                                 cfg.norm_mean, cfg.norm_std, flat, solvent_template_owners(cfg))
-                             if cfg.solvent_basis == "physics" else TokenDecoder(d, self.n_tokens, P, H, cfg.basis_rank))
+        if cfg.solvent_basis == "physics":
+            solvent_tpl, solvent_owners = _solvent_templates(cfg)
+            self.head_solvent = SolventBasisDecoder(d, H, solvent_tpl, cfg.wavenumber, cfg.basis_rank, cfg.norm_mean,
+                                                    cfg.norm_std, flat, solvent_owners)
+        else:
+            self.head_solvent = TokenDecoder(d, self.n_tokens, P, H, cfg.basis_rank)
         self.reach = None
         if cfg.sei_basis == "templates":
             sei_tpl, sei_names = _sei_templates(cfg)
