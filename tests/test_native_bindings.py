@@ -100,7 +100,8 @@ def test_soft_dtw_cuda_adapter_calls_match_the_bindings(monkeypatch, univariate,
     def bwd(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, ckpt, ckpt_t, base, grad_value, grad_temporal):
         return cpu.sdtw_cpu_backward(D=D, x=x, y=y, n=n, m=m, gamma=gamma, bandwidth=bandwidth, omega=omega,
                                      want_temporal=want_temporal, r=ckpt, rt=ckpt_t, off=base,
-                                     grad_value=grad_value, grad_temporal=grad_temporal, threads=1, engine=0)
+                                     grad_value=grad_value, grad_temporal=grad_temporal, threads=1, engine=0,
+                                     need_dx=True, need_dy=True)
 
     class StandIn:
         has_cuda = staticmethod(lambda: True)

@@ -48,10 +48,13 @@ def _pinned(choice, fn):
 @settings(max_examples=40, deadline=None)
 @given(B=st.integers(1, 35), N=st.integers(1, 40), M=st.integers(1, 40), d=st.sampled_from([2, 3, 16, 21]),
        gamma=st.sampled_from([1.0, 0.1, 0.01]), band=st.sampled_from([None, 0.5, 2.5]),
-       choice=st.sampled_from(["pairs", "lanes"]), ragged=st.booleans(), seed=st.integers(0, 2**16))
+       choice=st.sampled_from(["pairs", "lanes", "lanes_blocked"]), ragged=st.booleans(),
+       seed=st.integers(0, 2**16))
 def test_fused_cost_matches_reference(B, N, M, d, gamma, band, choice, ragged, seed):
-    """float64, either engine (lanes need equal lengths, so ragged batches run the pair engine):
-    soft-DTW and DILATE values and gradients equal the reference's."""
+    """float64, either engine (lanes need equal lengths, so ragged batches run the pair engine), the
+    lane engine's short series both with the whole-matrix tiles ("lanes") and with the diagonal
+    blocks of long series ("lanes_blocked"): soft-DTW and DILATE values and gradients equal the
+    reference's."""
     if band is not None and band < 0.5 and N != M:
         return
     x, y = _features(B, N, M, d, seed)
@@ -75,7 +78,7 @@ def test_fused_cost_matches_reference(B, N, M, d, gamma, band, choice, ragged, s
 
 
 @needs_cpu
-@pytest.mark.parametrize("choice", ["pairs", "lanes"])
+@pytest.mark.parametrize("choice", ["pairs", "lanes", "lanes_blocked"])
 @pytest.mark.parametrize("B,N,M,d", [(17, 33, 20, 64), (3, 300, 257, 64), (20, 48, 48, 17), (16, 1, 9, 32)])
 def test_fused_cost_agrees_with_cost_matrix_path_in_float32(choice, B, N, M, d):
     """The fused float32 kernels against the path they replace (pairwise_sq_dist, then soft_dtw_cost)
@@ -118,3 +121,34 @@ def test_fused_cost_padding_gets_zero_gradient():
     assert torch.isfinite(gx).all() and torch.isfinite(gy).all()
     for b in range(5):
         assert bool((gx[b, lx[b]:] == 0).all()) and bool((gy[b, ly[b]:] == 0).all())
+
+
+@needs_cpu
+@pytest.mark.parametrize("choice", ["pairs", "lanes", "lanes_blocked"])
+@pytest.mark.parametrize("d", [1, 7, 64])
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_of_one_input_only(choice, d, ragged, dtype):
+    """The backward computes only the gradients autograd asks for (the kernels skip dL/dy when y
+    needs none, and the buffers of gradients they write in full are not zeroed first): each one
+    alone equals the same gradient computed with both, for soft-DTW and DILATE."""
+    B, N, M = 19, 21, 17
+    x, y = _features(B, N, M, d, seed=d, dtype=dtype)
+    g = torch.Generator().manual_seed(3)
+    lx = torch.randint(1, N + 1, (B,), generator=g) if ragged else None
+    ly = torch.randint(1, M + 1, (B,), generator=g) if ragged else None
+    fns = (lambda a, b: soft_dtw(a, b, 0.3, lengths_x=lx, lengths_y=ly, backend="cpu"),
+           lambda a, b: dilate(a, b, 0.5, 0.3, lengths=(lx, ly) if ragged else None, reduction="none",
+                               backend="cpu")[0])
+    w = torch.linspace(0.5, 1.5, B, dtype=dtype)
+    for fn in fns:
+        _, gx, gy = _pinned(choice, lambda: _run(fn, x, y))
+        xg = x.clone().requires_grad_(True)
+        (only_x,) = _pinned(choice, lambda: torch.autograd.grad((fn(xg, y) * w).sum(), (xg,)))
+        yg = y.clone().requires_grad_(True)
+        (only_y,) = _pinned(choice, lambda: torch.autograd.grad((fn(x, yg) * w).sum(), (yg,)))
+        torch.testing.assert_close(only_x, gx, rtol=0, atol=0)
+        torch.testing.assert_close(only_y, gy, rtol=0, atol=0)
+        if ragged:
+            for b in range(B):
+                assert bool((only_x[b, lx[b]:] == 0).all()) and bool((only_y[b, ly[b]:] == 0).all())

@@ -34,7 +34,8 @@ class _CudaEngine:
         state = (ckpt, ckpt_t, base) if save else None
         return value, (temporal if want_temporal else None), state
 
-    def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal):
+    def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal,
+                 need=(True, True)):  # computes both gradients whatever `need` says
         if state is None:
             raise RuntimeError("soft_dtw (cuda): backward needs the state of a forward run with save=True")
         ckpt, ckpt_t, base = state

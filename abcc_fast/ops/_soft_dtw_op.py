@@ -28,7 +28,8 @@ _FORWARD_SCHEMA = ("(Tensor? D, Tensor? x, Tensor? y, Tensor n, Tensor m, float 
                    "-> (Tensor, Tensor, Tensor, Tensor, Tensor)")
 _BACKWARD_SCHEMA = ("(Tensor? D, Tensor? x, Tensor? y, Tensor n, Tensor m, float gamma, float bandwidth, "
                     "Tensor? omega, bool want_temporal, Tensor s0, Tensor s1, Tensor s2, Tensor grad_value, "
-                    "Tensor? grad_temporal, str engine, int variant) -> (Tensor, Tensor, Tensor)")
+                    "Tensor? grad_temporal, str engine, int variant, bool need_x=True, bool need_y=True) "
+                    "-> (Tensor, Tensor, Tensor)")
 
 
 def forward_impl(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, engine_name, variant):
@@ -70,21 +71,23 @@ def _forward_fake(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save, e
 
 
 def backward_impl(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, s0, s1, s2, grad_value, grad_temporal,
-                   engine_name, variant):
-    """(G, dx, dy): G = dL/dD for a cost matrix, else dL/dx, dL/dy; the ones that do not apply are [0]."""
+                  engine_name, variant, need_x=True, need_y=True):
+    """(G, dx, dy): G = dL/dD for a cost matrix, else dL/dx, dL/dy; the ones that do not apply or
+    are not needed (need_x, need_y: an engine may skip their work) are [0]."""
     engine = _engine(engine_name)
     state = engine.unpack_state((s0, s1, s2), want_temporal, variant)
-    grads = engine.backward(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal)
+    grads = engine.backward(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal,
+                            need=(need_x, need_y))
     if D is not None:
         return grads[0], D.new_empty(0), D.new_empty(0)
-    return x.new_empty(0), grads[0], grads[1]
+    return x.new_empty(0), grads[0] if need_x else x.new_empty(0), grads[1] if need_y else y.new_empty(0)
 
 
 def _backward_fake(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, s0, s1, s2, grad_value, grad_temporal,
-                   engine_name, variant):
+                   engine_name, variant, need_x=True, need_y=True):
     if D is not None:
         return D.new_empty(D.shape), D.new_empty(0), D.new_empty(0)
-    return x.new_empty(0), x.new_empty(x.shape), y.new_empty(y.shape)
+    return x.new_empty(0), x.new_empty(x.shape if need_x else 0), y.new_empty(y.shape if need_y else 0)
 
 
 def _setup_context(ctx, inputs, output):
@@ -106,9 +109,12 @@ def _backward_with(backward_fn):
         ref = D if D is not None else x
         gv = grad_value.contiguous() if grad_value is not None else ref.new_zeros(ref.shape[0])
         gt = grad_temporal.contiguous() if (want_temporal and grad_temporal is not None) else None
+        need_x, need_y = bool(ctx.needs_input_grad[1]), bool(ctx.needs_input_grad[2])
         G, dx, dy = backward_fn(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, s0, s1, s2, gv, gt,
-                                engine_name, variant)
-        return ((G, None, None) if D is not None else (None, dx, dy)) + (None,) * 9
+                                engine_name, variant, need_x, need_y)
+        if D is not None:
+            return (G, None, None) + (None,) * 9
+        return (None, dx if need_x else None, dy if need_y else None) + (None,) * 9
 
     return backward
 

@@ -30,7 +30,8 @@ class _TritonEngine:
             temporal = temporal.to(ref.dtype)
         return value, temporal, state
 
-    def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal):
+    def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal,
+                 need=(True, True)):  # computes both gradients whatever `need` says
         if state is None:
             raise RuntimeError("soft_dtw (triton): backward needs the state of a forward run with save=True")
         xf, yf = _f32(x), _f32(y)

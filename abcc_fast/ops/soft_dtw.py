@@ -312,8 +312,9 @@ class _CpuEngine:
 
     Engine protocol (every engine: this one, `_soft_dtw_triton.ENGINE`, `_soft_dtw_cuda.ENGINE`):
     `forward(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save)` -> (value, temporal or
-    None, state or None) and `backward(..., want_temporal, state, grad_value, grad_temporal)` ->
-    (G,) for a cost matrix, (dx, dy) for sequences. For the custom ops, which pass only tensors,
+    None, state or None) and `backward(..., want_temporal, state, grad_value, grad_temporal,
+    need=(need_dx, need_dy))` -> (G,) for a cost matrix, (dx, dy) for sequences, where an engine
+    may skip the work of a gradient `need` marks False (its entry is then unused). For the custom ops, which pass only tensors,
     the state travels as its first three tensors, flattened, `unpack_state(tensors,
     want_temporal, variant)` rebuilds it and `state_dtypes(dtype)` gives their dtypes to the fake
     implementation. An engine with several kernel layouts also has `variant()`, the layout code
@@ -325,9 +326,11 @@ class _CpuEngine:
     supports_multivariate = True
     # Which C++ engine runs: "auto" (by shape), "pairs" (one pair at a time, SIMD along
     # anti-diagonals) or "lanes" (one pair per SIMD lane; needs every pair at the padded lengths,
-    # else the pair engine runs). Tests pin it; users have no reason to.
+    # else the pair engine runs); "lanes_blocked" is "lanes" with multivariate costs always in
+    # diagonal blocks, never the whole-matrix tiles of short series. Tests pin it; users have no
+    # reason to.
     choice = "auto"
-    _CODES = {"auto": 0, "pairs": 1, "lanes": 2}
+    _CODES = {"auto": 0, "pairs": 1, "lanes": 2, "lanes_blocked": 3}
 
     @staticmethod
     def _threads(n, m) -> int:
@@ -341,12 +344,13 @@ class _CpuEngine:
             save=save, threads=self._threads(n, m), engine=code)
         return value, (temporal if want_temporal else None), (r, rt, off, code)
 
-    def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal):
+    def backward(self, D, x, y, n, m, gamma, bandwidth, omega, want_temporal, state, grad_value, grad_temporal,
+                 need=(True, True)):
         r, rt, off, code = state
         G, dx, dy = native_module().sdtw_cpu_backward(
             D=D, x=x, y=y, n=n, m=m, gamma=gamma, bandwidth=bandwidth, omega=omega, want_temporal=want_temporal,
             r=r, rt=rt, off=off, grad_value=grad_value, grad_temporal=grad_temporal, threads=self._threads(n, m),
-            engine=code)
+            engine=code, need_dx=bool(need[0]), need_dy=bool(need[1]))
         return (G,) if D is not None else (dx, dy)
 
     def variant(self) -> int:

@@ -226,7 +226,7 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
   const bool feats = !G && p.d > 1;
   constexpr int64_t S = BlockSize<T>::S;
   PairFeatures<T> feat;
-  if (feats) feat.init(p.x + b * p.N * p.d, p.y + b * p.M * p.d, n, m, p.d, true);
+  if (feats) feat.init(p.x + b * p.N * p.d, p.y + b * p.M * p.d, n, m, p.d, true, dx != nullptr, dy != nullptr);
   std::vector<T> dy_rev(dy && !feats ? m : 0, T(0));
 
   auto load = [&](int64_t k, T* rw, T* tw) {  // wide copy of diagonal k (k >= -2)
@@ -345,15 +345,25 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
         feat.put_grad(k - k % S, k, lo, len, grad.data());
       } else {
         // cost = (x_i - y_j)^2: dx_i += 2 G (x_i - y_j), dy_j -= 2 G (x_i - y_j)
-        T* dxb = dx + b * p.N + lo;
         const T* xs = view.x + lo;
         const T* ys = view.y_rev.data() + (m - 1 - k + lo);
-        T* dys = dy_rev.data() + (m - 1 - k + lo);
+        if (dx && dy) {
+          T* dxb = dx + b * p.N + lo;
+          T* dys = dy_rev.data() + (m - 1 - k + lo);
 #pragma omp simd
-        for (int64_t t = 0; t < len; ++t) {
-          const T gd = T(2) * grad[t] * (xs[t] - ys[t]);
-          dxb[t] += gd;
-          dys[t] -= gd;
+          for (int64_t t = 0; t < len; ++t) {
+            const T gd = T(2) * grad[t] * (xs[t] - ys[t]);
+            dxb[t] += gd;
+            dys[t] -= gd;
+          }
+        } else if (dx) {
+          T* dxb = dx + b * p.N + lo;
+#pragma omp simd
+          for (int64_t t = 0; t < len; ++t) dxb[t] += T(2) * grad[t] * (xs[t] - ys[t]);
+        } else if (dy) {
+          T* dys = dy_rev.data() + (m - 1 - k + lo);
+#pragma omp simd
+          for (int64_t t = 0; t < len; ++t) dys[t] -= T(2) * grad[t] * (xs[t] - ys[t]);
         }
       }
     }
@@ -372,7 +382,8 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
     load(k - 3, R2, T2);
   }
   if (feats) {
-    feat.finish(p.x + b * p.N * p.d, p.y + b * p.M * p.d, dx + b * p.N * p.d, dy + b * p.M * p.d);
+    feat.finish(p.x + b * p.N * p.d, p.y + b * p.M * p.d, dx ? dx + b * p.N * p.d : nullptr,
+                dy ? dy + b * p.M * p.d : nullptr);
   } else if (dy) {
     T* dyb = dy + b * p.M;
     for (int64_t j = 0; j < m; ++j) dyb[j] = dy_rev[m - 1 - j];
@@ -386,7 +397,7 @@ int64_t sdtw_lane_width(const SdtwProblem<T>& p) {
   if (p.engine == 1 || p.B == 0) return 0;
   for (int64_t b = 0; b < p.B; ++b)
     if (p.n[b] != p.N || p.m[b] != p.M) return 0;  // lanes share one diagonal sweep
-  if (p.engine == 2) return kLanes;
+  if (p.engine >= 2) return kLanes;
   // Measured (one core, AVX-512): with full groups the lanes win at every length (2-3x at N = 32,
   // 1.2-2x at N = 512-2048); half-empty groups still win while a diagonal of one pair is too
   // short to fill the pair engine's vectors, and lose at B = 4-8 for long series.
@@ -397,6 +408,13 @@ int64_t sdtw_lane_width(const SdtwProblem<T>& p) {
   if (p.D && p.N * p.M > 512 * 512) return 0;
   if (p.B >= kLanes) return kLanes;
   return (p.B >= kLanes / 4 && diag_len <= 64) ? kLanes : 0;
+}
+
+template <typename T>
+bool sdtw_backward_writes_all(const SdtwProblem<T>& p) {
+  for (int64_t b = 0; b < p.B; ++b)
+    if (p.n[b] != p.N || p.m[b] != p.M) return false;
+  return sdtw_lane_width(p) > 0 || p.d > 1;
 }
 
 template <typename T>
@@ -433,6 +451,8 @@ int omp_max_threads() {
 
 template int64_t sdtw_lane_width<float>(const SdtwProblem<float>&);
 template int64_t sdtw_lane_width<double>(const SdtwProblem<double>&);
+template bool sdtw_backward_writes_all<float>(const SdtwProblem<float>&);
+template bool sdtw_backward_writes_all<double>(const SdtwProblem<double>&);
 template void sdtw_forward<float>(const SdtwProblem<float>&, float*, float*, float*, float*, double*);
 template void sdtw_forward<double>(const SdtwProblem<double>&, double*, double*, double*, double*, double*);
 template void sdtw_backward<float>(const SdtwProblem<float>&, const float*, const float*, const double*,

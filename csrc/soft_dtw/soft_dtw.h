@@ -37,7 +37,8 @@ struct SdtwProblem {
   int64_t omega_batch_stride = 0;   // 0: one Omega shared by the batch
   bool want_temporal = false;
   // Engine: 0 chooses by shape (sdtw_lane_width), 1 one pair at a time, 2 pairs across SIMD lanes
-  // (only when every pair has the padded lengths N, M; otherwise the pair engine runs).
+  // (only when every pair has the padded lengths N, M; otherwise the pair engine runs), 3 as 2
+  // with multivariate costs in diagonal blocks even for short series (for tests of that path).
   int engine = 0;
   // OpenMP threads over pairs; 1 runs on the calling thread without entering a parallel region
   // (required in a forked child, whose inherited OpenMP pool is dead).
@@ -53,11 +54,18 @@ void sdtw_forward(const SdtwProblem<T>& p, T* value, T* temporal, T* r_store, T*
 
 // Backward. Given dL/dvalue (gv [B]) and dL/dtemporal (gt [B], may be null), writes either
 // G = dL/dD into G [B, N, M] (must be zeroed by the caller: padding and out-of-band cells keep 0)
-// or, given x and y, dL/dx and dL/dy into dx [B, N, d], dy [B, M, d] (zeroed by the caller).
+// or, given x and y, dL/dx and dL/dy into dx [B, N, d], dy [B, M, d] (zeroed by the caller unless
+// sdtw_backward_writes_all(p)); a null dx or dy is not computed.
 // When gv is null and G is given, G receives the expected alignment E itself (gv = 1).
 template <typename T>
 void sdtw_backward(const SdtwProblem<T>& p, const T* r_store, const T* rt_store,
                    const double* off_store, const T* gv, const T* gt, T* G, T* dx, T* dy);
+
+// Whether the backward with x, y stores every element of dx and dy (then they need no zeros
+// first): every pair at the full lengths N, M, and an engine that stores rather than accumulates
+// (the lane engine; the pair engine for d > 1).
+template <typename T>
+bool sdtw_backward_writes_all(const SdtwProblem<T>& p);
 
 // Pairs per SIMD group when the lane engine runs for p, 0 when the pair engine does.
 template <typename T>

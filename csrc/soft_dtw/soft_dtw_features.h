@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "soft_dtw/soft_dtw_common.h"
@@ -36,14 +37,28 @@ namespace detail {
 // Diagonals per block: S accumulators of kLanes values stay in vector registers.
 template <typename T> struct BlockSize;
 template <> struct BlockSize<float> { static constexpr int S = 16; };
-template <> struct BlockSize<double> { static constexpr int S = 8; };
+template <> struct BlockSize<double> { static constexpr int S = 12; };
 
-// kLanes values (GCC/Clang generic vectors: one 512-bit register of floats, two of doubles on
-// AVX-512, split in halves or quarters on narrower units).
+// kLanes values. Floats: one GCC/Clang generic vector (one 512-bit register on AVX-512, split in
+// halves or quarters on narrower units). Doubles: two generic vectors of kLanes / 2. A single
+// 1024-bit generic vector of doubles is legal but GCC 12 keeps such values in memory: the float64
+// `dots` kernel stored and reloaded all its accumulators on every feature (measured 3.4x the float32
+// time per cell instead of ~2x); as a pair of native vectors they stay in registers.
 template <typename T> struct LaneVector;
 template <> struct LaneVector<float> { typedef float type __attribute__((vector_size(kLanes * sizeof(float)))); };
-template <> struct LaneVector<double> { typedef double type __attribute__((vector_size(kLanes * sizeof(double)))); };
+struct DoubleLanes {
+  typedef double half __attribute__((vector_size(kLanes / 2 * sizeof(double))));
+  half lo, hi;
+  friend DoubleLanes operator+(DoubleLanes a, DoubleLanes b) { return {a.lo + b.lo, a.hi + b.hi}; }
+  friend DoubleLanes operator-(DoubleLanes a, DoubleLanes b) { return {a.lo - b.lo, a.hi - b.hi}; }
+  friend DoubleLanes operator*(DoubleLanes a, DoubleLanes b) { return {a.lo * b.lo, a.hi * b.hi}; }
+  friend DoubleLanes operator+(DoubleLanes a, double s) { return {a.lo + s, a.hi + s}; }
+  friend DoubleLanes operator*(double s, DoubleLanes a) { return {s * a.lo, s * a.hi}; }
+  DoubleLanes& operator+=(DoubleLanes b) { return *this = *this + b; }
+};
+template <> struct LaneVector<double> { typedef DoubleLanes type; };
 template <typename T> using Vec = typename LaneVector<T>::type;
+static_assert(sizeof(Vec<double>) == kLanes * sizeof(double), "a lane vector holds kLanes values");
 
 template <typename T>
 inline Vec<T> vload(const T* p) {
@@ -54,6 +69,19 @@ inline Vec<T> vload(const T* p) {
 template <typename T>
 inline void vstore(T* p, const Vec<T>& v) {
   std::memcpy(p, &v, sizeof(v));
+}
+// per half: one memcpy of the whole pair went through a stack copy
+template <>
+inline Vec<double> vload<double>(const double* p) {
+  Vec<double> v;
+  std::memcpy(&v.lo, p, sizeof(v.lo));
+  std::memcpy(&v.hi, p + kLanes / 2, sizeof(v.hi));
+  return v;
+}
+template <>
+inline void vstore<double>(double* p, const Vec<double>& v) {
+  std::memcpy(p, &v.lo, sizeof(v.lo));
+  std::memcpy(p + kLanes / 2, &v.hi, sizeof(v.hi));
 }
 
 // out[kk] = sum_{c < d} X[c xs] * Y[c ys + kk yk]  (vectors), kk < S
@@ -86,9 +114,10 @@ inline void gemv_acc(const Vec<T>* W, const T* Z, int64_t zs, int64_t zk, int64_
   }
 }
 
-template <typename T>
-inline Vec<T> clamp0(const Vec<T>& v) {
-  return v > Vec<T>{} ? v : Vec<T>{};
+inline Vec<float> clamp0(const Vec<float>& v) { return v > Vec<float>{} ? v : Vec<float>{}; }
+inline Vec<double> clamp0(const Vec<double>& v) {
+  const DoubleLanes::half z{};
+  return {v.lo > z ? v.lo : z, v.hi > z ? v.hi : z};
 }
 
 // GCC 12 reports the self-initialised placeholder inside its own AVX-512 unpack intrinsics as "may
@@ -169,6 +198,47 @@ inline void fold_rows(const T* g, const T* rows, int64_t dp, T* out) {
   }
 }
 
+// Register tiles for the lane engine's whole-matrix mode (vectors across the lanes, so the
+// blocking is the one a GEMM micro-kernel uses): TA x TB accumulators, each loaded vector used
+// TB or TA times. Floats 4 x 4 (16 accumulators, 8 loads, one 512-bit register each); doubles
+// 4 x 2 (a vector of doubles is two registers).
+template <typename T> struct LaneTile;
+template <> struct LaneTile<float> { static constexpr int A = 4, B = 4; };
+template <> struct LaneTile<double> { static constexpr int A = 4, B = 2; };
+
+// acc[a][b] = sum_{c < d} X[a xa + c L] * Y[b yb + c L]: the dot products of TA rows of X with TB
+// rows of Y, features c at stride kLanes within a row (the lane layout).
+template <typename T, int TA, int TB>
+inline void tile_dots(const T* X, int64_t xa, const T* Y, int64_t yb, int64_t d, Vec<T> (&acc)[TA][TB]) {
+  for (int a = 0; a < TA; ++a)
+    for (int b = 0; b < TB; ++b) acc[a][b] = Vec<T>{};
+  for (int64_t c = 0; c < d; ++c) {
+    Vec<T> xv[TA], yv[TB];
+    for (int a = 0; a < TA; ++a) xv[a] = vload(X + a * xa + c * kLanes);
+    for (int b = 0; b < TB; ++b) yv[b] = vload(Y + b * yb + c * kLanes);
+    for (int a = 0; a < TA; ++a)
+      for (int b = 0; b < TB; ++b) acc[a][b] += xv[a] * yv[b];
+  }
+}
+
+// O[a oa + b L] = sum_{r < R} G[a ga + r gr] * Z[r zr + b L] for a < TA, b < TB: TA output rows
+// (one feature vector each of TB) as G-weighted sums of R rows of Z, stored (not added).
+template <typename T, int TA, int TB>
+inline void tile_fold(const T* G, int64_t ga, int64_t gr, const T* Z, int64_t zr, int64_t R, T* O, int64_t oa) {
+  Vec<T> acc[TA][TB];
+  for (int a = 0; a < TA; ++a)
+    for (int b = 0; b < TB; ++b) acc[a][b] = Vec<T>{};
+  for (int64_t r = 0; r < R; ++r) {
+    Vec<T> gv[TA], zv[TB];
+    for (int a = 0; a < TA; ++a) gv[a] = vload(G + a * ga + r * gr);
+    for (int b = 0; b < TB; ++b) zv[b] = vload(Z + r * zr + b * kLanes);
+    for (int a = 0; a < TA; ++a)
+      for (int b = 0; b < TB; ++b) acc[a][b] += gv[a] * zv[b];
+  }
+  for (int a = 0; a < TA; ++a)
+    for (int b = 0; b < TB; ++b) vstore(O + a * oa + b * kLanes, acc[a][b]);
+}
+
 // ---- pair engine: one pair, vectors along i (forward) or along the features (backward) ----
 template <typename T>
 struct PairFeatures {
@@ -183,8 +253,11 @@ struct PairFeatures {
   // dya[j][c]; rowsum[P + i] = sum_j G_ij, colsum[P + m-1-j] = sum_i G_ij
   std::vector<T> xr, yr, dxa, dya, rowsum, colsum;
 
-  void init(const T* x, const T* y, int64_t n_, int64_t m_, int64_t d_, bool backward) {
-    n = n_, m = m_, d = d_;
+  bool fold_x = true, fold_y = true;  // backward: which of dL/dx, dL/dy to compute
+
+  void init(const T* x, const T* y, int64_t n_, int64_t m_, int64_t d_, bool backward, bool want_dx = true,
+            bool want_dy = true) {
+    n = n_, m = m_, d = d_, fold_x = want_dx, fold_y = want_dy;
     NX = n + 2 * P;
     MY = m + 2 * P;
     blk.assign(S * NX, T(0));
@@ -234,7 +307,7 @@ struct PairFeatures {
       dots<T, S>(xT.data() + P + i0, NX, yT.data() + yoff, MY, -1, d, acc);
       const Vec<T> xv = vload(xx.data() + P + i0);
       for (int64_t kk = 0; kk < k1 - k0; ++kk)
-        vstore(blk.data() + kk * NX + P + i0, clamp0<T>(xv + vload(yy.data() + yoff - kk) - T(2) * acc[kk]));
+        vstore(blk.data() + kk * NX + P + i0, clamp0(xv + vload(yy.data() + yoff - kk) - T(2) * acc[kk]));
     }
   }
 
@@ -259,11 +332,11 @@ struct PairFeatures {
     block_ranges(diag, m, k0, k1, ilo, ihi, jlo, jhi);
     if (ilo > ihi) return;
     alignas(64) T g[S];
-    for (int64_t i = ilo; i <= ihi; ++i) {
+    for (int64_t i = ilo; i <= ihi && fold_x; ++i) {
       for (int kk = 0; kk < S; ++kk) g[kk] = blk[kk * NX + P + i];
       fold_rows<T, S>(g, yr.data() + (P + k0 - i) * dp, dp, dxa.data() + i * dp);
     }
-    for (int64_t j = m - 1 - jhi; j <= m - 1 - jlo; ++j) {
+    for (int64_t j = m - 1 - jhi; j <= m - 1 - jlo && fold_y; ++j) {
       for (int kk = 0; kk < S; ++kk) g[kk] = blk[kk * NX + P + k0 + kk - j];
       fold_rows<T, S>(g, xr.data() + (P + k0 - j) * dp, dp, dya.data() + j * dp);
     }
@@ -273,11 +346,11 @@ struct PairFeatures {
     }
   }
 
-  // dL/dx [n][d], dL/dy [m][d] of this pair (overwritten)
+  // dL/dx [n][d], dL/dy [m][d] of this pair (overwritten; a null one is skipped)
   void finish(const T* x, const T* y, T* dx, T* dy) const {
-    for (int64_t i = 0; i < n; ++i)
+    for (int64_t i = 0; i < n && dx; ++i)
       for (int64_t c = 0; c < d; ++c) dx[i * d + c] = T(2) * (x[i * d + c] * rowsum[P + i] - dxa[i * dp + c]);
-    for (int64_t j = 0; j < m; ++j)
+    for (int64_t j = 0; j < m && dy; ++j)
       for (int64_t c = 0; c < d; ++c)
         dy[j * d + c] = T(2) * (y[j * d + c] * colsum[P + m - 1 - j] - dya[j * dp + c]);
   }
@@ -293,38 +366,68 @@ struct LaneFeatures {
   // Row stride RS = (d + 1) L: with d L alone, rows d L * 4 bytes apart (4 KiB at d = 64) fall in
   // one L1 set, and the S rows a block reads at once evicted each other (measured 7x slower).
   int64_t RS = 0;
-  std::vector<T> xl, yl, xx, yy;  // [NR][RS] (feature c of lane l at c L + l), [MR][RS], [NR][L], [MR][L]
-  std::vector<T> blk;             // [S][NR][L]
-  std::vector<T> rowsum, colsum, dxl, dyl;  // backward: [NR][L], [MR][L], [NR][RS], [MR][RS]
+  // [NR][RS] (feature c of lane l at c L + l), [MR][RS], [NR][L], [MR][L]; xl, yl are not
+  // value-initialised (load_rows writes every slot a kernel reads: measured, zeroing them first
+  // was a tenth of a short-series call)
+  std::unique_ptr<T[]> xl, yl;
+  std::vector<T> xx, yy;
+  // Whole-matrix mode (short series, see whole_matrix_fits): the costs (forward) or G (backward) of
+  // every cell at once in `cells` [n + A][m][L] (A zero rows that the tiles may overhang), computed
+  // and folded by register tiles (tile_dots, tile_fold) before and after the sweep. Otherwise
+  // blocks of S diagonals in `blk` [S][NR][L], computed and folded during the sweep.
+  bool whole = false;
+  std::vector<T> blk;
+  std::unique_ptr<T[]> cells;  // zeroed for the backward only (the forward writes every cell it reads)
+  std::vector<T> rowsum, colsum;  // backward: [NR][L], [MR][L]
+  std::unique_ptr<T[]> dxl, dyl;  // backward: [NR][RS], [MR][RS] (zeroed in block mode only: the
+                                  // whole-matrix fold stores every row finish reads)
 
-  // x, y: [B, N, d], [B, M, d]; bl[l]: the pair of lane l
-  void init(const T* x, const T* y, int64_t N, int64_t M, int64_t d_, const int64_t* bl, bool backward) {
-    n = N, m = M, d = d_;
+  // The [n + A][m][L] cell buffer stays in L2 (512 KiB) and the band keeps at least half the cells.
+  static bool whole_matrix_fits(const Diagonals& diag, int64_t n_, int64_t m_) {
+    const int64_t bytes = (n_ + LaneTile<T>::A) * m_ * L * int64_t(sizeof(T));
+    return bytes <= (int64_t(512) << 10) && 2 * diag.start[diag.K] >= n_ * m_;
+  }
+
+  // x, y: [B, N, d], [B, M, d]; bl[l]: the pair of lane l; whole_: whole-matrix mode
+  bool fold_x = true, fold_y = true;  // backward: which of dL/dx, dL/dy to compute
+
+  void init(const T* x, const T* y, int64_t N, int64_t M, int64_t d_, const int64_t* bl, bool backward,
+            bool whole_, bool want_dx = true, bool want_dy = true) {
+    n = N, m = M, d = d_, whole = whole_, fold_x = want_dx, fold_y = want_dy;
     NR = n + 2 * P;
     MR = m + 2 * P;
     RS = (d + 1) * L;
     load_rows(x, N, bl, false, xl, xx);
     load_rows(y, M, bl, true, yl, yy);
-    blk.assign(S * NR * L, T(0));
+    if (whole) {
+      const int64_t size = (n + LaneTile<T>::A) * m * L;
+      cells.reset(new T[size]);
+      if (backward) std::fill(cells.get(), cells.get() + size, T(0));
+    } else
+      blk.assign(S * NR * L, T(0));
     if (backward) {
       rowsum.assign(NR * L, T(0));
       colsum.assign(MR * L, T(0));
-      dxl.assign(NR * RS, T(0));
-      dyl.assign(MR * RS, T(0));
+      dxl.reset(new T[NR * RS]);
+      dyl.reset(new T[MR * RS]);
+      if (!whole) {
+        std::fill(dxl.get(), dxl.get() + NR * RS, T(0));
+        std::fill(dyl.get(), dyl.get() + MR * RS, T(0));
+      }
     }
   }
 
   // rows [cnt][d] of each lane's pair (reversed for y) into rows[P + r][c][lane], zero padding;
   // norms[P + r][lane] = ||row||^2. Row by row: the scattered writes of a row stay in L1.
-  void load_rows(const T* src, int64_t cnt, const int64_t* bl, bool reverse, std::vector<T>& rows,
+  void load_rows(const T* src, int64_t cnt, const int64_t* bl, bool reverse, std::unique_ptr<T[]>& rows,
                  std::vector<T>& norms) {
     const int64_t R = cnt + 2 * P, DL = RS;
-    rows.resize(R * DL);
+    rows.reset(new T[R * DL]);
     norms.assign(R * L, T(0));
-    std::fill(rows.begin(), rows.begin() + P * DL, T(0));
-    std::fill(rows.begin() + (P + cnt) * DL, rows.end(), T(0));
+    std::fill(rows.get(), rows.get() + P * DL, T(0));
+    std::fill(rows.get() + (P + cnt) * DL, rows.get() + R * DL, T(0));
     for (int64_t r = 0; r < cnt; ++r) {
-      T* dst = rows.data() + (P + r) * DL;
+      T* dst = rows.get() + (P + r) * DL;
       const int64_t t = reverse ? cnt - 1 - r : r;
       const T* in[L];
       T* out[L];
@@ -350,24 +453,49 @@ struct LaneFeatures {
   }
 
   // costs of cell (i, k - i) for the L lanes (k in the block computed last, starting at k0)
-  const T* cost(int64_t k0, int64_t k, int64_t i) const { return blk.data() + ((k - k0) * NR + P + i) * L; }
+  const T* cost(int64_t k0, int64_t k, int64_t i) const {
+    if (whole) return cells.get() + (i * m + k - i) * L;
+    return blk.data() + ((k - k0) * NR + P + i) * L;
+  }
+
+  // cells[i][j] = ||x_i - y_j||^2 for the whole matrix. Tiles overhang the last rows and columns
+  // into the zero padding rows of xl and yl; only cells inside the matrix are stored.
+  void whole_costs() {
+    constexpr int A = LaneTile<T>::A, Bt = LaneTile<T>::B;
+    Vec<T> acc[A][Bt];
+    for (int64_t i0 = 0; i0 < n; i0 += A)
+      for (int64_t j0 = 0; j0 < m; j0 += Bt) {
+        const int64_t r0 = P + m - 1 - j0;  // reversed row of column j0 (j0 + b at r0 - b)
+        tile_dots<T, A, Bt>(xl.get() + (P + i0) * RS, RS, yl.get() + r0 * RS, -RS, d, acc);
+        for (int a = 0; a < A && i0 + a < n; ++a) {
+          const Vec<T> xv = vload(xx.data() + (P + i0 + a) * L);
+          for (int b = 0; b < Bt && j0 + b < m; ++b)
+            vstore(cells.get() + ((i0 + a) * m + j0 + b) * L,
+                   clamp0(xv + vload(yy.data() + (r0 - b) * L) - T(2) * acc[a][b]));
+        }
+      }
+  }
 
   void cost_block(const Diagonals& diag, int64_t k0, int64_t k1) {
+    if (whole) {
+      if (k0 == 0) whole_costs();
+      return;
+    }
     int64_t ilo, ihi, jlo, jhi;
     block_ranges(diag, m, k0, k1, ilo, ihi, jlo, jhi);
     alignas(64) Vec<T> acc[S];
     for (int64_t i = ilo; i <= ihi; ++i) {
       const int64_t r = P + m - 1 - k0 + i;  // reversed column row of (i, k0 - i)
-      dots<T, S>(xl.data() + (P + i) * RS, L, yl.data() + r * RS, L, -RS, d, acc);
+      dots<T, S>(xl.get() + (P + i) * RS, L, yl.get() + r * RS, L, -RS, d, acc);
       const Vec<T> xv = vload(xx.data() + (P + i) * L);
       for (int64_t kk = 0; kk < k1 - k0; ++kk)
-        vstore(blk.data() + (kk * NR + P + i) * L, clamp0<T>(xv + vload(yy.data() + (r - kk) * L) - T(2) * acc[kk]));
+        vstore(blk.data() + (kk * NR + P + i) * L, clamp0(xv + vload(yy.data() + (r - kk) * L) - T(2) * acc[kk]));
     }
   }
 
   // G of cell (i, j) on diagonal k for the L lanes
   void put_grad(int64_t k0, int64_t k, int64_t i, int64_t j, const T* g) {
-    T* cell = blk.data() + ((k - k0) * NR + P + i) * L;
+    T* cell = whole ? cells.get() + (i * m + j) * L : blk.data() + ((k - k0) * NR + P + i) * L;
     T* rs = rowsum.data() + (P + i) * L;
     T* cs = colsum.data() + (P + m - 1 - j) * L;
 #pragma omp simd
@@ -378,31 +506,61 @@ struct LaneFeatures {
     }
   }
 
+  // Whole-matrix fold, once the sweep has put every G: dxl row i = sum_j G_ij y_j and dyl row
+  // (reversed) m-1-j = sum_i G_ij x_i, in tiles of A rows by B feature vectors (then single
+  // features for the remainder of d). Overhanging rows read the zero rows of `cells` (for dx) or
+  // the next row's cells (for dy), and land in padding rows of dxl, dyl that finish never reads.
+  void whole_fold() {
+    constexpr int A = LaneTile<T>::A, Bt = LaneTile<T>::B;
+    const int64_t dB = d / Bt * Bt;
+    for (int64_t i0 = 0; i0 < n && fold_x; i0 += A) {
+      const T* g = cells.get() + i0 * m * L;
+      T* o = dxl.get() + (P + i0) * RS;
+      const T* z = yl.get() + (P + m - 1) * RS;
+      for (int64_t c = 0; c < dB; c += Bt)
+        tile_fold<T, A, Bt>(g, m * L, L, z + c * L, -RS, m, o + c * L, RS);
+      for (int64_t c = dB; c < d; ++c) tile_fold<T, A, 1>(g, m * L, L, z + c * L, -RS, m, o + c * L, RS);
+    }
+    for (int64_t j0 = 0; j0 < m && fold_y; j0 += A) {
+      const T* g = cells.get() + j0 * L;
+      T* o = dyl.get() + (P + m - 1 - j0) * RS;
+      const T* z = xl.get() + P * RS;
+      for (int64_t c = 0; c < dB; c += Bt)
+        tile_fold<T, A, Bt>(g, L, m * L, z + c * L, RS, n, o + c * L, -RS);
+      for (int64_t c = dB; c < d; ++c) tile_fold<T, A, 1>(g, L, m * L, z + c * L, RS, n, o + c * L, -RS);
+    }
+  }
+
   void grad_block(const Diagonals& diag, int64_t k0, int64_t k1) {
+    if (whole) {
+      if (k0 == 0) whole_fold();
+      return;
+    }
     int64_t ilo, ihi, jlo, jhi;
     block_ranges(diag, m, k0, k1, ilo, ihi, jlo, jhi);
     if (ilo > ihi) return;
     alignas(64) Vec<T> w[S];
-    for (int64_t i = ilo; i <= ihi; ++i) {
+    for (int64_t i = ilo; i <= ihi && fold_x; ++i) {
       for (int kk = 0; kk < S; ++kk) w[kk] = vload(blk.data() + (kk * NR + P + i) * L);
-      gemv_acc<T, S>(w, yl.data() + (P + m - 1 - k0 + i) * RS, L, -RS, d, dxl.data() + (P + i) * RS, L);
+      gemv_acc<T, S>(w, yl.get() + (P + m - 1 - k0 + i) * RS, L, -RS, d, dxl.get() + (P + i) * RS, L);
     }
-    for (int64_t r = jlo; r <= jhi; ++r) {
+    for (int64_t r = jlo; r <= jhi && fold_y; ++r) {
       const int64_t i0 = k0 - (m - 1) + r;  // row of reversed column r on diagonal k0 (+kk on k0 + kk)
       for (int kk = 0; kk < S; ++kk) w[kk] = vload(blk.data() + (kk * NR + P + i0 + kk) * L);
-      gemv_acc<T, S>(w, xl.data() + (P + i0) * RS, L, RS, d, dyl.data() + (P + r) * RS, L);
+      gemv_acc<T, S>(w, xl.get() + (P + i0) * RS, L, RS, d, dyl.get() + (P + r) * RS, L);
     }
     for (int64_t kk = 0; kk < k1 - k0; ++kk)
       std::fill(blk.data() + (kk * NR + P + ilo) * L, blk.data() + (kk * NR + P + ihi + 1) * L, T(0));
   }
 
   // dL/dx [N][d] and dL/dy [M][d] of the pairs of lanes l < cnt (overwritten): x, y, dx, dy are the
-  // batch tensors [B, N, d], [B, M, d]. Row by row, so that the strided reads stay in L1.
+  // batch tensors [B, N, d], [B, M, d] (a null dx or dy is skipped). Row by row, so that the
+  // strided reads stay in L1.
   void finish(int64_t cnt, const int64_t* bl, const T* x, const T* y, T* dx, T* dy) const {
-    for (int64_t i = 0; i < n; ++i)
-      finish_row(cnt, bl, n, i, dxl.data() + (P + i) * RS, rowsum.data() + (P + i) * L, x, dx);
-    for (int64_t j = 0; j < m; ++j)
-      finish_row(cnt, bl, m, j, dyl.data() + (P + m - 1 - j) * RS, colsum.data() + (P + m - 1 - j) * L, y, dy);
+    for (int64_t i = 0; i < n && dx; ++i)
+      finish_row(cnt, bl, n, i, dxl.get() + (P + i) * RS, rowsum.data() + (P + i) * L, x, dx);
+    for (int64_t j = 0; j < m && dy; ++j)
+      finish_row(cnt, bl, m, j, dyl.get() + (P + m - 1 - j) * RS, colsum.data() + (P + m - 1 - j) * L, y, dy);
   }
 
   // out[pair][t][c] = 2 (v[pair][t][c] sum - acc[c][lane]) for row t of the lanes' pairs

@@ -73,6 +73,12 @@ struct LaneGroup {
   }
 };
 
+// Costs and G of the whole matrix at once for short series (engine code 3 pins the blocks).
+template <typename T>
+bool lane_whole_matrix(const SdtwProblem<T>& p, const Diagonals& diag) {
+  return p.engine != 3 && LaneFeatures<T>::whole_matrix_fits(diag, p.N, p.M);
+}
+
 template <typename T>
 void fill_window(const Diagonals& diag, int64_t k, T* buf, T v) {
   int64_t wa, wb;
@@ -100,7 +106,7 @@ void forward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, T*
   const bool feats = p.x && p.d > 1;
   constexpr int64_t S = LaneFeatures<T>::S;
   LaneFeatures<T> feat;
-  if (feats) feat.init(p.x, p.y, p.N, p.M, p.d, grp.bl, false);
+  if (feats) feat.init(p.x, p.y, p.N, p.M, p.d, grp.bl, false, lane_whole_matrix(p, diag));
   int64_t k0 = 0;
   for (int64_t k = 0; k < K; ++k) {
     const int64_t lo = diag.lo[k], hi = diag.hi[k], len = hi - lo + 1;
@@ -204,7 +210,7 @@ void backward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, c
   const bool feats = !G && p.d > 1;
   constexpr int64_t S = LaneFeatures<T>::S;
   LaneFeatures<T> feat;
-  if (feats) feat.init(p.x, p.y, p.N, p.M, p.d, grp.bl, true);
+  if (feats) feat.init(p.x, p.y, p.N, p.M, p.d, grp.bl, true, lane_whole_matrix(p, diag), dx != nullptr, dy != nullptr);
   std::vector<T> dxl(G || feats ? 0 : n * L, T(0)), dyl(G || feats ? 0 : m * L, T(0));
 
   auto load = [&](int64_t k, T* rw, T* tw) {  // wide copy of diagonal k (k >= -2)
@@ -329,10 +335,10 @@ void backward_group(const SdtwProblem<T>& p, const Diagonals& diag, int64_t g, c
     feat.finish(grp.cnt, grp.bl, p.x, p.y, dx, dy);
   } else if (!G) {
     for (int64_t l = 0; l < grp.cnt; ++l) {
-      T* dxb = dx + grp.bl[l] * p.N;
-      T* dyb = dy + grp.bl[l] * p.M;
-      for (int64_t i = 0; i < n; ++i) dxb[i] = dxl[i * L + l];
-      for (int64_t j = 0; j < m; ++j) dyb[j] = dyl[(m - 1 - j) * L + l];
+      if (dx)
+        for (int64_t i = 0; i < n; ++i) dx[grp.bl[l] * p.N + i] = dxl[i * L + l];
+      if (dy)
+        for (int64_t j = 0; j < m; ++j) dy[grp.bl[l] * p.M + j] = dyl[(m - 1 - j) * L + l];
     }
   }
 }
