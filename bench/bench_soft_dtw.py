@@ -21,6 +21,7 @@ With ABCC_BENCH_DEADLINE set (bench.gpu_check), rows after the deadline are reco
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -29,7 +30,7 @@ import torch
 from abcc_fast.ops import backends
 from abcc_fast.ops.soft_dtw import PRECISION_AUTO_LENGTH, dilate, soft_dtw
 
-from .harness import machine_info, markdown_table, measure, past_deadline, write_results
+from .harness import RESULTS, machine_info, markdown_table, measure, past_deadline, write_results
 
 SHAPES = [(64, 32), (512, 32), (64, 512), (16, 2048), (4, 4096)]
 DIMS = [1, 64]
@@ -210,8 +211,46 @@ def _add_ratios(rows: list[dict]) -> None:
                 r["speedup_vs_best_peer"] = peer / r["time_ms"]
 
 
+def compare(old_name: str, new_name: str) -> tuple:
+    """Our rows of two saved runs side by side (bench/results/<old>_vs_<new>.md): time and ratio to
+    the best peer of the same run, so that machine-load differences between the runs show in the
+    peers' columns rather than only in ours."""
+    runs = [json.loads((RESULTS / f"{n}.json").read_text()) for n in (old_name, new_name)]
+    key = lambda r: (r["op"], r["B"], r["N"], r["d"], r["mode"], r["impl"])  # noqa: E731
+    old = {key(r): r for r in runs[0]["rows"] if "time_ms" in r}
+    peers_of = [{key(r)[:5]: min((q["time_ms"] for q in run["rows"] if "time_ms" in q and key(q)[:5] == key(r)[:5]
+                                  and not q["impl"].startswith("abcc:")), default=None)
+                 for r in run["rows"]} for run in runs]
+    rows = []
+    for r in runs[1]["rows"]:
+        if "time_ms" not in r or not r["impl"].startswith("abcc:"):
+            continue
+        o = old.get(key(r), {})
+        rows.append(dict(op=r["op"], B=r["B"], N=r["N"], d=r["d"], mode=r["mode"], impl=r["impl"],
+                         old_ms=o.get("time_ms"), new_ms=r["time_ms"], old_peer=peers_of[0].get(key(r)[:5]),
+                         new_peer=peers_of[1].get(key(r)[:5]), old_x=o.get("speedup_vs_best_peer"),
+                         new_x=r.get("speedup_vs_best_peer")))
+    cols = [("op", "op", ""), ("B", "B", ""), ("N", "N=M", ""), ("d", "d", ""), ("mode", "mode", ""),
+            ("impl", "implementation", ""), ("old_ms", "old (ms)", ".2f"), ("new_ms", "new (ms)", ".2f"),
+            ("old_peer", "best peer, old run (ms)", ".2f"), ("new_peer", "best peer, new run (ms)", ".2f"),
+            ("old_x", "old x best peer", ".1f"), ("new_x", "new x best peer", ".1f")]
+    info = [run["machine"] for run in runs]
+    md = (f"# soft-DTW, {old_name} (old) vs {new_name} (new)\n\n"
+          f"Two runs of `bench.bench_soft_dtw`, each against the peers in its own run. Old: git "
+          f"{info[0].get('git', '?')}, {info[0]['date']}, load {runs[0]['load_1m_before']:.1f} -> "
+          f"{runs[0]['load_1m_after']:.1f}. New: git {info[1].get('git', '?')}, {info[1]['date']}, load "
+          f"{runs[1]['load_1m_before']:.1f} -> {runs[1]['load_1m_after']:.1f}. {runs[1]['threads']} thread(s).\n\n"
+          + markdown_table(rows, cols))
+    for run, label in zip(runs, ("old", "new")):
+        if "opirbench_scoring" in run:
+            md += f"\nOpIRBench scoring, {label}: best wall {run['opirbench_scoring']['best_wall_s']:.2f} s\n"
+    return write_results(f"{old_name}_vs_{new_name}", {"old": old_name, "new": new_name, "rows": rows}, md)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
+                        help="write OLD_vs_NEW.md from two saved runs under bench/results/ and exit")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="smallest shapes only (smoke run)")
     parser.add_argument("--no-reference", action="store_true", help="skip the (slow) PyTorch reference rows")
@@ -221,6 +260,9 @@ def main() -> None:
     parser.add_argument("--out", default="",
                         help="results name under bench/results/ (default soft_dtw_<device>, soft_dtw_gpu with --gpu)")
     args = parser.parse_args()
+    if args.compare:
+        print("wrote", *compare(*args.compare))
+        return
     if args.threads > 0:
         torch.set_num_threads(args.threads)
         # the peers' numba kernels get the same number of threads (read when numba is first imported)

@@ -13,6 +13,12 @@
 // dL/dx_i = 2 (x_i sum_j G_ij - sum_j G_ij y_j) and dL/dy_j = 2 (y_j sum_i G_ij - sum_i G_ij x_i):
 // the row and column sums are kept per cell, the two weighted sums by `gemv_acc`.
 //
+// Short series in the lane engine skip the blocks: the costs of the whole [n, m] matrix of a group
+// are computed before the sweep, and its G folded after it, by register tiles (`tile_dots`,
+// `tile_fold`: 4 x 4 accumulators, each loaded vector used four times, as in a GEMM micro-kernel,
+// where a block reuses only the x vector). Measured at B = 64, N = 32, d = 64 (float32, one
+// thread, one session): forward + backward 1.44 -> 1.01 ms together with skipping unneeded gradients.
+//
 // Layouts keep every vector the kernels read contiguous: the pair engine stores features
 // feature-major with y reversed, xT[c][P + i], yT[c][P + m-1-j]; the lane engine row-major with
 // lanes innermost, xl[P + i][c][lane], yl[P + m-1-j][c][lane]. P zero rows/columns on each side let

@@ -1,0 +1,37 @@
+"""`python -m bench.bench_soft_dtw --compare OLD NEW`: our rows of two saved runs side by side, each
+with the best peer of its own run."""
+import json
+
+from bench import bench_soft_dtw, harness
+
+
+def _run(rows, git):
+    return {"machine": {"git": git, "date": "2026-12-03"}, "threads": 1, "load_1m_before": 0.5,
+            "load_1m_after": 0.7, "rows": rows}
+
+
+def _row(impl, ms, x=None, mode="forward"):
+    r = {"op": "soft_dtw", "B": 64, "N": 32, "d": 64, "mode": mode, "impl": impl, "time_ms": ms}
+    if x is not None:
+        r["speedup_vs_best_peer"] = x
+    return r
+
+
+def test_compare_pairs_rows_and_peers_of_each_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench_soft_dtw, "RESULTS", tmp_path)
+    old = _run([_row("abcc:cpu", 2.0, 1.5), _row("pysdtw", 3.0), _row("tslearn", 4.0),
+                {"op": "soft_dtw", "B": 64, "N": 32, "d": 64, "mode": "forward", "impl": "tslearn",
+                 "note": "skipped"}], "aaa")
+    new = _run([_row("abcc:cpu", 1.0, 5.0), _row("pysdtw", 5.0), _row("tslearn", 6.0),
+                _row("abcc:cpu", 9.0, 0.7, mode="forward+backward"), _row("pysdtw", 6.3, mode="forward+backward")],
+               "bbb")
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    js, md = bench_soft_dtw.compare("old", "new")
+    rows = json.loads(js.read_text())["rows"]
+    assert [(r["mode"], r["old_ms"], r["new_ms"], r["old_peer"], r["new_peer"], r["old_x"], r["new_x"])
+            for r in rows] == [("forward", 2.0, 1.0, 3.0, 5.0, 1.5, 5.0),
+                               ("forward+backward", None, 9.0, None, 6.3, None, 0.7)]
+    text = md.read_text()
+    assert "git aaa" in text and "git bbb" in text and "| 2.00 | 1.00 | 3.00 | 5.00 | 1.5 | 5.0 |" in text
