@@ -29,6 +29,8 @@ Scores, per method:
   frames 1..T-1), mean over samples;
 - ``onset_mae_V``, ``onset_median_V``: |onset voltage - true onset voltage| over products formed
   in both the truth and the estimate; ``onset_frame_mae`` the same in (fractional) frames;
+  ``onset_late_frames``: the median signed error in frames (estimate - truth: > 0 is late; frames
+  rather than volts because the sweep runs down, then up);
 - ``onset_within_tol``: fraction of truly formed products that the estimate detects with an
   onset within ``tol_V`` (default 0.1 V);
 - ``recall`` (truly formed products detected), ``false_products`` (detected but not formed, per
@@ -94,7 +96,8 @@ def compare_onsets(est: list, truth: list, tol_V: float = DEFAULT_TOL_V,
     formed = [p for p, o in t.items() if o["detected"]]
     both = [p for p in formed if e[p]["detected"]]
     errs_v = [abs(e[p]["onset_voltage"] - t[p]["onset_voltage"]) for p in both]
-    errs_f = [abs(e[p]["onset_frame"] - t[p]["onset_frame"]) for p in both]
+    signed_f = [e[p]["onset_frame"] - t[p]["onset_frame"] for p in both]
+    errs_f = [abs(x) for x in signed_f]
     within = sum(1 for p, ev in zip(both, errs_v) if ev <= tol_V)
     false = [p for p, o in e.items() if o["detected"] and not t[p]["detected"]]
     pairs = correct = pairs_both = correct_both = 0
@@ -111,13 +114,14 @@ def compare_onsets(est: list, truth: list, tol_V: float = DEFAULT_TOL_V,
                 pairs_both += 1
                 correct_both += right
     return {"formed": len(formed), "detected": len(both), "within_tol": within, "false": len(false),
-            "errors_V": errs_v, "errors_frames": errs_f, "pairs": pairs, "pairs_correct": correct,
+            "errors_V": errs_v, "errors_frames": errs_f, "late_frames": signed_f, "pairs": pairs, "pairs_correct": correct,
             "pairs_detected": pairs_both, "pairs_detected_correct": correct_both}
 
 
 def _aggregate(rows: list) -> dict:
     errs_v = [x for r in rows for x in r["errors_V"]]
     errs_f = [x for r in rows for x in r["errors_frames"]]
+    late_f = [x for r in rows for x in r["late_frames"]]
     formed = sum(r["formed"] for r in rows)
     pairs = sum(r["pairs"] for r in rows)
     pairs_det = sum(r["pairs_detected"] for r in rows)
@@ -128,6 +132,7 @@ def _aggregate(rows: list) -> dict:
         "onset_mae_V": float(np.mean(errs_v)) if errs_v else nan,
         "onset_median_V": float(np.median(errs_v)) if errs_v else nan,
         "onset_frame_mae": float(np.mean(errs_f)) if errs_f else nan,
+        "onset_late_frames": float(np.median(late_f)) if late_f else nan,
         "onset_within_tol": sum(r["within_tol"] for r in rows) / formed if formed else nan,
         "recall": sum(r["detected"] for r in rows) / formed if formed else nan,
         "false_products": float(np.mean([r["false"] for r in rows])) if rows else nan,
@@ -308,6 +313,7 @@ DEFINITIONS = {
              "largest amount, linearly interpolated; formed when largest amount x strongest template band >= "
              "max(detect_au, noise_factor x median rms residual of the fit)",
     "onset_mae_V": "mean |onset V - true onset V| over products formed in both truth and estimate",
+    "onset_late_frames": "median of (onset frame - true onset frame) over products formed in both: > 0 is late",
     "onset_within_tol": "fraction of truly formed products detected with |onset error| <= tol_V",
     "recall": "fraction of truly formed products that the estimate detects",
     "false_products": "products detected but not truly formed, per sample",
@@ -321,7 +327,8 @@ DEFINITIONS = {
 
 _COLUMNS = [("method", "method", "{}"), ("decomp", "decomp (AU)", "{:.2e}"), ("decomp_sei", "decomp_sei", "{:.2e}"),
             ("decomp_solvent", "decomp_solvent", "{:.2e}"), ("onset_mae_V", "onset MAE (V)", "{:.3f}"),
-            ("onset_median_V", "onset median (V)", "{:.3f}"), ("onset_within_tol", "onset within tol", "{:.2f}"),
+            ("onset_median_V", "onset median (V)", "{:.3f}"), ("onset_late_frames", "onset late (frames)", "{:+.2f}"),
+            ("onset_within_tol", "onset within tol", "{:.2f}"),
             ("recall", "recall", "{:.2f}"), ("false_products", "false products / sample", "{:.2f}"),
             ("order_pairs", "order (pairs)", "{:.2f}"), ("order_pairs_detected", "order (detected pairs)", "{:.2f}"),
             ("order_pairs_n", "pairs", "{}"), ("order_exact", "order (samples)", "{:.2f}"),
