@@ -212,19 +212,27 @@ template <typename T> struct LaneTile;
 template <> struct LaneTile<float> { static constexpr int A = 4, B = 4; };
 template <> struct LaneTile<double> { static constexpr int A = 4, B = 2; };
 
-// acc[a][b] = sum_{c < d} X[a xa + c L] * Y[b yb + c L]: the dot products of TA rows of X with TB
-// rows of Y, features c at stride kLanes within a row (the lane layout).
+// acc[a][b] = sum_{k < K} U[a ua + k uk] * V[b vb + k vk] (vectors), a < TA, b < TB: a register
+// tile of outer products summed over k.
 template <typename T, int TA, int TB>
-inline void tile_dots(const T* X, int64_t xa, const T* Y, int64_t yb, int64_t d, Vec<T> (&acc)[TA][TB]) {
+inline void tile_outer(const T* U, int64_t ua, int64_t uk, const T* V, int64_t vb, int64_t vk, int64_t K,
+                       Vec<T> (&acc)[TA][TB]) {
   for (int a = 0; a < TA; ++a)
     for (int b = 0; b < TB; ++b) acc[a][b] = Vec<T>{};
-  for (int64_t c = 0; c < d; ++c) {
-    Vec<T> xv[TA], yv[TB];
-    for (int a = 0; a < TA; ++a) xv[a] = vload(X + a * xa + c * kLanes);
-    for (int b = 0; b < TB; ++b) yv[b] = vload(Y + b * yb + c * kLanes);
+  for (int64_t k = 0; k < K; ++k) {
+    Vec<T> uv[TA], vv[TB];
+    for (int a = 0; a < TA; ++a) uv[a] = vload(U + a * ua + k * uk);
+    for (int b = 0; b < TB; ++b) vv[b] = vload(V + b * vb + k * vk);
     for (int a = 0; a < TA; ++a)
-      for (int b = 0; b < TB; ++b) acc[a][b] += xv[a] * yv[b];
+      for (int b = 0; b < TB; ++b) acc[a][b] += uv[a] * vv[b];
   }
+}
+
+// The dot products of TA rows of X with TB rows of Y (rows xa, yb apart; features at stride
+// kLanes within a row, the lane layout): acc[a][b] = sum_{c < d} X[a xa + c L] * Y[b yb + c L].
+template <typename T, int TA, int TB>
+inline void tile_dots(const T* X, int64_t xa, const T* Y, int64_t yb, int64_t d, Vec<T> (&acc)[TA][TB]) {
+  tile_outer<T, TA, TB>(X, xa, kLanes, Y, yb, kLanes, d, acc);
 }
 
 // O[a oa + b L] = sum_{r < R} G[a ga + r gr] * Z[r zr + b L] for a < TA, b < TB: TA output rows
@@ -232,15 +240,7 @@ inline void tile_dots(const T* X, int64_t xa, const T* Y, int64_t yb, int64_t d,
 template <typename T, int TA, int TB>
 inline void tile_fold(const T* G, int64_t ga, int64_t gr, const T* Z, int64_t zr, int64_t R, T* O, int64_t oa) {
   Vec<T> acc[TA][TB];
-  for (int a = 0; a < TA; ++a)
-    for (int b = 0; b < TB; ++b) acc[a][b] = Vec<T>{};
-  for (int64_t r = 0; r < R; ++r) {
-    Vec<T> gv[TA], zv[TB];
-    for (int a = 0; a < TA; ++a) gv[a] = vload(G + a * ga + r * gr);
-    for (int b = 0; b < TB; ++b) zv[b] = vload(Z + r * zr + b * kLanes);
-    for (int a = 0; a < TA; ++a)
-      for (int b = 0; b < TB; ++b) acc[a][b] += gv[a] * zv[b];
-  }
+  tile_outer<T, TA, TB>(G, ga, gr, Z, kLanes, zr, R, acc);
   for (int a = 0; a < TA; ++a)
     for (int b = 0; b < TB; ++b) vstore(O + a * oa + b * kLanes, acc[a][b]);
 }
