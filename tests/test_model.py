@@ -557,3 +557,42 @@ def test_mass_conservation_ignores_non_reaction_area_changes():
     bump[:, Tq // 2] = 1.0                                                      # one frame only: no nuisance makes it
     off = Cn.mass_conservation(solvent - bump[..., None], sei, static, extent, alpha, beta, nuisance)
     assert off > 0.05
+
+
+def test_residual_off_sei_leaves_no_sei_template_in_the_residual(tmp_path):
+    """residual_off_sei: the solvent head's learned residual rows, as used, are orthogonal to every SEI
+    template (the electrolyte rows are untouched); without the option they are not. The span is not
+    saved with the weights: a reloaded model rebuilds it and gives the same velocities."""
+    import abcc_fast.data as data
+
+    ds = data.load(data.generate(tmp_path / "ds", n_samples=8, T=5, W=128, seed=3, progress=False))
+    cfg = ABCCConfig.from_dataset(ds, "random", preset="tiny", sei_basis="templates", solvent_basis="physics",
+                                  basis_rank=6, residual_off_sei=True)
+    model = randomised(ABCC(cfg)).double()
+    head = model.backbone.head_solvent
+    A = model.backbone.head_sei.sei_templates.double()                       # [M, W]
+    tokens = torch.randn(2, model.backbone.n_tokens, cfg.dim, dtype=torch.float64)
+    e = torch.randn(2, 3, cfg.dim, dtype=torch.float64)
+    static = torch.randn(2, cfg.W, dtype=torch.float64)
+
+    def residual_part(h):
+        with torch.no_grad():
+            full, _ = h(tokens, e, static)
+            h.rank, saved = 0, h.rank
+            no_res, _ = h(tokens, e, static)
+            h.rank = saved
+        return full - no_res                                                  # [2, 3, W]
+
+    def cosine(r):                                                            # largest |cos| with a template
+        return float(((r @ A.T) / (r.norm(dim=-1, keepdim=True) * A.norm(dim=-1))).abs().max())
+
+    res = residual_part(head)
+    assert res.abs().max() > 1e-4
+    assert cosine(res) < 1e-5                                                 # the span is kept in float32
+    off = randomised(ABCC(dataclasses.replace(cfg, residual_off_sei=False))).double()
+    assert cosine(residual_part(off.backbone.head_solvent)) > 1e-2
+    model.save_pretrained(tmp_path / "m")
+    again = ABCC.from_pretrained(tmp_path / "m").double()
+    torch.testing.assert_close(residual_part(again.backbone.head_solvent), res)
+    with pytest.raises(ValueError, match="residual_off_sei"):
+        dataclasses.replace(cfg, solvent_basis="free").validate()

@@ -349,6 +349,7 @@ class SolventBasisDecoder(FiLMTokens):
         self.register_buffer("film_weights", torch.stack([nu, nu * nu]).float(), persistent=False)   # [2, W]
         if basis_rank > 0:
             self.basis = nn.Parameter(torch.randn(basis_rank, templates.shape[1]) * 0.02)
+        self.register_buffer("sei_span", None, persistent=False)
         # the component owning each template row (-1: always usable); rebuilt from the config on load
         self.register_buffer("owners", owners if owners is not None else torch.full((self.n_templates,), -1),
                              persistent=False)
@@ -378,8 +379,18 @@ class SolventBasisDecoder(FiLMTokens):
         out = amounts @ self.solvent_templates.to(pooled.dtype)
         out = out + torch.einsum("bqk,bkw->bqw", coef[..., E:E + 2], self.film_rows(static).to(pooled.dtype))
         if self.rank > 0:
-            out = out + coef[..., E + 2:] @ self.basis
+            basis = self.basis
+            if self.sei_span is not None:      # off the SEI templates' span (residual_off_sei)
+                basis = basis - (basis @ self.sei_span) @ self.sei_span.T
+            out = out + coef[..., E + 2:] @ basis.to(pooled.dtype)
         return out, pooled
+
+    def exclude_span(self, rows: torch.Tensor) -> None:
+        """Project the learned residual off the span of rows [M, W] (an orthonormal basis of it is a
+        non-persistent buffer, rebuilt from the config on load)."""
+        q, r = torch.linalg.qr(rows.double().T)                                   # [W, M]
+        keep = r.diagonal().abs() > 1e-8 * r.diagonal().abs().max()
+        self.sei_span = q[:, keep].float()
 
 
 class TemplateDecoder(FiLMTokens):
@@ -473,6 +484,8 @@ class TwoStreamBackbone(nn.Module):
             self.reach = Reachability(cfg.components, list(dict.fromkeys(sei_names)))
             owners = torch.tensor([self.reach.products.index(n) for n in sei_names])
             self.head_sei = TemplateDecoder(d, H, sei_tpl, flat, owners)
+            if cfg.residual_off_sei:
+                self.head_solvent.exclude_span(sei_tpl)
         else:
             self.head_sei = TokenDecoder(d, self.n_tokens, P, H)
         if self.reach is None and cfg.solvent_present_only:

@@ -69,6 +69,9 @@ class ABCCConfig:
                                        # (free/bound state of every component, soluble species) and the
                                        # static spectrum times nu, nu^2 (the film's displacement of electrolyte,
                                        # exp(-2L/d_p(nu)), to second order), plus the rank-``basis_rank`` residual
+    residual_off_sei: bool = False     # "physics" solvent head with "templates" SEI head: the learned residual
+                                       # basis is projected off the span of the SEI templates, so it cannot
+                                       # paint SEI bands (the electrolyte's own templates still can)
     solvent_present_only: bool = False   # "physics" solvent head: a cell uses only the template rows of the
                                        # components it holds or its reactions make (and the soluble products):
                                        # an absent component's bands cannot stand in for SEI bands
@@ -149,6 +152,10 @@ class ABCCConfig:
         need(not (self.solvent_present_only or self.sei_reachable_only) or self.composition_encoding == "vocabulary",
              "solvent_present_only / sei_reachable_only read the composition from the context: they need "
              "composition_encoding='vocabulary' (set both False with 'templates')")
+        need(not self.residual_off_sei or (self.solvent_basis == "physics" and self.sei_basis == "templates"
+                                           and self.basis_rank > 0),
+             "residual_off_sei projects the physics solvent head's learned residual off the SEI templates: it "
+             "needs solvent_basis='physics', sei_basis='templates' and basis_rank > 0")
         need(self.jvp_mode in ("full", "none"), f"jvp_mode must be 'full' or 'none', got {self.jvp_mode!r}")
         need(self.identity_target in ("lowrank", "raw"),
              f"identity_target must be 'lowrank' or 'raw', got {self.identity_target!r}")
