@@ -114,8 +114,8 @@ def compare_onsets(est: list, truth: list, tol_V: float = DEFAULT_TOL_V,
                 pairs_both += 1
                 correct_both += right
     return {"formed": len(formed), "detected": len(both), "within_tol": within, "false": len(false),
-            "errors_V": errs_v, "errors_frames": errs_f, "late_frames": signed_f, "pairs": pairs, "pairs_correct": correct,
-            "pairs_detected": pairs_both, "pairs_detected_correct": correct_both}
+            "errors_V": errs_v, "errors_frames": errs_f, "late_frames": signed_f, "pairs": pairs,
+            "pairs_correct": correct, "pairs_detected": pairs_both, "pairs_detected_correct": correct_both}
 
 
 def _aggregate(rows: list) -> dict:

@@ -314,10 +314,10 @@ class _CpuEngine:
     `forward(D, x, y, n, m, gamma, bandwidth, omega, want_temporal, save)` -> (value, temporal or
     None, state or None) and `backward(..., want_temporal, state, grad_value, grad_temporal,
     need=(need_dx, need_dy))` -> (G,) for a cost matrix, (dx, dy) for sequences, where an engine
-    may skip the work of a gradient `need` marks False (its entry is then unused). For the custom ops, which pass only tensors,
-    the state travels as its first three tensors, flattened, `unpack_state(tensors,
-    want_temporal, variant)` rebuilds it and `state_dtypes(dtype)` gives their dtypes to the fake
-    implementation. An engine with several kernel layouts also has `variant()`, the layout code
+    may skip the work of a gradient `need` marks False (its entry is then unused). For the custom
+    ops, which pass only tensors, the state travels as its first three tensors, flattened,
+    `unpack_state(tensors, want_temporal, variant)` rebuilds it and `state_dtypes(dtype)` gives
+    their dtypes to the fake implementation. An engine with several kernel layouts also has `variant()`, the layout code
     fixed per call (the backward must read the state in the forward's layout), and takes it as
     `forward(..., code=variant)`.
     """

@@ -409,7 +409,8 @@ void bind_soft_dtw(py::module_& m, py::dict& op_args, py::dict& op_params) {
     return out;
   };
   const auto cpu_fwd = with({"save", "threads", "engine"});
-  const auto cpu_bwd = with({"r", "rt", "off", "grad_value", "grad_temporal", "threads", "engine", "need_dx", "need_dy"});
+  const auto cpu_bwd =
+      with({"r", "rt", "off", "grad_value", "grad_temporal", "threads", "engine", "need_dx", "need_dy"});
   const auto cuda_fwd = with({"save"});
   const auto cuda_bwd = with({"ckpt", "ckpt_t", "base", "grad_value", "grad_temporal"});
   params.def_op(m, op_args, op_params, "sdtw_cpu_forward", &sdtw_cpu_forward,
