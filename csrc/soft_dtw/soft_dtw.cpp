@@ -227,7 +227,7 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
   constexpr int64_t S = BlockSize<T>::S;
   PairFeatures<T> feat;
   if (feats) feat.init(p.x + b * p.N * p.d, p.y + b * p.M * p.d, n, m, p.d, true, dx != nullptr, dy != nullptr);
-  std::vector<T> dy_rev(dy && !feats ? m : 0, T(0));
+  std::vector<T> dy_rev(!G && !feats ? m : 0, T(0)), dx_scratch(!G && !feats && !dx ? n : 0, T(0));
 
   auto load = [&](int64_t k, T* rw, T* tw) {  // wide copy of diagonal k (k >= -2)
     if (k < 0) {
@@ -345,25 +345,16 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
         feat.put_grad(k - k % S, k, lo, len, grad.data());
       } else {
         // cost = (x_i - y_j)^2: dx_i += 2 G (x_i - y_j), dy_j -= 2 G (x_i - y_j)
+        // (an unneeded gradient accumulates into a scratch row and is dropped)
+        T* dxb = (dx ? dx + b * p.N : dx_scratch.data()) + lo;
         const T* xs = view.x + lo;
         const T* ys = view.y_rev.data() + (m - 1 - k + lo);
-        if (dx && dy) {
-          T* dxb = dx + b * p.N + lo;
-          T* dys = dy_rev.data() + (m - 1 - k + lo);
+        T* dys = dy_rev.data() + (m - 1 - k + lo);
 #pragma omp simd
-          for (int64_t t = 0; t < len; ++t) {
-            const T gd = T(2) * grad[t] * (xs[t] - ys[t]);
-            dxb[t] += gd;
-            dys[t] -= gd;
-          }
-        } else if (dx) {
-          T* dxb = dx + b * p.N + lo;
-#pragma omp simd
-          for (int64_t t = 0; t < len; ++t) dxb[t] += T(2) * grad[t] * (xs[t] - ys[t]);
-        } else if (dy) {
-          T* dys = dy_rev.data() + (m - 1 - k + lo);
-#pragma omp simd
-          for (int64_t t = 0; t < len; ++t) dys[t] -= T(2) * grad[t] * (xs[t] - ys[t]);
+        for (int64_t t = 0; t < len; ++t) {
+          const T gd = T(2) * grad[t] * (xs[t] - ys[t]);
+          dxb[t] += gd;
+          dys[t] -= gd;
         }
       }
     }
@@ -390,13 +381,19 @@ void backward_pair(const SdtwProblem<T>& p, int64_t b, const T* r_store, const T
   }
 }
 
+template <typename T>
+bool every_pair_full_length(const SdtwProblem<T>& p) {
+  for (int64_t b = 0; b < p.B; ++b)
+    if (p.n[b] != p.N || p.m[b] != p.M) return false;
+  return true;
+}
+
 }  // namespace
 
 template <typename T>
 int64_t sdtw_lane_width(const SdtwProblem<T>& p) {
   if (p.engine == 1 || p.B == 0) return 0;
-  for (int64_t b = 0; b < p.B; ++b)
-    if (p.n[b] != p.N || p.m[b] != p.M) return 0;  // lanes share one diagonal sweep
+  if (!every_pair_full_length(p)) return 0;  // lanes share one diagonal sweep
   if (p.engine >= 2) return kLanes;
   // Measured (one core, AVX-512): with full groups the lanes win at every length (2-3x at N = 32,
   // 1.2-2x at N = 512-2048); half-empty groups still win while a diagonal of one pair is too
@@ -412,9 +409,7 @@ int64_t sdtw_lane_width(const SdtwProblem<T>& p) {
 
 template <typename T>
 bool sdtw_backward_writes_all(const SdtwProblem<T>& p) {
-  for (int64_t b = 0; b < p.B; ++b)
-    if (p.n[b] != p.N || p.m[b] != p.M) return false;
-  return sdtw_lane_width(p) > 0 || p.d > 1;
+  return every_pair_full_length(p) && (sdtw_lane_width(p) > 0 || p.d > 1);
 }
 
 template <typename T>
