@@ -195,15 +195,28 @@ def run(device: torch.device, quick: bool = False, checkpoint=None, reference: b
     return out
 
 
-def _add_ratios(rows: list[dict]) -> None:
-    """speedup of each row vs the reference and vs the fastest peer in the same (op, B, N, d, mode)."""
+def _shape_key(r: dict) -> tuple:
+    return r["op"], r["B"], r["N"], r["d"], r["mode"]
+
+
+def _timed_groups(rows: list[dict]) -> dict:
+    """Timed rows by (op, B, N, d, mode)."""
     groups: dict = {}
     for r in rows:
         if "time_ms" in r:
-            groups.setdefault((r["op"], r["B"], r["N"], r["d"], r["mode"]), []).append(r)
-    for group in groups.values():
+            groups.setdefault(_shape_key(r), []).append(r)
+    return groups
+
+
+def _best_peer_ms(group: list[dict]):
+    return min((r["time_ms"] for r in group if not r["impl"].startswith("abcc:")), default=None)
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    """speedup of each row vs the reference and vs the fastest peer in the same (op, B, N, d, mode)."""
+    for group in _timed_groups(rows).values():
         ref = next((r["time_ms"] for r in group if r["impl"] == "abcc:reference"), None)
-        peer = min((r["time_ms"] for r in group if not r["impl"].startswith("abcc:")), default=None)
+        peer = _best_peer_ms(group)
         for r in group:
             if ref:
                 r["speedup_vs_reference"] = ref / r["time_ms"]
@@ -216,19 +229,17 @@ def compare(old_name: str, new_name: str) -> tuple:
     the best peer of the same run, so that machine-load differences between the runs show in the
     peers' columns rather than only in ours."""
     runs = [json.loads((RESULTS / f"{n}.json").read_text()) for n in (old_name, new_name)]
-    key = lambda r: (r["op"], r["B"], r["N"], r["d"], r["mode"], r["impl"])  # noqa: E731
-    old = {key(r): r for r in runs[0]["rows"] if "time_ms" in r}
-    peers_of = [{key(r)[:5]: min((q["time_ms"] for q in run["rows"] if "time_ms" in q and key(q)[:5] == key(r)[:5]
-                                  and not q["impl"].startswith("abcc:")), default=None)
-                 for r in run["rows"]} for run in runs]
+    old = {(_shape_key(r), r["impl"]): r for r in runs[0]["rows"] if "time_ms" in r}
+    peers = [{k: _best_peer_ms(g) for k, g in _timed_groups(run["rows"]).items()} for run in runs]
     rows = []
     for r in runs[1]["rows"]:
         if "time_ms" not in r or not r["impl"].startswith("abcc:"):
             continue
-        o = old.get(key(r), {})
+        k = _shape_key(r)
+        o = old.get((k, r["impl"]), {})
         rows.append(dict(op=r["op"], B=r["B"], N=r["N"], d=r["d"], mode=r["mode"], impl=r["impl"],
-                         old_ms=o.get("time_ms"), new_ms=r["time_ms"], old_peer=peers_of[0].get(key(r)[:5]),
-                         new_peer=peers_of[1].get(key(r)[:5]), old_x=o.get("speedup_vs_best_peer"),
+                         old_ms=o.get("time_ms"), new_ms=r["time_ms"], old_peer=peers[0].get(k),
+                         new_peer=peers[1].get(k), old_x=o.get("speedup_vs_best_peer"),
                          new_x=r.get("speedup_vs_best_peer")))
     cols = [("op", "op", ""), ("B", "B", ""), ("N", "N=M", ""), ("d", "d", ""), ("mode", "mode", ""),
             ("impl", "implementation", ""), ("old_ms", "old (ms)", ".2f"), ("new_ms", "new (ms)", ".2f"),
