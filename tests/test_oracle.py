@@ -1,5 +1,7 @@
 """The simulator oracle: hidden draws reveal nothing through the inputs, and their conditional mean
 is a lower bound that beats the references and single re-simulations."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,15 +12,19 @@ from abcc_fast.data.draws import (CONTACT_LO, CONTACT_SPAN, CONTACT_UNIFORM, HID
                                   STATIC_GAIN_MAX, STATIC_GAIN_UNIFORM, UNIFORMS, _redraw_static_gain, columns,
                                   conditional_randoms, draw_randoms, sample_parameters)
 from abcc_fast.data.simulator import OpIRSim, SimConfig
-from abcc_fast.opirbench import Persistence, SimulatorOracle, evaluate
+from abcc_fast.opirbench import Persistence, SimulatorOracle, evaluate, training_knowledge
 
 T, W = 8, 64
 
 
 @pytest.fixture(scope="module")
-def ds(tmp_path_factory):
-    path = generate(tmp_path_factory.mktemp("sim") / "d", n_samples=60, T=T, W=W, seed=5, progress=False)
-    return load(path)
+def ds_path(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("sim") / "d", n_samples=60, T=T, W=W, seed=5, progress=False)
+
+
+@pytest.fixture(scope="module")
+def ds(ds_path):
+    return load(ds_path)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -159,3 +165,50 @@ def test_conditional_randoms_by_source():
     assert not np.allclose(Ur[:2][:, [22, 23]], U[:, [22, 23]]) and nr[:, :T].std() > 0.5
     with pytest.raises(ValueError, match="shape the inputs"):
         conditional_randoms(0, idx, T, W, replicates=2, hidden=(0, 22))
+
+
+def test_training_knowledge_lists_the_held_out_electrode_chemistry(ds):
+    """The system split holds out LP30|Cu and EC:DEC+FEC|Si: EC on Cu, DEC dimerisation on Si and Si
+    cracking occur in no training cell; the random split's training part shows every effect."""
+    assert training_knowledge(ds, "random")["unseen"] == []
+    know = training_knowledge(ds, "system")
+    assert sorted(know["unseen"]) == ["DEC_dimerisation on Si", "EC_to_Li2CO3 on Cu", "crack (Si)"]
+    assert know["overrides"] == {"crack": 0.0}
+    assert ("DEC_dimerisation", "Si") not in know["modifiers"] and ("EC_to_Li2CO3", "Li") in know["modifiers"]
+    with pytest.raises(ValueError, match="no training samples"):
+        training_knowledge(ds.split("system", "test"), "system")
+
+
+def test_transfer_oracle_changes_only_the_cells_with_unseen_chemistry(ds):
+    """Re-simulated without what training cannot show, the oracle moves on the Si and Cu cells only,
+    and not at all where nothing is left out."""
+    sub = ds.split("system", "test")
+    batch = {"static": sub.static, "index": sub.index}
+    full = SimulatorOracle(ds.manifest, replicates=2)(batch)["frames"]
+    know = training_knowledge(ds, "system")
+    oracle = SimulatorOracle(ds.manifest, replicates=2, knowledge=know)
+    lim = oracle(batch)["frames"]
+    electrodes = np.array(ds.manifest["electrodes"])[sub.electrode.numpy()]
+    moved = (lim - full).abs().amax(dim=(1, 2)).numpy()
+    assert (moved[electrodes == "Si"] > 1e-4).all() and (moved[electrodes == "Cu"] > 0).all()
+    assert "training electrode chemistry" in oracle.name and oracle.config["left_out"] == know["unseen"]
+    same = SimulatorOracle(ds.manifest, replicates=2, knowledge=training_knowledge(ds, "random"))(batch)["frames"]
+    assert torch.equal(same, full)
+
+
+def test_abcc_bench_cli_transfer_oracle(ds_path, tmp_path, capsys):
+    """--transfer-oracle adds the oracle without the held-out systems' own electrode chemistry; it
+    needs --oracle and one training part (not all loso folds at once)."""
+    from abcc_fast.cli import main
+
+    out = tmp_path / "bench"
+    rc = main(["bench", "--data", str(ds_path), "--split", "system", "--out", str(out), "--no-progress",
+               "--metrics", "mse", "--threads", "1", "--oracle", "2", "--transfer-oracle", "--no-figures"])
+    assert rc == 0
+    rows = json.loads((out / "leaderboard.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["persistence", "frame0", "oracle (M=2)",
+                                          "oracle (M=2, training electrode chemistry)"]
+    assert "left out" in capsys.readouterr().out
+    assert main(["bench", "--data", str(ds_path), "--transfer-oracle", "--out", str(out), "--no-figures"]) == 2
+    assert main(["bench", "--data", str(ds_path), "--split", "loso", "--oracle", "2", "--transfer-oracle",
+                 "--out", str(out), "--no-figures"]) == 2

@@ -298,13 +298,14 @@ def cycling_protocol(p: dict, c0: np.ndarray, N: int) -> dict:
 
 
 
-def _reaction_constants(net: Network, p: dict, pr: dict, el: np.ndarray):
-    """Per-sample, per-reaction onset, rate and passivation [S, K] (electrode modifiers applied)."""
+def _reaction_constants(net: Network, p: dict, pr: dict, el: np.ndarray, modifiers: Optional[dict] = None):
+    """Per-sample, per-reaction onset, rate and passivation [S, K] (electrode modifiers applied:
+    ``modifiers``, by default ``chemistry.ELECTRODE_MODIFIERS``)."""
     S, K = p["onset_jitter"].shape[0], len(net.names)
     onset = net.onset[None, :] + p["onset_jitter"]
     rate = net.rate[None, :] * p["rate_jitter"] * p["rate_scale"][:, None]
     passiv = np.broadcast_to(net.passivating, (S, K)).copy()
-    for (rname, ename), (dv, fr, pv) in chem.ELECTRODE_MODIFIERS.items():
+    for (rname, ename), (dv, fr, pv) in (chem.ELECTRODE_MODIFIERS if modifiers is None else modifiers).items():
         k = net.names.index(rname)
         m = el == ename
         onset[m, k] += dv
@@ -314,14 +315,16 @@ def _reaction_constants(net: Network, p: dict, pr: dict, el: np.ndarray):
     return onset, rate, passiv
 
 
-def integrate_kinetics(net: Network, p: dict, c0: np.ndarray, pr: dict, T: int, substeps: int) -> dict:
+def integrate_kinetics(net: Network, p: dict, c0: np.ndarray, pr: dict, T: int, substeps: int,
+                       modifiers: Optional[dict] = None) -> dict:
     """Integrate concentrations, extents, film and polarisation over the fine time grid of ``pr``
-    ((T - 1) * substeps steps); return the state at the T frame times."""
+    ((T - 1) * substeps steps); return the state at the T frame times. ``modifiers``: the
+    electrode modifiers of the reactions (default ``chemistry.ELECTRODE_MODIFIERS``)."""
     S, C = c0.shape
     K = len(net.names)
     N = (T - 1) * substeps
     el = np.array(chem.ELECTRODES)[p["electrode"]]
-    onset, rate, passiv = _reaction_constants(net, p, pr, el)
+    onset, rate, passiv = _reaction_constants(net, p, pr, el, modifiers)
     is_si = (el == "Si")[:, None]
     is_plating = np.isin(el, ["Cu", "Li"])
 

@@ -150,7 +150,8 @@ class OpIRSim:
         return nums[np.asarray(indices) % len(nums)] - 1
 
     def simulate(self, indices: Sequence[int], seed: int = 0, overrides: Optional[dict] = None,
-                 return_extras: bool = False, randoms: Optional[tuple] = None) -> dict:
+                 return_extras: bool = False, randoms: Optional[tuple] = None,
+                 modifiers: Optional[dict] = None) -> dict:
         """Simulate the samples with global indices ``indices``.
 
         Returns float32 arrays: ``static`` [S, W], ``frames``, ``solvent``, ``sei`` [S, T, W],
@@ -159,6 +160,8 @@ class OpIRSim:
         (dict), ``concentrations`` [S, T, C], ``polarisation`` [S, T], ``film_nm`` [S, T],
         ``noise_sigma`` [S], ``x`` [S, T]. ``randoms``: (U, Z, noise) as ``draw_randoms`` returns them,
         to use instead of the per-sample draws (``conditional_randoms`` builds such sets).
+        ``modifiers``: {(reaction, electrode): (onset shift V, rate factor, passivating)} in place of
+        ``chemistry.ELECTRODE_MODIFIERS``.
         """
         cfg = self.config
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -168,7 +171,7 @@ class OpIRSim:
         p = draws.sample_parameters(U, self.system_of(idx), overrides)
         c0 = initial_concentrations(p)
         pr = cycling_protocol(p, c0, (T - 1) * cfg.substeps)
-        st = integrate_kinetics(self.net, p, c0, pr, T, cfg.substeps)
+        st = integrate_kinetics(self.net, p, c0, pr, T, cfg.substeps, modifiers)
 
         dp1000 = np.array([DP_1000_NM[CRYSTALS[k]] for k in p["crystal"]])
         atr_amp = p["contact"] * dp1000 / DP_1000_NM["diamond"]            # G_ATR prefactor
@@ -274,7 +277,8 @@ class OpIRSim:
                                * edge * noise_static)
 
     def conditional_mean(self, indices: Sequence[int], seed: int = 0, replicates: int = 16,
-                         draw_seed: int = 0) -> dict:
+                         draw_seed: int = 0, overrides: Optional[dict] = None,
+                         modifiers: Optional[dict] = None) -> dict:
         """Monte-Carlo mean of ``frames``, ``solvent`` and ``sei`` over the parameters no input reveals
         (HIDDEN_DRAWS, operando baseline/atmosphere normals, frame noise, the contact/static-gain
         split of the static spectrum's scale), the inputs of each sample
@@ -282,14 +286,16 @@ class OpIRSim:
         Monte-Carlo error (the MSE of a mean of M draws exceeds the bound by the hidden variance / M).
 
         Returns float32 ``frames``, ``solvent``, ``sei`` [S, T, W] and ``static`` [S, W] (identical to
-        the dataset's static spectra: the inputs are not redrawn)."""
+        the dataset's static spectra: the inputs are not redrawn). ``overrides`` and ``modifiers``
+        (see ``simulate``) change the physics the replicates are simulated with, e.g. to leave out
+        an electrode effect a model could not have learned (``opirbench.oracle``)."""
         cfg = self.config
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         M = int(replicates)
         if M < 1:
             raise ValueError(f"replicates must be >= 1, got {replicates}")
         randoms = conditional_randoms(seed, idx, cfg.T, cfg.W, M, draw_seed)
-        out = self.simulate(np.tile(idx, M), seed=seed, randoms=randoms)
+        out = self.simulate(np.tile(idx, M), seed=seed, randoms=randoms, overrides=overrides, modifiers=modifiers)
         S = idx.size
         res = {k: out[k].reshape(M, S, cfg.T, cfg.W).mean(0, dtype=np.float64).astype(np.float32)
                for k in ("frames", "solvent", "sei")}
