@@ -441,6 +441,46 @@ def test_physics_solvent_basis_spans_the_simulated_solvent_change(tmp_path):
         ABCC(ABCCConfig.tiny(W=64, T=4, n_components=3, n_electrodes=2, n_reactions=2, solvent_basis="physics"))
 
 
+def test_film_constant_and_clean_static_rows(tmp_path):
+    """film_constant: the physics head's film rows are the static spectrum times 1, nu', nu'^2;
+    clean_static adds a row holding the static spectrum's part outside the span of the templates and
+    the baseline polynomials (orthogonal to them; the rest of the static spectrum lies in it). The
+    head's output is exactly templates and rows weighted by its coefficients. A config saved before
+    the options loads without them."""
+    import abcc_fast.data as data
+    from abcc_fast.model.backbone import legendre_basis
+
+    ds = data.load(data.generate(tmp_path / "ds", n_samples=6, T=5, W=128, seed=2, progress=False))
+    cfg = ABCCConfig.from_dataset(ds, "random", preset="tiny", solvent_basis="physics", basis_rank=0,
+                                  film_constant=True, clean_static=True)
+    head = randomised(ABCC(cfg)).double().backbone.head_solvent
+    s = (torch.as_tensor(ds.static[:3], dtype=torch.float64) - cfg.norm_mean) / cfg.norm_std
+    rows = head.film_rows(s)                                                 # [3, 4, W]
+    raw = (s * cfg.norm_std + cfg.norm_mean)[:, None] * head.film_weights.double()
+    assert rows.shape[1] == 4 and torch.equal(head.film_weights[0], torch.ones(cfg.W))
+    torch.testing.assert_close(rows[:, :3], raw / raw.abs().amax(-1, keepdim=True), rtol=1e-5, atol=1e-6)
+    A = head.solvent_templates.double()
+    span = torch.cat([A, legendre_basis(cfg.W, cfg.baseline_basis).double()])
+    outside = rows[:, 3]
+    assert float((outside @ span.T).abs().max()) < 1e-4 * float(outside.abs().max() * span.abs().max())
+    fit = span.T @ torch.linalg.lstsq(span.T, (s - outside).T).solution     # the rest of static is in the span
+    torch.testing.assert_close(fit.T, s - outside, rtol=0, atol=1e-4)
+    tokens = torch.randn(3, head.n_tokens or 1, cfg.dim, dtype=torch.float64)
+    e = torch.randn(3, 2, cfg.dim, dtype=torch.float64)
+    with torch.no_grad():
+        out, _ = head(tokens, e, s)
+        coef = head.coef(head.readout(tokens, e, head.n_tokens)[0])
+    E = A.shape[0]
+    expected = coef[..., :E] @ A + torch.einsum("bqk,bkw->bqw", coef[..., E:E + 4], rows)
+    torch.testing.assert_close(out, expected)
+    saved = cfg.to_dict()
+    saved.pop("film_constant"), saved.pop("clean_static")
+    old = ABCCConfig.from_dict(saved)
+    assert not old.film_constant and not old.clean_static
+    with pytest.raises(ValueError, match="clean_static"):
+        dataclasses.replace(cfg, solvent_basis="free").validate()
+
+
 def test_solvent_present_only_uses_the_cells_own_components(tmp_path):
     """solvent_present_only: the rows of the components a cell holds or its reactions make (plus the
     soluble products and the film rows) still span OpIRSim's solvent change of that cell, and the

@@ -330,23 +330,38 @@ class SolventBasisDecoder(FiLMTokens):
     and nu'^2 (nu' the grid scaled to [-1, 1]; each row scaled to a peak of 1), plus an optional
     learned rank-K residual basis (K = ``basis_rank``). The film displaces electrolyte from the
     probed depth by the factor exp(-2 L / d_p(nu)) with d_p ~ 1 / nu: to second order in L that is
-    the static (solvent) spectrum times a quadratic in nu. Coefficients come from the FiLM features
-    pooled over the stream's tokens (Linear(H, E + 2 + K), zero-initialised). Unlike
-    ``TokenDecoder`` it cannot paint bands the electrolyte does not have (except through the
-    residual), so SEI growth is left to the SEI stream."""
+    the static (solvent) spectrum times a quadratic in nu. With ``clean_static`` >= 0 one more row
+    holds the static spectrum's part outside the span of the templates and that many Legendre
+    polynomials: its measurement noise and atmosphere, which the operando frames do not share, so the
+    prediction can drop them. Coefficients come from the FiLM features (Linear(H, E + F + K),
+    zero-initialised; F = 2 or 3 rows from the static spectrum). Unlike ``TokenDecoder`` it cannot
+    paint bands the electrolyte does not have (except through the residual), so SEI growth is left
+    to the SEI stream."""
 
     def __init__(self, dim: int, hidden: int, templates: torch.Tensor, wavenumber, basis_rank: int,
-                 norm_mean: float, norm_std: float, n_tokens: int = 0, owners: Optional[torch.Tensor] = None):
+                 norm_mean: float, norm_std: float, n_tokens: int = 0, owners: Optional[torch.Tensor] = None,
+                 film_constant: bool = False, clean_static: int = -1):
         super().__init__(dim, hidden)
         self.n_templates, self.rank, self.n_tokens = templates.shape[0], basis_rank, n_tokens
         self.norm_mean, self.norm_std = norm_mean, norm_std
-        self.coef = nn.Linear(hidden * max(n_tokens, 1), self.n_templates + 2 + basis_rank)
+        n_powers = 3 if film_constant else 2
+        self.n_film = n_powers + (clean_static >= 0)
+        # an orthonormal basis of the span the static spectrum is cleaned against (rebuilt from the
+        # config on load)
+        self.register_buffer("clean_span", None, persistent=False)
+        if clean_static >= 0:
+            span = torch.cat([templates.double(), legendre_basis(templates.shape[1], clean_static)])
+            q, r = torch.linalg.qr(span.T)
+            keep = r.diagonal().abs() > 1e-8 * r.diagonal().abs().max()
+            self.clean_span = q[:, keep].float()
+        self.coef = nn.Linear(hidden * max(n_tokens, 1), self.n_templates + self.n_film + basis_rank)
         nn.init.zeros_(self.coef.weight)
         nn.init.zeros_(self.coef.bias)
         self.register_buffer("solvent_templates", templates.float())
         wn = torch.as_tensor(wavenumber, dtype=torch.float64)
         nu = 2 * (wn - wn.min()) / (wn.max() - wn.min()).clamp_min(1e-12) - 1
-        self.register_buffer("film_weights", torch.stack([nu, nu * nu]).float(), persistent=False)   # [2, W]
+        powers = [torch.ones_like(nu), nu, nu * nu][3 - n_powers:]
+        self.register_buffer("film_weights", torch.stack(powers).float(), persistent=False)   # [2 or 3, W]
         if basis_rank > 0:
             self.basis = nn.Parameter(torch.randn(basis_rank, templates.shape[1]) * 0.02)
         self.register_buffer("sei_span", None, persistent=False)
@@ -362,10 +377,17 @@ class SolventBasisDecoder(FiLMTokens):
         return usable.to(torch.float32)
 
     def film_rows(self, static):
-        """static [B, W] z-units -> [B, 2, W]: the raw static spectrum times nu', nu'^2, unit peak."""
+        """static [B, W] z-units -> [B, F, W]: the raw static spectrum times (1 with ``film_constant``)
+        nu', nu'^2, unit peak, and with ``clean_span`` the static spectrum's part outside that span
+        (z-units)."""
         raw = static * self.norm_std + self.norm_mean
         rows = raw[:, None] * self.film_weights.to(raw.dtype)
-        return rows / rows.abs().amax(dim=-1, keepdim=True).clamp_min(1e-6)
+        rows = rows / rows.abs().amax(dim=-1, keepdim=True).clamp_min(1e-6)
+        if self.clean_span is None:
+            return rows
+        q = self.clean_span.to(static.dtype)
+        outside = static - (static @ q) @ q.T
+        return torch.cat([rows, outside[:, None]], dim=1)
 
     def forward(self, tokens, e, static, rows: Optional[torch.Tensor] = None):
         """rows [B, E] (``row_mask``) or None: with it, only the rows a cell can use take part
@@ -377,12 +399,13 @@ class SolventBasisDecoder(FiLMTokens):
         if rows is not None:
             amounts = amounts * rows.to(amounts.dtype)[:, None]
         out = amounts @ self.solvent_templates.to(pooled.dtype)
-        out = out + torch.einsum("bqk,bkw->bqw", coef[..., E:E + 2], self.film_rows(static).to(pooled.dtype))
+        F = self.n_film
+        out = out + torch.einsum("bqk,bkw->bqw", coef[..., E:E + F], self.film_rows(static).to(pooled.dtype))
         if self.rank > 0:
             basis = self.basis
             if self.sei_span is not None:      # off the SEI templates' span (residual_off_sei)
                 basis = basis - (basis @ self.sei_span) @ self.sei_span.T
-            out = out + coef[..., E + 2:] @ basis.to(pooled.dtype)
+            out = out + coef[..., E + F:] @ basis.to(pooled.dtype)
         return out, pooled
 
     def exclude_span(self, rows: torch.Tensor) -> None:
@@ -475,7 +498,8 @@ class TwoStreamBackbone(nn.Module):
         if cfg.solvent_basis == "physics":
             solvent_tpl, solvent_owners = _solvent_templates(cfg)
             self.head_solvent = SolventBasisDecoder(d, H, solvent_tpl, cfg.wavenumber, cfg.basis_rank, cfg.norm_mean,
-                                                    cfg.norm_std, flat, solvent_owners)
+                                                    cfg.norm_std, flat, solvent_owners, cfg.film_constant,
+                                                    cfg.baseline_basis if cfg.clean_static else -1)
         else:
             self.head_solvent = TokenDecoder(d, self.n_tokens, P, H, cfg.basis_rank)
         self.reach = None

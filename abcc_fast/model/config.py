@@ -69,6 +69,12 @@ class ABCCConfig:
                                        # (free/bound state of every component, soluble species) and the
                                        # static spectrum times nu, nu^2 (the film's displacement of electrolyte,
                                        # exp(-2L/d_p(nu)), to second order), plus the rank-``basis_rank`` residual
+    film_constant: bool = False        # "physics" solvent head: also the static spectrum itself as a row (the
+                                       # constant term of the film's quadratic in nu, and the contact step
+                                       # between the static measurement and the operando cell)
+    clean_static: bool = False         # "physics" solvent head: also a row holding the static spectrum's part outside
+                                       # the span of the templates and the baseline polynomials (its measurement
+                                       # noise and atmosphere, which the operando frames do not share)
     residual_off_sei: bool = False     # "physics" solvent head with "templates" SEI head: the learned residual
                                        # basis is projected off the span of the SEI templates, so it cannot
                                        # paint SEI bands (the electrolyte's own templates still can)
@@ -156,6 +162,8 @@ class ABCCConfig:
                                            and self.basis_rank > 0),
              "residual_off_sei projects the physics solvent head's learned residual off the SEI templates: it "
              "needs solvent_basis='physics', sei_basis='templates' and basis_rank > 0")
+        need(not (self.film_constant or self.clean_static) or self.solvent_basis == "physics",
+             "film_constant and clean_static add rows to the physics solvent head: they need solvent_basis='physics'")
         need(self.jvp_mode in ("full", "none"), f"jvp_mode must be 'full' or 'none', got {self.jvp_mode!r}")
         need(self.identity_target in ("lowrank", "raw"),
              f"identity_target must be 'lowrank' or 'raw', got {self.identity_target!r}")
