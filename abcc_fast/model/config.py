@@ -188,14 +188,16 @@ class ABCCConfig:
 
     @classmethod
     def cpu_default(cls, **kw) -> "ABCCConfig":
-        """The demo's model: 2 joint blocks of width 96 (3 heads of 32), patches of 32 points (16
+        """The demo's model: 2 joint blocks of width 96 (3 heads of 32), patches of 16 points (32
         tokens per stream), a decoder of width 128; the solvent stream spanned by the electrolyte's
-        templates and the film-displacement rows plus a rank-8 learned residual, the SEI stream by
-        the film products' templates, both read from every token's features (coef_readout="flat");
-        trained from r = 0 only (mf_pairs=0). The measurements behind these choices are in
-        docs/model.md."""
-        base = dict(patch=32, dim=96, depth=2, heads=3, mlp_ratio=2.0, n_freq=8, mf_pairs=0,
-                    sei_basis="templates", solvent_basis="physics", basis_rank=8, coef_readout="flat")
+        templates, the static spectrum times 1, nu', nu'^2 (film_constant), the static spectrum's
+        part outside the templates' span (clean_static) and a rank-8 learned residual; the SEI
+        stream by the film products' templates; both read from every token's features
+        (coef_readout="flat"); trained from r = 0 only (mf_pairs=0). The measurements behind these
+        choices are in docs/model.md."""
+        base = dict(patch=16, dim=96, depth=2, heads=3, mlp_ratio=2.0, n_freq=8, mf_pairs=0,
+                    sei_basis="templates", solvent_basis="physics", basis_rank=8, coef_readout="flat",
+                    film_constant=True, clean_static=True)
         base.update(kw)
         return cls(**base)
 
