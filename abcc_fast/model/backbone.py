@@ -330,11 +330,12 @@ class SolventBasisDecoder(FiLMTokens):
     and nu'^2 (nu' the grid scaled to [-1, 1]; each row scaled to a peak of 1), plus an optional
     learned rank-K residual basis (K = ``basis_rank``). The film displaces electrolyte from the
     probed depth by the factor exp(-2 L / d_p(nu)) with d_p ~ 1 / nu: to second order in L that is
-    the static (solvent) spectrum times a quadratic in nu. With ``clean_static`` >= 0 one more row
+    the static (solvent) spectrum times a quadratic in nu (its constant term with ``film_constant``:
+    then the static spectrum itself is a row too). With ``clean_static`` >= 0 one more row
     holds the static spectrum's part outside the span of the templates and that many Legendre
     polynomials: its measurement noise and atmosphere, which the operando frames do not share, so the
     prediction can drop them. Coefficients come from the FiLM features (Linear(H, E + F + K),
-    zero-initialised; F = 2 or 3 rows from the static spectrum). Unlike ``TokenDecoder`` it cannot
+    zero-initialised; F = 2 to 4 rows from the static spectrum). Unlike ``TokenDecoder`` it cannot
     paint bands the electrolyte does not have (except through the residual), so SEI growth is left
     to the SEI stream."""
 
