@@ -22,7 +22,7 @@ import torch
 
 from abcc_fast.data import default_dataset
 from abcc_fast.model import ABCC, ABCCConfig
-from abcc_fast.model.backbone import legendre_basis
+from abcc_fast.model.backbone import legendre_basis, orthonormal_span
 from abcc_fast.opirbench import SimulatorOracle
 
 from .harness import machine_info, markdown_table, write_results
@@ -30,8 +30,7 @@ from .harness import machine_info, markdown_table, write_results
 
 def outside(rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """x [..., W] minus its least-squares projection on the span of rows [R, W]."""
-    q, r = torch.linalg.qr(rows.T)
-    q = q[:, r.diagonal().abs() > 1e-10 * r.diagonal().abs().max()]
+    q = orthonormal_span(rows, rtol=1e-10).to(x.dtype)
     return x - (x @ q) @ q.T
 
 
@@ -45,11 +44,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     ds = default_dataset(progress=False)
     cfg = ABCCConfig.from_dataset(ds, args.split, film_constant=True, clean_static=True)
-    head = ABCC(cfg).backbone.head_solvent
+    backbone = ABCC(cfg).backbone
+    head = backbone.head_solvent
     std2 = cfg.norm_std ** 2
     test = ds.split(args.split, "test")
     templates = head.solvent_templates.double()
-    sei = ABCC(cfg).backbone.head_sei.sei_templates.double()
+    sei = backbone.head_sei.sei_templates.double()
     legendre = legendre_basis(cfg.W, cfg.baseline_basis).double()
 
     n = min(args.n, len(test))

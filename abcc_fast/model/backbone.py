@@ -352,9 +352,7 @@ class SolventBasisDecoder(FiLMTokens):
         self.register_buffer("clean_span", None, persistent=False)
         if clean_static >= 0:
             span = torch.cat([templates.double(), legendre_basis(templates.shape[1], clean_static)])
-            q, r = torch.linalg.qr(span.T)
-            keep = r.diagonal().abs() > 1e-8 * r.diagonal().abs().max()
-            self.clean_span = q[:, keep].float()
+            self.clean_span = orthonormal_span(span).float()
         self.coef = nn.Linear(hidden * max(n_tokens, 1), self.n_templates + self.n_film + basis_rank)
         nn.init.zeros_(self.coef.weight)
         nn.init.zeros_(self.coef.bias)
@@ -412,9 +410,7 @@ class SolventBasisDecoder(FiLMTokens):
     def exclude_span(self, rows: torch.Tensor) -> None:
         """Project the learned residual off the span of rows [M, W] (an orthonormal basis of it is a
         non-persistent buffer, rebuilt from the config on load)."""
-        q, r = torch.linalg.qr(rows.double().T)                                   # [W, M]
-        keep = r.diagonal().abs() > 1e-8 * r.diagonal().abs().max()
-        self.sei_span = q[:, keep].float()
+        self.sei_span = orthonormal_span(rows).float()
 
 
 class TemplateDecoder(FiLMTokens):
@@ -447,6 +443,14 @@ class TemplateDecoder(FiLMTokens):
         if rows is not None:
             coef = coef * rows.to(coef.dtype)[:, None]
         return coef @ self.sei_templates.to(pooled.dtype), pooled
+
+
+def orthonormal_span(rows: torch.Tensor, rtol: float = 1e-8) -> torch.Tensor:
+    """rows [M, W] -> [W, K] an orthonormal basis (float64) of their span; K <= M drops rows that
+    are dependent to ``rtol`` (QR's diagonal)."""
+    q, r = torch.linalg.qr(rows.double().T)
+    keep = r.diagonal().abs() > rtol * r.diagonal().abs().max()
+    return q[:, keep]
 
 
 def legendre_basis(W: int, n: int) -> torch.Tensor:
