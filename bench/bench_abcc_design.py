@@ -7,7 +7,8 @@ screening behind the cpu_default choices, one seed each, see docs/model.md)::
         --cfg '{"dim": 96, "heads": 3}'
     OMP_NUM_THREADS=1 python -m bench.bench_abcc_design --entry mlp --steps 600
 
-MSE is in z-units (the training split's normalisation) over frames 1..T-1 of the test part, as
+MSE is in z-units (the training split's normalisation) over frames 1..T-1 of the test part (or
+the validation part with ``--part val``, for screening), as
 OpIRBench's mse column; f1_4 the MSE of frames 1-4, f5_31 the mean over the later frames.
 """
 import argparse
@@ -34,6 +35,8 @@ ap.add_argument("--split", default="random")
 ap.add_argument("--lr", type=float, default=2e-3)
 ap.add_argument("--batch", type=int, default=8)
 ap.add_argument("--cfg", default="{}", help="JSON overrides of the cpu_default config")
+ap.add_argument("--part", default="test", choices=["test", "val"],
+                help="the part scored: test (published rows) or val (screening, so design choices are not fitted to test)")
 ap.add_argument("--tag", default="", help="suffix of the entry name in the results")
 ap.add_argument("--score-only", action="store_true",
                 help="score a finished run of this configuration in --runs again (train_result.json) instead of training")
@@ -62,9 +65,9 @@ else:
     res = train(model, ds, split=a.split, config=tcfg, out_dir=out, resume=False, progress=False)
     tt = time.time() - t0
     model_dir = str(res.model_dir)
-scored = evaluate(load_predictor(model_dir), ds, a.split, "test", metrics=["mse", "decomp"], progress=False)
+scored = evaluate(load_predictor(model_dir), ds, a.split, a.part, metrics=["mse", "decomp"], progress=False)
 pf = scored.per_frame["mse"]                                      # frames 1..T-1
-r = dict(entry=a.entry + a.tag, split=a.split, seed=a.seed, steps=a.steps, lr=a.lr, params=n_params,
+r = dict(entry=a.entry + a.tag, split=a.split, part=a.part, seed=a.seed, steps=a.steps, lr=a.lr, params=n_params,
          train_s=round(tt, 1), s_per_step=round(tt / a.steps, 4), mse=float(scored.metrics["mse"]),
          f1_4=[round(float(x), 5) for x in pf[:4]], f5_31=float(pf[4:].mean()), cfg=over,
          decomp_sei=float(scored.metrics.get("decomp_sei", float("nan"))),

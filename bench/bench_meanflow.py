@@ -34,6 +34,9 @@ def make_config(preset: str, device, **kw) -> ABCCConfig:
     W, T = 512, 32
     wn = [700.0 + 1200.0 * i / (W - 1) for i in range(W)]
     windows = {"EC_CO_1755_1815": [1755.0, 1815.0], "PF6_820_880": [820.0, 880.0]}
+    # sei_from_extents off: this times the network's per-(r, tau) velocity and its JVP, which the
+    # extent-driven SEI stream (integrated over the whole protocol) does not have
+    kw.setdefault("sei_from_extents", False)
     return ABCCConfig.preset(preset, W=W, T=T, n_components=15, n_electrodes=5, n_reactions=18, wavenumber=wn,
                              marker_windows=windows, norm_mean=0.07, norm_std=0.14, **kw)
 

@@ -599,6 +599,49 @@ def test_mass_conservation_ignores_non_reaction_area_changes():
     assert off > 0.05
 
 
+def test_peak_acceleration_penalises_only_what_the_data_do_not_show():
+    """"excess" form: a prediction that kinks exactly where the data kink (a current switch) costs
+    nothing; a wiggle the data do not have still costs (at most what the plain form charges); the
+    plain form charges the true kink too."""
+    from abcc_fast.model import constraints as Cn
+
+    T = 9
+    taus = torch.linspace(0, 1, T).expand(2, T).double()
+    kink = torch.where(taus < 0.5, 0 * taus, 4.0 * (taus - 0.5))[..., None].expand(-1, -1, 3)  # [B, T, n]
+    mask = torch.ones(2, 3).double()
+    assert Cn.peak_acceleration(kink, taus, mask, T) > 0.03                    # the plain form fights the kink
+    assert Cn.peak_acceleration(kink, taus, mask, T, data_cent=kink) == 0
+    wiggle = torch.zeros_like(kink)
+    wiggle[:, 4] = 0.3
+    plain = Cn.peak_acceleration(wiggle, taus, mask, T)
+    assert torch.isclose(Cn.peak_acceleration(wiggle, taus, mask, T, data_cent=torch.zeros_like(wiggle)), plain)
+    excess = Cn.peak_acceleration(kink + wiggle, taus, mask, T, data_cent=kink)
+    assert 0.1 * plain < excess <= plain + 1e-12
+    assert Cn.peak_acceleration(kink, taus, mask * 0, T) == 0                     # windows without a band
+
+
+def test_peak_drift_is_measured_from_the_static_spectrum(tmp_path):
+    """The trajectory's tau = 0 point is the static spectrum on the prediction's side, so the data's
+    drift starts there too: a model whose frames equal the data's has zero drift loss even when the
+    static spectrum's band sits elsewhere than frame 0's."""
+    cfg = ABCCConfig.tiny(W=64, T=4, n_components=3, n_electrodes=2, n_reactions=2,
+                          wavenumber=torch.linspace(1000, 1100, 64).tolist(),
+                          marker_windows={"band": [1020.0, 1080.0]}, w_peak_accel=0.0, w_mass=0.0,
+                          w_sei_nonneg=0.0, w_sei_growth=0.0, w_sei_sparsity=0.0, w_smooth=0.0,
+                          w_solvent_new_bands=0.0)
+    model = ABCC(cfg)
+    nu = torch.linspace(1000, 1100, 64)
+    band = lambda c: torch.exp(-0.5 * ((nu - c) / 5.0) ** 2)
+    static = band(1048.0)[None]
+    frames = torch.stack([band(1050.0 + k) for k in range(4)])[None]            # frame 0 differs from static
+    inp = dict(static_raw=static, static=model._z(static), frames=model._z(frames))
+    traj = dict(frames_hat=model._z(torch.cat([static[:, None], frames[:, 1:]], 1)), frames_traj=model._z(frames),
+                taus=torch.linspace(0, 1, 4)[None], solvent=torch.zeros(1, 4, 64), sei=torch.zeros(1, 4, 64))
+    parts = {}
+    model._constraint_losses(inp, traj, parts)
+    assert float(parts["peak_drift"]) < 1e-6
+
+
 def test_residual_off_sei_leaves_no_sei_template_in_the_residual(tmp_path):
     """residual_off_sei: the solvent head's learned residual rows, as used, are orthogonal to every SEI
     template (the electrolyte rows are untouched); without the option they are not. The span is not
@@ -636,3 +679,44 @@ def test_residual_off_sei_leaves_no_sei_template_in_the_residual(tmp_path):
     torch.testing.assert_close(residual_part(again.backbone.head_solvent), res)
     with pytest.raises(ValueError, match="residual_off_sei"):
         dataclasses.replace(cfg, solvent_basis="free").validate()
+
+
+def test_sei_from_extents_is_a_growing_combination_of_reaction_spectra(tmp_path):
+    """sei_from_extents: the SEI stream is xi(tau) @ P with xi >= 0 non-decreasing and P >= 0 mixes
+    of the SEI templates: non-negative, growing, in the templates' span and 0 at tau = 0 by
+    construction; chained jumps give the same stream as one jump; it trains, saves and loads;
+    the per-pair velocity API and the identity term refuse it clearly."""
+    grid = [700.0 + 1200.0 * i / 127 for i in range(128)]
+    cfg = make_config(W=128, wavenumber=grid, sei_basis="templates", marker_windows={}, sei_from_extents=True,
+                      w_identity=0.0)
+    model = randomised(ABCC(cfg), scale=0.5).double().eval()
+    b = make_batch(B=3)
+    b = {k: (v.double() if v.is_floating_point() else v) for k, v in b.items()}
+    static = torch.nn.functional.interpolate(b["static"][:, None], size=128, mode="linear")[:, 0]
+    args = (static, b["voltage"], b["composition"], b["electrode"])
+    out = model.predict(*args, time_s=b["time_s"], return_streams=True)
+    z = out["sei"].double()                                                       # [B, T, 128] AU
+    assert z.abs().max() > 1e-6
+    assert z[:, 0].abs().max() == 0
+    assert z.min() >= 0 and (z[:, 1:] - z[:, :-1]).min() >= -1e-6 * float(z.abs().max())
+    A = model.backbone.head_sei.sei_templates.double()
+    flat = z.reshape(-1, 128)
+    fit = (A.T @ torch.linalg.lstsq(A.T, flat.T).solution).T
+    assert (fit - flat).abs().max() < 1e-5 * float(flat.abs().max())
+    chained = model.predict(*args, time_s=b["time_s"], return_streams=True, steps=3)
+    assert torch.allclose(chained["sei"], out["sei"], atol=1e-6 * float(z.abs().max()))
+    with pytest.raises(ValueError, match="sei_from_extents"):
+        model.velocity(static, static, torch.zeros(3).double(), torch.ones(3).double(),
+                       torch.zeros(3, state_size(cfg)).double(), torch.zeros(3, state_size(cfg)).double(),
+                       torch.zeros(3, context_size(cfg)).double(), b["electrode"])
+    with pytest.raises(ValueError, match="w_identity"):
+        make_config(W=128, wavenumber=grid, sei_basis="templates", sei_from_extents=True, w_identity=0.02)
+    model.train()
+    batch = dict(b, static=static, frames=torch.nn.functional.interpolate(
+        b["frames"].reshape(-1, 1, W), size=128, mode="linear").reshape(3, T, 128))
+    loss, logs = model.training_loss(batch, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert model.reaction_spectra.mix.grad.abs().sum() > 0 and model.extent_head.net[2].weight.grad.abs().sum() > 0
+    model.save_pretrained(tmp_path / "m")
+    back = ABCC.from_pretrained(tmp_path / "m").double().eval()
+    assert torch.allclose(back.predict(*args, time_s=b["time_s"])["frames"], model.eval().predict(*args, time_s=b["time_s"])["frames"])

@@ -73,7 +73,9 @@ class ABCC(nn.Module):
         config.validate()
         self.config = config
         self.backbone = TwoStreamBackbone(config)
-        self.extent_head = C.ExtentHead(config) if config.w_mass > 0 else None
+        self.extent_head = C.ExtentHead(config) if config.w_mass > 0 or config.sei_from_extents else None
+        self.reaction_spectra = C.ReactionSpectra(self.backbone.head_sei.sei_templates, config.n_reactions) \
+            if config.sei_from_extents else None
         wn = torch.tensor(config.wavenumber, dtype=torch.float32) if config.wavenumber else \
             torch.linspace(0.0, 1.0, config.W)
         self.register_buffer("wavenumber", wn, persistent=False)
@@ -207,6 +209,10 @@ class ABCC(nn.Module):
         int64 [B] -> (u_solvent, u_sei, u_baseline) [B, W] (u_baseline: the smooth baseline
         nuisance, outside both streams; frames = solvent + SEI + baseline). With ``streams=1`` (the
         one-stream ablation) u_sei is 0: the solvent stream and the baseline carry every change."""
+        if self.config.sei_from_extents:
+            raise ValueError("ABCC.velocity: with sei_from_extents the SEI stream integrates the reaction rates over "
+                             "the whole protocol, which one (r, tau) pair does not carry; use predict (or "
+                             "training_loss), which take every frame's protocol state")
         u_solvent, u_sei, u_baseline = self.backbone(x, static, r, tau, state_r, state_tau, context, electrode)
         if self.config.streams == 1:
             u_sei = torch.zeros_like(u_sei)
@@ -225,6 +231,25 @@ class ABCC(nn.Module):
         if self.config.streams == 1:
             uz = torch.zeros_like(uz)
         return us, uz, ub
+
+    def _extent_sei(self, state, context, electrode) -> torch.Tensor:
+        """``sei_from_extents``: the SEI stream z(tau_k) = xi(tau_k) @ P [B, T, W] (z-units) on the
+        whole frame grid tau_k = k / (T - 1), from the protocol state [B, T, n_state]: the extents
+        integrate the reaction rates over every frame from tau = 0 (z(0) = 0)."""
+        B, T = state.shape[:2]
+        grid = torch.linspace(0, 1, T, device=state.device, dtype=state.dtype).expand(B, T)
+        xi = self.extent_head(grid, state, context, electrode)                         # [B, T, K]
+        rows = self.backbone._row_masks(context)[1] if self.config.sei_reachable_only else None
+        spectra = self.reaction_spectra(rows).to(xi.dtype)                             # [K, W] or [B, K, W]
+        return xi @ spectra
+
+    @staticmethod
+    def _chord(z_tau, z_r, tau, r) -> torch.Tensor:
+        """The average velocity (z(tau) - z(r)) / (tau - r) [B, Q, W] of a stream known at both ends
+        (z_tau [B, Q, W], z_r [B, W], tau [B, Q], r [B]); 0 where tau = r."""
+        dt = (tau - r[:, None])[..., None]
+        safe = torch.where(dt.abs() > 1e-9, dt, torch.ones_like(dt))
+        return torch.where(dt.abs() > 1e-9, (z_tau - z_r[:, None]) / safe, torch.zeros_like(z_tau))
 
     # -- training ------------------------------------------------------------------------------
     def training_loss(self, batch: dict, generator: Optional[torch.Generator] = None):
@@ -286,6 +311,9 @@ class ABCC(nn.Module):
         enc = self.backbone.encode(static, static, torch.zeros_like(grid[:1]).expand(B), state[:, 0],
                                    inp["context"], inp["electrode"])
         us, uz, ub = self._decode(enc, taus, state_tau)
+        if cfg.sei_from_extents and cfg.streams == 2:
+            z = torch.gather(self._extent_sei(state, inp["context"], inp["electrode"]), 1, idx[..., None].expand(-1, -1, W))
+            uz = self._chord(z, torch.zeros_like(static), taus, torch.zeros_like(taus[:, 0]))
         frames_hat, solvent, sei = meanflow_integrate(static, us, uz, 0.0, taus, project=False,
                                                       backend=cfg.ops_backend)
         frames_hat = frames_hat + taus[..., None] * ub
@@ -317,6 +345,10 @@ class ABCC(nn.Module):
                    electrode=inp["electrode"].repeat_interleave(M, 0))
         enc = self.backbone.encode(x_r, rep["static"], r, s_r, rep["context"], rep["electrode"])
         us, uz, ub = self._decode(enc, tau, s_tau)
+        if cfg.sei_from_extents and cfg.streams == 2:
+            z_grid = self._extent_sei(state, inp["context"], inp["electrode"])          # [B, T, W]
+            z_r = interpolate(z_grid, r2).reshape(B * M, W)
+            uz = self._chord(torch.cat([z_r[:, None], z_grid.repeat_interleave(M, 0)], 1), z_r, tau, r)
         u = us + uz + ub                                                               # [B M, 1 + T, W]
         ahead = (grid[None] > r[:, None]).to(frames.dtype)                             # [B M, T]
         x_hat = x_r[:, None] + (grid[None] - r[:, None])[..., None] * u[:, 1:]
@@ -366,7 +398,7 @@ class ABCC(nn.Module):
         if cfg.w_smooth > 0:
             parts["smooth"] = C.wavenumber_smoothness(solvent, sei, static)
         if cfg.w_mass > 0 and self.extent_head is not None:
-            extent = self.extent_head(traj["taus"], traj["state_tau"][..., 0], inp["context"], inp["electrode"])
+            extent = self.extent_head(traj["taus"], traj["state_tau"], inp["context"], inp["electrode"])
             alpha, beta = self.extent_head.coefficients()
             parts["mass"] = C.mass_conservation(solvent, sei, static, extent, alpha, beta,
                                                 self._mass_nuisance(traj) if cfg.mass_nuisance else None)
@@ -378,10 +410,16 @@ class ABCC(nn.Module):
                 data_c, data_area = C.band_centroids(traj["frames_traj"] * std + mean, wn, self._marker_slices,
                                                      with_area=True)
                 band = C.band_mask(inp["static_raw"], data_area[:, 0])
+                # the trajectory's first point is tau = 0, where the prediction is the static spectrum:
+                # the data's drift is measured from the same reference (not from frame 0, a separate
+                # measurement with its own contact)
+                data_c = torch.cat([C.band_centroids(inp["static_raw"], wn, self._marker_slices)[:, None],
+                                    data_c[:, 1:]], dim=1)
             if cfg.w_peak_drift > 0:
                 parts["peak_drift"] = C.peak_drift(pred_c, data_c, band)
             if cfg.w_peak_accel > 0:
-                parts["peak_accel"] = C.peak_acceleration(pred_c, traj["taus"], band, inp["frames"].shape[1])
+                parts["peak_accel"] = C.peak_acceleration(pred_c, traj["taus"], band, inp["frames"].shape[1],
+                                                          data_c if cfg.peak_accel == "excess" else None)
 
     def _mass_nuisance(self, traj: dict) -> torch.Tensor:
         """[B, T', 3] solvent-area changes that no reaction makes: a step after tau = 0 (the static
@@ -462,6 +500,9 @@ class ABCC(nn.Module):
         u_solvent, u_sei, u_baseline = self._decode_chunks(
             sources, static_z.repeat(rep, 1), zeros, state[:, 0].repeat(rep, 1), composition.repeat(rep, 1),
             electrode.repeat(rep), taus.expand(S, T), state.repeat(rep, 1, 1))
+        if cfg.sei_from_extents and cfg.streams == 2:
+            z = self._extent_sei(state, composition, electrode).repeat(rep, 1, 1)
+            u_sei = self._chord(z, torch.zeros_like(sources), taus.expand(S, T), zeros)
         frames, solvent, sei = meanflow_integrate(sources, u_solvent, u_sei, 0.0, taus, project=True,
                                                   backend=cfg.ops_backend)
         baseline = taus[None, :, None] * u_baseline                    # baseline(0) = 0
@@ -516,6 +557,8 @@ class ABCC(nn.Module):
         y, z, b = sources, torch.zeros_like(sources), torch.zeros_like(sources)
         state_s = state.repeat(rep, 1, 1)                                          # [S, T, n_state]
         comp_s, elec_s, static_s = composition.repeat(rep, 1), electrode.repeat(rep), static_z.repeat(rep, 1)
+        z_grid = self._extent_sei(state, composition, electrode).repeat(rep, 1, 1) \
+            if cfg.sei_from_extents and cfg.streams == 2 else None
         for j in range(1, len(grid)):
             g0, g1 = grid[j - 1], grid[j]
             ks = torch.arange(0 if j == 1 else g0 + 1, g1 + 1, device=sources.device)   # frames of this jump
@@ -523,6 +566,8 @@ class ABCC(nn.Module):
             r = taus[g0]
             us, uz, ub = self._decode_chunks(y + z + b, static_s, r.expand(S), state_s[:, g0], comp_s, elec_s,
                                              taus[ks].expand(S, L), state_s[:, ks])
+            if z_grid is not None:                                                 # sei_from_extents
+                uz = self._chord(z_grid[:, ks], z, taus[ks].expand(S, L), r.expand(S))
             f, sv, se = meanflow_integrate(y, us, uz, r.expand(S).contiguous(),
                                            taus[ks].expand(S, L).contiguous(), x0_sei=z, project=True,
                                            backend=cfg.ops_backend)

@@ -84,6 +84,9 @@ class ABCCConfig:
     sei_reachable_only: bool = False   # "templates" SEI head: a cell uses only the products its components'
                                        # reactions can form. Both need composition_encoding "vocabulary" (the
                                        # context starts with the composition)
+    sei_from_extents: bool = False     # the SEI stream is sum_k xi_k(tau) P_k: the extent head's reaction extents
+                                       # (>= 0, non-decreasing, integrated over the protocol) times one learned
+                                       # non-negative spectrum per reaction family (a mix of the SEI templates)
     coef_readout: str = "mean"         # how the template heads read their coefficients from the FiLM features:
                                        # "mean" over the stream's tokens, then Linear(H, M); "flat": the tokens'
                                        # features side by side, Linear(N H, M) (where a band sits matters)
@@ -118,6 +121,9 @@ class ABCCConfig:
                                        # polarisation ~ current) are projected out of the mass residual
     w_peak_drift: float = 0.002        # centroid drift of predicted frames vs the data's (per 1 cm^-1)
     w_peak_accel: float = 0.002        # centroid second differences over tau (per 1 cm^-1)
+    peak_accel: str = "excess"         # "excess": only the predicted acceleration beyond the data's (the true
+                                       # centroids kink when the current switches); "all": every acceleration
+                                       # (the earlier form, which penalises the truth's own kinks)
     w_smooth: float = 0.01             # second differences along wavenumber of the predicted changes
     w_solvent_new_bands: float = 0.3   # solvent stream above static where static has no band
     new_band_threshold: float = 0.03   # "no band": dilated static below this fraction of its max
@@ -164,6 +170,10 @@ class ABCCConfig:
              "needs solvent_basis='physics', sei_basis='templates' and basis_rank > 0")
         need(not (self.film_constant or self.clean_static) or self.solvent_basis == "physics",
              "film_constant and clean_static add rows to the physics solvent head: they need solvent_basis='physics'")
+        need(self.peak_accel in ("excess", "all"), f"peak_accel must be 'excess' or 'all', got {self.peak_accel!r}")
+        need(not self.sei_from_extents or (self.sei_basis == "templates" and self.w_identity == 0),
+             "sei_from_extents mixes the SEI templates (sei_basis='templates') and has no per-(r, tau) SEI velocity "
+             "for the MeanFlow identity term (w_identity=0)")
         need(self.jvp_mode in ("full", "none"), f"jvp_mode must be 'full' or 'none', got {self.jvp_mode!r}")
         need(self.identity_target in ("lowrank", "raw"),
              f"identity_target must be 'lowrank' or 'raw', got {self.identity_target!r}")
@@ -191,13 +201,15 @@ class ABCCConfig:
         """The demo's model: 2 joint blocks of width 96 (3 heads of 32), patches of 16 points (32
         tokens per stream), a decoder of width 128; the solvent stream spanned by the electrolyte's
         templates, the static spectrum times 1, nu', nu'^2 (film_constant), the static spectrum's
-        part outside the templates' span (clean_static) and a rank-8 learned residual; the SEI
-        stream by the film products' templates; both read from every token's features
-        (coef_readout="flat"); trained from r = 0 only (mf_pairs=0). The measurements behind these
+        part outside the templates' span (clean_static) and a rank-8 learned residual, its
+        coefficients read from every token's features (coef_readout="flat"); the SEI stream is the
+        reaction extents integrated over the protocol times one non-negative mix of the film
+        products' templates per reaction family (sei_from_extents); no centroid-acceleration penalty
+        (w_peak_accel=0); trained from r = 0 only (mf_pairs=0). The measurements behind these
         choices are in docs/model.md."""
         base = dict(patch=16, dim=96, depth=2, heads=3, mlp_ratio=2.0, n_freq=8, mf_pairs=0,
                     sei_basis="templates", solvent_basis="physics", basis_rank=8, coef_readout="flat",
-                    film_constant=True, clean_static=True)
+                    film_constant=True, clean_static=True, sei_from_extents=True, w_peak_accel=0.0)
         base.update(kw)
         return cls(**base)
 

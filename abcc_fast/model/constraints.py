@@ -14,9 +14,14 @@ std) unless said otherwise; trajectories are [B, T', W] over ascending taus [B, 
                        (consumed solvent area and grown SEI area are both linear
                        in the reaction extents)
   peak_drift           Huber_1cm((c_k(pred) - c_0(pred)) - (c_k(data) - c_0(data))) over the marker
-                       windows that hold a band in the data (band_mask)
-  peak_acceleration    mean (c''(tau_k) h^2)^2 of the predicted centroids (cm^-1; h = 1/(T-1), so the
-                       plain second difference on the full frame grid), same windows
+                       windows that hold a band in the data (band_mask); c_0 is the static spectrum's
+                       centroid on both sides (the prediction starts from it)
+  peak_acceleration    mean a_k^2 of the predicted centroids' acceleration a = c''(tau_k) h^2 (cm^-1;
+                       h = 1/(T-1), so the plain second difference on the full frame grid), same windows;
+                       with the data's centroids, only the part beyond the data's own acceleration,
+                       relu(|a(pred)| - |a(data)|): OpIRSim's true centroids are not smooth in time
+                       (polarisation follows the current, which switches), so a plain smoothness
+                       penalty fights the truth
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .backbone import context_size, fourier_features
+from .backbone import context_size, fourier_features, state_size
 from .config import ABCCConfig
 
 PEAK_EDGE_POINTS = 3  # as OpIRBench's peak_shift (baseline through the window edges)
@@ -78,20 +83,25 @@ class ExtentHead(nn.Module):
         super().__init__()
         self.n_freq = cfg.n_freq
         self.volt_mean, self.volt_std = cfg.volt_mean, cfg.volt_std
+        # with sei_from_extents the rates read the whole protocol state (current, exposure history),
+        # otherwise V alone (the mass term's extents, as saved models were trained)
+        self.n_state = state_size(cfg) if cfg.sei_from_extents else 1
         self.electrode = nn.Embedding(cfg.n_electrodes, hidden)
         nn.init.zeros_(self.electrode.weight)   # unseen electrodes add nothing (see backbone.SourceCondition)
-        self.net = nn.Sequential(nn.Linear(2 * cfg.n_freq + 1 + context_size(cfg), hidden), nn.SiLU(),
+        self.net = nn.Sequential(nn.Linear(2 * cfg.n_freq + self.n_state + context_size(cfg), hidden), nn.SiLU(),
                                  nn.Linear(hidden, cfg.n_reactions))
         nn.init.zeros_(self.net[2].weight)
         nn.init.constant_(self.net[2].bias, -4.0)  # extents start near 0 (softplus(-4) ~ 0.018 per unit tau)
         self.alpha_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
         self.beta_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
 
-    def forward(self, taus, voltage, composition, electrode):
-        """taus, voltage [B, T'] (ascending taus), composition [B, C], electrode [B] -> xi [B, T', K]."""
+    def forward(self, taus, state, composition, electrode):
+        """taus [B, T'] (ascending), state [B, T', n_state] the protocol state at them (column 0: V),
+        composition [B, C] (the context), electrode [B] -> xi [B, T', K]."""
         B, Tp = taus.shape
-        feats = torch.cat([fourier_features(taus.reshape(-1), self.n_freq),
-                           ((voltage.reshape(-1) - self.volt_mean) / self.volt_std)[:, None],
+        state = state[..., :self.n_state].reshape(B * Tp, -1)
+        volt = (state[:, :1] - self.volt_mean) / self.volt_std
+        feats = torch.cat([fourier_features(taus.reshape(-1), self.n_freq), volt, state[:, 1:],
                            composition.repeat_interleave(Tp, dim=0)], dim=-1)
         h = self.net[0](feats) + self.electrode(electrode).repeat_interleave(Tp, dim=0)
         rate = F.softplus(self.net[2](self.net[1](h))).view(B, Tp, -1)       # [B, T', K] >= 0
@@ -100,6 +110,25 @@ class ExtentHead(nn.Module):
 
     def coefficients(self):
         return F.softplus(self.alpha_raw), F.softplus(self.beta_raw)
+
+
+class ReactionSpectra(nn.Module):
+    """One non-negative spectrum per reaction family, P = softplus(mix) @ templates [K, W]: the SEI
+    stream of ``sei_from_extents`` is xi(tau) @ P (the film products each reaction makes, along
+    their aging states; OpIRSim's own SEI stream is linear in its extents to 2e-4 of its energy)."""
+
+    def __init__(self, templates: torch.Tensor, n_reactions: int):
+        super().__init__()
+        self.register_buffer("templates", templates.float(), persistent=False)
+        g = torch.Generator().manual_seed(0)
+        self.mix = nn.Parameter(-4.0 + 0.5 * torch.randn(n_reactions, templates.shape[0], generator=g))
+
+    def forward(self, rows: torch.Tensor = None) -> torch.Tensor:
+        """[K, W]; with rows [B, M] (the template rows each cell's chemistry allows) [B, K, W]."""
+        mix = F.softplus(self.mix)
+        if rows is None:
+            return mix @ self.templates
+        return (mix[None] * rows.to(mix.dtype)[:, None]) @ self.templates
 
 
 def project_out(residual: torch.Tensor, nuisance: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -176,14 +205,22 @@ def peak_drift(pred_cent: torch.Tensor, data_cent: torch.Tensor, mask: torch.Ten
     return h.sum() / (mask.sum() * dp.shape[1]).clamp_min(1)
 
 
-def peak_acceleration(pred_cent: torch.Tensor, taus: torch.Tensor, mask: torch.Tensor, T: int) -> torch.Tensor:
-    """Mean squared centroid acceleration, c''(tau) h^2 with h = 1 / (T - 1) (= the plain second
-    difference on the full frame grid; divided differences for a subset of frames), cm^-1, over
-    the windows with a band."""
+def centroid_acceleration(cent: torch.Tensor, taus: torch.Tensor, T: int) -> torch.Tensor:
+    """[B, T'-2, n_windows] c''(tau) h^2 with h = 1 / (T - 1) (= the plain second difference on the
+    full frame grid; divided differences for a subset of frames), cm^-1."""
+    t = taus[..., None]
+    d1 = (cent[:, 1:] - cent[:, :-1]) / (t[:, 1:] - t[:, :-1]).clamp_min(1e-6)
+    d2 = 2 * (d1[:, 1:] - d1[:, :-1]) / (t[:, 2:] - t[:, :-2]).clamp_min(1e-6)
+    return d2 / (T - 1) ** 2
+
+
+def peak_acceleration(pred_cent: torch.Tensor, taus: torch.Tensor, mask: torch.Tensor, T: int,
+                      data_cent: torch.Tensor = None) -> torch.Tensor:
+    """Mean squared centroid acceleration (``centroid_acceleration``) over the windows with a band;
+    with ``data_cent`` only the predicted acceleration beyond the data's, relu(|a(pred)| - |a(data)|)."""
     if pred_cent.shape[1] < 3:
         return pred_cent.new_zeros(())
-    t = taus[..., None]
-    d1 = (pred_cent[:, 1:] - pred_cent[:, :-1]) / (t[:, 1:] - t[:, :-1]).clamp_min(1e-6)
-    d2 = 2 * (d1[:, 1:] - d1[:, :-1]) / (t[:, 2:] - t[:, :-2]).clamp_min(1e-6)
-    acc = d2 / (T - 1) ** 2
+    acc = centroid_acceleration(pred_cent, taus, T)
+    if data_cent is not None:
+        acc = F.relu(acc.abs() - centroid_acceleration(data_cent, taus, T).abs())
     return (acc.pow(2) * mask[:, None]).sum() / (mask.sum() * acc.shape[1]).clamp_min(1)
