@@ -51,6 +51,16 @@ def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
           dist_info=info)
     save_file({k: v.contiguous() for k, v in abcc.state_dict().items()},
               os.path.join(out, f"abcc_rank{rank}.safetensors"))
+
+    # the SEI stream from the extents leaves the trunk's SEI coefficients without a gradient: the
+    # wrapper must search for unused parameters on its own (DDP raises at the second step otherwise)
+    torch.manual_seed(300 + rank)
+    ext = ABCC(ABCCConfig.from_dataset(ds, "system", preset="tiny", sei_basis="templates", sei_from_extents=True,
+                                       w_identity=0.0))
+    assert ext.has_unused_parameters
+    train(ext, ds, split="system", config=cfg, out_dir=os.path.join(out, "ext"), resume=False, progress=False,
+          dist_info=info)
+    save_file({k: v.contiguous() for k, v in ext.state_dict().items()}, os.path.join(out, f"ext_rank{rank}.safetensors"))
     cleanup()
 
 
@@ -59,7 +69,7 @@ def test_ddp_two_gloo_processes_stay_in_sync(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     mp.spawn(_worker, args=(2, _free_port(), str(data), str(out)), nprocs=2, join=True)
-    for stem in ("rank", "abcc_rank"):
+    for stem in ("rank", "abcc_rank", "ext_rank"):
         a, b = load_file(str(out / f"{stem}0.safetensors")), load_file(str(out / f"{stem}1.safetensors"))
         assert a.keys() == b.keys()
         for k in a:

@@ -27,8 +27,10 @@ Inference (``predict``): one encoding per source state, all T frames decoded in 
 one ``meanflow_integrate`` (jump, stream sum, SEI >= 0 projection). ``predict(steps=n)`` instead
 chains n jumps over a coarse grid of frames (the one-step vs several-steps ablation, ``_multistep``).
 
-Ablations: ``ABCCConfig.ablation(name)``; ``streams=1`` sets u_sei = 0 (the SEI head then gets no
-gradient: under DDP train it with ``TrainConfig(find_unused_parameters=True)``).
+Ablations: ``ABCCConfig.ablation(name)``; ``streams=1`` sets u_sei = 0 and ``sei_from_extents``
+replaces the trunk's SEI coefficients by the extents: either leaves the trunk's SEI coefficient
+layer without a gradient, so ``has_unused_parameters`` is true and the trainer's DDP wrapper searches
+for unused parameters.
 """
 from __future__ import annotations
 
@@ -83,6 +85,12 @@ class ABCC(nn.Module):
         if config.composition_encoding == "templates":   # open vocabulary (abcc_fast.vocabulary)
             self.composition_encoder = V.TemplateEncoder(config.W, config.patch, config.dim, config.template_dim)
             self.register_buffer("component_templates", self._known_templates(config))
+
+    @property
+    def has_unused_parameters(self) -> bool:
+        """True when a training step leaves parameters without a gradient (the trunk's SEI
+        coefficients with ``streams=1`` or ``sei_from_extents``): DDP must search for them."""
+        return self.config.streams == 1 or self.config.sei_from_extents
 
     @staticmethod
     def _known_templates(cfg: ABCCConfig) -> torch.Tensor:

@@ -128,9 +128,12 @@ class LossModule(nn.Module):
 
 
 def wrap_for_training(model: nn.Module, info: DistInfo, find_unused_parameters: bool = False) -> nn.Module:
-    """The module the trainer calls: ``LossModule(model)``, DDP-wrapped in a multi-process world."""
+    """The module the trainer calls: ``LossModule(model)``, DDP-wrapped in a multi-process world.
+    A model whose ``has_unused_parameters`` is true (parameters that some configurations leave
+    without a gradient) gets DDP's unused-parameter search whatever ``find_unused_parameters`` says."""
     loss_module = LossModule(model)
     if not info.distributed:
         return loss_module
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return DDP(loss_module, device_ids=ids, find_unused_parameters=find_unused_parameters)
+    find = bool(find_unused_parameters or getattr(model, "has_unused_parameters", False))
+    return DDP(loss_module, device_ids=ids, find_unused_parameters=find)
