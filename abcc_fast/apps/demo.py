@@ -240,7 +240,7 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
              seed: int = 0, progress: bool = True, pretrained: bool = False) -> Path:
     """Run the demo into ``out_dir``; returns the path of ``report.md``.
 
-    preset: "cpu" (default: two models of ``TrainConfig.cpu_default``'s step budget; within ~15 minutes
+    preset: "cpu" (default: two models of ``TrainConfig.cpu_default``'s step budget; within ~17 minutes
     on 2 cores), "gpu" or "tiny";
     quick: tiny model + small generated dataset (a CI-sized end-to-end run);
     pretrained: no training: score the packaged models (abcc_fast/pretrained, one per split) on the
