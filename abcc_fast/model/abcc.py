@@ -53,7 +53,7 @@ from ._io import CONFIG_NAME, load_weights, read_model_meta, save_model_dir
 from .backbone import TwoStreamBackbone
 from .config import ABCCConfig
 from .inputs import check_predict_inputs
-from .series import current_proxy, duration_feature, interpolate, lowrank_frames, time_derivative
+from .series import chord_velocity, current_proxy, duration_feature, interpolate, lowrank_frames, time_derivative
 
 MODEL_TYPE = "abcc"
 
@@ -251,14 +251,6 @@ class ABCC(nn.Module):
         spectra = self.reaction_spectra(rows).to(xi.dtype)                             # [K, W] or [B, K, W]
         return xi @ spectra
 
-    @staticmethod
-    def _chord(z_tau, z_r, tau, r) -> torch.Tensor:
-        """The average velocity (z(tau) - z(r)) / (tau - r) [B, Q, W] of a stream known at both ends
-        (z_tau [B, Q, W], z_r [B, W], tau [B, Q], r [B]); 0 where tau = r."""
-        dt = (tau - r[:, None])[..., None]
-        safe = torch.where(dt.abs() > 1e-9, dt, torch.ones_like(dt))
-        return torch.where(dt.abs() > 1e-9, (z_tau - z_r[:, None]) / safe, torch.zeros_like(z_tau))
-
     # -- training ------------------------------------------------------------------------------
     def training_loss(self, batch: dict, generator: Optional[torch.Generator] = None):
         """Scalar loss and named float parts for one default-collated batch of OpIRDataset samples
@@ -321,7 +313,7 @@ class ABCC(nn.Module):
         us, uz, ub = self._decode(enc, taus, state_tau)
         if cfg.sei_from_extents and cfg.streams == 2:
             z = torch.gather(self._extent_sei(state, inp["context"], inp["electrode"]), 1, idx[..., None].expand(-1, -1, W))
-            uz = self._chord(z, torch.zeros_like(static), taus, torch.zeros_like(taus[:, 0]))
+            uz = chord_velocity(z, torch.zeros_like(static), taus, torch.zeros_like(taus[:, 0]))
         frames_hat, solvent, sei = meanflow_integrate(static, us, uz, 0.0, taus, project=False,
                                                       backend=cfg.ops_backend)
         frames_hat = frames_hat + taus[..., None] * ub
@@ -356,7 +348,7 @@ class ABCC(nn.Module):
         if cfg.sei_from_extents and cfg.streams == 2:
             z_grid = self._extent_sei(state, inp["context"], inp["electrode"])          # [B, T, W]
             z_r = interpolate(z_grid, r2).reshape(B * M, W)
-            uz = self._chord(torch.cat([z_r[:, None], z_grid.repeat_interleave(M, 0)], 1), z_r, tau, r)
+            uz = chord_velocity(torch.cat([z_r[:, None], z_grid.repeat_interleave(M, 0)], 1), z_r, tau, r)
         u = us + uz + ub                                                               # [B M, 1 + T, W]
         ahead = (grid[None] > r[:, None]).to(frames.dtype)                             # [B M, T]
         x_hat = x_r[:, None] + (grid[None] - r[:, None])[..., None] * u[:, 1:]
@@ -391,51 +383,9 @@ class ABCC(nn.Module):
         return torch.zeros_like(tau[..., None].expand(-1, -1, x_r.shape[-1])) if du_dr is None else du_dr
 
     def _constraint_losses(self, inp: dict, traj: dict, parts: dict) -> None:
-        """The physics and spectrum constraints on the r = 0 trajectories (``constraints``)."""
-        cfg = self.config
-        solvent, sei, static = traj["solvent"], traj["sei"], inp["static"]
-        if cfg.w_sei_nonneg > 0:
-            parts["sei_nonneg"] = C.sei_nonnegative(sei)
-        if cfg.w_sei_growth > 0:
-            parts["sei_growth"] = C.sei_growth(sei)
-        if cfg.w_sei_sparsity > 0:
-            parts["sei_sparsity"] = C.sei_sparsity(sei)
-        if cfg.w_solvent_new_bands > 0:
-            mask = C.no_band_mask(inp["static_raw"], cfg.new_band_threshold, cfg.new_band_dilate)
-            parts["solvent_new_bands"] = C.solvent_new_bands(solvent, static, mask)
-        if cfg.w_smooth > 0:
-            parts["smooth"] = C.wavenumber_smoothness(solvent, sei, static)
-        if cfg.w_mass > 0 and self.extent_head is not None:
-            extent = self.extent_head(traj["taus"], traj["state_tau"], inp["context"], inp["electrode"])
-            alpha, beta = self.extent_head.coefficients()
-            parts["mass"] = C.mass_conservation(solvent, sei, static, extent, alpha, beta,
-                                                self._mass_nuisance(traj) if cfg.mass_nuisance else None)
-        if (cfg.w_peak_drift > 0 or cfg.w_peak_accel > 0) and self._marker_slices:
-            std, mean = cfg.norm_std, cfg.norm_mean
-            wn = self.wavenumber.to(static.dtype)
-            pred_c = C.band_centroids(traj["frames_hat"] * std + mean, wn, self._marker_slices)
-            with torch.no_grad():
-                data_c, data_area = C.band_centroids(traj["frames_traj"] * std + mean, wn, self._marker_slices,
-                                                     with_area=True)
-                band = C.band_mask(inp["static_raw"], data_area[:, 0])
-                # the trajectory's first point is tau = 0, where the prediction is the static spectrum:
-                # the data's drift is measured from the same reference (not from frame 0, a separate
-                # measurement with its own contact)
-                data_c = torch.cat([C.band_centroids(inp["static_raw"], wn, self._marker_slices)[:, None],
-                                    data_c[:, 1:]], dim=1)
-            if cfg.w_peak_drift > 0:
-                parts["peak_drift"] = C.peak_drift(pred_c, data_c, band)
-            if cfg.w_peak_accel > 0:
-                parts["peak_accel"] = C.peak_acceleration(pred_c, traj["taus"], band, inp["frames"].shape[1],
-                                                          data_c if cfg.peak_accel == "excess" else None)
-
-    def _mass_nuisance(self, traj: dict) -> torch.Tensor:
-        """[B, T', 3] solvent-area changes that no reaction makes: a step after tau = 0 (the static
-        spectrum is a separate measurement with its own contact), tau (gain drift over the cycle)
-        and the current proxy at tau (salt polarisation follows the current; zeros without it)."""
-        taus = traj["taus"]
-        current = traj["state_tau"][..., 1] if self.config.current_proxy else torch.zeros_like(taus)
-        return torch.stack([(taus > 0).to(taus.dtype), taus, current], dim=-1)
+        """The physics and spectrum constraints on the r = 0 trajectories (``constraints.constraint_terms``)."""
+        parts.update(C.constraint_terms(self.config, inp, traj, self.extent_head, self.wavenumber,
+                                        self._marker_slices))
 
     # -- inference -----------------------------------------------------------------------------
     def _check_predict_inputs(self, static, voltage, composition, electrode, wavenumber, time_s=None, n_extra=0):
@@ -510,7 +460,7 @@ class ABCC(nn.Module):
             electrode.repeat(rep), taus.expand(S, T), state.repeat(rep, 1, 1))
         if cfg.sei_from_extents and cfg.streams == 2:
             z = self._extent_sei(state, composition, electrode).repeat(rep, 1, 1)
-            u_sei = self._chord(z, torch.zeros_like(sources), taus.expand(S, T), zeros)
+            u_sei = chord_velocity(z, torch.zeros_like(sources), taus.expand(S, T), zeros)
         frames, solvent, sei = meanflow_integrate(sources, u_solvent, u_sei, 0.0, taus, project=True,
                                                   backend=cfg.ops_backend)
         baseline = taus[None, :, None] * u_baseline                    # baseline(0) = 0
@@ -575,7 +525,7 @@ class ABCC(nn.Module):
             us, uz, ub = self._decode_chunks(y + z + b, static_s, r.expand(S), state_s[:, g0], comp_s, elec_s,
                                              taus[ks].expand(S, L), state_s[:, ks])
             if z_grid is not None:                                                 # sei_from_extents
-                uz = self._chord(z_grid[:, ks], z, taus[ks].expand(S, L), r.expand(S))
+                uz = chord_velocity(z_grid[:, ks], z, taus[ks].expand(S, L), r.expand(S))
             f, sv, se = meanflow_integrate(y, us, uz, r.expand(S).contiguous(),
                                            taus[ks].expand(S, L).contiguous(), x0_sei=z, project=True,
                                            backend=cfg.ops_backend)

@@ -224,3 +224,60 @@ def peak_acceleration(pred_cent: torch.Tensor, taus: torch.Tensor, mask: torch.T
     if data_cent is not None:
         acc = F.relu(acc.abs() - centroid_acceleration(data_cent, taus, T).abs())
     return (acc.pow(2) * mask[:, None]).sum() / (mask.sum() * acc.shape[1]).clamp_min(1)
+
+
+def mass_nuisance(taus: torch.Tensor, state_tau: torch.Tensor, current_proxy: bool) -> torch.Tensor:
+    """[B, T', 3] solvent-area changes that no reaction makes: a step after tau = 0 (the static
+    spectrum is a separate measurement with its own contact), tau (gain drift over the cycle)
+    and the current proxy at tau (salt polarisation follows the current; zeros without it)."""
+    current = state_tau[..., 1] if current_proxy else torch.zeros_like(taus)
+    return torch.stack([(taus > 0).to(taus.dtype), taus, current], dim=-1)
+
+
+def peak_terms(cfg: ABCCConfig, inp: dict, traj: dict, wavenumber: torch.Tensor, slices: list) -> dict:
+    """peak_drift and peak_acceleration of the r = 0 trajectories over the marker windows with a band."""
+    out = {}
+    std, mean = cfg.norm_std, cfg.norm_mean
+    wn = wavenumber.to(inp["static"].dtype)
+    pred_c = band_centroids(traj["frames_hat"] * std + mean, wn, slices)
+    with torch.no_grad():
+        data_c, data_area = band_centroids(traj["frames_traj"] * std + mean, wn, slices, with_area=True)
+        band = band_mask(inp["static_raw"], data_area[:, 0])
+        # the trajectory's first point is tau = 0, where the prediction is the static spectrum: the
+        # data's drift is measured from the same reference (not from frame 0, a separate measurement
+        # with its own contact)
+        data_c = torch.cat([band_centroids(inp["static_raw"], wn, slices)[:, None], data_c[:, 1:]], dim=1)
+    if cfg.w_peak_drift > 0:
+        out["peak_drift"] = peak_drift(pred_c, data_c, band)
+    if cfg.w_peak_accel > 0:
+        out["peak_accel"] = peak_acceleration(pred_c, traj["taus"], band, inp["frames"].shape[1],
+                                              data_c if cfg.peak_accel == "excess" else None)
+    return out
+
+
+def constraint_terms(cfg: ABCCConfig, inp: dict, traj: dict, extent_head, wavenumber: torch.Tensor,
+                     slices: list) -> dict:
+    """The weighted-on physics and spectrum terms of ABCC's r = 0 trajectories (``traj``: solvent,
+    sei, taus, state_tau, frames_hat, frames_traj; ``inp``: static, static_raw, frames, context,
+    electrode), by name."""
+    solvent, sei, static = traj["solvent"], traj["sei"], inp["static"]
+    parts = {}
+    if cfg.w_sei_nonneg > 0:
+        parts["sei_nonneg"] = sei_nonnegative(sei)
+    if cfg.w_sei_growth > 0:
+        parts["sei_growth"] = sei_growth(sei)
+    if cfg.w_sei_sparsity > 0:
+        parts["sei_sparsity"] = sei_sparsity(sei)
+    if cfg.w_solvent_new_bands > 0:
+        mask = no_band_mask(inp["static_raw"], cfg.new_band_threshold, cfg.new_band_dilate)
+        parts["solvent_new_bands"] = solvent_new_bands(solvent, static, mask)
+    if cfg.w_smooth > 0:
+        parts["smooth"] = wavenumber_smoothness(solvent, sei, static)
+    if cfg.w_mass > 0 and extent_head is not None:
+        extent = extent_head(traj["taus"], traj["state_tau"], inp["context"], inp["electrode"])
+        alpha, beta = extent_head.coefficients()
+        nuisance = mass_nuisance(traj["taus"], traj["state_tau"], cfg.current_proxy) if cfg.mass_nuisance else None
+        parts["mass"] = mass_conservation(solvent, sei, static, extent, alpha, beta, nuisance)
+    if (cfg.w_peak_drift > 0 or cfg.w_peak_accel > 0) and slices:
+        parts.update(peak_terms(cfg, inp, traj, wavenumber, slices))
+    return parts

@@ -73,3 +73,11 @@ def current_proxy(voltage: torch.Tensor, t_h: torch.Tensor, scale_v_per_h: float
     padded = torch.cat([rate[:, :1], rate, rate[:, -1:]], dim=1)
     smooth = 0.25 * padded[:, :-2] + 0.5 * padded[:, 1:-1] + 0.25 * padded[:, 2:]
     return torch.asinh(smooth / scale_v_per_h)
+
+
+def chord_velocity(z_tau: torch.Tensor, z_r: torch.Tensor, tau: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """The average velocity (z(tau) - z(r)) / (tau - r) [B, Q, W] of a stream known at both ends
+    (z_tau [B, Q, W], z_r [B, W], tau [B, Q], r [B]); 0 where tau = r."""
+    dt = (tau - r[:, None])[..., None]
+    safe = torch.where(dt.abs() > 1e-9, dt, torch.ones_like(dt))
+    return torch.where(dt.abs() > 1e-9, (z_tau - z_r[:, None]) / safe, torch.zeros_like(z_tau))
