@@ -87,6 +87,11 @@ class ABCC(nn.Module):
             self.register_buffer("component_templates", self._known_templates(config))
 
     @property
+    def _sei_from_extents(self) -> bool:
+        """The SEI stream comes from the extents (``sei_from_extents`` with both streams on)."""
+        return self.config.sei_from_extents and self.config.streams == 2
+
+    @property
     def has_unused_parameters(self) -> bool:
         """True when a training step leaves parameters without a gradient (the trunk's SEI
         coefficients with ``streams=1`` or ``sei_from_extents``): DDP must search for them."""
@@ -311,7 +316,7 @@ class ABCC(nn.Module):
         enc = self.backbone.encode(static, static, torch.zeros_like(grid[:1]).expand(B), state[:, 0],
                                    inp["context"], inp["electrode"])
         us, uz, ub = self._decode(enc, taus, state_tau)
-        if cfg.sei_from_extents and cfg.streams == 2:
+        if self._sei_from_extents:
             z = torch.gather(self._extent_sei(state, inp["context"], inp["electrode"]), 1, idx[..., None].expand(-1, -1, W))
             uz = chord_velocity(z, torch.zeros_like(static), taus, torch.zeros_like(taus[:, 0]))
         frames_hat, solvent, sei = meanflow_integrate(static, us, uz, 0.0, taus, project=False,
@@ -345,7 +350,7 @@ class ABCC(nn.Module):
                    electrode=inp["electrode"].repeat_interleave(M, 0))
         enc = self.backbone.encode(x_r, rep["static"], r, s_r, rep["context"], rep["electrode"])
         us, uz, ub = self._decode(enc, tau, s_tau)
-        if cfg.sei_from_extents and cfg.streams == 2:
+        if self._sei_from_extents:
             z_grid = self._extent_sei(state, inp["context"], inp["electrode"])          # [B, T, W]
             z_r = interpolate(z_grid, r2).reshape(B * M, W)
             uz = chord_velocity(torch.cat([z_r[:, None], z_grid.repeat_interleave(M, 0)], 1), z_r, tau, r)
@@ -458,7 +463,7 @@ class ABCC(nn.Module):
         u_solvent, u_sei, u_baseline = self._decode_chunks(
             sources, static_z.repeat(rep, 1), zeros, state[:, 0].repeat(rep, 1), composition.repeat(rep, 1),
             electrode.repeat(rep), taus.expand(S, T), state.repeat(rep, 1, 1))
-        if cfg.sei_from_extents and cfg.streams == 2:
+        if self._sei_from_extents:
             z = self._extent_sei(state, composition, electrode).repeat(rep, 1, 1)
             u_sei = chord_velocity(z, torch.zeros_like(sources), taus.expand(S, T), zeros)
         frames, solvent, sei = meanflow_integrate(sources, u_solvent, u_sei, 0.0, taus, project=True,
@@ -516,7 +521,7 @@ class ABCC(nn.Module):
         state_s = state.repeat(rep, 1, 1)                                          # [S, T, n_state]
         comp_s, elec_s, static_s = composition.repeat(rep, 1), electrode.repeat(rep), static_z.repeat(rep, 1)
         z_grid = self._extent_sei(state, composition, electrode).repeat(rep, 1, 1) \
-            if cfg.sei_from_extents and cfg.streams == 2 else None
+            if self._sei_from_extents else None
         for j in range(1, len(grid)):
             g0, g1 = grid[j - 1], grid[j]
             ks = torch.arange(0 if j == 1 else g0 + 1, g1 + 1, device=sources.device)   # frames of this jump

@@ -567,8 +567,15 @@ class TwoStreamBackbone(nn.Module):
             d_solvent, h_solvent = self.head_solvent(enc.solvent, e, enc.static, enc.solvent_rows)
         else:
             d_solvent, h_solvent = self.head_solvent(enc.solvent, e)
-        d_sei, h_sei = self.head_sei(enc.sei, e, enc.sei_rows) if isinstance(self.head_sei, TemplateDecoder) \
-            else self.head_sei(enc.sei, e)
+        if isinstance(self.head_sei, TemplateDecoder) and (self.cfg.streams == 1 or self.cfg.sei_from_extents):
+            # the SEI velocity is 0 or comes from the extents: only the pooled features (the
+            # baseline head reads them) are needed, not the coefficients
+            h_sei = self.head_sei.readout(enc.sei, e, self.head_sei.n_tokens)[1]
+            d_sei = torch.zeros_like(d_solvent)
+        elif isinstance(self.head_sei, TemplateDecoder):
+            d_sei, h_sei = self.head_sei(enc.sei, e, enc.sei_rows)
+        else:
+            d_sei, h_sei = self.head_sei(enc.sei, e)
         inv = 1.0 / (tau - enc.r[:, None] + self.cfg.delta_tau)[..., None]        # [B, Q, 1]
         if self.head_baseline is None:
             d_base = torch.zeros_like(d_solvent)
