@@ -41,7 +41,10 @@ def register(subparsers) -> None:
     p.add_argument("--detect-au", type=float, default=5e-4, help="detection: strongest band at least this (AU)")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--evaluate", action="store_true", help="evaluate against synthetic truth instead")
-    p.add_argument("--n", type=int, default=200, help="--evaluate: number of samples (random split, test part)")
+    p.add_argument("--n", type=int, default=200, help="--evaluate: number of samples (the first N of --split/--part)")
+    p.add_argument("--split", default="random", help="--evaluate: the split whose samples are scored")
+    p.add_argument("--part", default="test", choices=["train", "val", "test"],
+                   help="--evaluate: the part of --split scored (val for design screening, test for published rows)")
     p.add_argument("--model", default=None, metavar="DIR",
                    help="--evaluate: also score the streams of this saved ABCC model (abcc train's DIR/model)")
     p.add_argument("--methods", default="all",
@@ -113,7 +116,7 @@ def _evaluate(args) -> int:
     methods = _methods(args.methods)
     ds = data.load(args.data) if args.data else None
     model = StreamsPredictor(args.model) if args.model is not None else None   # a saved model's streams
-    result = evaluate(ds, args.n, model=model, chemometric_methods=methods,
+    result = evaluate(ds, args.n, split=args.split, part=args.part, model=model, chemometric_methods=methods,
                       fraction=args.fraction, detect_au=args.detect_au, progress=not args.no_progress)
     with _whole(args.out) as tmp:
         paths = write_evaluation(result, tmp)
