@@ -81,3 +81,34 @@ def test_demo_training_is_deterministic_on_a_busy_or_idle_machine(tmp_path, monk
         assert np.array_equal(a.per_frame["mse"], b.per_frame["mse"]), a.model
     assert (tmp_path / "quiet" / "log.csv").read_text().splitlines()[1].split(",")[:4] == \
         (tmp_path / "busy" / "log.csv").read_text().splitlines()[1].split(",")[:4]
+
+
+def test_side_by_side_training_matches_training_in_process(tmp_path):
+    """The demo trains its two models in spawned processes (one per split on a CPU machine): their
+    weights and logs equal those of the same training run here with the same thread count, and a bad
+    ``jobs`` says what it wants."""
+    from abcc_fast.apps import demo
+    from abcc_fast.model import ABCC
+
+    ds = demo._dataset(tmp_path, True, None, 0, False)
+    cfg = dataclasses.replace(demo.demo_train_config(quick=True, seed=3), steps=5)
+    jobs, threads = demo.training_jobs(2, cfg)
+    assert jobs == 2 and threads >= 1
+    apart = demo.train_splits(ds, ("random", "system"), cfg, "tiny", tmp_path / "apart", progress=False, jobs=2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        here = {s: demo.train_split(ds, s, cfg, "tiny", tmp_path / "here" / s, progress=False)
+                for s in ("random", "system")}
+    finally:
+        torch.set_num_threads(before)
+    for s in ("random", "system"):
+        assert apart[s].steps_done == here[s].steps_done == 5 and apart[s].train_loss == here[s].train_loss
+        assert isinstance(apart[s].model, ABCC)
+        a, b = apart[s].model.state_dict(), here[s].model.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), s
+        assert apart[s].model_dir == tmp_path / "apart" / s / "model"
+    for bad in (0, "two"):
+        with pytest.raises(ValueError, match="jobs must be"):
+            demo.training_jobs(bad, cfg)
+    assert demo.training_jobs("auto", dataclasses.replace(cfg, device="cpu"), 1)[0] == 1

@@ -17,16 +17,20 @@ the steps.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import multiprocessing
 import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Optional
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .. import provenance
 from .._atomic import atomic_directory, write_text
@@ -38,7 +42,7 @@ from ..opirbench import (METRIC_KEYS, Frame0, Persistence, SimulatorOracle, eval
 from ..opirbench.report import example_indices, per_frame_figure, write_figures
 from ..presets import CLI_PRESETS, check_cli_preset
 from ..train.predict import supported_kwargs
-from ..train.trainer import TrainConfig, train
+from ..train.trainer import TrainConfig, TrainResult, train
 from ..viz import decomposition, save_figure
 from .pretrained_runs import packaged_runs
 
@@ -218,6 +222,82 @@ def train_split(ds, split: str, train_cfg, model_preset: str, run_dir: Path, pro
     return r
 
 
+def training_jobs(jobs, train_cfg, n_splits: int = len(SPLITS)) -> tuple[int, int]:
+    """(processes, torch threads per process) for training ``n_splits`` models.
+
+    ``jobs``: a number, or "auto": one process per split on a CPU-only run with at least two cores
+    (a model's step does not use two threads well: two one-thread processes finish both models in
+    about 0.65x the time of two-thread runs one after the other on 2 cores), one process on a GPU.
+    The cores are shared out evenly, so a run's thread count, and with it its numbers, depend only
+    on the machine's core count and ``jobs``."""
+    cpus = os.cpu_count() or 1
+    if jobs == "auto":
+        on_gpu = train_cfg.device != "cpu" and torch.cuda.is_available()
+        jobs = 1 if on_gpu else min(n_splits, cpus)
+    try:
+        jobs = int(jobs)
+    except (TypeError, ValueError):
+        raise ValueError(f"jobs must be a positive number or 'auto', got {jobs!r}") from None
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    jobs = min(jobs, n_splits)
+    return jobs, max(1, cpus // jobs) if jobs > 1 else torch.get_num_threads()
+
+
+def _train_worker(root: str, split: str, cfg_json: dict, model_preset: str, run_dir: str, threads: int) -> dict:
+    """One split's training in a child process (spawned: it starts from a clean interpreter)."""
+    torch.set_num_threads(threads)
+    r = train_split(load(root), split, TrainConfig.from_json(cfg_json), model_preset, Path(run_dir), progress=False)
+    return {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name != "model"}
+
+
+def _poll_progress(futures: dict, run_root: Path, steps: int) -> None:
+    """Parent-side progress of the worker processes: one bar per split, read from each run's log.csv."""
+    bars = {s: tqdm(total=steps, desc=f"train {s}", unit="step", position=i, dynamic_ncols=True)
+            for i, s in enumerate(futures)}
+    try:
+        while not all(f.done() for f in futures.values()):
+            time.sleep(2.0)
+            for s, bar in bars.items():
+                done = _last_step(run_root / s / "log.csv")
+                if done > bar.n:
+                    bar.update(done - bar.n)
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+def _last_step(log_csv: Path) -> int:
+    try:
+        lines = log_csv.read_text().strip().splitlines()
+    except OSError:
+        return 0
+    head = lines[-1].split(",", 1)[0] if len(lines) > 1 else ""
+    return int(head) if head.isdigit() else 0
+
+
+def train_splits(ds, splits, train_cfg, model_preset: str, run_root: Path, progress: bool = True,
+                 jobs="auto") -> dict:
+    """Train one ABCC per split into ``run_root/<split>``; returns {split: TrainResult}.
+
+    With more than one job (:func:`training_jobs`) each split trains in its own spawned process on
+    ``ds`` loaded again from its folder (an in-memory dataset trains in this process, in turn);
+    the results are those of :func:`train_split` with the same thread count, and each
+    ``TrainResult.model`` is the saved EMA model read back."""
+    n_jobs, threads = training_jobs(jobs, train_cfg, len(splits))
+    if n_jobs == 1 or getattr(ds, "root", None) is None:
+        return {s: train_split(ds, s, train_cfg, model_preset, run_root / s, progress) for s in splits}
+    _say(f"training {len(splits)} models side by side: {n_jobs} processes x {threads} torch thread(s)")
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
+        futures = {s: pool.submit(_train_worker, str(ds.root), s, train_cfg.to_json(), model_preset,
+                                  str(run_root / s), threads) for s in splits}
+        if progress:
+            _poll_progress(futures, run_root, int(train_cfg.steps))
+        fields = {s: f.result() for s, f in futures.items()}
+    return {s: TrainResult(**{**d, "model": ABCC.from_pretrained(d["model_dir"])}) for s, d in fields.items()}
+
+
 def score_split(ds, split: str, abcc_fn, progress: bool = True) -> list:
     """OpIRBench on the test part of ``split``: persistence, frame0, the simulator oracle (OpIRSim
     data) and ABCC (``abcc_fn``); returns their EvalResults in that order."""
@@ -237,14 +317,16 @@ def score_split(ds, split: str, abcc_fn, progress: bool = True) -> list:
 
 
 def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data: Optional[str] = None,
-             seed: int = 0, progress: bool = True, pretrained: bool = False) -> Path:
+             seed: int = 0, progress: bool = True, pretrained: bool = False, jobs="auto") -> Path:
     """Run the demo into ``out_dir``; returns the path of ``report.md``.
 
-    preset: "cpu" (default: two models of ``TrainConfig.cpu_default``'s step budget; within ~17 minutes
-    on 2 cores), "gpu" or "tiny";
+    preset: "cpu" (default: two models of ``TrainConfig.cpu_default``'s step budget, trained side by
+    side; within ~15 minutes on 2 cores), "gpu" or "tiny";
     quick: tiny model + small generated dataset (a CI-sized end-to-end run);
     pretrained: no training: score the packaged models (abcc_fast/pretrained, one per split) on the
-    dataset they were built on, and write the same report.
+    dataset they were built on, and write the same report;
+    jobs: training processes ("auto": one per split on a CPU machine with at least two cores, each with
+    cpu_count // jobs torch threads; one on a GPU); see :func:`train_splits`.
 
     The folder is built beside ``out_dir`` and replaces it as a whole at the end, so nothing of an
     earlier run survives and an interrupted run leaves the earlier one intact (``--quick`` reuses
@@ -258,13 +340,13 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
     with atomic_directory(final) as tmp:
         if quick and data is None and (final / "data" / "manifest.json").is_file():
             shutil.copytree(final / "data", tmp / "data")
-        _run_demo(tmp, final, preset, quick, data, seed, progress, pretrained)
+        _run_demo(tmp, final, preset, quick, data, seed, progress, pretrained, jobs)
     _say(f"done: {final / 'report.md'}")
     return final / "report.md"
 
 
 def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[str], seed: int,
-              progress: bool, pretrained: bool = False) -> None:
+              progress: bool, pretrained: bool = False, jobs="auto") -> None:
     """The demo, written into ``out`` (a temporary folder that becomes ``final``)."""
     t_total = time.perf_counter()
     load_start = provenance.load_average()
@@ -286,10 +368,11 @@ def _run_demo(out: Path, final: Path, preset: str, quick: bool, data: Optional[s
     if pretrained:
         runs, train_cfg, model_preset = packaged_runs(ds, SPLITS)
         _say("models: the packaged pretrained " + ", ".join(f"{s}: {r.model_dir}" for s, r in runs.items()))
-    for split in SPLITS if not pretrained else ():
+    else:
         t = time.perf_counter()
-        runs[split] = train_split(ds, split, train_cfg, model_preset, out / "runs" / split, progress)
-        timings[f"train_{split}"] = time.perf_counter() - t
+        runs = train_splits(ds, SPLITS, train_cfg, model_preset, out / "runs", progress, jobs)
+        timings.update({f"train_{s}": r.wall_time_s for s, r in runs.items()})
+        timings["train"] = time.perf_counter() - t
     n_params = sum(p.numel() for p in runs[SPLITS[0]].model.parameters())
 
     # ---- 3. OpIRBench -------------------------------------------------------------------------
