@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from abcc_fast.model import ABCC, ABCCConfig, load_predictor
-from abcc_fast.model.backbone import context_size, state_size
+from abcc_fast.model.backbone import context_size, sei_template_products, state_size
 from abcc_fast.model.series import interpolate, time_derivative
 
 W, T, C, E, K = 64, 6, 3, 2, 2
@@ -537,7 +537,6 @@ def test_sei_reachable_only_uses_the_products_the_cell_can_form(tmp_path):
     products its reactions can reach, and so does the model's SEI velocity (not without the option)."""
     import abcc_fast.data as data
     from abcc_fast.data.templates import reachable_products
-    from abcc_fast.model.backbone import sei_template_products
 
     ds = data.load(data.generate(tmp_path / "ds", n_samples=12, T=6, W=128, seed=5, progress=False))
     cfg = ABCCConfig.from_dataset(ds, "random", preset="tiny", sei_basis="templates", sei_reachable_only=True)
@@ -720,3 +719,99 @@ def test_sei_from_extents_is_a_growing_combination_of_reaction_spectra(tmp_path)
     model.save_pretrained(tmp_path / "m")
     back = ABCC.from_pretrained(tmp_path / "m").double().eval()
     assert torch.allclose(back.predict(*args, time_s=b["time_s"])["frames"], model.eval().predict(*args, time_s=b["time_s"])["frames"])
+
+
+def test_extent_chemistry_keeps_each_reaction_to_its_products_and_its_cells(tmp_path):
+    """extent_chemistry: an extent grows only its reaction's film products, and a reaction whose
+    reactant the cell lacks (EC_to_LEDC without EC; FEC_reduction, whose FEC the vocabulary lacks)
+    adds nothing: the SEI stream of a DMC-only cell lies in the span of the DMC products' templates
+    (LMC, ROLi), while an EC cell's does not. Saves and loads; bad configs say what they need."""
+    grid = [700.0 + 1200.0 * i / 127 for i in range(128)]
+    names = ["EC_to_LEDC", "DMC_reduction", "FEC_reduction"]
+    cfg = make_config(W=128, wavenumber=grid, sei_basis="templates", marker_windows={}, sei_from_extents=True,
+                      w_identity=0.0, n_reactions=3, reactions=names, extent_chemistry=True)
+    model = randomised(ABCC(cfg), scale=0.5).double().eval()
+    rows = sei_template_products(cfg)
+    allowed = model.reaction_spectra.allowed
+    assert allowed.shape == (3, len(rows))
+    assert {rows[m] for m in torch.nonzero(allowed[0]).flatten().tolist()} == {"LEDC"}
+    assert {rows[m] for m in torch.nonzero(allowed[1]).flatten().tolist()} == {"LMC", "ROLi"}
+    b = make_batch(B=3)
+    b = {k: (v.double() if v.is_floating_point() else v) for k, v in b.items()}
+    comp = torch.tensor([[0.0, 1.0, 0.1], [1.0, 0.0, 0.1], [0.5, 0.5, 0.1]]).double()    # EC, DMC, LiPF6
+    runs = model.extent_head.chemistry.runs(comp)
+    assert runs.tolist() == [[0, 1, 0], [1, 0, 0], [1, 1, 0]]
+    static = torch.nn.functional.interpolate(b["static"][:, None], size=128, mode="linear")[:, 0]
+    z = model.predict(static, b["voltage"], comp, b["electrode"], time_s=b["time_s"], return_streams=True)["sei"]
+    z = z.double().reshape(3, -1, 128)
+    A = model.backbone.head_sei.sei_templates.double()
+
+    def outside(sample, products):
+        basis = A[[m for m, p in enumerate(rows) if p in products]]
+        flat = z[sample]
+        fit = (basis.T @ torch.linalg.lstsq(basis.T, flat.T).solution).T
+        return float((fit - flat).abs().max() / flat.abs().max())
+
+    assert z[0].abs().max() > 1e-6 and z[1].abs().max() > 1e-6
+    assert outside(0, {"LMC", "ROLi"}) < 1e-5           # DMC cell: its products only
+    assert outside(1, {"LEDC"}) < 1e-5                  # EC cell: LEDC only
+    assert outside(1, {"LMC", "ROLi"}) > 1e-2
+    model.save_pretrained(tmp_path / "m")
+    back = ABCC.from_pretrained(tmp_path / "m").double().eval()
+    again = back.predict(static, b["voltage"], comp, b["electrode"], time_s=b["time_s"], return_streams=True)["sei"]
+    torch.testing.assert_close(again.double().reshape(3, -1, 128), z)
+    with pytest.raises(ValueError, match="needs sei_from_extents"):
+        make_config(W=128, wavenumber=grid, sei_basis="templates", n_reactions=3, reactions=names, extent_chemistry=True)
+    with pytest.raises(ValueError, match="unknown: \\['EC_dimer'\\]"):
+        make_config(W=128, wavenumber=grid, sei_basis="templates", sei_from_extents=True, w_identity=0.0,
+                    n_reactions=3, reactions=names[:2] + ["EC_dimer"], extent_chemistry=True)
+    with pytest.raises(ValueError, match="got 2 names"):
+        make_config(W=128, wavenumber=grid, sei_basis="templates", sei_from_extents=True, w_identity=0.0,
+                    n_reactions=3, reactions=names[:2], extent_chemistry=True)
+    unnamed = make_config(W=128, wavenumber=grid, sei_basis="templates", sei_from_extents=True, w_identity=0.0,
+                          n_reactions=3, extent_chemistry=True)          # a preset: names come with the data
+    with pytest.raises(ValueError, match="got 0 names"):
+        ABCC(unnamed)
+
+
+def test_extent_onsets_gate_each_reaction_below_its_onset_potential():
+    """extent_onsets: a reaction's rate is gated by sigmoid((E_k + dE_k(electrode) - V) / w_k), E_k from
+    the chemistry tables (EC_to_LEDC 0.80 V, DMC_reduction 0.70 V); far above both onsets no extent
+    grows, far below both grow; an ungated reaction (no electrons: EMC transesterification) runs at
+    any potential; the onsets are learned (they get gradients)."""
+    names = ["EC_to_LEDC", "DMC_reduction", "EMC_transesterification"]
+    cfg = make_config(n_reactions=3, reactions=names, extent_onsets=True, w_mass=0.1)
+    head = ABCC(cfg).extent_head
+    assert head.onset.tolist() == pytest.approx([0.80, 0.70, 1.0])
+    head = randomised(head, scale=0.02)
+    assert head.gated.tolist() == [1.0, 1.0, 0.0]
+    taus = torch.linspace(0, 1, 5).expand(2, 5)
+    electrode = torch.zeros(2, dtype=torch.long)
+    gate = head.onset_gate(torch.tensor([[3.0] * 5, [0.05] * 5]), electrode)
+    assert gate[0, :, :2].max() < 1e-6 and gate[1, :, :2].min() > 1 - 1e-5 and (gate[..., 2] == 1).all()
+    state = torch.zeros(2, 5, state_size(cfg))
+    context = torch.randn(2, context_size(cfg))
+    state[0, :, 0], state[1, :, 0] = 3.0, 0.05
+    xi = head(taus, state, context, electrode)
+    assert xi[0, :, :2].max() < 1e-6 * xi[1, :, :2].max() and xi[0, -1, 2] > 0
+    xi[1].sum().backward()
+    assert head.onset.grad is not None
+
+
+def test_extent_passivation_slows_growth_as_the_film_grows():
+    """extent_passivation: xi_j = xi_{j-1} + rate_j dtau_j exp(-xi_{j-1} . c): with c = 0 it is the
+    plain running sum; with c > 0 the same rates give a smaller, still non-negative and
+    non-decreasing extent whose increments shrink as it grows (a constant rate here)."""
+    cfg = make_config(n_reactions=2, extent_passivation=True, w_mass=0.1)
+    head = ABCC(cfg).extent_head.double()
+    growth = torch.full((1, 8, 2), 0.5, dtype=torch.float64)
+    with torch.no_grad():
+        head.passivation_raw.fill_(-60.0)                          # c ~ 1e-26: no passivation
+        torch.testing.assert_close(head._passivated(growth), torch.cumsum(growth, dim=1))
+        head.passivation_raw.fill_(0.0)
+        xi = head._passivated(growth)
+    steps = torch.diff(xi, dim=1)
+    assert (steps > 0).all() and (steps[:, 1:] < steps[:, :-1]).all()
+    assert xi[0, -1, 0] < 0.5 * 8
+    c = float(torch.nn.functional.softplus(torch.tensor(0.0)))
+    assert float(xi[0, 1, 0]) == pytest.approx(0.5 + 0.5 * math.exp(-2 * 0.5 * c))

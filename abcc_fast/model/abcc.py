@@ -76,8 +76,9 @@ class ABCC(nn.Module):
         self.config = config
         self.backbone = TwoStreamBackbone(config)
         self.extent_head = C.ExtentHead(config) if config.w_mass > 0 or config.sei_from_extents else None
-        self.reaction_spectra = C.ReactionSpectra(self.backbone.head_sei.sei_templates, config.n_reactions) \
-            if config.sei_from_extents else None
+        allowed = C.ReactionChemistry.products(config) if config.extent_chemistry else None
+        self.reaction_spectra = C.ReactionSpectra(self.backbone.head_sei.sei_templates, config.n_reactions,
+                                                  allowed) if config.sei_from_extents else None
         wn = torch.tensor(config.wavenumber, dtype=torch.float32) if config.wavenumber else \
             torch.linspace(0.0, 1.0, config.W)
         self.register_buffer("wavenumber", wn, persistent=False)

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..data import chemistry as chem
 from ..presets import CONFIG_PRESETS as PRESETS  # the preset names, defined once
 
 
@@ -25,6 +26,7 @@ class ABCCConfig:
     wavenumber: list = field(default_factory=list)     # [W] cm^-1 ascending (empty: not checked)
     marker_windows: dict = field(default_factory=dict)  # {name: [lo, hi]} cm^-1
     components: list = field(default_factory=list)     # names, for error messages
+    reactions: list = field(default_factory=list)      # reaction family names, the extents' order (extent_chemistry)
     # composition representation: "vocabulary" = one context slot per component;
     # "templates" = sum_i x_i E(template_i), E a learned encoder of each component's band template
     # (abcc_fast.vocabulary), so a new component is a new template (predict(extra_components=...))
@@ -87,6 +89,15 @@ class ABCCConfig:
     sei_from_extents: bool = False     # the SEI stream is sum_k xi_k(tau) P_k: the extent head's reaction extents
                                        # (>= 0, non-decreasing, integrated over the protocol) times one learned
                                        # non-negative spectrum per reaction family (a mix of the SEI templates)
+    extent_chemistry: bool = False     # sei_from_extents with the reaction families' stoichiometry: reaction k
+                                       # forms only its own film products (the mix is masked) and runs only in
+                                       # cells that hold, or make, what it consumes (its rate is masked); needs
+                                       # the reaction names (reactions) and composition_encoding "vocabulary"
+    extent_onsets: bool = False        # the extent head's rates gated by a learned onset potential per reaction
+                                       # (plus a learned shift per electrode): rate x sigmoid((E_k - V) / w_k),
+                                       # E_k starting from the chemistry tables' onsets when the reactions are named
+    extent_passivation: bool = False   # the extent head's rates slow as the film grows: rate x exp(-xi . c),
+                                       # c >= 0 learned per reaction (the extents integrated in order)
     coef_readout: str = "mean"         # how the template heads read their coefficients from the FiLM features:
                                        # "mean" over the stream's tokens, then Linear(H, M); "flat": the tokens'
                                        # features side by side, Linear(N H, M) (where a band sits matters)
@@ -174,6 +185,11 @@ class ABCCConfig:
         need(not self.sei_from_extents or (self.sei_basis == "templates" and self.w_identity == 0),
              "sei_from_extents mixes the SEI templates (sei_basis='templates') and has no per-(r, tau) SEI velocity "
              "for the MeanFlow identity term (w_identity=0)")
+        need(not self.extent_chemistry or (self.sei_from_extents and self.composition_encoding == "vocabulary"),
+             "extent_chemistry masks the extent SEI stream by the cell's composition: it needs sei_from_extents=True "
+             "and composition_encoding='vocabulary'")
+        if self.extent_chemistry and self.reactions:    # no names yet: a preset (the model checks it is built with them)
+            self.check_reaction_names()
         need(self.jvp_mode in ("full", "none"), f"jvp_mode must be 'full' or 'none', got {self.jvp_mode!r}")
         need(self.identity_target in ("lowrank", "raw"),
              f"identity_target must be 'lowrank' or 'raw', got {self.identity_target!r}")
@@ -185,6 +201,16 @@ class ABCCConfig:
         for f in dataclasses.fields(self):
             if f.name.startswith("w_"):
                 need(getattr(self, f.name) >= 0, f"loss weight {f.name} must be >= 0 (0 switches it off)")
+
+    def check_reaction_names(self) -> None:
+        """extent_chemistry reads each reaction's stoichiometry by name: one known name per extent."""
+        unknown = [n for n in self.reactions if n not in chem.REACTIONS]
+        if len(self.reactions) != self.n_reactions or unknown:
+            raise ValueError(
+                f"ABCCConfig: extent_chemistry needs the names of the n_reactions={self.n_reactions} reaction "
+                f"families, each one of OpIRSim's ({', '.join(chem.REACTIONS)}); got {len(self.reactions)} names"
+                + (f", unknown: {unknown}" if unknown else "") + ": build the config with ABCCConfig.from_dataset "
+                "(OpIRSim and imported datasets name them), or set extent_chemistry=False")
 
     # -- presets -----------------------------------------------------------------------------
     @classmethod
@@ -252,6 +278,7 @@ class ABCCConfig:
                     n_reactions=n_reactions, wavenumber=wn,
                     marker_windows={k: [float(v[0]), float(v[1])] for k, v in (man.get("marker_windows") or {}).items()},
                     components=[c if isinstance(c, str) else str(c.get("name", c)) for c in (man.get("components") or [])],
+                    reactions=[r if isinstance(r, str) else str(r.get("name", r)) for r in (man.get("reactions") or [])],
                     electrodes=[str(e) for e in (man.get("electrodes") or [])],
                     norm_mean=float(mean), norm_std=float(std),
                     volt_mean=float(volt.mean()), volt_std=float(max(volt.std().item(), 1e-3)),
