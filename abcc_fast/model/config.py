@@ -93,11 +93,6 @@ class ABCCConfig:
                                        # forms only its own film products (the mix is masked) and runs only in
                                        # cells that hold, or make, what it consumes (its rate is masked); needs
                                        # the reaction names (reactions) and composition_encoding "vocabulary"
-    extent_onsets: bool = False        # the extent head's rates gated by a learned onset potential per reaction
-                                       # (plus a learned shift per electrode): rate x sigmoid((E_k - V) / w_k),
-                                       # E_k starting from the chemistry tables' onsets when the reactions are named
-    extent_passivation: bool = False   # the extent head's rates slow as the film grows: rate x exp(-xi . c),
-                                       # c >= 0 learned per reaction (the extents integrated in order)
     coef_readout: str = "mean"         # how the template heads read their coefficients from the FiLM features:
                                        # "mean" over the stream's tokens, then Linear(H, M); "flat": the tokens'
                                        # features side by side, Linear(N H, M) (where a band sits matters)

@@ -34,13 +34,6 @@ from .backbone import Reachability, context_size, fourier_features, sei_template
 from .config import ABCCConfig
 
 PEAK_EDGE_POINTS = 3  # as OpIRBench's peak_shift (baseline through the window edges)
-ONSET_DEFAULT_V = 1.0   # extent_onsets: the initial onset of a reaction the chemistry tables do not name (V vs Li/Li+)
-ONSET_ALWAYS_V = 5.0    # a tabulated onset above this marks a reaction without electrons: not gated
-ONSET_WIDTH_V = 0.05    # the gates' initial width (V)
-
-
-def _softplus_inverse(y: float) -> float:
-    return float(torch.log(torch.expm1(torch.tensor(y))))
 
 
 def sei_nonnegative(sei: torch.Tensor) -> torch.Tensor:
@@ -103,22 +96,6 @@ class ExtentHead(nn.Module):
         self.alpha_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
         self.beta_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
         self.chemistry = ReactionChemistry(cfg) if cfg.extent_chemistry else None
-        if cfg.extent_onsets:          # rate x sigmoid((E_k + dE_k(electrode) - V) / w_k): reduction below an onset
-            known = [chem.REACTIONS[n].onset if n in chem.REACTIONS else None for n in cfg.reactions]
-            onset = [ONSET_DEFAULT_V if v is None or v > ONSET_ALWAYS_V else v for v in known] \
-                if len(known) == cfg.n_reactions else [ONSET_DEFAULT_V] * cfg.n_reactions
-            self.onset = nn.Parameter(torch.tensor(onset, dtype=torch.float32))
-            self.onset_shift = nn.Embedding(cfg.n_electrodes, cfg.n_reactions)
-            nn.init.zeros_(self.onset_shift.weight)
-            self.onset_width_raw = nn.Parameter(torch.full((cfg.n_reactions,), _softplus_inverse(ONSET_WIDTH_V)))
-            # reactions without electrons (EMC transesterification) are not gated
-            self.register_buffer("gated", torch.tensor([float(v is None or v <= ONSET_ALWAYS_V) for v in known])
-                                 if len(known) == cfg.n_reactions else torch.ones(cfg.n_reactions), persistent=False)
-        else:
-            self.onset = None
-        # passivation: every rate slows as exp(-xi . c), c >= 0 learned per reaction (the film a reaction lays
-        # down covers the electrode); starts at c = softplus(-1) ~ 0.31 per unit extent
-        self.passivation_raw = nn.Parameter(torch.full((cfg.n_reactions,), -1.0)) if cfg.extent_passivation else None
 
     def forward(self, taus, state, composition, electrode):
         """taus [B, T'] (ascending), state [B, T', n_state] the protocol state at them (column 0: V),
@@ -130,32 +107,10 @@ class ExtentHead(nn.Module):
                            composition.repeat_interleave(Tp, dim=0)], dim=-1)
         h = self.net[0](feats) + self.electrode(electrode).repeat_interleave(Tp, dim=0)
         rate = F.softplus(self.net[2](self.net[1](h))).view(B, Tp, -1)       # [B, T', K] >= 0
-        if self.onset is not None:
-            rate = rate * self.onset_gate(state[:, 0].view(B, Tp), electrode)
         if self.chemistry is not None:                                         # reactions the cell cannot run: 0
             rate = rate * self.chemistry.runs(composition).to(rate)[:, None]
         dtau = torch.diff(taus, dim=1, prepend=taus[:, :1]).clamp_min(0)[..., None]
-        if self.passivation_raw is None:
-            return torch.cumsum(rate * dtau, dim=1)
-        return self._passivated(rate * dtau)
-
-    def _passivated(self, growth: torch.Tensor) -> torch.Tensor:
-        """``extent_passivation``: xi_j = xi_{j-1} + growth_j exp(-xi_{j-1} . c), in order along the taus
-        (growth [B, T', K] = rate x dtau); non-negative and non-decreasing like the plain sum."""
-        c = F.softplus(self.passivation_raw).to(growth.dtype)
-        xi, out = torch.zeros_like(growth[:, 0]), []
-        for j in range(growth.shape[1]):
-            xi = xi + growth[:, j] * torch.exp(-(xi * c).sum(-1, keepdim=True))
-            out.append(xi)
-        return torch.stack(out, dim=1)
-
-    def onset_gate(self, volt: torch.Tensor, electrode: torch.Tensor) -> torch.Tensor:
-        """``extent_onsets``: [B, T', K] in (0, 1), ~1 below reaction k's onset potential on this electrode
-        (volt [B, T'] in V), ~0 above it; 1 for the reactions that are not gated."""
-        onset = self.onset + self.onset_shift(electrode)                            # [B, K] V
-        width = F.softplus(self.onset_width_raw) + 1e-3
-        gate = torch.sigmoid((onset[:, None] - volt[..., None]) / width)
-        return self.gated * gate + (1 - self.gated)
+        return torch.cumsum(rate * dtau, dim=1)
 
     def coefficients(self):
         return F.softplus(self.alpha_raw), F.softplus(self.beta_raw)
