@@ -225,12 +225,15 @@ class ABCCConfig:
         part outside the templates' span (clean_static) and a rank-8 learned residual, its
         coefficients read from every token's features (coef_readout="flat"); the SEI stream is the
         reaction extents integrated over the protocol times one non-negative mix of the film
-        products' templates per reaction family (sei_from_extents); no centroid-acceleration penalty
+        products' templates per reaction family (sei_from_extents), each reaction forming only its
+        own products and running only in the cells that hold what it consumes (extent_chemistry),
+        with a light SEI sparsity prior (w_sei_sparsity=0.001); no centroid-acceleration penalty
         (w_peak_accel=0); trained from r = 0 only (mf_pairs=0). The measurements behind these
         choices are in docs/model.md."""
         base = dict(patch=16, dim=96, depth=2, heads=3, mlp_ratio=2.0, n_freq=8, mf_pairs=0,
                     sei_basis="templates", solvent_basis="physics", basis_rank=8, coef_readout="flat",
-                    film_constant=True, clean_static=True, sei_from_extents=True, w_peak_accel=0.0)
+                    film_constant=True, clean_static=True, sei_from_extents=True, extent_chemistry=True,
+                    w_sei_sparsity=0.001, w_peak_accel=0.0)
         base.update(kw)
         return cls(**base)
 
