@@ -226,8 +226,9 @@ def training_jobs(jobs, train_cfg, n_splits: int = len(SPLITS)) -> tuple[int, in
     """(processes, torch threads per process) for training ``n_splits`` models.
 
     ``jobs``: a number, or "auto": one process per split on a CPU-only run with at least two cores
-    (a model's step does not use two threads well: two one-thread processes finish both models in
-    about 0.65x the time of two-thread runs one after the other on 2 cores), one process on a GPU.
+    (a model's step does not use two threads well: on the 2-core machine the demo's two models
+    trained side by side in 464 s, one after the other with two threads in 961 s; see
+    bench/results/demo_v6_cpu), one process on a GPU.
     The cores are shared out evenly, so a run's thread count, and with it its numbers, depend only
     on the machine's core count and ``jobs``."""
     cpus = os.cpu_count() or 1
@@ -321,7 +322,7 @@ def run_demo(out_dir="abcc_demo", preset: str = "cpu", quick: bool = False, data
     """Run the demo into ``out_dir``; returns the path of ``report.md``.
 
     preset: "cpu" (default: two models of ``TrainConfig.cpu_default``'s step budget, trained side by
-    side; within ~15 minutes on 2 cores), "gpu" or "tiny";
+    side; about 9 minutes on 2 cores), "gpu" or "tiny";
     quick: tiny model + small generated dataset (a CI-sized end-to-end run);
     pretrained: no training: score the packaged models (abcc_fast/pretrained, one per split) on the
     dataset they were built on, and write the same report;

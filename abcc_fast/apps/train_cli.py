@@ -122,7 +122,7 @@ def _add_demo(subparsers) -> None:
         "demo", help="generate data, train on random + system splits, benchmark, write report.md",
         description="The end-to-end demo: the default dataset, one model per split (random and system; the "
                     "system model never sees the held-out systems), OpIRBench against persistence and frame0, "
-                    "and DIR/report.md with leaderboards and figures. About 15 minutes on 2 CPU cores.",
+                    "and DIR/report.md with leaderboards and figures. About 9 minutes on 2 CPU cores.",
         formatter_class=FMT)
     d.add_argument("--out", default="abcc_demo", metavar="DIR")
     d.add_argument("--preset", default="cpu", choices=list(CLI_PRESETS))
