@@ -131,8 +131,10 @@ class ReactionChemistry:
         self.names, self.n_components = list(cfg.reactions), cfg.n_components
         self.reach = Reachability(cfg.components, [])
         comps = list(cfg.components)
-        # a reaction consuming a component the vocabulary lacks never runs (-1)
-        self.needs = [[comps.index(c) if c in comps else -1 for c in chem.REACTIONS[n].consumes] for n in self.names]
+        consumes = [chem.REACTIONS[n].consumes for n in self.names]
+        self.needs = torch.tensor([[c in need for c in comps] for need in consumes])            # [K, C] bool
+        # a reaction consuming a component the vocabulary lacks never runs
+        self.possible = torch.tensor([all(c in comps for c in need) for need in consumes])      # [K] bool
 
     @staticmethod
     def products(cfg: ABCCConfig) -> torch.Tensor:
@@ -142,9 +144,9 @@ class ReactionChemistry:
 
     def runs(self, context: torch.Tensor) -> torch.Tensor:
         held = self.reach(context[:, :self.n_components] > 0)[0]                       # [B, C] bool
-        cols = [held[:, need].all(-1) if min(need, default=0) >= 0 else held.new_zeros(held.shape[0])
-                for need in self.needs]
-        return torch.stack(cols, dim=-1).float()
+        needs, possible = self.needs.to(held.device), self.possible.to(held.device)
+        missing = (needs[None] & ~held[:, None]).any(-1)                               # [B, K]
+        return (possible[None] & ~missing).float()
 
 
 class ReactionSpectra(nn.Module):
