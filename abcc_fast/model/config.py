@@ -93,6 +93,14 @@ class ABCCConfig:
                                        # forms only its own film products (the mix is masked) and runs only in
                                        # cells that hold, or make, what it consumes (its rate is masked); needs
                                        # the reaction names (reactions) and composition_encoding "vocabulary"
+    extent_onsets: bool = False        # sei_from_extents: each rate gated below a learned onset potential,
+                                       # rate x sigmoid((E_k + dE_k(electrode) - V) / w_k), E_k starting from
+                                       # the chemistry tables' onsets (extent_chemistry names them; else 1 V)
+    extent_passivation: float = 0.0    # A > 0 (sei_from_extents): the passivating reactions' film slows them,
+                                       # rate x exp(-theta), d theta = sum_k c_k dxi_k (logarithmic growth,
+                                       # integrated exactly between frames); c_k > 0 learned, started at
+                                       # A / (initial rate): the film of the initial rates alone would slow
+                                       # growth e-fold A times over the protocol. 0: off (straight-line start)
     coef_readout: str = "mean"         # how the template heads read their coefficients from the FiLM features:
                                        # "mean" over the stream's tokens, then Linear(H, M); "flat": the tokens'
                                        # features side by side, Linear(N H, M) (where a band sits matters)
@@ -180,6 +188,11 @@ class ABCCConfig:
         need(not self.sei_from_extents or (self.sei_basis == "templates" and self.w_identity == 0),
              "sei_from_extents mixes the SEI templates (sei_basis='templates') and has no per-(r, tau) SEI velocity "
              "for the MeanFlow identity term (w_identity=0)")
+        need(self.extent_passivation >= 0, f"extent_passivation must be >= 0 (0: off), got {self.extent_passivation}")
+        need(not self.extent_onsets or self.sei_from_extents,
+             "extent_onsets gates the extent head's reaction rates: it needs sei_from_extents=True")
+        need(not self.extent_passivation or self.sei_from_extents,
+             "extent_passivation slows the extent head's reactions by their film: it needs sei_from_extents=True")
         need(not self.extent_chemistry or (self.sei_from_extents and self.composition_encoding == "vocabulary"),
              "extent_chemistry masks the extent SEI stream by the cell's composition: it needs sei_from_extents=True "
              "and composition_encoding='vocabulary'")
@@ -227,13 +240,14 @@ class ABCCConfig:
         reaction extents integrated over the protocol times one non-negative mix of the film
         products' templates per reaction family (sei_from_extents), each reaction forming only its
         own products and running only in the cells that hold what it consumes (extent_chemistry),
-        with a light SEI sparsity prior (w_sei_sparsity=0.001); no centroid-acceleration penalty
-        (w_peak_accel=0); trained from r = 0 only (mf_pairs=0). The measurements behind these
-        choices are in docs/model.md."""
+        below its onset potential (extent_onsets) and slowed by the passivating film
+        (extent_passivation=1), with a light SEI sparsity prior (w_sei_sparsity=0.001); no
+        centroid-acceleration penalty (w_peak_accel=0); trained from r = 0 only (mf_pairs=0). The
+        measurements behind these choices are in docs/model.md."""
         base = dict(patch=16, dim=96, depth=2, heads=3, mlp_ratio=2.0, n_freq=8, mf_pairs=0,
                     sei_basis="templates", solvent_basis="physics", basis_rank=8, coef_readout="flat",
                     film_constant=True, clean_static=True, sei_from_extents=True, extent_chemistry=True,
-                    w_sei_sparsity=0.001, w_peak_accel=0.0)
+                    extent_onsets=True, extent_passivation=1.0, w_sei_sparsity=0.001, w_peak_accel=0.0)
         base.update(kw)
         return cls(**base)
 

@@ -25,6 +25,8 @@ std) unless said otherwise; trajectories are [B, T', W] over ascending taus [B, 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -75,6 +77,21 @@ def wavenumber_smoothness(solvent: torch.Tensor, sei: torch.Tensor, static_z: to
     return _d2(solvent - static_z[:, None]).pow(2).mean() + _d2(sei).pow(2).mean()
 
 
+ONSET_DEFAULT_V = 1.0   # extent_onsets: the initial onset of a reaction the tables do not give (V vs Li/Li+)
+ONSET_ALWAYS_V = 5.0    # a tabulated onset above this marks a reaction without electrons: not gated
+ONSET_WIDTH_V = 0.05    # the gates' initial width (V)
+
+# extent_passivation: the extent head's initial rate softplus(-4) per unit tau (net[2]'s bias)
+INITIAL_RATE = math.log1p(math.exp(-4.0))
+
+
+def log1p_ratio(x: torch.Tensor) -> torch.Tensor:
+    """log(1 + x) / x for x >= 0, smooth through x = 0 (1 - x / 2 + x^2 / 3 below 1e-4)."""
+    small = x < 1e-4
+    safe = torch.where(small, torch.ones_like(x), x)
+    return torch.where(small, 1 - x / 2 + x * x / 3, torch.log1p(safe) / safe)
+
+
 class ExtentHead(nn.Module):
     """Reaction extent xi_k(tau) >= 0, non-decreasing in tau:
     xi(tau_j) = sum_{i <= j} softplus(g(tau_i, V(tau_i), composition, electrode)) (tau_i - tau_{i-1}),
@@ -92,10 +109,47 @@ class ExtentHead(nn.Module):
         self.net = nn.Sequential(nn.Linear(2 * cfg.n_freq + self.n_state + context_size(cfg), hidden), nn.SiLU(),
                                  nn.Linear(hidden, cfg.n_reactions))
         nn.init.zeros_(self.net[2].weight)
-        nn.init.constant_(self.net[2].bias, -4.0)  # extents start near 0 (softplus(-4) ~ 0.018 per unit tau)
+        nn.init.constant_(self.net[2].bias, -4.0)  # extents start near 0 (INITIAL_RATE ~ 0.018 per unit tau)
         self.alpha_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
         self.beta_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
         self.chemistry = ReactionChemistry(cfg) if cfg.extent_chemistry else None
+        self._init_onsets(cfg)
+        if cfg.extent_passivation > 0:
+            # which reactions the film slows: the chemistry's own flags where the names are known
+            slowed = ReactionChemistry.passivating(cfg) if cfg.extent_chemistry else torch.ones(cfg.n_reactions)
+            self.register_buffer("slowed", slowed, persistent=False)
+            A = float(cfg.extent_passivation)
+            self.log_cover = nn.Parameter(torch.full((cfg.n_reactions,), math.log(A / INITIAL_RATE)))
+            # passivating extents are reported x A / log(1 + A): one such reaction at the initial rate
+            # ends where it would unslowed (the same SEI amplitude at the start of training)
+            self.gain = A / math.log1p(A)
+        else:
+            self.slowed, self.log_cover = None, None
+
+    def _init_onsets(self, cfg: ABCCConfig) -> None:
+        """``extent_onsets``: E_k (from the tables where the reactions are named), a shift per
+        (electrode, reaction) starting at 0, a width per reaction; reactions without electrons
+        (EMC transesterification) are not gated."""
+        if not cfg.extent_onsets:
+            self.onset = None
+            return
+        named = cfg.extent_chemistry
+        if named:
+            cfg.check_reaction_names()
+        tab = [chem.REACTIONS[n].onset for n in cfg.reactions] if named else [ONSET_DEFAULT_V] * cfg.n_reactions
+        self.onset = nn.Parameter(torch.tensor([v if v <= ONSET_ALWAYS_V else ONSET_DEFAULT_V for v in tab]))
+        self.onset_shift = nn.Embedding(cfg.n_electrodes, cfg.n_reactions)
+        nn.init.zeros_(self.onset_shift.weight)
+        self.onset_width_raw = nn.Parameter(torch.full((cfg.n_reactions,), math.log(math.expm1(ONSET_WIDTH_V))))
+        self.register_buffer("gated", torch.tensor([float(v <= ONSET_ALWAYS_V) for v in tab]), persistent=False)
+
+    def onset_gate(self, volt: torch.Tensor, electrode: torch.Tensor) -> torch.Tensor:
+        """``extent_onsets``: [B, T', K] in (0, 1): ~1 below reaction k's onset on this electrode (volt
+        [B, T'] in V), ~0 above it; 1 for the reactions that are not gated."""
+        onset = self.onset + self.onset_shift(electrode)                                  # [B, K] V
+        width = F.softplus(self.onset_width_raw) + 1e-3
+        gate = torch.sigmoid((onset[:, None] - volt[..., None]) / width)
+        return self.gated * gate + (1 - self.gated)
 
     def forward(self, taus, state, composition, electrode):
         """taus [B, T'] (ascending), state [B, T', n_state] the protocol state at them (column 0: V),
@@ -107,10 +161,30 @@ class ExtentHead(nn.Module):
                            composition.repeat_interleave(Tp, dim=0)], dim=-1)
         h = self.net[0](feats) + self.electrode(electrode).repeat_interleave(Tp, dim=0)
         rate = F.softplus(self.net[2](self.net[1](h))).view(B, Tp, -1)       # [B, T', K] >= 0
+        if self.onset is not None:
+            rate = rate * self.onset_gate(state[:, 0].view(B, Tp), electrode)
         if self.chemistry is not None:                                         # reactions the cell cannot run: 0
             rate = rate * self.chemistry.runs(composition).to(rate)[:, None]
         dtau = torch.diff(taus, dim=1, prepend=taus[:, :1]).clamp_min(0)[..., None]
-        return torch.cumsum(rate * dtau, dim=1)
+        if self.log_cover is None:
+            return torch.cumsum(rate * dtau, dim=1)
+        return self._passivated(rate * dtau)
+
+    def _passivated(self, growth: torch.Tensor) -> torch.Tensor:
+        """``extent_passivation``: extents [B, T', K] from the unpassivated growth [B, T', K] (rate x
+        dtau, the rate held over each interval). The film coverage theta grows with the passivating
+        extents, d theta = sum_k c_k s_k dxi_k, and slows them, dxi_k = r_k exp(-s_k theta) dtau
+        (s_k = 1 for a passivating reaction). With the rates held, one interval integrates exactly:
+        exp(theta) grows by x_j = sum_k c_k s_k r_k dtau, so exp(theta_j) = 1 + cumsum(x) without a
+        loop, and a passivating extent grows by r_k dtau exp(-theta_{j-1}) log(1 + y) / y,
+        y = x_j exp(-theta_{j-1}) (logarithmic growth: any step size is stable; y -> 0 gives back the
+        plain sum); passivating extents are reported x ``gain``."""
+        s = self.slowed.to(growth)
+        x = growth @ (torch.exp(self.log_cover).to(growth) * s)                      # [B, T']
+        cover_prev = 1 + torch.cumsum(x, dim=1) - x                                  # exp(theta_{j-1})
+        damp = log1p_ratio(x / cover_prev) / cover_prev
+        xi = torch.cumsum(growth * (s * damp[..., None] + (1 - s)), dim=1)
+        return xi * (1 + (self.gain - 1) * s)
 
     def coefficients(self):
         return F.softplus(self.alpha_raw), F.softplus(self.beta_raw)
@@ -135,6 +209,13 @@ class ReactionChemistry:
         self.needs = torch.tensor([[c in need for c in comps] for need in consumes])            # [K, C] bool
         # a reaction consuming a component the vocabulary lacks never runs
         self.possible = torch.tensor([all(c in comps for c in need) for need in consumes])      # [K] bool
+
+    @staticmethod
+    def passivating(cfg: ABCCConfig) -> torch.Tensor:
+        """[K] 1 where reaction k's film passivates the electrode (its default, before electrode
+        modifiers such as PC on graphite)."""
+        cfg.check_reaction_names()
+        return torch.tensor([float(chem.REACTIONS[n].passivating) for n in cfg.reactions])
 
     @staticmethod
     def products(cfg: ABCCConfig) -> torch.Tensor:

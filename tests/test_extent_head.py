@@ -1,0 +1,115 @@
+"""The extent head's passivation (``extent_passivation``): exact logarithmic growth between frames."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from abcc_fast.model import ABCC, ABCCConfig
+from abcc_fast.model.constraints import INITIAL_RATE, ExtentHead, log1p_ratio
+
+NAMES = ["EC_to_LEDC", "DMC_dimerisation", "PF6_decomposition"]     # passivating, not, passivating
+
+
+def head_config(**kw) -> ABCCConfig:
+    base = dict(W=64, T=8, n_components=3, n_electrodes=2, n_reactions=3, sei_basis="templates",
+                wavenumber=[700.0 + 1200.0 * i / 63 for i in range(64)], marker_windows={},
+                components=["EC", "DMC", "LiPF6"], electrodes=["graphite", "Cu"], norm_mean=0.1, norm_std=0.2,
+                volt_mean=1.5, volt_std=1.0, sei_from_extents=True, w_identity=0.0)
+    base.update(kw)
+    return ABCCConfig.tiny(**base)
+
+
+def passivated(head: ExtentHead, growth: torch.Tensor) -> torch.Tensor:
+    return head._passivated(growth.double())
+
+
+def test_log1p_ratio_is_smooth_through_zero():
+    x = torch.tensor([0.0, 1e-8, 9.99e-5, 1.001e-4, 0.3, 7.0], dtype=torch.float64, requires_grad=True)
+    y = log1p_ratio(x)
+    want = torch.tensor([1.0] + [math.log1p(v) / v for v in x.tolist()[1:]], dtype=torch.float64)
+    torch.testing.assert_close(y, want, rtol=1e-9, atol=1e-12)
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad[0] == pytest.approx(-0.5)
+
+
+def test_one_passivating_reaction_follows_the_logarithmic_law():
+    """Constant rate r and coverage c: xi(t) = log(1 + c r t) / c at every frame, whatever the step
+    (reported x the gain A / log(1 + A): at the initial coverage it ends where the unslowed reaction would)."""
+    head = ExtentHead(head_config(extent_passivation=30.0, n_reactions=1)).double()
+    c = float(torch.exp(head.log_cover.detach()[0]))
+    r = INITIAL_RATE
+    for n in (4, 31, 200):
+        growth = torch.full((1, n + 1, 1), r / n, dtype=torch.float64)
+        growth[:, 0] = 0
+        with torch.no_grad():
+            xi = passivated(head, growth)[0, :, 0]
+        t = torch.linspace(0, 1, n + 1, dtype=torch.float64)
+        torch.testing.assert_close(xi, head.gain * torch.log1p(c * r * t) / c, rtol=1e-9, atol=1e-12)
+        assert float(xi[-1]) == pytest.approx(r, rel=1e-6)
+
+
+def test_passivation_is_exact_under_refinement_and_spares_the_others():
+    """Held rates: splitting every interval in two gives the same extents at the shared frames; a
+    non-passivating reaction grows as the plain sum; no coverage gives back the plain sum (x the gain); extents
+    stay non-negative and non-decreasing."""
+    cfg = head_config(extent_passivation=30.0, extent_chemistry=True, reactions=NAMES)
+    head = ExtentHead(cfg).double()
+    assert head.slowed.tolist() == [1.0, 0.0, 1.0]
+    g = torch.rand(5, 9, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1e-3
+    g[:, 0] = 0
+    xi = passivated(head, g)
+    fine = passivated(head, g[:, 1:].repeat_interleave(2, dim=1) / 2)
+    torch.testing.assert_close(fine[:, 1::2], xi[:, 1:], rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(xi[..., 1], g[..., 1].cumsum(1))
+    assert (xi[..., [0, 2]] < head.gain * g[..., [0, 2]].cumsum(1) * 0.9).any()   # the film slows them
+    assert xi.min() >= 0 and (xi.diff(dim=1) >= 0).all()
+    with torch.no_grad():
+        head.log_cover.fill_(-40.0)
+    gain = torch.tensor([head.gain, 1.0, head.gain], dtype=torch.float64)
+    torch.testing.assert_close(passivated(head, g), g.cumsum(1) * gain, rtol=1e-9, atol=1e-15)
+
+
+def test_passivation_default_is_a_burst_and_trains(tmp_path):
+    """The initial rates give a burst: more than a fifth of the final extent in the first of 7
+    intervals (a straight line gives 1/7); the coverage gets a gradient; save and load keep it."""
+    cfg = head_config(extent_passivation=30.0)
+    model = ABCC(cfg).double().eval()
+    B, T = 2, cfg.T
+    voltage = torch.linspace(3.0, 0.1, T, dtype=torch.float64).expand(B, T)
+    taus = torch.linspace(0, 1, T, dtype=torch.float64).expand(B, T)
+    state = model.protocol_state(voltage)
+    ctx = model.context(torch.full((B, 3), 1 / 3, dtype=torch.float64), None, voltage)
+    xi = model.extent_head(taus, state, ctx, torch.zeros(B, dtype=torch.long))
+    assert (xi[:, 1] / xi[:, -1] > 0.2).all()
+    xi.sum().backward()
+    assert model.extent_head.log_cover.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.extent_head.log_cover.add_(0.5)
+    model.save_pretrained(tmp_path / "m")
+    back = ABCC.from_pretrained(tmp_path / "m").double().eval()
+    torch.testing.assert_close(back.extent_head.log_cover, model.extent_head.log_cover)
+    with pytest.raises(ValueError, match="extent_passivation .* needs sei_from_extents"):
+        head_config(extent_passivation=30.0, sei_from_extents=False)
+
+
+def test_onset_gates_start_from_the_tables_and_spare_reactions_without_electrons():
+    """extent_onsets: E_k from the chemistry tables; a reaction's rate is ~0 above its onset and
+    ~its ungated value well below it; EMC transesterification (no electrons) is never gated."""
+    names = ["EC_to_LEDC", "EMC_transesterification", "PF6_decomposition"]
+    cfg = head_config(extent_onsets=True, extent_chemistry=True, reactions=names,
+                      components=["EC", "EMC", "LiPF6"])
+    head = ExtentHead(cfg).double()
+    assert head.onset.tolist() == pytest.approx([0.80, 1.0, 1.9])
+    assert head.gated.tolist() == [1.0, 0.0, 1.0]
+    volt = torch.tensor([[3.0, 1.5, 0.5]], dtype=torch.float64)
+    gate = head.onset_gate(volt, torch.zeros(1, dtype=torch.long))[0]          # [T', K]
+    assert gate[0, 0] < 1e-6 and gate[2, 0] > 0.99                             # EC: off at 3 V, on at 0.5 V
+    assert gate[:, 1].tolist() == [1.0, 1.0, 1.0]
+    assert gate[1, 2] > 0.99 and gate[0, 2] < 1e-6
+    with torch.no_grad():
+        head.onset_shift.weight[1, 0] = 1.0                                    # electrode 1 shifts EC up 1 V
+    assert head.onset_gate(volt, torch.ones(1, dtype=torch.long))[0, 1, 0] > 0.99
+    with pytest.raises(ValueError, match="extent_onsets .* needs sei_from_extents"):
+        head_config(extent_onsets=True, sei_from_extents=False)
