@@ -95,7 +95,10 @@ def log1p_ratio(x: torch.Tensor) -> torch.Tensor:
 class ExtentHead(nn.Module):
     """Reaction extent xi_k(tau) >= 0, non-decreasing in tau:
     xi(tau_j) = sum_{i <= j} softplus(g(tau_i, V(tau_i), composition, electrode)) (tau_i - tau_{i-1}),
-    plus the positive per-reaction area coefficients alpha (solvent loss) and beta (SEI gain)."""
+    plus the positive per-reaction area coefficients alpha (solvent loss) and beta (SEI gain).
+    Options (``sei_from_extents`` only): ``extent_chemistry`` zeroes the rates of reactions the cell
+    cannot run, ``extent_onsets`` gates each rate below its onset potential (``onset_gate``),
+    ``extent_passivation`` slows the passivating reactions by their film (``_passivated``)."""
 
     def __init__(self, cfg: ABCCConfig, hidden: int = 32):
         super().__init__()
