@@ -81,8 +81,8 @@ ONSET_DEFAULT_V = 1.0   # extent_onsets: the initial onset of a reaction the tab
 ONSET_ALWAYS_V = 5.0    # a tabulated onset above this marks a reaction without electrons: not gated
 ONSET_WIDTH_V = 0.05    # the gates' initial width (V)
 
-# extent_passivation: the extent head's initial rate softplus(-4) per unit tau (net[2]'s bias)
-INITIAL_RATE = math.log1p(math.exp(-4.0))
+INITIAL_RATE_LOGIT = -4.0   # the extent head's rate bias at start: softplus(-4) ~ 0.018 per unit tau
+INITIAL_RATE = math.log1p(math.exp(INITIAL_RATE_LOGIT))   # extent_passivation scales its coverage by it
 
 
 def log1p_ratio(x: torch.Tensor) -> torch.Tensor:
@@ -112,7 +112,7 @@ class ExtentHead(nn.Module):
         self.net = nn.Sequential(nn.Linear(2 * cfg.n_freq + self.n_state + context_size(cfg), hidden), nn.SiLU(),
                                  nn.Linear(hidden, cfg.n_reactions))
         nn.init.zeros_(self.net[2].weight)
-        nn.init.constant_(self.net[2].bias, -4.0)  # extents start near 0 (INITIAL_RATE ~ 0.018 per unit tau)
+        nn.init.constant_(self.net[2].bias, INITIAL_RATE_LOGIT)  # extents start near 0 (INITIAL_RATE)
         self.alpha_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
         self.beta_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
         self.chemistry = ReactionChemistry(cfg) if cfg.extent_chemistry else None
@@ -136,9 +136,7 @@ class ExtentHead(nn.Module):
         if not cfg.extent_onsets:
             self.onset = None
             return
-        named = cfg.extent_chemistry
-        if named:
-            cfg.check_reaction_names()
+        named = cfg.extent_chemistry     # ReactionChemistry(cfg) has checked the names
         tab = [chem.REACTIONS[n].onset for n in cfg.reactions] if named else [ONSET_DEFAULT_V] * cfg.n_reactions
         self.onset = nn.Parameter(torch.tensor([v if v <= ONSET_ALWAYS_V else ONSET_DEFAULT_V for v in tab]))
         self.onset_shift = nn.Embedding(cfg.n_electrodes, cfg.n_reactions)
