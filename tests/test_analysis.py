@@ -290,6 +290,24 @@ def test_evaluate_on_a_tiny_dataset_with_a_tiny_model(small_dataset, tmp_path):
     assert "MCR-ALS" in table_markdown(res)
 
 
+def test_evaluate_scores_the_simulator_oracle_beside_the_methods(small_dataset, tmp_path, capsys):
+    """`abcc analyze --evaluate --oracle M`: the oracle's streams (it reads the global indices) get a
+    row; their SEI is closer to the truth than SEI = 0; a negative M is refused."""
+    assert main(["analyze", "--evaluate", "--data", str(small_dataset), "--n", "3", "--split", "random",
+                 "--part", "train", "--methods", "none", "--oracle", "2", "--no-progress",
+                 "--out", str(tmp_path / "ev")]) == 0
+    res = json.loads(next((tmp_path / "ev").glob("*.json")).read_text())
+    rows = {r["method"]: r for r in res["rows"]}
+    assert list(rows) == ["truth streams + NNLS", "template fit (frames)", "no decomposition (SEI = 0)",
+                          "model oracle (M=2)"]
+    assert rows["model oracle (M=2)"]["decomp_sei"] < rows["no decomposition (SEI = 0)"]["decomp_sei"]
+    assert res["config"]["model"] == "oracle (M=2)"
+    capsys.readouterr()
+    assert main(["analyze", "--evaluate", "--data", str(small_dataset), "--oracle", "-1",
+                 "--out", str(tmp_path / "ev2")]) != 0
+    assert "--oracle takes the number of replicates" in capsys.readouterr().err
+
+
 def test_evaluate_refuses_a_model_of_another_grid(small_dataset, tmp_path):
     """A saved model scores only the grid and frames it was trained on: StreamsPredictor says so."""
     import abcc_fast.data as data

@@ -21,7 +21,10 @@ Methods (rows of the table):
   protocol, composition, electrode): any callable ``model(batch) -> {"solvent", "sei"}`` on batches of
   ``static``, ``voltage``, ``composition``, ``electrode``, ``time_s``, ``wavenumber``; a saved model
   directory becomes one with ``abcc_fast.train.StreamsPredictor`` (what ``abcc analyze --evaluate
-  --model DIR`` does).
+  --model DIR`` does). ``opirbench.SimulatorOracle`` is one too (``--oracle M``): its streams are the
+  conditional mean over the draws no input reveals: what the best predictor of these inputs (in
+  squared error) would give the pathway analysis. A reference, not a strict bound on the pathway
+  scores (the mean of the hidden kinetics' curves is smoother than any one of them).
 
 Scores, per method:
 
@@ -182,8 +185,11 @@ def _model_streams(model: Callable, ds) -> tuple[dict, float]:
     with torch.no_grad():
         for lo in range(0, len(ds), 32):
             sl = slice(lo, lo + 32)
-            pred = model({"static": ds.static[sl], "voltage": ds.voltage[sl], "composition": ds.composition[sl],
-                          "electrode": ds.electrode[sl], "time_s": ds.time_s[sl], "wavenumber": ds.wavenumber})
+            batch = {"static": ds.static[sl], "voltage": ds.voltage[sl], "composition": ds.composition[sl],
+                     "electrode": ds.electrode[sl], "time_s": ds.time_s[sl], "wavenumber": ds.wavenumber}
+            if getattr(model, "needs_index", False):      # the simulator oracle reads the global indices
+                batch["index"] = ds.index[sl]
+            pred = model(batch)
             for k in out:
                 if pred.get(k) is None:
                     raise ValueError(f"the model {_model_name(model)} returns no {k!r} stream; it cannot be "
@@ -203,7 +209,8 @@ def evaluate(dataset=None, n: int = DEFAULT_N, *, split: str = "random", part: s
     """Score every method on ``n`` samples (module docstring); returns the JSON-ready result
     {"setup", "config", "definitions", "rows": [{"method", ...scores, "seconds_per_sample"}]}.
 
-    ``model``: a predictor of the streams (module docstring), named by its ``name`` attribute.
+    ``model``: a predictor of the streams (module docstring), named by its ``name`` attribute, or a
+    list of them (one row each).
 
     Example::
 
@@ -219,16 +226,18 @@ def evaluate(dataset=None, n: int = DEFAULT_N, *, split: str = "random", part: s
     methods = ["truth streams + NNLS", "template fit (frames)"]
     methods += [f"{_LABEL[m]} on {mode}, k={k}" for m, mode, k in chemometric_methods]
     methods += ["no decomposition (SEI = 0)"]
-    model_streams, t_model = None, 0.0
-    if model is not None:
-        model_streams, t_model = _model_streams(model, ds)
-        methods.append(f"model {_model_name(model)}")
+    models = [] if model is None else list(model) if isinstance(model, (list, tuple)) else [model]
+    predicted = []                                    # (method, streams [S, T, W] each, seconds per sample)
+    for m in models:
+        streams, t_model = _model_streams(m, ds)
+        predicted.append((f"model {_model_name(m)}", streams, t_model))
+        methods.append(predicted[-1][0])
     sample = _Samples(dataset, ds, dict(fraction=fraction, detect_au=detect_au, noise_factor=noise_factor), tol_V)
     per = {m: {"cmp": [], "decomp": [], "seconds": 0.0} for m in methods}
     bar = tqdm(total=len(ds), desc="abcc analyze --evaluate", unit="sample") if progress else None
     for s in range(len(ds)):
         sample.score_all(s, per, methods, chemometric_methods,
-                         None if model_streams is None else {k: v[s] for k, v in model_streams.items()}, t_model)
+                         [(name, {k: v[s] for k, v in streams.items()}, t) for name, streams, t in predicted])
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -237,7 +246,8 @@ def evaluate(dataset=None, n: int = DEFAULT_N, *, split: str = "random", part: s
               "split": split, "part": part, "n_samples": len(ds),
               "sample_indices": [int(i) for i in ds.index.tolist()], "samples_per_system_index": _counts(ds),
               "tol_V": tol_V, "onset_fraction": fraction, "detect_au": detect_au, "noise_factor": noise_factor,
-              "order_gap_frames": ORDER_GAP_FRAMES, "model": None if model is None else _model_name(model)}
+              "order_gap_frames": ORDER_GAP_FRAMES,
+              "model": None if not models else ", ".join(_model_name(m) for m in models)}
     return {"setup": setup_info(), "config": config, "definitions": DEFINITIONS, "rows": _rows(per, methods, len(ds))}
 
 
@@ -270,8 +280,9 @@ class _Samples:
         self.composition = ds.composition
         self.onset_kw, self.tol_V = onset_kw, tol_V
 
-    def score_all(self, s: int, per: dict, methods: list, chemometric_methods, model_streams, t_model: float):
-        """Every method's estimate of sample ``s``, compared with the truth, into ``per``."""
+    def score_all(self, s: int, per: dict, methods: list, chemometric_methods, model_streams: list):
+        """Every method's estimate of sample ``s``, compared with the truth, into ``per``;
+        ``model_streams``: (method, {"sei", "solvent"} of this sample, seconds per sample) per model."""
         comps = components_of(self.composition[s], self.names_all)
         products = default_products(self.wn, comps, self.resolution)
         tpl = product_templates(self.wn, products, self.resolution)
@@ -302,8 +313,8 @@ class _Samples:
             split_ = chemometrics.split_sei(dec["parts"], dec["total"], sei)
             score(label, split_["sei"], split_["solvent"], None, time.perf_counter() - t0)
         score("no decomposition (SEI = 0)", np.zeros_like(sei), frames)
-        if model_streams is not None:
-            score(methods[-1], model_streams["sei"], model_streams["solvent"], None, t_model)
+        for name, streams, t_model in model_streams:
+            score(name, streams["sei"], streams["solvent"], None, t_model)
 
 
 DEFINITIONS = {

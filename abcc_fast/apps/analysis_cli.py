@@ -13,6 +13,7 @@ from ..analysis.evaluation import CHEMOMETRIC_METHODS, evaluate, table_markdown,
 from ..analysis.pathway import analyze
 from ..analysis.report import read_dataset_sample, read_prediction_dir, write_report
 from ..data import chemistry as chem
+from ..opirbench.oracle import SimulatorOracle
 from ..train.predict import StreamsPredictor
 
 
@@ -47,6 +48,9 @@ def register(subparsers) -> None:
                    help="--evaluate: the part of --split scored (val for design screening, test for published rows)")
     p.add_argument("--model", default=None, metavar="DIR",
                    help="--evaluate: also score the streams of this saved ABCC model (abcc train's DIR/model)")
+    p.add_argument("--oracle", type=int, default=0, metavar="M",
+                   help="--evaluate: also score the simulator oracle's streams (M replicates, e.g. 16; OpIRSim data "
+                        "only): what the best predictor of these inputs gives the pathway analysis")
     p.add_argument("--methods", default="all",
                    help="--evaluate: chemometric baselines, 'all', 'none' or e.g. mcr_als:difference:2,nmf:frames:3")
     p.add_argument("--no-progress", action="store_true")
@@ -115,8 +119,14 @@ def _evaluate(args) -> int:
         raise ValueError("--evaluate scores a dataset, not a prediction directory; drop PRED (use --data DIR)")
     methods = _methods(args.methods)
     ds = data.load(args.data) if args.data else None
-    model = StreamsPredictor(args.model) if args.model is not None else None   # a saved model's streams
-    result = evaluate(ds, args.n, split=args.split, part=args.part, model=model, chemometric_methods=methods,
+    if args.oracle < 0:
+        raise ValueError(f"--oracle takes the number of replicates (e.g. 16; 0: none), got {args.oracle}")
+    models = [StreamsPredictor(args.model)] if args.model is not None else []   # a saved model's streams
+    if args.oracle:
+        dset = ds if ds is not None else data.default_dataset(progress=not args.no_progress)
+        models.append(SimulatorOracle(dset.manifest, replicates=args.oracle))
+        ds = dset
+    result = evaluate(ds, args.n, split=args.split, part=args.part, model=models, chemometric_methods=methods,
                       fraction=args.fraction, detect_au=args.detect_au, progress=not args.no_progress)
     with _whole(args.out) as tmp:
         paths = write_evaluation(result, tmp)
