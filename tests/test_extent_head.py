@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from abcc_fast.model import ABCC, ABCCConfig
-from abcc_fast.model.constraints import INITIAL_RATE, ExtentHead, log1p_ratio
+from abcc_fast.model.constraints import INITIAL_RATE, ExtentHead, log1p_ratio, path_mean_sigmoid
 
 NAMES = ["EC_to_LEDC", "DMC_dimerisation", "PF6_decomposition"]     # passivating, not, passivating
 
@@ -113,3 +113,68 @@ def test_onset_gates_start_from_the_tables_and_spare_reactions_without_electrons
     assert head.onset_gate(volt, torch.ones(1, dtype=torch.long))[0, 1, 0] > 0.99
     with pytest.raises(ValueError, match="extent_onsets .* needs sei_from_extents"):
         head_config(extent_onsets=True, sei_from_extents=False)
+
+
+def test_path_mean_sigmoid_is_the_mean_over_the_path():
+    """Against a fine midpoint quadrature, on long and short paths (through the eps switch); additive
+    over a split path (mean over [a, b] = the two halves' means averaged); finite gradients at a == b."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(400, generator=g, dtype=torch.float64) * 20
+    b = torch.cat([a[:200] + torch.randn(200, generator=g, dtype=torch.float64) * 20,
+                   a[200:] + torch.randn(200, generator=g, dtype=torch.float64) * 0.02])
+    s = (torch.arange(20000, dtype=torch.float64) + 0.5) / 20000
+    quad = torch.sigmoid(a[:, None] + (b - a)[:, None] * s).mean(1)
+    torch.testing.assert_close(path_mean_sigmoid(a, b), quad, rtol=1e-6, atol=1e-7)
+    m = 0.5 * (a + b)
+    torch.testing.assert_close(path_mean_sigmoid(a, b), 0.5 * (path_mean_sigmoid(a, m) + path_mean_sigmoid(m, b)),
+                               rtol=1e-6, atol=1e-6)
+    x = torch.tensor([0.3, -2.0], dtype=torch.float64, requires_grad=True)
+    path_mean_sigmoid(x, x.detach().clone()).sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_onset_path_gate_is_the_share_of_the_interval_below_the_onset():
+    """onset_path: a sweep from 3.0 to 0.8 V crosses PF6 decomposition's 1.9 V onset half-way: the
+    interval's gate is ~1/2 (the end-point gate says ~1); a sweep that stays above the onset gives ~0;
+    the first frame (no interval) takes the gate at its own voltage."""
+    names = ["EC_to_LEDC", "EMC_transesterification", "PF6_decomposition"]
+    cfg = head_config(extent_onsets=True, onset_path=True, extent_chemistry=True, reactions=names,
+                      components=["EC", "EMC", "LiPF6"])
+    head = ExtentHead(cfg).double()
+    volt = torch.tensor([[3.0, 0.8, 0.5]], dtype=torch.float64)
+    prev = torch.tensor([[3.0, 3.0, 0.8]], dtype=torch.float64)
+    el = torch.zeros(1, dtype=torch.long)
+    gate = head.onset_gate(volt, el, prev)[0]
+    assert float(gate[1, 2]) == pytest.approx(0.5, abs=0.01)
+    assert float(head.onset_gate(volt, el)[0, 1, 2]) > 0.99
+    assert float(gate[1, 0]) == pytest.approx(0.0, abs=0.02)          # EC (0.8 V) is reached only at the end
+    # 0.8 -> 0.5 V starts at EC's onset: the gate rises from 1/2 within a few widths (0.05 V)
+    assert float(gate[2, 0]) == pytest.approx(1 - 0.05 * math.log(2) / 0.3, abs=0.01)
+    assert gate[0, 2] < 1e-6 and gate[:, 1].tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="onset_path .* needs extent_onsets"):
+        head_config(onset_path=True)
+
+
+def test_power_path_share_matches_the_bent_path():
+    """onset_path_power p: against a fine quadrature of the sharp gate on V(s) = V_b + (V_a - V_b)(1 - s)^p,
+    falling and rising; p = 1 is the linear share; the power is learned per electrode and saved."""
+    from abcc_fast.model.constraints import path_power_share
+
+    s = (torch.arange(100000, dtype=torch.float64) + 0.5) / 100000
+    for p in (0.5, 1.0, 2.0, 3.5):
+        for va, vb, e in ((3.0, 0.8, 1.9), (3.0, 0.8, 1.3), (0.1, 1.5, 0.7), (0.1, 1.5, 1.4)):
+            path = vb + (va - vb) * (1 - s) ** p
+            want = float((path < e).double().mean())
+            lin = torch.tensor(float((vb + (va - vb) * (1 - s) < e).double().mean()), dtype=torch.float64)
+            got = path_power_share(lin, torch.tensor(p, dtype=torch.float64), torch.tensor(vb < va))
+            assert float(got) == pytest.approx(want, abs=1e-4), (p, va, vb, e)
+    names = ["EC_to_LEDC", "EMC_transesterification", "PF6_decomposition"]
+    cfg = head_config(extent_onsets=True, onset_path=True, onset_path_power=2.0, extent_chemistry=True,
+                      reactions=names, components=["EC", "EMC", "LiPF6"])
+    head = ExtentHead(cfg).double()
+    volt, prev = torch.tensor([[3.0, 0.8]], dtype=torch.float64), torch.tensor([[3.0, 3.0]], dtype=torch.float64)
+    gate = head.onset_gate(volt, torch.zeros(1, dtype=torch.long), prev)[0]
+    assert float(gate[1, 2]) == pytest.approx(0.5 ** 0.5, abs=0.01)   # below 1.9 V for 71 % of the interval
+    assert {n for n, _ in head.named_parameters()} >= {"path_power_raw.weight"}
+    with pytest.raises(ValueError, match="onset_path_power must be > 0.2"):
+        head_config(onset_path_power=0.1)

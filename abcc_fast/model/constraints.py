@@ -80,9 +80,29 @@ def wavenumber_smoothness(solvent: torch.Tensor, sei: torch.Tensor, static_z: to
 ONSET_DEFAULT_V = 1.0   # extent_onsets: the initial onset of a reaction the tables do not give (V vs Li/Li+)
 ONSET_ALWAYS_V = 5.0    # a tabulated onset above this marks a reaction without electrons: not gated
 ONSET_WIDTH_V = 0.05    # the gates' initial width (V)
+PATH_POWER_MIN = 0.2    # onset_path: the least power of the within-interval potential path
 
 INITIAL_RATE_LOGIT = -4.0   # the extent head's rate bias at start: softplus(-4) ~ 0.018 per unit tau
 INITIAL_RATE = math.log1p(math.exp(INITIAL_RATE_LOGIT))   # extent_passivation scales its coverage by it
+
+
+def path_mean_sigmoid(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+    """The mean of sigmoid(u) over u running linearly from a to b: (softplus(b) - softplus(a)) / (b - a)
+    (sigmoid is softplus' derivative); sigmoid((a + b) / 2) where |b - a| < eps (error O((b - a)^2))."""
+    d = b - a
+    short = d.abs() < eps
+    safe = torch.where(short, torch.ones_like(d), d)
+    return torch.where(short, torch.sigmoid(0.5 * (a + b)), (F.softplus(b) - F.softplus(a)) / safe)
+
+
+def path_power_share(share: torch.Tensor, power: torch.Tensor, falling: torch.Tensor) -> torch.Tensor:
+    """The share of an interval spent below a potential E on the path V(s) = V_b + (V_a - V_b)(1 - s)^p,
+    from its share on the linear path from V_a to V_b (``share``, in [0, 1]): share^(1/p) where V
+    falls, 1 - (1 - share)^(1/p) where it rises (exact for a sharp gate; p = 1 gives ``share`` back)."""
+    inv = 1.0 / power
+    down = share.clamp_min(1e-20).pow(inv)
+    up = 1.0 - (1.0 - share).clamp_min(1e-20).pow(inv)
+    return torch.where(falling, down, up)
 
 
 def log1p_ratio(x: torch.Tensor) -> torch.Tensor:
@@ -97,7 +117,8 @@ class ExtentHead(nn.Module):
     xi(tau_j) = sum_{i <= j} softplus(g(tau_i, V(tau_i), composition, electrode)) (tau_i - tau_{i-1}),
     plus the positive per-reaction area coefficients alpha (solvent loss) and beta (SEI gain).
     Options (``sei_from_extents`` only): ``extent_chemistry`` zeroes the rates of reactions the cell
-    cannot run, ``extent_onsets`` gates each rate below its onset potential (``onset_gate``),
+    cannot run, ``extent_onsets`` gates each rate below its onset potential (``onset_gate``; with
+    ``onset_path``, averaged over each interval's potential path),
     ``extent_passivation`` slows the passivating reactions by their film (``_passivated``)."""
 
     def __init__(self, cfg: ABCCConfig, hidden: int = 32):
@@ -133,6 +154,7 @@ class ExtentHead(nn.Module):
         """``extent_onsets``: E_k (from the tables where the reactions are named), a shift per
         (electrode, reaction) starting at 0, a width per reaction; reactions without electrons
         (EMC transesterification) are not gated."""
+        self.onset_path = cfg.onset_path
         if not cfg.extent_onsets:
             self.onset = None
             return
@@ -143,13 +165,24 @@ class ExtentHead(nn.Module):
         nn.init.zeros_(self.onset_shift.weight)
         self.onset_width_raw = nn.Parameter(torch.full((cfg.n_reactions,), math.log(math.expm1(ONSET_WIDTH_V))))
         self.register_buffer("gated", torch.tensor([float(v <= ONSET_ALWAYS_V) for v in tab]), persistent=False)
+        if cfg.onset_path:    # the path's power p = PATH_POWER_MIN + softplus(raw), per electrode
+            self.path_power_raw = nn.Embedding(cfg.n_electrodes, 1)
+            nn.init.constant_(self.path_power_raw.weight, math.log(math.expm1(cfg.onset_path_power - PATH_POWER_MIN)))
 
-    def onset_gate(self, volt: torch.Tensor, electrode: torch.Tensor) -> torch.Tensor:
+    def onset_gate(self, volt: torch.Tensor, electrode: torch.Tensor, volt_prev: torch.Tensor = None) -> torch.Tensor:
         """``extent_onsets``: [B, T', K] in (0, 1): ~1 below reaction k's onset on this electrode (volt
-        [B, T'] in V), ~0 above it; 1 for the reactions that are not gated."""
-        onset = self.onset + self.onset_shift(electrode)                                  # [B, K] V
+        [B, T'] in V), ~0 above it; 1 for the reactions that are not gated. With ``volt_prev`` [B, T']
+        (``onset_path``) the gate of interval j is the share of the interval spent below the onset on
+        the path from volt_prev[j] to volt[j]: the sigmoid's mean over a linear path
+        (``path_mean_sigmoid``), bent to the electrode's power-law path (``path_power_share``)."""
+        onset = (self.onset + self.onset_shift(electrode))[:, None]                     # [B, 1, K] V
         width = F.softplus(self.onset_width_raw) + 1e-3
-        gate = torch.sigmoid((onset[:, None] - volt[..., None]) / width)
+        if volt_prev is None:
+            gate = torch.sigmoid((onset - volt[..., None]) / width)
+        else:
+            share = path_mean_sigmoid((onset - volt_prev[..., None]) / width, (onset - volt[..., None]) / width)
+            power = PATH_POWER_MIN + F.softplus(self.path_power_raw(electrode))[:, None]      # [B, 1, 1]
+            gate = path_power_share(share, power, falling=(volt < volt_prev)[..., None])
         return self.gated * gate + (1 - self.gated)
 
     def forward(self, taus, state, composition, electrode):
@@ -163,7 +196,9 @@ class ExtentHead(nn.Module):
         h = self.net[0](feats) + self.electrode(electrode).repeat_interleave(Tp, dim=0)
         rate = F.softplus(self.net[2](self.net[1](h))).view(B, Tp, -1)       # [B, T', K] >= 0
         if self.onset is not None:
-            rate = rate * self.onset_gate(state[:, 0].view(B, Tp), electrode)
+            volt_v = state[:, 0].view(B, Tp)
+            prev = torch.cat([volt_v[:, :1], volt_v[:, :-1]], dim=1) if self.onset_path else None
+            rate = rate * self.onset_gate(volt_v, electrode, prev)
         if self.chemistry is not None:                                         # reactions the cell cannot run: 0
             rate = rate * self.chemistry.runs(composition).to(rate)[:, None]
         dtau = torch.diff(taus, dim=1, prepend=taus[:, :1]).clamp_min(0)[..., None]
