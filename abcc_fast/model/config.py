@@ -96,10 +96,10 @@ class ABCCConfig:
     extent_onsets: bool = False        # sei_from_extents: each rate gated below a learned onset potential,
                                        # rate x sigmoid((E_k + dE_k(electrode) - V) / w_k), E_k starting from
                                        # the chemistry tables' onsets (extent_chemistry names them; else 1 V)
-    onset_path: bool = False           # extent_onsets: each interval's gate is the sigmoid's mean over the
-                                       # linear potential path V(tau_{j-1}) -> V(tau_j) (closed form), not its
-                                       # value at V(tau_j): a reaction whose onset the first sweep crosses
-                                       # half-way runs for about half the interval
+    onset_path: bool = False           # extent_onsets: each interval's gate is the share of the interval spent
+                                       # below the onset on the potential path V(tau_{j-1}) -> V(tau_j) (shaped
+                                       # by onset_path_power), not its value at V(tau_j): a reaction whose onset
+                                       # a linear first sweep crosses half-way runs for half the interval
     onset_path_power: float = 1.0      # onset_path: the path's shape V(s) = V_end + (V_start - V_end)(1 - s)^p
                                        # over the interval (s: its time fraction); p starts here for every
                                        # electrode and is learned per electrode. p > 1: the potential moves
