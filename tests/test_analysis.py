@@ -290,9 +290,16 @@ def test_evaluate_on_a_tiny_dataset_with_a_tiny_model(small_dataset, tmp_path):
     assert "MCR-ALS" in table_markdown(res)
 
 
+def ds_of(path):
+    import abcc_fast.data as data
+
+    return data.load(path)
+
+
 def test_evaluate_scores_the_simulator_oracle_beside_the_methods(small_dataset, tmp_path, capsys):
     """`abcc analyze --evaluate --oracle M`: the oracle's streams (it reads the global indices) get a
-    row; their SEI is closer to the truth than SEI = 0; a negative M is refused."""
+    row; their SEI is closer to the truth than SEI = 0; a negative M, --oracle without --evaluate and
+    two models of one name are refused."""
     assert main(["analyze", "--evaluate", "--data", str(small_dataset), "--n", "3", "--split", "random",
                  "--part", "train", "--methods", "none", "--oracle", "2", "--no-progress",
                  "--out", str(tmp_path / "ev")]) == 0
@@ -306,6 +313,12 @@ def test_evaluate_scores_the_simulator_oracle_beside_the_methods(small_dataset, 
     assert main(["analyze", "--evaluate", "--data", str(small_dataset), "--oracle", "-1",
                  "--out", str(tmp_path / "ev2")]) != 0
     assert "--oracle takes the number of replicates" in capsys.readouterr().err
+    assert main(["analyze", "--data", str(small_dataset), "--sample", "0", "--oracle", "4",
+                 "--out", str(tmp_path / "ev3")]) != 0
+    assert "--oracle scores streams against synthetic truth: it needs --evaluate" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="two models share a name"):
+        evaluate(ds_of(small_dataset), n=2, split="random", part="train", model=[lambda b: b, lambda b: b],
+                 chemometric_methods=[], progress=False)
 
 
 def test_evaluate_refuses_a_model_of_another_grid(small_dataset, tmp_path):

@@ -136,7 +136,7 @@ def test_path_mean_sigmoid_is_the_mean_over_the_path():
 def test_onset_path_gate_is_the_share_of_the_interval_below_the_onset():
     """onset_path: a sweep from 3.0 to 0.8 V crosses PF6 decomposition's 1.9 V onset half-way: the
     interval's gate is ~1/2 (the end-point gate says ~1); a sweep that stays above the onset gives ~0;
-    the first frame (no interval) takes the gate at its own voltage."""
+    the first frame (no interval: its growth is 0 anyway) takes the gate at its own voltage."""
     names = ["EC_to_LEDC", "EMC_transesterification", "PF6_decomposition"]
     cfg = head_config(extent_onsets=True, onset_path=True, extent_chemistry=True, reactions=names,
                       components=["EC", "EMC", "LiPF6"])
@@ -155,26 +155,55 @@ def test_onset_path_gate_is_the_share_of_the_interval_below_the_onset():
         head_config(onset_path=True)
 
 
-def test_power_path_share_matches_the_bent_path():
-    """onset_path_power p: against a fine quadrature of the sharp gate on V(s) = V_b + (V_a - V_b)(1 - s)^p,
-    falling and rising; p = 1 is the linear share; the power is learned per electrode and saved."""
-    from abcc_fast.model.constraints import path_power_share
+def test_bent_path_gate_matches_quadrature_and_is_continuous():
+    """onset_path_power p: the chords' mean against a fine quadrature of the soft gate on
+    V(s) = V_b + (V_a - V_b)(1 - s)^p, on long paths (first polarisation) and short or flat ones
+    (a flat interval gives the gate at its potential for any p: no jump when the direction turns);
+    p = 1 is the linear closed form."""
+    from abcc_fast.model.constraints import path_mean_sigmoid_bent
 
     s = (torch.arange(100000, dtype=torch.float64) + 0.5) / 100000
+    cases = [(3.0, 0.8, 1.9), (3.0, 0.8, 1.3), (3.0, 0.8, 0.85), (0.1, 1.5, 0.7), (1.0, 1.0, 1.0),
+             (1.001, 1.0, 1.0), (0.999, 1.0, 1.0), (1.05, 0.95, 1.0), (0.9, 1.1, 1.0)]
+    w = 0.05
     for p in (0.5, 1.0, 2.0, 3.5):
-        for va, vb, e in ((3.0, 0.8, 1.9), (3.0, 0.8, 1.3), (0.1, 1.5, 0.7), (0.1, 1.5, 1.4)):
-            path = vb + (va - vb) * (1 - s) ** p
-            want = float((path < e).double().mean())
-            lin = torch.tensor(float((vb + (va - vb) * (1 - s) < e).double().mean()), dtype=torch.float64)
-            got = path_power_share(lin, torch.tensor(p, dtype=torch.float64), torch.tensor(vb < va))
-            assert float(got) == pytest.approx(want, abs=1e-4), (p, va, vb, e)
+        for va, vb, e in cases:
+            want = float(torch.sigmoid((e - (vb + (va - vb) * (1 - s) ** p)) / w).mean())
+            a, b = (torch.tensor((e - v) / w, dtype=torch.float64) for v in (va, vb))
+            got = float(path_mean_sigmoid_bent(a, b, torch.tensor(p, dtype=torch.float64)))
+            assert got == pytest.approx(want, abs=1e-8 if p == 1.0 else 0.01), (p, va, vb, e)
+        flat = path_mean_sigmoid_bent(torch.tensor(0.0), torch.tensor(0.0), torch.tensor(p))
+        assert float(flat) == pytest.approx(0.5, abs=1e-6)
+    a, b = torch.randn(50, dtype=torch.float64) * 30, torch.randn(50, dtype=torch.float64) * 30
+    torch.testing.assert_close(path_mean_sigmoid_bent(a, b, torch.ones(50, dtype=torch.float64)),
+                               path_mean_sigmoid(a, b), rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="onset_path_power must be > 0.2"):
+        head_config(onset_path_power=0.1)
+
+
+def test_onset_path_model_trains_and_reloads(tmp_path):
+    """onset_path with p from 2 in a whole ABCC: a first sweep 3.0 -> 0.1 V gives extents that are
+    finite and non-decreasing; the power gets a gradient per electrode; save and load give the same
+    extents and the learned power back."""
     names = ["EC_to_LEDC", "EMC_transesterification", "PF6_decomposition"]
     cfg = head_config(extent_onsets=True, onset_path=True, onset_path_power=2.0, extent_chemistry=True,
                       reactions=names, components=["EC", "EMC", "LiPF6"])
-    head = ExtentHead(cfg).double()
-    volt, prev = torch.tensor([[3.0, 0.8]], dtype=torch.float64), torch.tensor([[3.0, 3.0]], dtype=torch.float64)
-    gate = head.onset_gate(volt, torch.zeros(1, dtype=torch.long), prev)[0]
-    assert float(gate[1, 2]) == pytest.approx(0.5 ** 0.5, abs=0.01)   # below 1.9 V for 71 % of the interval
-    assert {n for n, _ in head.named_parameters()} >= {"path_power_raw.weight"}
-    with pytest.raises(ValueError, match="onset_path_power must be > 0.2"):
-        head_config(onset_path_power=0.1)
+    model = ABCC(cfg).double().eval()
+    B, T = 2, cfg.T
+    voltage = torch.linspace(3.0, 0.1, T, dtype=torch.float64).expand(B, T)
+    taus = torch.linspace(0, 1, T, dtype=torch.float64).expand(B, T)
+    state = model.protocol_state(voltage)
+    ctx = model.context(torch.full((B, 3), 1 / 3, dtype=torch.float64), None, voltage)
+    el = torch.tensor([0, 1])
+    xi = model.extent_head(taus, state, ctx, el)
+    assert torch.isfinite(xi).all() and (xi.diff(dim=1) >= -1e-15).all()
+    xi.sum().backward()
+    assert (model.extent_head.path_power_raw.weight.grad.abs() > 0).all()
+    with torch.no_grad():
+        model.extent_head.path_power_raw.weight[1] += 0.7
+        xi = model.extent_head(taus, state, ctx, el)
+    model.save_pretrained(tmp_path / "m")
+    back = ABCC.from_pretrained(tmp_path / "m").double().eval()
+    torch.testing.assert_close(back.extent_head.path_power_raw.weight, model.extent_head.path_power_raw.weight)
+    with torch.no_grad():
+        torch.testing.assert_close(back.extent_head(taus, state, ctx, el), xi)

@@ -228,10 +228,14 @@ def evaluate(dataset=None, n: int = DEFAULT_N, *, split: str = "random", part: s
     methods += ["no decomposition (SEI = 0)"]
     models = [] if model is None else list(model) if isinstance(model, (list, tuple)) else [model]
     predicted = []                                    # (method, streams [S, T, W] each, seconds per sample)
-    for m in models:
+    labels = [f"model {_model_name(m)}" for m in models]
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"evaluate: two models share a name ({', '.join(labels)}); give each a distinct "
+                         "`name` attribute so their rows stay apart")
+    for m, label in zip(models, labels):
         streams, t_model = _model_streams(m, ds)
-        predicted.append((f"model {_model_name(m)}", streams, t_model))
-        methods.append(predicted[-1][0])
+        predicted.append((label, streams, t_model))
+        methods.append(label)
     sample = _Samples(dataset, ds, dict(fraction=fraction, detect_au=detect_au, noise_factor=noise_factor), tol_V)
     per = {m: {"cmp": [], "decomp": [], "seconds": 0.0} for m in methods}
     bar = tqdm(total=len(ds), desc="abcc analyze --evaluate", unit="sample") if progress else None

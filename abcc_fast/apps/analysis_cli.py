@@ -76,6 +76,9 @@ def run(args) -> int:
     check_replaceable_output(args.out, MARKERS, "abcc analyze")    # before any work
     if args.evaluate:
         return _evaluate(args)
+    for flag, given in (("--model", args.model is not None), ("--oracle", args.oracle != 0)):
+        if given:
+            raise ValueError(f"{flag} scores streams against synthetic truth: it needs --evaluate")
     if args.prediction is not None and args.data is not None:
         raise ValueError("give either a prediction directory (PRED) or --data [DIR] --sample i, not both")
     if args.prediction is not None:
@@ -117,10 +120,10 @@ def _whole(out):
 def _evaluate(args) -> int:
     if args.prediction is not None:
         raise ValueError("--evaluate scores a dataset, not a prediction directory; drop PRED (use --data DIR)")
-    methods = _methods(args.methods)
-    ds = data.load(args.data) if args.data else None
     if args.oracle < 0:
         raise ValueError(f"--oracle takes the number of replicates (e.g. 16; 0: none), got {args.oracle}")
+    methods = _methods(args.methods)
+    ds = data.load(args.data) if args.data else None
     models = [StreamsPredictor(args.model)] if args.model is not None else []   # a saved model's streams
     if args.oracle:
         dset = ds if ds is not None else data.default_dataset(progress=not args.no_progress)

@@ -81,6 +81,7 @@ ONSET_DEFAULT_V = 1.0   # extent_onsets: the initial onset of a reaction the tab
 ONSET_ALWAYS_V = 5.0    # a tabulated onset above this marks a reaction without electrons: not gated
 ONSET_WIDTH_V = 0.05    # the gates' initial width (V)
 PATH_POWER_MIN = 0.2    # onset_path: the least power of the within-interval potential path
+PATH_PIECES = 16        # onset_path: chords the bent path is averaged over
 
 INITIAL_RATE_LOGIT = -4.0   # the extent head's rate bias at start: softplus(-4) ~ 0.018 per unit tau
 INITIAL_RATE = math.log1p(math.exp(INITIAL_RATE_LOGIT))   # extent_passivation scales its coverage by it
@@ -95,14 +96,16 @@ def path_mean_sigmoid(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-2) -> to
     return torch.where(short, torch.sigmoid(0.5 * (a + b)), (F.softplus(b) - F.softplus(a)) / safe)
 
 
-def path_power_share(share: torch.Tensor, power: torch.Tensor, falling: torch.Tensor) -> torch.Tensor:
-    """The share of an interval spent below a potential E on the path V(s) = V_b + (V_a - V_b)(1 - s)^p,
-    from its share on the linear path from V_a to V_b (``share``, in [0, 1]): share^(1/p) where V
-    falls, 1 - (1 - share)^(1/p) where it rises (exact for a sharp gate; p = 1 gives ``share`` back)."""
-    inv = 1.0 / power
-    down = share.clamp_min(1e-20).pow(inv)
-    up = 1.0 - (1.0 - share).clamp_min(1e-20).pow(inv)
-    return torch.where(falling, down, up)
+def path_mean_sigmoid_bent(a: torch.Tensor, b: torch.Tensor, power: torch.Tensor,
+                           pieces: int = PATH_PIECES) -> torch.Tensor:
+    """The mean of sigmoid(u) over an interval whose argument runs u(s) = b + (a - b)(1 - s)^p,
+    s in [0, 1] (a power-law potential path seen through the gate's affine map): the path as
+    ``pieces`` chords of equal duration between its points at s = i / pieces, each chord's mean in
+    closed form (``path_mean_sigmoid``). A flat interval gives sigmoid(a) for any p; p = 1 gives the
+    linear path exactly; a sharp gate's share is exact at the chords' ends."""
+    s = torch.linspace(0.0, 1.0, pieces + 1, dtype=a.dtype, device=a.device)
+    knots = b[..., None] + (a - b)[..., None] * (1 - s) ** power[..., None]        # [..., pieces + 1]
+    return path_mean_sigmoid(knots[..., :-1], knots[..., 1:]).mean(-1)
 
 
 def log1p_ratio(x: torch.Tensor) -> torch.Tensor:
@@ -173,16 +176,16 @@ class ExtentHead(nn.Module):
         """``extent_onsets``: [B, T', K] in (0, 1): ~1 below reaction k's onset on this electrode (volt
         [B, T'] in V), ~0 above it; 1 for the reactions that are not gated. With ``volt_prev`` [B, T']
         (``onset_path``) the gate of interval j is the share of the interval spent below the onset on
-        the path from volt_prev[j] to volt[j]: the sigmoid's mean over a linear path
-        (``path_mean_sigmoid``), bent to the electrode's power-law path (``path_power_share``)."""
+        the path from volt_prev[j] to volt[j]: the sigmoid's mean over the electrode's power-law
+        path (``path_mean_sigmoid_bent``; linear for p = 1)."""
         onset = (self.onset + self.onset_shift(electrode))[:, None]                     # [B, 1, K] V
         width = F.softplus(self.onset_width_raw) + 1e-3
         if volt_prev is None:
             gate = torch.sigmoid((onset - volt[..., None]) / width)
         else:
-            share = path_mean_sigmoid((onset - volt_prev[..., None]) / width, (onset - volt[..., None]) / width)
             power = PATH_POWER_MIN + F.softplus(self.path_power_raw(electrode))[:, None]      # [B, 1, 1]
-            gate = path_power_share(share, power, falling=(volt < volt_prev)[..., None])
+            gate = path_mean_sigmoid_bent((onset - volt_prev[..., None]) / width, (onset - volt[..., None]) / width,
+                                          power.expand(-1, volt.shape[1], onset.shape[-1]))
         return self.gated * gate + (1 - self.gated)
 
     def forward(self, taus, state, composition, electrode):
