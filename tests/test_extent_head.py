@@ -25,6 +25,16 @@ def passivated(head: ExtentHead, growth: torch.Tensor) -> torch.Tensor:
     return head._passivated(growth.double())
 
 
+def sweep_inputs(model: ABCC, B: int = 2):
+    """The extent head's inputs for B cells of one composition on a first sweep 3.0 -> 0.1 V over the
+    model's T frames: taus, protocol state, context."""
+    T = model.config.T
+    voltage = torch.linspace(3.0, 0.1, T, dtype=torch.float64).expand(B, T)
+    taus = torch.linspace(0, 1, T, dtype=torch.float64).expand(B, T)
+    ctx = model.context(torch.full((B, 3), 1 / 3, dtype=torch.float64), None, voltage)
+    return taus, model.protocol_state(voltage), ctx
+
+
 def test_log1p_ratio_is_smooth_through_zero():
     x = torch.tensor([0.0, 1e-8, 9.99e-5, 1.001e-4, 0.3, 7.0], dtype=torch.float64, requires_grad=True)
     y = log1p_ratio(x)
@@ -76,12 +86,8 @@ def test_passivation_default_is_a_burst_and_trains(tmp_path):
     intervals (a straight line gives 1/7); the coverage gets a gradient; save and load keep it."""
     cfg = head_config(extent_passivation=30.0)
     model = ABCC(cfg).double().eval()
-    B, T = 2, cfg.T
-    voltage = torch.linspace(3.0, 0.1, T, dtype=torch.float64).expand(B, T)
-    taus = torch.linspace(0, 1, T, dtype=torch.float64).expand(B, T)
-    state = model.protocol_state(voltage)
-    ctx = model.context(torch.full((B, 3), 1 / 3, dtype=torch.float64), None, voltage)
-    xi = model.extent_head(taus, state, ctx, torch.zeros(B, dtype=torch.long))
+    taus, state, ctx = sweep_inputs(model)
+    xi = model.extent_head(taus, state, ctx, torch.zeros(2, dtype=torch.long))
     assert (xi[:, 1] / xi[:, -1] > 0.2).all()
     xi.sum().backward()
     assert model.extent_head.log_cover.grad.abs().sum() > 0
@@ -189,11 +195,7 @@ def test_onset_path_model_trains_and_reloads(tmp_path):
     cfg = head_config(extent_onsets=True, onset_path=True, onset_path_power=2.0, extent_chemistry=True,
                       reactions=names, components=["EC", "EMC", "LiPF6"])
     model = ABCC(cfg).double().eval()
-    B, T = 2, cfg.T
-    voltage = torch.linspace(3.0, 0.1, T, dtype=torch.float64).expand(B, T)
-    taus = torch.linspace(0, 1, T, dtype=torch.float64).expand(B, T)
-    state = model.protocol_state(voltage)
-    ctx = model.context(torch.full((B, 3), 1 / 3, dtype=torch.float64), None, voltage)
+    taus, state, ctx = sweep_inputs(model)
     el = torch.tensor([0, 1])
     xi = model.extent_head(taus, state, ctx, el)
     assert torch.isfinite(xi).all() and (xi.diff(dim=1) >= -1e-15).all()
