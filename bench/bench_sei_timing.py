@@ -11,7 +11,8 @@ frame-1 fraction right to about 15-20 % (relative) for products that form in the
     OMP_NUM_THREADS=1 python -m bench.bench_sei_timing --model RUN/model --out FILE.md
     OMP_NUM_THREADS=1 python -m bench.bench_sei_timing --model oracle --out FILE.md
 
-Products whose largest true band is below the detection threshold (5e-4 AU) are left out.
+Products whose largest true band is below the detection threshold (``pathway.DEFAULT_DETECT_AU``,
+5e-4 AU) are left out.
 """
 import argparse
 import collections
@@ -21,29 +22,21 @@ import torch
 
 from abcc_fast._atomic import write_text
 from abcc_fast.analysis import evaluation as E
-from abcc_fast.analysis.pathway import components_of, default_products, fit_amounts
-from abcc_fast.data import chemistry as chem
+from abcc_fast.analysis.pathway import DEFAULT_DETECT_AU, fit_amounts
 from abcc_fast.data import default_dataset
-from abcc_fast.data.templates import product_templates
 from abcc_fast.opirbench.oracle import SimulatorOracle
 from abcc_fast.train.predict import StreamsPredictor
 
-DETECT_AU = 5e-4
-
-
 def _rows(ds, sub, streams) -> dict:
     """product -> array [n, 7]: true f1, f2, predicted f1, f2, true max, predicted max, electrode."""
-    S = E._Samples(ds, sub, dict(fraction=0.1, detect_au=DETECT_AU, noise_factor=2.0), 0.1)
+    S = E._Samples(ds, sub, {}, E.DEFAULT_TOL_V)
     rows = collections.defaultdict(list)
     for s in range(len(sub)):
-        comps = components_of(S.composition[s], S.names_all)
-        products = default_products(S.wn, comps, S.resolution)
-        tpl = product_templates(S.wn, products, S.resolution)
-        truth = S.amounts_true[s][:, [chem.FILM_SPECIES.index(p) for p in products]]
+        _, products, tpl, truth = S.products(s)
         est = fit_amounts(streams["sei"][s], tpl)["amounts"]
         for j, p in enumerate(products):
             top_t, top_e = truth[:, j].max(), max(est[:, j].max(), 1e-12)
-            if top_t * tpl.peak[j] < DETECT_AU:
+            if top_t * tpl.peak[j] < DEFAULT_DETECT_AU:
                 continue
             rows[p].append([truth[1, j] / top_t, truth[2, j] / top_t, est[1, j] / top_e, est[2, j] / top_e,
                             top_t, top_e, int(sub.electrode[s])])

@@ -284,15 +284,19 @@ class _Samples:
         self.composition = ds.composition
         self.onset_kw, self.tol_V = onset_kw, tol_V
 
-    def score_all(self, s: int, per: dict, methods: list, chemometric_methods, model_streams: list):
-        """Every method's estimate of sample ``s``, compared with the truth, into ``per``;
-        ``model_streams``: (method, {"sei", "solvent"} of this sample, seconds per sample) per model."""
+    def products(self, s: int):
+        """Sample ``s``'s components, the film products its electrolyte can form, their templates
+        and their true amounts [T, P] (mol/L)."""
         comps = components_of(self.composition[s], self.names_all)
         products = default_products(self.wn, comps, self.resolution)
         tpl = product_templates(self.wn, products, self.resolution)
-        idx = [chem.FILM_SPECIES.index(p) for p in products]
-        truth = onsets(self.amounts_true[s][:, idx], self.voltage[s], self.time_s[s], products, tpl.peak,
-                       **self.onset_kw)
+        return comps, products, tpl, self.amounts_true[s][:, [chem.FILM_SPECIES.index(p) for p in products]]
+
+    def score_all(self, s: int, per: dict, methods: list, chemometric_methods, model_streams: list):
+        """Every method's estimate of sample ``s``, compared with the truth, into ``per``;
+        ``model_streams``: (method, {"sei", "solvent"} of this sample, seconds per sample) per model."""
+        comps, products, tpl, amounts = self.products(s)
+        truth = onsets(amounts, self.voltage[s], self.time_s[s], products, tpl.peak, **self.onset_kw)
         sei, solvent, frames = self.sei[s], self.solvent[s], self.frames[s]
 
         def score(method, sei_est, solvent_est, noise_rms=None, seconds=0.0, decomp=None):
