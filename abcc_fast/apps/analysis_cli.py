@@ -125,10 +125,9 @@ def _evaluate(args) -> int:
     methods = _methods(args.methods)
     ds = data.load(args.data) if args.data else None
     models = [StreamsPredictor(args.model)] if args.model is not None else []   # a saved model's streams
-    if args.oracle:
-        dset = ds if ds is not None else data.default_dataset(progress=not args.no_progress)
-        models.append(SimulatorOracle(dset.manifest, replicates=args.oracle))
-        ds = dset
+    if args.oracle:                      # the oracle re-simulates from the dataset's manifest
+        ds = ds if ds is not None else data.default_dataset(progress=not args.no_progress)
+        models.append(SimulatorOracle(ds.manifest, replicates=args.oracle))
     result = evaluate(ds, args.n, split=args.split, part=args.part, model=models, chemometric_methods=methods,
                       fraction=args.fraction, detect_au=args.detect_au, progress=not args.no_progress)
     with _whole(args.out) as tmp:

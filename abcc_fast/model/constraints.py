@@ -185,7 +185,7 @@ class ExtentHead(nn.Module):
         else:
             power = PATH_POWER_MIN + F.softplus(self.path_power_raw(electrode))[:, None]      # [B, 1, 1]
             gate = path_mean_sigmoid_bent((onset - volt_prev[..., None]) / width, (onset - volt[..., None]) / width,
-                                          power.expand(-1, volt.shape[1], onset.shape[-1]))
+                                          power)
         return self.gated * gate + (1 - self.gated)
 
     def forward(self, taus, state, composition, electrode):
