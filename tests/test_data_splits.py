@@ -53,6 +53,31 @@ def test_loso_folds(ds):
         ds.split("random", "training")
 
 
+def test_inner_folds_hold_out_training_systems_only(ds):
+    """inner:<k> never touches the system split's test systems: fold k trains on the system
+    split's train part less one training system and tests on all of that system."""
+    sp = ds.manifest["splits"]["system"]
+    test_systems = set(sp["held_out_indices"])
+    seen = []
+    for k in range(8):
+        tr, va, te = (ds.split(f"inner:{k}", part) for part in ("train", "val", "test"))
+        held = te.system.unique().tolist()
+        assert len(held) == 1 and held[0] not in test_systems
+        seen.append(held[0])
+        assert len(te) == int((ds.system == held[0]).sum())
+        for part, whole in ((tr, "train"), (va, "val")):
+            assert not set(part.system.tolist()) & (test_systems | {held[0]})
+            assert set(part.index.tolist()) <= set(sp[whole])
+        assert len(tr) + len(va) + len(te) == len(sp["train"]) + len(sp["val"])
+    assert sorted(seen) == sorted(set(range(10)) - test_systems)
+    with pytest.raises(ValueError, match="has 8 inner"):
+        ds.split("inner:8", "test")
+    with pytest.raises(ValueError, match="'inner:<fold number>'"):
+        ds.split("inner:x", "test")
+    mean, std = ds.norm_stats("inner:2")                         # not stored: computed from the train part
+    assert mean == pytest.approx(float(ds.split("inner:2", "train").frames.double().mean()), rel=1e-6)
+
+
 def test_normalization_is_training_frames_stats(ds):
     for name in ("random", "system", "loso:3"):
         mean, std = ds.norm_stats(name)

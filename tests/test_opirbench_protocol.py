@@ -111,6 +111,15 @@ def test_loso_reports_mean_and_std(ds):
     assert r.metrics["mae_std"] == pytest.approx(np.std(vals, ddof=1))
 
 
+def test_inner_folds_evaluate_like_loso(ds):
+    r = evaluate(Persistence(), ds, "inner", metrics=["mae"], progress=False)
+    held = set(ds.manifest["splits"]["system"]["held_out_indices"])
+    assert len(r.folds) == 8 and r.n_samples == int((~torch.isin(ds.system, torch.tensor(sorted(held)))).sum())
+    assert r.metrics["mae"] == pytest.approx(np.mean([f.metrics["mae"] for f in r.folds]))
+    with pytest.raises(ValueError, match="unknown split"):
+        evaluate(Persistence(), ds, "inner2", metrics=["mae"], progress=False)
+
+
 @pytest.mark.parametrize("bad, match", [
     (lambda b: {"frames": b["static"].unsqueeze(1)}, "has shape"),
     (lambda b: {"frames": Persistence()(b)["frames"] * float("nan")}, "NaN/Inf"),

@@ -31,8 +31,10 @@ def register(subparsers) -> None:
         formatter_class=HelpFormatter)
     p.add_argument("--model", action="append", default=[], metavar="NAME|PATH",
                    help="persistence, frame0, or the path of a saved model; repeat for several")
-    p.add_argument("--split", default="random", choices=["random", "system", "loso"],
-                   help="random 80/10/10, system (held-out systems), or loso (leave-one-system-out, all folds)")
+    p.add_argument("--split", default="random",
+                   help="random 80/10/10, system (held-out systems), loso (leave-one-system-out, all folds), "
+                        "loso:<k> (one fold), inner or inner:<k> (the system split's training systems held out "
+                        "one at a time: choose a model for unseen systems without its test systems)")
     p.add_argument("--part", default="test", choices=["train", "val", "test"])
     p.add_argument("--data", default=None, metavar="PATH",
                    help="dataset directory (default: the embedded OpIRSim default dataset)")
@@ -113,9 +115,9 @@ def run(args) -> int:
         oracle = SimulatorOracle(dataset.manifest, replicates=args.oracle)
         predictors.insert(len(REFERENCES), (oracle.name, oracle))
     if args.transfer_oracle:
-        if args.split == "loso":
+        if args.split in ("loso", "inner"):
             raise ValueError("--transfer-oracle: each loso fold has its own training part; score one fold at a time "
-                             "(--split loso:<k>)")
+                             "(--split loso:<k> or inner:<k>)")
         know = training_knowledge(dataset, args.split)
         oracle = SimulatorOracle(dataset.manifest, replicates=args.oracle, knowledge=know)
         print(f"transfer oracle on {args.split}: left out {', '.join(know['unseen']) or 'nothing'}", flush=True)

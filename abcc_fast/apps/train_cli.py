@@ -44,7 +44,7 @@ def _add_train(subparsers) -> None:
         formatter_class=FMT)
     p.add_argument("--data", default=None, metavar="PATH",
                    help="dataset directory (default: the embedded OpIRSim default dataset, generated on first use)")
-    p.add_argument("--split", default="random", help="random, system or loso:<k> (trains on its train part)")
+    p.add_argument("--split", default="random", help="random, system, loso:<k> or inner:<k> (trains on its train part)")
     p.add_argument("--preset", default="cpu", choices=list(CLI_PRESETS), help="model + training preset")
     p.add_argument("--model", default="abcc", metavar="NAME", choices=MODEL_NAMES,
                    help="abcc, or an OpIRBench baseline: " + ", ".join(MODEL_NAMES[1:]) +
@@ -105,7 +105,7 @@ def _add_calibrate(subparsers) -> None:
         formatter_class=FMT)
     c.add_argument("--model", required=True, metavar="DIR", help="ABCC model directory written by abcc train (DIR/model)")
     c.add_argument("--data", default=None, metavar="PATH", help="dataset directory (default: the embedded dataset)")
-    c.add_argument("--split", default="random", help="the split the model was trained on (random, system, loso:<k>)")
+    c.add_argument("--split", default="random", help="the split the model was trained on (random, system, loso:<k>, inner:<k>)")
     c.add_argument("--samples", type=int, default=8, metavar="K", help="stochastic samples (>= 2)")
     c.add_argument("--noise", type=float, default=0.002, metavar="AU", help="source-state noise")
     c.add_argument("--max-samples", type=int, default=128, metavar="N",

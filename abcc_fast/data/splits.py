@@ -86,25 +86,54 @@ def make_splits(system: torch.Tensor, n_systems: int, seed: int = 0,
 
 
 def split_names(splits: dict) -> list[str]:
-    """All split names a dataset answers to: "random", "system", "loso:0", ..."""
+    """The stored split names: "random", "system", "loso:0", ... (the ``inner:<k>`` folds are
+    derived from them on demand and have no stored normalisation)."""
     names = [k for k in splits if k != "loso"]
     names += [f"loso:{k}" for k in range(len(splits.get("loso") or []))]
     return names
 
 
+def inner_folds(splits: dict) -> list[dict]:
+    """Leave-one-training-system-out folds *inside* the ``system`` split, for choosing a model
+    for unseen systems without looking at the system split's test systems: fold k tests on every
+    sample of the k-th system the system split trains on; train and val are the system split's own
+    parts without that system. Derived from the ``system`` split and the ``loso`` folds (no
+    stored state, no randomness); [] when either is missing."""
+    system, folds = splits.get("system"), splits.get("loso") or []
+    if not system or not folds:
+        return []
+    held = set(system.get("held_out_indices") or [])
+    out = []
+    for fold in folds:
+        if fold["held_out_index"] in held:
+            continue
+        test = set(fold["test"])
+        out.append({"held_out_index": fold["held_out_index"], "held_out_system": fold["held_out_system"],
+                    "train": [i for i in system["train"] if i not in test],
+                    "val": [i for i in system["val"] if i not in test],
+                    "test": sorted(test)})
+    return out
+
+
+def _fold(name: str, family: str, folds: list) -> dict:
+    prefix, _, number = name.partition(":")
+    try:
+        k = int(number)
+    except ValueError:
+        raise ValueError(f"bad split name {name!r}: use '{prefix}:<fold number>'") from None
+    if not 0 <= k < len(folds):
+        raise ValueError(f"split {name!r}: the dataset has {len(folds)} {family} folds (0..{len(folds) - 1})")
+    return folds[k]
+
+
 def split_entry(manifest: dict, name: str) -> dict:
-    """The {"train", "val", "test"} index lists of split ``name`` in a manifest."""
+    """The {"train", "val", "test"} index lists of split ``name`` in a manifest: "random",
+    "system", "loso:<k>" or "inner:<k>" (:func:`inner_folds`)."""
     splits = manifest.get("splits") or {}
+    if name.startswith("inner:"):
+        return _fold(name, "inner (leave-one-training-system-out)", inner_folds(splits))
     if name.startswith("loso:"):
-        try:
-            k = int(name.split(":", 1)[1])
-        except ValueError:
-            raise ValueError(f"bad split name {name!r}: use 'loso:<fold number>'") from None
-        folds = splits.get("loso") or []
-        if not 0 <= k < len(folds):
-            raise ValueError(f"split {name!r}: the dataset has {len(folds)} leave-one-system-out folds "
-                             f"(0..{len(folds) - 1})")
-        return folds[k]
+        return _fold(name, "leave-one-system-out", splits.get("loso") or [])
     if name not in splits or name == "loso":
         known = [s for s in splits if s != "loso"] + [f"loso:0..{len(splits.get('loso') or []) - 1}"]
         raise ValueError(f"unknown split {name!r}; this dataset has {known}")

@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import load
+from ..data.splits import inner_folds
 from .metrics import ALL_METRICS, METRICS_VERSION, MetricContext, check_metric_names, score_batch
 
 INPUT_FIELDS = ("static", "voltage", "time_s", "composition", "electrode", "system")
@@ -203,14 +204,22 @@ class EvalResult:
 
 
 def _split_names(dataset, split: str) -> list[str]:
-    if split in ("random", "system") or split.startswith("loso:"):
+    if split in ("random", "system") or split.startswith(("loso:", "inner:")):
         return [split]
+    splits = dataset.manifest.get("splits") or {}
     if split == "loso":
-        folds = (dataset.manifest.get("splits") or {}).get("loso") or []
+        folds = splits.get("loso") or []
         if not folds:
             raise ValueError("split 'loso': this dataset has no leave-one-system-out folds in its manifest")
         return [f"loso:{k}" for k in range(len(folds))]
-    raise ValueError(f"unknown split {split!r}; choose 'random', 'system', 'loso' or 'loso:<k>'")
+    if split == "inner":
+        folds = inner_folds(splits)
+        if not folds:
+            raise ValueError("split 'inner': this dataset has no system split with leave-one-system-out "
+                             "folds to derive the inner folds from")
+        return [f"inner:{k}" for k in range(len(folds))]
+    raise ValueError(f"unknown split {split!r}; choose 'random', 'system', 'loso', 'loso:<k>', 'inner' "
+                     "or 'inner:<k>'")
 
 
 def _check_prediction(out, B: int, T: int, W: int, key: str, model: str, first: int) -> torch.Tensor:
@@ -315,7 +324,9 @@ def evaluate(predict_fn: Callable, dataset, split: str = "random", part: str = "
     """Score ``predict_fn`` on ``part`` of ``split`` of ``dataset`` with the OpIRBench metrics.
 
     split: "random", "system", "loso:<k>" (one fold) or "loso" (all folds; ``metrics`` then holds
-    the mean over folds, ``metrics[key + "_std"]`` the std, and ``folds`` each fold's result).
+    the mean over folds, ``metrics[key + "_std"]`` the std, and ``folds`` each fold's result);
+    "inner:<k>" / "inner" likewise for the system split's own training systems held out one at a
+    time (model selection for unseen systems; ``abcc_fast.data.splits.inner_folds``).
     ``predict_fn`` may be a reference name or model path, ``dataset`` a dataset directory.
     ``num_threads``: CPU threads (torch and the OpenMP kernels) while scoring, restored after;
     None leaves the setting alone. On an oversubscribed machine 1 thread can be several times
