@@ -273,7 +273,7 @@ def test_evaluate_on_a_tiny_dataset_with_a_tiny_model(small_dataset, tmp_path):
     res = evaluate(ds, n=4, split="random", part="train", model=StreamsPredictor(model_dir),
                    chemometric_methods=[("nmf", "difference", 2), ("mcr_als", "frames", 2)], progress=False)
     rows = {r["method"]: r for r in res["rows"]}
-    assert len(rows) == 6 and res["config"]["n_samples"] == 4
+    assert len(rows) == 7 and res["config"]["n_samples"] == 4      # the model's streams and its frames' fit
     truth = rows["truth streams + NNLS"]
     assert truth["decomp_sei"] < 1e-6
     if truth["products_formed"]:
@@ -306,7 +306,7 @@ def test_evaluate_scores_the_simulator_oracle_beside_the_methods(small_dataset, 
     res = json.loads(next((tmp_path / "ev").glob("*.json")).read_text())
     rows = {r["method"]: r for r in res["rows"]}
     assert list(rows) == ["truth streams + NNLS", "template fit (frames)", "no decomposition (SEI = 0)",
-                          "model oracle (M=2)"]
+                          "model oracle (M=2)", "model oracle (M=2), template fit of its frames"]
     assert rows["model oracle (M=2)"]["decomp_sei"] < rows["no decomposition (SEI = 0)"]["decomp_sei"]
     assert res["config"]["model"] == "oracle (M=2)"
     capsys.readouterr()
@@ -319,6 +319,36 @@ def test_evaluate_scores_the_simulator_oracle_beside_the_methods(small_dataset, 
     with pytest.raises(ValueError, match="two models share a name"):
         evaluate(ds_of(small_dataset), n=2, split="random", part="train", model=[lambda b: b, lambda b: b],
                  chemometric_methods=[], progress=False)
+
+
+def test_a_model_returning_the_true_frames_gets_the_frames_template_fit_row(small_dataset):
+    """The row "<model>, template fit of its frames" runs the frames template fit on the model's
+    predicted frames: a predictor that returns the measured frames scores exactly like the
+    "template fit (frames)" row; one without frames gets no such row."""
+    ds = ds_of(small_dataset)
+
+    class TrueFrames:
+        name, needs_index = "true frames", True
+
+        def __call__(self, batch):
+            i = batch["index"]
+            return {"frames": ds.frames[i], "solvent": ds.solvent[i], "sei": ds.sei[i]}
+
+    res = evaluate(ds, n=4, split="random", part="train", model=[TrueFrames(), _StreamsOnly()],
+                   chemometric_methods=[], progress=False)
+    rows = {r["method"]: r for r in res["rows"]}
+    fit, ref = rows["model true frames, template fit of its frames"], rows["template fit (frames)"]
+    for key in ("decomp", "onset_within_tol", "recall", "false_products", "order_pairs"):
+        assert fit[key] == pytest.approx(ref[key], rel=1e-6, abs=1e-9) or (np.isnan(fit[key]) and np.isnan(ref[key]))
+    assert "model streams only" in rows and "model streams only, template fit of its frames" not in rows
+
+
+class _StreamsOnly:
+    name, needs_index = "streams only", False
+
+    def __call__(self, batch):
+        z = torch.zeros_like(batch["static"])[:, None].expand(-1, batch["voltage"].shape[1], -1)
+        return {"solvent": z, "sei": z}
 
 
 def test_evaluate_refuses_a_model_of_another_grid(small_dataset, tmp_path):

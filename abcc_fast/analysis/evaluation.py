@@ -21,7 +21,9 @@ Methods (rows of the table):
   protocol, composition, electrode): any callable ``model(batch) -> {"solvent", "sei"}`` on batches of
   ``static``, ``voltage``, ``composition``, ``electrode``, ``time_s``, ``wavenumber``; a saved model
   directory becomes one with ``abcc_fast.train.StreamsPredictor`` (what ``abcc analyze --evaluate
-  --model DIR`` does). ``opirbench.SimulatorOracle`` is one too (``--oracle M``): its streams are the
+  --model DIR`` does); when it also returns ``frames``, a second row (``FRAMES_FIT_SUFFIX``) scores
+  the template fit of its predicted frames, what ``abcc analyze PRED --source frames`` gives for a
+  prediction. ``opirbench.SimulatorOracle`` is one too (``--oracle M``): its streams are the
   conditional mean over the draws no input reveals: what the best predictor of these inputs (in
   squared error) would give the pathway analysis. A reference, not a strict bound on the pathway
   scores (the mean of the hidden kinetics' curves is smoother than any one of them).
@@ -65,6 +67,7 @@ from .pathway import (DEFAULT_DETECT_AU, DEFAULT_FRACTION, DEFAULT_NOISE_FACTOR,
 from ..data.templates import product_templates
 
 DEFAULT_N = 200
+FRAMES_FIT_SUFFIX = ", template fit of its frames"
 DEFAULT_TOL_V = 0.1
 ORDER_GAP_FRAMES = 1.0
 CHEMOMETRIC_METHODS = tuple((m, mode, k) for m in ("mcr_als", "nmf") for mode in ("frames", "difference")
@@ -181,7 +184,7 @@ def _model_streams(model: Callable, ds) -> tuple[dict, float]:
     """Predicted {"solvent", "sei"} [S, T, W] of ``model`` for the samples of ``ds`` (batches of 32), and
     the seconds per sample it took."""
     t0 = time.perf_counter()
-    out = {"solvent": [], "sei": []}
+    out = {"solvent": [], "sei": [], "frames": []}
     with torch.no_grad():
         for lo in range(0, len(ds), 32):
             sl = slice(lo, lo + 32)
@@ -190,12 +193,16 @@ def _model_streams(model: Callable, ds) -> tuple[dict, float]:
             if getattr(model, "needs_index", False):      # the simulator oracle reads the global indices
                 batch["index"] = ds.index[sl]
             pred = model(batch)
-            for k in out:
+            for k in ("solvent", "sei"):
                 if pred.get(k) is None:
                     raise ValueError(f"the model {_model_name(model)} returns no {k!r} stream; it cannot be "
                                      "decomposed")
-                out[k].append(pred[k].detach().float().cpu().numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}, (time.perf_counter() - t0) / len(ds)
+            for k in out:
+                if pred.get(k) is not None:
+                    out[k].append(pred[k].detach().float().cpu().numpy())
+    if len(out["frames"]) not in (0, len(out["sei"])):
+        raise ValueError(f"the model {_model_name(model)} returns 'frames' for some batches only")
+    return {k: np.concatenate(v) for k, v in out.items() if v}, (time.perf_counter() - t0) / len(ds)
 
 
 def _model_name(model: Callable) -> str:
@@ -236,6 +243,8 @@ def evaluate(dataset=None, n: int = DEFAULT_N, *, split: str = "random", part: s
         streams, t_model = _model_streams(m, ds)
         predicted.append((label, streams, t_model))
         methods.append(label)
+        if "frames" in streams:
+            methods.append(label + FRAMES_FIT_SUFFIX)
     sample = _Samples(dataset, ds, dict(fraction=fraction, detect_au=detect_au, noise_factor=noise_factor), tol_V)
     per = {m: {"cmp": [], "decomp": [], "seconds": 0.0} for m in methods}
     bar = tqdm(total=len(ds), desc="abcc analyze --evaluate", unit="sample") if progress else None
@@ -323,6 +332,11 @@ class _Samples:
         score("no decomposition (SEI = 0)", np.zeros_like(sei), frames)
         for name, streams, t_model in model_streams:
             score(name, streams["sei"], streams["solvent"], None, t_model)
+            if "frames" in streams:         # the template fit applied to the model's predicted frames
+                t0 = time.perf_counter()
+                est = estimate_streams(streams["frames"], self.wn, tpl, comps, self.resolution)
+                score(name + FRAMES_FIT_SUFFIX, est["sei"], est["solvent"], est["residual_rms"],
+                      t_model + time.perf_counter() - t0)
 
 
 DEFINITIONS = {

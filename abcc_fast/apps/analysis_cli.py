@@ -47,7 +47,8 @@ def register(subparsers) -> None:
     p.add_argument("--part", default="test", choices=["train", "val", "test"],
                    help="--evaluate: the part of --split scored (val for design screening, test for published rows)")
     p.add_argument("--model", default=None, metavar="DIR",
-                   help="--evaluate: also score the streams of this saved ABCC model (abcc train's DIR/model)")
+                   help="--evaluate: also score the streams of this saved ABCC model (abcc train's DIR/model) and the template "
+                        "fit of its predicted frames (a second row)")
     p.add_argument("--oracle", type=int, default=0, metavar="M",
                    help="--evaluate: also score the simulator oracle's streams (M replicates, e.g. 16; OpIRSim data "
                         "only): what the best predictor of these inputs gives the pathway analysis")
