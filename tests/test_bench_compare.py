@@ -35,3 +35,27 @@ def test_compare_pairs_rows_and_peers_of_each_run(tmp_path, monkeypatch):
                                ("forward+backward", None, 9.0, None, 6.3, None, 0.7)]
     text = md.read_text()
     assert "git aaa" in text and "git bbb" in text and "| 2.00 | 1.00 | 3.00 | 5.00 | 1.5 | 5.0 |" in text
+
+
+def test_paired_folds_compares_runs_by_fold_and_seed(tmp_path):
+    """bench_paired_folds pairs each variant with the base on the same fold and seed (ratios, so a
+    hard fold does not outweigh the others), skips rows without a fold, and refuses a missing base."""
+    import pytest
+
+    from bench import bench_paired_folds
+
+    rows = []
+    for k, (base, var) in enumerate([(0.01, 0.012), (0.1, 0.09), (0.002, 0.002)]):
+        for entry, mse in (("abcc", base), ("abcc_x", var)):
+            rows.append({"entry": entry, "split": f"inner:{k}", "seed": 0, "mse": mse, "decomp_sei": 1e-4,
+                         "decomp_solvent": 2e-4, "cfg": {"w": k}})
+    rows.append({"entry": "abcc", "split": "random", "seed": 0, "mse": 9.0, "decomp_sei": 0, "decomp_solvent": 0,
+                 "cfg": {}})
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = bench_paired_folds.table(bench_paired_folds.load_rows(str(path)), "abcc")
+    line = next(x for x in md.splitlines() if x.startswith("| abcc_x |"))
+    assert "| 3 |" in line and "+3.3 % ± 15.3 %" in line and "| 1/3 |" in line     # (+20, -10, 0) %
+    assert "| inner:1 | 0.10000 | -10.0 % |" in md
+    with pytest.raises(SystemExit, match="no rows of the base entry"):
+        bench_paired_folds.table(bench_paired_folds.load_rows(str(path)), "mlp")

@@ -1,0 +1,80 @@
+"""Design runs on several folds (``inner:<k>``, ``loso:<k>``), paired by fold and seed against a base
+entry (markdown on stdout).
+
+Usage (from the repository root)::
+
+    python -m bench.bench_paired_folds bench/results/abcc_inner_physics/runs.jsonl --base abcc_def
+
+Reads the rows of ``bench.bench_abcc_design`` (one JSON object per line) whose split has a fold
+number. Folds differ several-fold in MSE (a held-out system can be ten times harder than another),
+so each variant is compared with the base as a ratio, run by run (same fold, same seed), and the
+ratios are averaged; the plain means are shown beside them.
+"""
+import argparse
+import json
+from collections import defaultdict
+
+import numpy as np
+
+
+def load_rows(path: str) -> dict:
+    """{entry: {(split, seed): row}} of the fold rows (split "<name>:<k>") in a runs.jsonl."""
+    by = defaultdict(dict)
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                if ":" in r.get("split", ""):
+                    by[r["entry"]][(r["split"], r["seed"])] = r
+    return by
+
+
+def _fold_key(split: str) -> tuple:
+    name, _, k = split.partition(":")
+    return name, int(k)
+
+
+def table(by: dict, base: str) -> str:
+    if base not in by:
+        raise SystemExit(f"no rows of the base entry {base!r} (entries: {', '.join(sorted(by))})")
+    ref = by[base]
+    entries = [base] + sorted(e for e in by if e != base)
+    out = ["| entry | runs | MSE (mean over runs) | MSE / base - 1 (mean ± std over runs) | lower than base | "
+           "decomp SEI (AU) | decomp solvent (AU) | config |", "|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        keys = sorted(k for k in by[e] if k in ref)
+        rows = [by[e][k] for k in keys]
+        rel = np.array([by[e][k]["mse"] / ref[k]["mse"] - 1 for k in keys]) * 100
+        paired = "-" if e == base else f"{rel.mean():+.1f} % ± {rel.std(ddof=1) if len(rel) > 1 else 0:.1f} %"
+        lower = "-" if e == base else f"{int((rel < 0).sum())}/{len(rel)}"
+        out.append(f"| {e} | {len(keys)} | {np.mean([r['mse'] for r in rows]):.5f} | {paired} | {lower} | "
+                   f"{np.mean([r['decomp_sei'] for r in rows]):.2e} | {np.mean([r['decomp_solvent'] for r in rows]):.2e} | "
+                   f"`{json.dumps(rows[0]['cfg'])}` |")
+    folds = sorted({k[0] for k in ref}, key=_fold_key)
+    out += ["", "Per fold (base: MSE, mean over seeds; the others: MSE / base - 1, mean over seeds):", "",
+            "| fold | " + " | ".join(entries) + " |", "|---" * (len(entries) + 1) + "|"]
+    for fold in folds:
+        cells = []
+        for e in entries:
+            ks = [k for k in by[e] if k[0] == fold and k in ref]
+            if not ks:
+                cells.append("-")
+            elif e == base:
+                cells.append(f"{np.mean([ref[k]['mse'] for k in ks]):.5f}")
+            else:
+                cells.append(f"{np.mean([by[e][k]['mse'] / ref[k]['mse'] - 1 for k in ks]) * 100:+.1f} %")
+        out.append(f"| {fold} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", help="a runs.jsonl of bench.bench_abcc_design")
+    ap.add_argument("--base", default="abcc", help="the entry the others are paired with")
+    args = ap.parse_args(argv)
+    print(table(load_rows(args.runs), args.base), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
