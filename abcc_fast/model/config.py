@@ -149,6 +149,8 @@ class ABCCConfig:
                                        # (the earlier form, which penalises the truth's own kinks)
     w_smooth: float = 0.01             # second differences along wavenumber of the predicted changes
     w_solvent_new_bands: float = 0.3   # solvent stream above static where static has no band
+    w_sei_label: float = 0.0           # SEI stream vs the template fit of the training frames (z-units^2;
+                                       # analysis.sei_labels: from the frames alone, no synthetic truth)
     new_band_threshold: float = 0.03   # "no band": dilated static below this fraction of its max
     new_band_dilate: int = 9           # dilation (grid points) of the static spectrum for that mask
 

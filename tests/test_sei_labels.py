@@ -1,0 +1,84 @@
+"""SEI-stream labels from the template fit of the frames (``analysis.sei_labels``, ``w_sei_label``)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import abcc_fast.data as data
+from abcc_fast.analysis import estimate_streams, product_templates
+from abcc_fast.analysis.pathway import components_of, default_products
+from abcc_fast.analysis.sei_labels import (SeiLabelled, fit_coefficients, label_templates, sei_label_coefficients,
+                                           sei_labels)
+from abcc_fast.model import ABCC, ABCCConfig
+from abcc_fast.train.trainer import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    return data.load(data.generate(tmp_path_factory.mktemp("labels") / "ds", n_samples=24, T=8, W=64, seed=5,
+                                   progress=False))
+
+
+def test_labels_are_the_template_fit_of_each_sample(ds, tmp_path):
+    """The stored coefficients on all film templates rebuild exactly the SEI stream that
+    estimate_streams fits to the sample's frames with its own products; the cache is written
+    once, read back identically, and rebuilt when damaged."""
+    coef = sei_label_coefficients(ds, progress=False, cache_dir=tmp_path)
+    assert coef.shape[:2] == (len(ds), ds.T) and (coef >= 0).all()
+    wn = ds.wavenumber.double().numpy()
+    for s in (0, 7, 23):
+        comps = components_of(ds.composition[s].double().numpy(), ds.manifest["components"])
+        tpl = product_templates(wn, default_products(wn, comps, 4.0), 4.0)
+        want = estimate_streams(ds.frames[s].double().numpy(), wn, tpl, comps, 4.0)["sei"]
+        got = (coef[s].double() @ label_templates(wn).double()).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max() + 1e-12)
+    files = list((tmp_path / "sei_labels").glob("*.safetensors"))
+    assert len(files) == 1
+    torch.testing.assert_close(sei_label_coefficients(ds, cache_dir=tmp_path), coef)
+    files[0].write_bytes(b"not a safetensors file")
+    torch.testing.assert_close(sei_label_coefficients(ds, progress=False, cache_dir=tmp_path), coef)
+    torch.testing.assert_close(fit_coefficients(ds, [3, 5], progress=False), coef[[3, 5]])
+
+
+def test_a_split_part_reads_labels_by_global_index(ds, tmp_path, monkeypatch):
+    monkeypatch.setenv("ABCC_DATA_DIR", str(tmp_path))
+    part = ds.split("random", "val")
+    with pytest.raises(ValueError, match="call it once with the whole dataset"):
+        sei_label_coefficients(part)
+    coef = sei_label_coefficients(ds, progress=False)
+    labelled = SeiLabelled(part, ds, progress=False)
+    item = labelled[1]
+    torch.testing.assert_close(item["sei_label"], coef[int(part.index[1])] @ label_templates(ds.wavenumber.numpy()).float())
+    torch.testing.assert_close(sei_labels(part, [1]), item["sei_label"][None])
+    assert len(labelled) == len(part) and "frames" in item
+
+
+def test_w_sei_label_trains_the_sei_stream_towards_the_labels(ds, tmp_path, monkeypatch):
+    """The term is the SEI stream's squared distance to the labels (z-units, frames after tau = 0),
+    abcc train supplies the labels, and a batch without them is refused with a clear message."""
+    monkeypatch.setenv("ABCC_DATA_DIR", str(tmp_path))
+    torch.manual_seed(0)
+    model = ABCC(ABCCConfig.from_dataset(ds, "random", preset="tiny", w_sei_label=10.0))
+    train_set = model.training_dataset(ds, "random", "train", 0)
+    batch = {k: torch.stack([train_set[i][k] for i in range(4)]) for k in ("static", "frames", "voltage", "time_s",
+                                                                          "composition", "electrode", "sei_label")}
+    _, logs = model.training_loss(batch)
+    assert logs["sei_label"] > 0
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = lambda: torch.Generator().manual_seed(1)                       # the same trajectory frames each step
+    first = None
+    for _ in range(15):                                                 # the term alone pulls the stream to the labels
+        traj = model._trajectory_loss(model._training_inputs(batch), gen(), {})
+        term = model._sei_label_loss(batch, traj)
+        first = float(term) if first is None else first
+        opt.zero_grad()
+        term.backward()
+        opt.step()
+    assert float(term) < 0.5 * first
+    with pytest.raises(ValueError, match="needs the batch's 'sei_label'"):
+        model.training_loss({k: v for k, v in batch.items() if k != "sei_label"})
+    res = train(model, ds, split="random", out_dir=tmp_path / "run", progress=False,
+                config=TrainConfig.tiny(steps=3, batch_size=4, eval_every=10 ** 9, checkpoint_every=10 ** 9))
+    assert res.steps_done == 3
+    assert "sei_label" in (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
