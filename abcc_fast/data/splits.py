@@ -135,7 +135,8 @@ def split_entry(manifest: dict, name: str) -> dict:
     if name.startswith("loso:"):
         return _fold(name, "leave-one-system-out", splits.get("loso") or [])
     if name not in splits or name == "loso":
-        known = [s for s in splits if s != "loso"] + [f"loso:0..{len(splits.get('loso') or []) - 1}"]
+        known = [s for s in splits if s != "loso"] + [f"loso:0..{len(splits.get('loso') or []) - 1}",
+                                                      f"inner:0..{len(inner_folds(splits)) - 1}"]
         raise ValueError(f"unknown split {name!r}; this dataset has {known}")
     return splits[name]
 
