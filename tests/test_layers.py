@@ -47,8 +47,8 @@ LAYER_OF = {
     "abcc_fast.provenance": "leaf",
     "abcc_fast.pretrained": "leaf",  # packaged model names -> folders; loading is ABCC.from_pretrained's
 }
-LAYERS = ("leaf", "kernels", "ops", "data", "vocabulary", "model", "opirbench", "uncertainty", "train",
-          "analysis", "apps")
+LAYERS = ("leaf", "kernels", "ops", "data", "vocabulary", "model", "opirbench", "analysis", "uncertainty",
+          "train", "apps")
 # what each layer may import besides itself and the leaves (dependencies point down)
 MAY_IMPORT = {
     "leaf": set(),
@@ -59,7 +59,7 @@ MAY_IMPORT = {
     "model": {"ops", "data", "vocabulary"},
     "opirbench": {"ops", "data"},
     "uncertainty": set(),
-    "train": {"model", "vocabulary", "uncertainty", "data"},
+    "train": {"model", "vocabulary", "uncertainty", "data", "analysis"},   # analysis: the SEI labels (w_sei_label)
     "analysis": {"opirbench", "data"},
     "apps": set(LAYERS),
 }

@@ -11,7 +11,8 @@ from abcc_fast.analysis.pathway import components_of, default_products
 from abcc_fast.analysis.sei_labels import (SeiLabelled, fit_coefficients, label_templates, sei_label_coefficients,
                                            sei_labels)
 from abcc_fast.model import ABCC, ABCCConfig
-from abcc_fast.train.trainer import TrainConfig, train
+from abcc_fast.model.constraints import sei_label_term
+from abcc_fast.train.trainer import TrainConfig, _training_set, train
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_w_sei_label_trains_the_sei_stream_towards_the_labels(ds, tmp_path, monk
     monkeypatch.setenv("ABCC_DATA_DIR", str(tmp_path))
     torch.manual_seed(0)
     model = ABCC(ABCCConfig.from_dataset(ds, "random", preset="tiny", w_sei_label=10.0))
-    train_set = model.training_dataset(ds, "random", "train", 0)
+    train_set = _training_set(model, ds, "random", "train", 0)          # what train() draws from
     batch = {k: torch.stack([train_set[i][k] for i in range(4)]) for k in ("static", "frames", "voltage", "time_s",
                                                                           "composition", "electrode", "sei_label")}
     _, logs = model.training_loss(batch)
@@ -70,12 +71,14 @@ def test_w_sei_label_trains_the_sei_stream_towards_the_labels(ds, tmp_path, monk
     first = None
     for _ in range(15):                                                 # the term alone pulls the stream to the labels
         traj = model._trajectory_loss(model._training_inputs(batch), gen(), {})
-        term = model._sei_label_loss(batch, traj)
+        term = sei_label_term(traj, batch["sei_label"], model.config.norm_std)
         first = float(term) if first is None else first
         opt.zero_grad()
         term.backward()
         opt.step()
     assert float(term) < 0.5 * first
+    assert not isinstance(_training_set(ABCC(ABCCConfig.from_dataset(ds, "random", preset="tiny")), ds, "random",
+                                        "train", 0), SeiLabelled)       # labels only when the term is on
     with pytest.raises(ValueError, match="needs the batch's 'sei_label'"):
         model.training_loss({k: v for k, v in batch.items() if k != "sei_label"})
     res = train(model, ds, split="random", out_dir=tmp_path / "run", progress=False,

@@ -271,7 +271,7 @@ class ABCC(nn.Module):
             self._meanflow_loss(inp, generator, parts)
         self._constraint_losses(inp, traj, parts)
         if cfg.w_sei_label > 0:
-            parts["sei_label"] = self._sei_label_loss(batch, traj)
+            parts["sei_label"] = C.sei_label_term(traj, batch.get("sei_label"), cfg.norm_std)
         weights = {"disp_traj": cfg.w_displacement, "disp_pairs": cfg.w_displacement,
                    "identity": cfg.w_identity, "sei_nonneg": cfg.w_sei_nonneg, "sei_growth": cfg.w_sei_growth,
                    "sei_sparsity": cfg.w_sei_sparsity,
@@ -329,29 +329,6 @@ class ABCC(nn.Module):
         parts["disp_traj"] = ((frames_hat - frames_traj).pow(2) * scored).sum() / (scored.sum() * W).clamp_min(1)
         return dict(taus=taus, state_tau=state_tau, frames_traj=frames_traj, frames_hat=frames_hat,
                     solvent=solvent, sei=sei, idx=idx)
-
-    def _sei_label_loss(self, batch: dict, traj: dict) -> torch.Tensor:
-        """mean over the trajectory frames after tau = 0 of ||sei - label||^2 / W, both in z-units;
-        the labels [B, T, W] (AU) are the template fit of the frames (``training_dataset``)."""
-        if "sei_label" not in batch:
-            raise ValueError("w_sei_label > 0 needs the batch's 'sei_label' [B, T, W]: train through "
-                             "ABCC.training_dataset (abcc train does), which adds the template-fit labels")
-        sei = traj["sei"]
-        W = sei.shape[-1]
-        label = batch["sei_label"].to(sei.device, sei.dtype) / self.config.norm_std
-        label = torch.gather(label, 1, traj["idx"][..., None].expand(-1, -1, W))
-        scored = (traj["taus"] > 0).to(sei.dtype)[..., None]
-        return ((sei - label).pow(2) * scored).sum() / (scored.sum() * W).clamp_min(1)
-
-    def training_dataset(self, dataset, split: str, part: str, seed: int):
-        """The ``part`` of ``split`` the trainer draws from; with ``w_sei_label`` > 0 each item also
-        carries ``sei_label`` [T, W], the template fit's SEI stream (``analysis.sei_labels``, computed
-        once per dataset and cached)."""
-        data = dataset.split(split, part)
-        if self.config.w_sei_label <= 0:
-            return data
-        from ..analysis.sei_labels import SeiLabelled     # analysis needs scipy; only this option uses it
-        return SeiLabelled(data, dataset)
 
     def _meanflow_loss(self, inp: dict, generator, parts: dict) -> None:
         """MeanFlow sources: mf_pairs times r ~ U(0, 1) per sample, x_r interpolated between frames;

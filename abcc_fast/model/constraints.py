@@ -299,6 +299,20 @@ def project_out(residual: torch.Tensor, nuisance: torch.Tensor, eps: float = 1e-
     return residual - (nuisance @ coef)[..., 0]
 
 
+def sei_label_term(traj: dict, label_raw, norm_std: float) -> torch.Tensor:
+    """``w_sei_label``: mean over the trajectory frames after tau = 0 of ||sei - label||^2 / W (z-units);
+    ``label_raw`` [B, T, W] (AU) the template fit of the frames that the trainer adds to each batch
+    (``analysis.sei_labels``), ``traj`` the r = 0 trajectories (sei [B, T', W] at frames idx, taus)."""
+    if label_raw is None:
+        raise ValueError("w_sei_label > 0 needs the batch's 'sei_label' [B, T, W]: train with abcc_fast.train.train "
+                         "(abcc train), which adds the template-fit labels (abcc_fast.analysis.sei_labels)")
+    sei = traj["sei"]
+    W = sei.shape[-1]
+    label = torch.gather(label_raw.to(sei.device, sei.dtype) / norm_std, 1, traj["idx"][..., None].expand(-1, -1, W))
+    scored = (traj["taus"] > 0).to(sei.dtype)[..., None]
+    return ((sei - label).pow(2) * scored).sum() / (scored.sum() * W).clamp_min(1)
+
+
 def mass_conservation(solvent, sei, static_z, extent, alpha, beta, nuisance=None) -> torch.Tensor:
     """Solvent area lost and SEI area gained, each tied to the reaction extents: mean over samples
     and times of (area loss - xi alpha)^2 + (area gain - xi beta)^2. ``nuisance`` [B, T', J]: columns

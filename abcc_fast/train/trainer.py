@@ -52,6 +52,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, default_collate
 from tqdm.auto import tqdm
 
+from ..analysis.sei_labels import SeiLabelled
 from .._atomic import atomic_directory, write_text
 from .config import CPU_DEFAULT_STEPS, TrainConfig, TrainResult  # noqa: F401
 from .checkpoint import (checkpoint_root, dataset_fingerprint, divergence_message, latest_checkpoint,
@@ -129,10 +130,14 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 
 def _training_set(model: nn.Module, dataset, split: str, part: str, seed: int):
+    """The ``part`` of ``split`` the trainer draws from (the model's ``training_dataset`` hook when it has
+    one); with ``w_sei_label`` > 0 each item also carries ``sei_label`` [T, W], the template fit of its
+    frames (``analysis.sei_labels``: computed once per dataset and cached)."""
     hook = getattr(model, "training_dataset", None)
-    if callable(hook):
-        return hook(dataset, split, part, seed)
-    return dataset.split(split, part)
+    data = hook(dataset, split, part, seed) if callable(hook) else dataset.split(split, part)
+    if getattr(getattr(model, "config", None), "w_sei_label", 0) > 0:
+        data = SeiLabelled(data, dataset)
+    return data
 
 
 def training_data_info(dataset, split: str) -> dict:
