@@ -85,3 +85,25 @@ def test_w_sei_label_trains_the_sei_stream_towards_the_labels(ds, tmp_path, monk
                 config=TrainConfig.tiny(steps=3, batch_size=4, eval_every=10 ** 9, checkpoint_every=10 ** 9))
     assert res.steps_done == 3
     assert "sei_label" in (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
+
+
+def test_relative_label_term_weighs_each_frame_by_its_label_energy():
+    """sei_label_floor > 0: each frame's error over (its label energy + floor x the sample's largest),
+    so the term does not change when a sample's film (stream and label) is scaled, and a small early
+    film weighs like a large late one; floor 0 is the absolute form; a negative floor is refused."""
+    g = torch.Generator().manual_seed(3)
+    B, T, W = 3, 6, 16
+    label = torch.rand(B, T, W, generator=g) * torch.linspace(0, 1, T)[None, :, None]   # films growing from 0
+    idx = torch.tensor([[0, 1, 3, 5]] * B)
+    sei = torch.gather(label, 1, idx[..., None].expand(-1, -1, W)) + 0.1 * torch.randn(B, 4, W, generator=g)
+    traj = {"sei": sei, "idx": idx, "taus": idx / (T - 1)}
+    e = label.pow(2).mean(-1)
+    lab = torch.gather(label, 1, idx[..., None].expand(-1, -1, W))
+    want = ((sei - lab).pow(2).mean(-1) / (torch.gather(e, 1, idx) + 0.01 * e.amax(1, keepdim=True)))[:, 1:].mean()
+    torch.testing.assert_close(sei_label_term(traj, label, 1.0, 0.01), want)
+    scale = torch.tensor([1.0, 1e-3, 50.0])[:, None, None]                            # per-sample film sizes
+    torch.testing.assert_close(sei_label_term({**traj, "sei": sei * scale}, label * scale, 1.0, 0.01), want)
+    torch.testing.assert_close(sei_label_term(traj, label, 2.0),
+                               ((sei - lab / 2).pow(2).mean(-1))[:, 1:].mean())          # the absolute form
+    with pytest.raises(ValueError, match="sei_label_floor must be >= 0"):
+        ABCCConfig(sei_label_floor=-0.1).validate()

@@ -86,7 +86,8 @@ def to_markdown(rows: list, setup: dict) -> str:
          "is better; DILATE can be negative (soft-DTW entropy term)",
          "- ablations: `abcc_no_physics` (mass conservation, peak drift/acceleration off), `abcc_no_spectrum` (SEI "
          "non-negative/growing, smoothness, no new solvent bands off), `abcc_one_stream` (SEI velocity 0 and the "
-         "two-stream terms off), `abcc_steps<N>` (the `abcc_mf_sources` models predicting with N chained jumps); "
+         "two-stream terms off), `abcc_no_labels` (no SEI labels: the SEI stream learnt from the frames alone), "
+         "`abcc_steps<N>` (the `abcc_mf_sources` models predicting with N chained jumps); "
          "variants `abcc_sei_reachable` (SEI templates of the products the cell can form only) and `abcc_chemistry` "
          "(that, and the solvent templates of the cell's own components, no learned residual); *without "
          "Chemical Flow* is `meanflow_noise` (noise-to-data MeanFlow on the baselines' conv trunk)",

@@ -271,7 +271,7 @@ class ABCC(nn.Module):
             self._meanflow_loss(inp, generator, parts)
         self._constraint_losses(inp, traj, parts)
         if cfg.w_sei_label > 0:
-            parts["sei_label"] = C.sei_label_term(traj, batch.get("sei_label"), cfg.norm_std)
+            parts["sei_label"] = C.sei_label_term(traj, batch.get("sei_label"), cfg.norm_std, cfg.sei_label_floor)
         weights = {"disp_traj": cfg.w_displacement, "disp_pairs": cfg.w_displacement,
                    "identity": cfg.w_identity, "sei_nonneg": cfg.w_sei_nonneg, "sei_growth": cfg.w_sei_growth,
                    "sei_sparsity": cfg.w_sei_sparsity,

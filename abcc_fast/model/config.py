@@ -151,6 +151,8 @@ class ABCCConfig:
     w_solvent_new_bands: float = 0.3   # solvent stream above static where static has no band
     w_sei_label: float = 0.0           # SEI stream vs the template fit of the training frames (z-units^2;
                                        # analysis.sei_labels: from the frames alone, no synthetic truth)
+    sei_label_floor: float = 0.0       # > 0: each frame's label error relative to that frame's label energy
+                                       # + floor x the sample's largest (early, small films weigh like late ones)
     new_band_threshold: float = 0.03   # "no band": dilated static below this fraction of its max
     new_band_dilate: int = 9           # dilation (grid points) of the static spectrum for that mask
 
@@ -200,6 +202,7 @@ class ABCCConfig:
              "sei_from_extents mixes the SEI templates (sei_basis='templates') and has no per-(r, tau) SEI velocity "
              "for the MeanFlow identity term (w_identity=0)")
         need(self.extent_passivation >= 0, f"extent_passivation must be >= 0 (0: off), got {self.extent_passivation}")
+        need(self.sei_label_floor >= 0, f"sei_label_floor must be >= 0 (0: absolute errors), got {self.sei_label_floor}")
         need(self.onset_path_power > 0.2,
              f"onset_path_power must be > 0.2 (1: a linear path), got {self.onset_path_power}")
         need(not self.onset_path or self.extent_onsets,
@@ -255,14 +258,16 @@ class ABCCConfig:
         reaction extents integrated over the protocol times one non-negative mix of the film
         products' templates per reaction family (sei_from_extents), each reaction forming only its
         own products and running only in the cells that hold what it consumes (extent_chemistry),
-        slowed by the passivating film (extent_passivation=1; no onset gates: at 6,000 steps they
-        cost recall, order and MSE), with a light SEI sparsity prior (w_sei_sparsity=0.001); no
-        centroid-acceleration penalty (w_peak_accel=0); trained from r = 0 only (mf_pairs=0). The
-        measurements behind these choices are in docs/model.md."""
+        slowed by the passivating film (extent_passivation=1; no onset gates), and trained towards
+        the template fit of the training frames as well as through the frames, each frame's error
+        relative to its film (w_sei_label=0.03, sei_label_floor=0.01); a light SEI sparsity prior
+        (w_sei_sparsity=0.001); no centroid-acceleration penalty (w_peak_accel=0); trained from r = 0
+        only (mf_pairs=0). The measurements behind these choices are in docs/model.md."""
         base = dict(patch=16, dim=96, depth=2, heads=3, mlp_ratio=2.0, n_freq=8, mf_pairs=0,
                     sei_basis="templates", solvent_basis="physics", basis_rank=8, coef_readout="flat",
                     film_constant=True, clean_static=True, sei_from_extents=True, extent_chemistry=True,
-                    extent_passivation=1.0, w_sei_sparsity=0.001, w_peak_accel=0.0)
+                    extent_passivation=1.0, w_sei_label=0.03, sei_label_floor=0.01, w_sei_sparsity=0.001,
+                    w_peak_accel=0.0)
         base.update(kw)
         return cls(**base)
 
@@ -374,7 +379,8 @@ ABLATIONS: dict = {
     "no_physics": dict(w_mass=0.0, w_peak_drift=0.0, w_peak_accel=0.0),
     "no_spectrum": dict(_SPECTRUM_OFF),
     "one_stream": dict(streams=1, w_sei_nonneg=0.0, w_sei_growth=0.0, w_sei_sparsity=0.0,
-                       w_solvent_new_bands=0.0, w_mass=0.0),
+                       w_solvent_new_bands=0.0, w_mass=0.0, w_sei_label=0.0),
+    "no_labels": dict(w_sei_label=0.0),
     "mf_sources": dict(mf_pairs=1),
     "sei_reachable": dict(sei_reachable_only=True),
     "chemistry": dict(sei_reachable_only=True, solvent_present_only=True, basis_rank=0),

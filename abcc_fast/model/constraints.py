@@ -299,18 +299,27 @@ def project_out(residual: torch.Tensor, nuisance: torch.Tensor, eps: float = 1e-
     return residual - (nuisance @ coef)[..., 0]
 
 
-def sei_label_term(traj: dict, label_raw, norm_std: float) -> torch.Tensor:
+def sei_label_term(traj: dict, label_raw, norm_std: float, floor: float = 0.0) -> torch.Tensor:
     """``w_sei_label``: mean over the trajectory frames after tau = 0 of ||sei - label||^2 / W (z-units);
     ``label_raw`` [B, T, W] (AU) the template fit of the frames that the trainer adds to each batch
-    (``analysis.sei_labels``), ``traj`` the r = 0 trajectories (sei [B, T', W] at frames idx, taus)."""
+    (``analysis.sei_labels``), ``traj`` the r = 0 trajectories (sei [B, T', W] at frames idx, taus).
+    ``floor`` > 0 (``sei_label_floor``): each frame's error relative to e_t + floor x max_t e_t, e_t the
+    label's energy ||label_t||^2 / W: a film's first interval, where its amount is a small part of the
+    largest, weighs as much as its last (the onsets are read from fractions of the largest amount)."""
     if label_raw is None:
         raise ValueError("w_sei_label > 0 needs the batch's 'sei_label' [B, T, W]: train with abcc_fast.train.train "
                          "(abcc train), which adds the template-fit labels (abcc_fast.analysis.sei_labels)")
     sei = traj["sei"]
     W = sei.shape[-1]
-    label = torch.gather(label_raw.to(sei.device, sei.dtype) / norm_std, 1, traj["idx"][..., None].expand(-1, -1, W))
-    scored = (traj["taus"] > 0).to(sei.dtype)[..., None]
-    return ((sei - label).pow(2) * scored).sum() / (scored.sum() * W).clamp_min(1)
+    full = label_raw.to(sei.device, sei.dtype) / norm_std                              # [B, T, W]
+    label = torch.gather(full, 1, traj["idx"][..., None].expand(-1, -1, W))
+    scored = (traj["taus"] > 0).to(sei.dtype)                                          # [B, T']
+    err = (sei - label).pow(2).mean(-1)                                                # [B, T']
+    if floor > 0:
+        energy = label.pow(2).mean(-1)
+        ref = full.pow(2).mean(-1).amax(1, keepdim=True)                               # [B, 1]
+        err = err / (energy + floor * ref + 1e-12)
+    return (err * scored).sum() / scored.sum().clamp_min(1)
 
 
 def mass_conservation(solvent, sei, static_z, extent, alpha, beta, nuisance=None) -> torch.Tensor:
