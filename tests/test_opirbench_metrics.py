@@ -209,3 +209,34 @@ def test_scores_are_per_sample(seed, B, T, split):
         if k in swapped:
             torch.testing.assert_close(v, swapped[k], rtol=1e-5, atol=1e-6)
             assert torch.all(v >= 0)
+
+
+def test_dilate_series_chunked_by_cells_gives_the_same_scores(monkeypatch):
+    """The series per DILATE call are bounded by DTW_CELLS / L^2 (memory of the alignment matrices);
+    splitting a batch into single-series calls changes no score."""
+    g = torch.Generator().manual_seed(2)
+    pred, true = torch.randn(7, 12, generator=g), torch.randn(7, 12, generator=g)
+    whole = M._dilate_series(pred, true)
+    monkeypatch.setattr(M, "DTW_CELLS", 12 * 12)                       # one series per call
+    for a, b in zip(M._dilate_series(pred, true), whole):
+        torch.testing.assert_close(a, b)
+
+
+def test_dilate_warns_once_without_the_native_extension(monkeypatch):
+    """Without abcc_fast._C the DILATE metrics run on the pure-PyTorch twin: one warning per process
+    names the cost and the fix; none when ABCC_BACKEND asks for a backend explicitly."""
+    class Off:
+        available = False
+    monkeypatch.setattr(M, "_backends", lambda: {"cpu": Off()})
+    monkeypatch.setattr(M, "_REFERENCE_WARNED", [])
+    monkeypatch.delenv("ABCC_BACKEND", raising=False)
+    x = torch.zeros(2, 5)
+    with pytest.warns(RuntimeWarning, match="make install"):
+        M._dilate_series(x, x)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        M._dilate_series(x, x)                                          # once per process
+        monkeypatch.setattr(M, "_REFERENCE_WARNED", [])
+        monkeypatch.setenv("ABCC_BACKEND", "reference")
+        M._dilate_series(x, x)                                          # an explicit choice: no warning

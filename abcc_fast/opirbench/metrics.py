@@ -36,13 +36,16 @@ Definitions (METRICS_VERSION below names this exact set; change the version when
 from __future__ import annotations
 
 import math
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
 from einops import rearrange
 
+from ..ops import backends as _backends
 from ..ops.soft_dtw import dilate as _dilate_op
 
 METRICS_VERSION = "opirbench-metrics-1.0 (dilate_spec band 40 cm^-1)"
@@ -51,6 +54,8 @@ DILATE_GAMMA = 0.01
 DILATE_SPEC_BAND_CM = 40.0
 PEAK_EDGE_POINTS = 3
 DTW_CHUNK = 1 << 15  # series per DILATE call: bounds memory, keeps the OpenMP kernel busy
+DTW_CELLS = 1 << 25  # and at most this many alignment-matrix cells (series x L x L) per call: the spectral
+                     # DILATE's 512-point series on the pure-PyTorch path otherwise need > 20 GB per batch
 
 # metric name -> the result keys it produces (the first is its headline number)
 METRIC_KEYS: dict[str, tuple[str, ...]] = {
@@ -135,12 +140,30 @@ def mae_au(pred, true, ctx):
     return {"mae_au": (_scored(pred) - _scored(true)).abs().mean((1, 2))}
 
 
+_REFERENCE_WARNED = []
+
+
+def _warn_reference_dilate(device: torch.device) -> None:
+    """Once per process: DILATE on CPU tensors without the native extension runs on the pure-PyTorch
+    twin (minutes per batch of 64 samples for the spectral DILATE), unless ABCC_BACKEND chose it."""
+    if _REFERENCE_WARNED or device.type != "cpu" or os.environ.get("ABCC_BACKEND") or _backends()["cpu"].available:
+        return
+    _REFERENCE_WARNED.append(True)
+    warnings.warn("OpIRBench DILATE runs on the pure-PyTorch reference because the native extension abcc_fast._C "
+                  "is not built: scoring a test part takes hours instead of seconds. Build it with `make install` "
+                  "(or `pip install --no-build-isolation -e .`), or score with metrics=['mse', 'mae'] only.",
+                  RuntimeWarning, stacklevel=3)
+
+
 def _dilate_series(pred_series: torch.Tensor, true_series: torch.Tensor, bandwidth=None):
     """DILATE of many univariate series [n, L] in chunks -> (loss, shape, temporal), each [n]."""
+    _warn_reference_dilate(pred_series.device)
     outs = [[], [], []]
-    for s in range(0, pred_series.shape[0], DTW_CHUNK):
-        loss, shape, temporal = _dilate_op(pred_series[s:s + DTW_CHUNK].contiguous(),
-                                           true_series[s:s + DTW_CHUNK].contiguous(),
+    L = pred_series.shape[-1]
+    chunk = max(1, min(DTW_CHUNK, DTW_CELLS // (L * L)))
+    for s in range(0, pred_series.shape[0], chunk):
+        loss, shape, temporal = _dilate_op(pred_series[s:s + chunk].contiguous(),
+                                           true_series[s:s + chunk].contiguous(),
                                            DILATE_ALPHA, DILATE_GAMMA, reduction="none", bandwidth=bandwidth)
         for o, v in zip(outs, (loss, shape, temporal)):
             o.append(v)
