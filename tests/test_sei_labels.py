@@ -99,11 +99,15 @@ def test_relative_label_term_weighs_each_frame_by_its_label_energy():
     traj = {"sei": sei, "idx": idx, "taus": idx / (T - 1)}
     e = label.pow(2).mean(-1)
     lab = torch.gather(label, 1, idx[..., None].expand(-1, -1, W))
-    want = ((sei - lab).pow(2).mean(-1) / (torch.gather(e, 1, idx) + 0.01 * e.amax(1, keepdim=True)))[:, 1:].mean()
+    denom = torch.gather(e, 1, idx) + 0.01 * e.amax(1, keepdim=True) + 1e-10           # LABEL_ENERGY_MIN_AU2
+    want = ((sei - lab).pow(2).mean(-1) / denom)[:, 1:].mean()
     torch.testing.assert_close(sei_label_term(traj, label, 1.0, 0.01), want)
-    scale = torch.tensor([1.0, 1e-3, 50.0])[:, None, None]                            # per-sample film sizes
-    torch.testing.assert_close(sei_label_term({**traj, "sei": sei * scale}, label * scale, 1.0, 0.01), want)
+    scale = torch.tensor([1.0, 0.1, 50.0])[:, None, None]                             # per-sample film sizes
+    torch.testing.assert_close(sei_label_term({**traj, "sei": sei * scale}, label * scale, 1.0, 0.01), want, rtol=1e-4,
+                               atol=0)
     torch.testing.assert_close(sei_label_term(traj, label, 2.0),
                                ((sei - lab / 2).pow(2).mean(-1))[:, 1:].mean())          # the absolute form
+    none = sei_label_term({**traj, "sei": torch.full_like(sei, 1e-4)}, torch.zeros_like(label), 1.0, 0.01)
+    torch.testing.assert_close(none, torch.tensor(1e-8 / 1e-10))                      # no film at all: finite
     with pytest.raises(ValueError, match="sei_label_floor must be >= 0"):
         ABCCConfig(sei_label_floor=-0.1).validate()

@@ -202,7 +202,8 @@ class ABCCConfig:
              "sei_from_extents mixes the SEI templates (sei_basis='templates') and has no per-(r, tau) SEI velocity "
              "for the MeanFlow identity term (w_identity=0)")
         need(self.extent_passivation >= 0, f"extent_passivation must be >= 0 (0: off), got {self.extent_passivation}")
-        need(self.sei_label_floor >= 0, f"sei_label_floor must be >= 0 (0: absolute errors), got {self.sei_label_floor}")
+        need(self.sei_label_floor >= 0,
+             f"sei_label_floor must be >= 0 (0: absolute errors), got {self.sei_label_floor}")
         need(self.onset_path_power > 0.2,
              f"onset_path_power must be > 0.2 (1: a linear path), got {self.onset_path_power}")
         need(not self.onset_path or self.extent_onsets,

@@ -299,13 +299,17 @@ def project_out(residual: torch.Tensor, nuisance: torch.Tensor, eps: float = 1e-
     return residual - (nuisance @ coef)[..., 0]
 
 
+LABEL_ENERGY_MIN_AU2 = 1e-10   # sei_label_floor: the least denominator (AU^2: a 1e-5 AU film over the whole grid), so
+                               # a sample without any film (label 0) weighs its SEI stream finitely
+
+
 def sei_label_term(traj: dict, label_raw, norm_std: float, floor: float = 0.0) -> torch.Tensor:
     """``w_sei_label``: mean over the trajectory frames after tau = 0 of ||sei - label||^2 / W (z-units);
     ``label_raw`` [B, T, W] (AU) the template fit of the frames that the trainer adds to each batch
     (``analysis.sei_labels``), ``traj`` the r = 0 trajectories (sei [B, T', W] at frames idx, taus).
     ``floor`` > 0 (``sei_label_floor``): each frame's error relative to e_t + floor x max_t e_t, e_t the
-    label's energy ||label_t||^2 / W: a film's first interval, where its amount is a small part of the
-    largest, weighs as much as its last (the onsets are read from fractions of the largest amount)."""
+    label's energy ||label_t||^2 / W (+ LABEL_ENERGY_MIN_AU2): a film's first interval, where its amount is a
+    small part of the largest, weighs as much as its last (the onsets are read from fractions of the largest)."""
     if label_raw is None:
         raise ValueError("w_sei_label > 0 needs the batch's 'sei_label' [B, T, W]: train with abcc_fast.train.train "
                          "(abcc train), which adds the template-fit labels (abcc_fast.analysis.sei_labels)")
@@ -318,7 +322,7 @@ def sei_label_term(traj: dict, label_raw, norm_std: float, floor: float = 0.0) -
     if floor > 0:
         energy = label.pow(2).mean(-1)
         ref = full.pow(2).mean(-1).amax(1, keepdim=True)                               # [B, 1]
-        err = err / (energy + floor * ref + 1e-12)
+        err = err / (energy + floor * ref + LABEL_ENERGY_MIN_AU2 / norm_std ** 2)
     return (err * scored).sum() / scored.sum().clamp_min(1)
 
 
