@@ -3,7 +3,7 @@
 Run: ``python -m bench.bench_train_step [--entries abcc,mlp,cnn] [--batch 8] [--threads 1]``;
 writes bench/results/train_step_<device>.json/.md. Each entry's step is forward + backward of
 ``training_loss`` + an AdamW step on one batch of the default dataset's random-split training
-part; the entries are timed in rounds (A, B, C, A, B, C, ...) so that a change of machine load hits
+part (with the SEI labels the trainer adds for ABCC; the baselines ignore them); the entries are timed in rounds (A, B, C, A, B, C, ...) so that a change of machine load hits
 every entry alike, and the median over rounds is reported with the ratio to ABCC.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from abcc_fast.analysis.sei_labels import SeiLabelled
 from abcc_fast.data import default_dataset
 from abcc_fast.model import ABCC, ABCCConfig
 from abcc_fast.model import baselines as BL
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ds = default_dataset(progress=False)
-    train = ds.split("random", "train")
+    train = SeiLabelled(ds.split("random", "train"), ds, progress=False)   # ABCC's template-fit SEI labels too
     batch = collate([train[i] for i in range(args.batch)])
     entries = [e.strip() for e in args.entries.split(",") if e.strip()]
     models, opts = {}, {}

@@ -111,3 +111,24 @@ def test_relative_label_term_weighs_each_frame_by_its_label_energy():
     torch.testing.assert_close(none, torch.tensor(1e-8 / 1e-10))                      # no film at all: finite
     with pytest.raises(ValueError, match="sei_label_floor must be >= 0"):
         ABCCConfig(sei_label_floor=-0.1).validate()
+
+
+def test_training_loss_uses_the_relative_label_term(ds, tmp_path, monkeypatch):
+    """ABCC.training_loss passes sei_label_floor and the config's norm_std to the term; the least
+    denominator is in AU^2 (a model with another norm_std scores the same AU-level film alike)."""
+    monkeypatch.setenv("ABCC_DATA_DIR", str(tmp_path))
+    torch.manual_seed(0)
+    model = ABCC(ABCCConfig.from_dataset(ds, "random", preset="tiny", w_sei_label=10.0, sei_label_floor=0.01))
+    train_set = _training_set(model, ds, "random", "train", 0, progress=False)
+    batch = {k: torch.stack([train_set[i][k] for i in range(4)]) for k in ("static", "frames", "voltage", "time_s",
+                                                                          "composition", "electrode", "sei_label")}
+    _, logs = model.training_loss(batch, generator=torch.Generator().manual_seed(4))
+    traj = model._trajectory_loss(model._training_inputs(batch), torch.Generator().manual_seed(4), {})
+    want = sei_label_term(traj, batch["sei_label"], model.config.norm_std, 0.01)
+    assert logs["sei_label"] == pytest.approx(float(want), rel=1e-5)
+    assert float(want) != pytest.approx(float(sei_label_term(traj, batch["sei_label"], model.config.norm_std)))
+    lab = torch.zeros(1, 3, 8)                                                         # no film at all
+    traj0 = {"sei": torch.full((1, 3, 8), 1e-4), "idx": torch.tensor([[0, 1, 2]]), "taus": torch.tensor([[0, .5, 1]])}
+    for std in (1.0, 0.1):        # the same film in AU: sei (z-units) = 1e-4 AU / std
+        t = sei_label_term({**traj0, "sei": traj0["sei"] / std}, lab, std, 0.01)
+        assert float(t) == pytest.approx(1e-8 / 1e-10, rel=1e-5)

@@ -1,5 +1,6 @@
 """ABCC ablation switches and the ``abcc bench --all`` suite, on tiny data."""
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -109,6 +110,12 @@ def test_weight_presets_switch_terms_off():
     assert (ns.w_sei_nonneg, ns.w_sei_growth, ns.w_smooth, ns.w_solvent_new_bands) == (0, 0, 0, 0)
     assert ns.w_mass == cfg.w_mass > 0 and ns.w_peak_drift == cfg.w_peak_drift > 0
     assert cfg.streams == 2 and cfg.ablation("one_stream").streams == 1
+    cpu = ABCCConfig.cpu_default()                   # the labelled preset: the label ablations switch them off
+    assert cpu.w_sei_label > 0 and cpu.sei_label_floor > 0
+    assert cpu.ablation("no_labels").w_sei_label == 0 == cpu.ablation("one_stream").w_sei_label
+    cpu.ablation("one_stream").validate()
+    with pytest.raises(ValueError, match="streams=1 does not have"):
+        dataclasses.replace(cpu, streams=1).validate()
     for name in ABLATIONS:  # the defaults are unchanged by any preset
         cfg.ablation(name)
     assert cfg == _cfg()

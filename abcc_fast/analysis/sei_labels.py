@@ -127,6 +127,11 @@ class SeiLabelled(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
+    def __getattr__(self, name):       # the wrapped part's own methods (set_epoch, ...) stay reachable
+        if name == "data":
+            raise AttributeError(name)
+        return getattr(self.data, name)
+
     def __getitem__(self, i: int) -> dict:
         item = self.data[i]
         item["sei_label"] = self.coefficients[int(item["index"])] @ self.templates

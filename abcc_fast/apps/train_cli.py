@@ -62,6 +62,9 @@ def _add_train(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints (exact resume)")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if DIR holds a checkpoint")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-sei-labels", action="store_true",
+                   help="ABCC: train the SEI stream through the frames alone (w_sei_label=0), e.g. for a dataset "
+                        "whose grid or components the template fit behind the labels does not cover")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
 
@@ -139,11 +142,12 @@ def _add_demo(subparsers) -> None:
     d.set_defaults(func=run_demo)
 
 
-def build_model(name: str, ds, split: str, preset: str):
+def build_model(name: str, ds, split: str, preset: str, **abcc_overrides):
     """A freshly initialised model ``name`` ("abcc" or a key of BASELINES) sized by ``preset``
-    (a config preset name: tiny, cpu_default, gpu_default) from the dataset ``ds``."""
+    (a config preset name: tiny, cpu_default, gpu_default) from the dataset ``ds``; ``abcc_overrides``:
+    ABCCConfig fields (ABCC only)."""
     if name == "abcc":
-        return ABCC(ABCCConfig.from_dataset(ds, split, preset=preset))
+        return ABCC(ABCCConfig.from_dataset(ds, split, preset=preset, **abcc_overrides))
     return get(name).from_dataset(ds, split, preset=preset)
 
 
@@ -177,7 +181,8 @@ def run_train(args) -> int:
         if info.is_main:
             barrier(info)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-        model = build_model(args.model, ds, args.split, CLI_PRESETS[args.preset])
+        model = build_model(args.model, ds, args.split, CLI_PRESETS[args.preset],
+                            **({"w_sei_label": 0.0} if args.no_sei_labels and args.model == "abcc" else {}))
         try:
             result = train(model, ds, split=args.split, config=cfg, out_dir=out, resume=args.resume,
                            progress=progress, dist_info=info)

@@ -202,6 +202,8 @@ class ABCCConfig:
              "sei_from_extents mixes the SEI templates (sei_basis='templates') and has no per-(r, tau) SEI velocity "
              "for the MeanFlow identity term (w_identity=0)")
         need(self.extent_passivation >= 0, f"extent_passivation must be >= 0 (0: off), got {self.extent_passivation}")
+        need(self.w_sei_label == 0 or self.streams == 2,
+             "w_sei_label trains the SEI stream, which streams=1 does not have: set w_sei_label=0")
         need(self.sei_label_floor >= 0,
              f"sei_label_floor must be >= 0 (0: absolute errors), got {self.sei_label_floor}")
         need(self.onset_path_power > 0.2,
@@ -364,7 +366,8 @@ def config_from_dict(cls, d: dict):
 #   one_stream   one stream: the SEI velocity is 0 (streams=1), and the terms that only mean something
 #                for two streams are off with it (SEI non-negative/growing/sparse; "no new solvent
 #                bands" would forbid the single stream to grow the SEI bands; mass conservation ties
-#                the SEI area to the extent)
+#                the SEI area to the extent; the SEI labels have no stream to label)
+#   no_labels    the SEI stream trained through the frames alone (w_sei_label=0: no template-fit labels)
 #   mf_sources   also trained from MeanFlow sources r > 0 (mf_pairs=1): the model that predict(steps=n)
 #                and restarts from a measured frame need (the suite's abcc_steps<N> entries score it)
 # and two variants that restrict the template heads to what each cell's chemistry allows

@@ -146,7 +146,7 @@ _REFERENCE_WARNED = []
 def _warn_reference_dilate(device: torch.device) -> None:
     """Once per process: DILATE on CPU tensors without the native extension runs on the pure-PyTorch
     twin (minutes per batch of 64 samples for the spectral DILATE), unless ABCC_BACKEND chose it."""
-    if _REFERENCE_WARNED or device.type != "cpu" or os.environ.get("ABCC_BACKEND") or _backends()["cpu"].available:
+    if _REFERENCE_WARNED or device.type != "cpu" or os.environ.get("ABCC_BACKEND", "auto") != "auto" or _backends()["cpu"].available:
         return
     _REFERENCE_WARNED.append(True)
     warnings.warn("OpIRBench DILATE runs on the pure-PyTorch reference because the native extension abcc_fast._C "

@@ -129,15 +129,26 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
-def _training_set(model: nn.Module, dataset, split: str, part: str, seed: int):
+def _training_set(model: nn.Module, dataset, split: str, part: str, seed: int, labels: bool = True,
+                  progress: bool = True):
     """The ``part`` of ``split`` the trainer draws from (the model's ``training_dataset`` hook when it has
-    one); with ``w_sei_label`` > 0 each item also carries ``sei_label`` [T, W], the template fit of its
-    frames (``analysis.sei_labels``: computed once per dataset and cached)."""
+    one); with ``labels`` and ``w_sei_label`` > 0 each item also carries ``sei_label`` [T, W], the
+    template fit of its frames (``_labelled``)."""
     hook = getattr(model, "training_dataset", None)
     data = hook(dataset, split, part, seed) if callable(hook) else dataset.split(split, part)
-    if getattr(getattr(model, "config", None), "w_sei_label", 0) > 0:
-        data = SeiLabelled(data, dataset)
-    return data
+    return _labelled(model, data, dataset, progress) if labels else data
+
+
+def _labelled(model: nn.Module, data, dataset, progress: bool = True):
+    """``data`` with the SEI labels added when the model's ``w_sei_label`` > 0 (``analysis.sei_labels``:
+    computed once per dataset, about 0.03 s per sample, and cached); else ``data`` unchanged."""
+    if getattr(getattr(model, "config", None), "w_sei_label", 0) <= 0:
+        return data
+    try:
+        return SeiLabelled(data, dataset, progress=progress)
+    except ValueError as e:
+        raise ValueError(f"the SEI labels (w_sei_label > 0) cannot be fitted to this dataset: {e}. Train without "
+                         "them with w_sei_label=0 (ABCCConfig; `abcc train --no-sei-labels`)") from e
 
 
 def training_data_info(dataset, split: str) -> dict:
@@ -277,7 +288,7 @@ def train(model: nn.Module, dataset, *, split: str = "random", config: Optional[
     cfg = (config or TrainConfig.cpu_default()).validate()
     info = dist_info or init_distributed(cfg.device)
     run = _Run(model, dataset, split, cfg, Path(out_dir), info)
-    run.prepare(resume)
+    run.prepare(resume, progress)
     run.loop(progress)
     return run.finish()
 
@@ -295,10 +306,10 @@ class _Run:
         self.last_train_loss, self.final_val = float("nan"), None
 
     # -- prepare ------------------------------------------------------------------------------
-    def prepare(self, resume: bool) -> None:
+    def prepare(self, resume: bool, progress: bool = True) -> None:
         cfg, info, out, model = self.cfg, self.info, self.out, self.model
-        self.train_set = _training_set(model, self.dataset, self.split, "train", cfg.seed)
-        self.val_set = _training_set(model, self.dataset, self.split, "val", cfg.seed)
+        self.train_set = _training_set(model, self.dataset, self.split, "train", cfg.seed, labels=False)
+        self.val_set = _training_set(model, self.dataset, self.split, "val", cfg.seed, labels=False)
         if len(self.train_set) == 0:
             raise ValueError(f"split {self.split!r} has no training samples in this dataset; check --split / --data")
         self.sampler = DistributedSampler(self.train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
@@ -315,6 +326,11 @@ class _Run:
                 shutil.rmtree(checkpoint_root(out))
         barrier(info)
         self._restore(latest_checkpoint(out) if resume else None)
+        # the SEI labels after the checkpoint's checks (a refused resume fits none); their one-off fit
+        # (cached per dataset) is not training time
+        self.train_set = _labelled(model, self.train_set, self.dataset, progress and info.is_main)
+        self.val_set = _labelled(model, self.val_set, self.dataset, False)
+        self.t_start = time.perf_counter()
         if info.is_main:
             write_text(out / "train_config.json", json.dumps(
                 {"train": cfg.to_json(), "split": self.split, "world_size": info.world_size,
