@@ -90,9 +90,12 @@ def _run(cmd, limit_s: float, env=None, log: Path | None = None) -> tuple[int | 
 def build(s: Session) -> None:
     env = dict(os.environ, ABCC_CUDA="ON", ABCC_BUILD_DIR=str(ROOT / "build" / "cmake-cuda"),
                ABCC_BUILD_JOBS=str(os.cpu_count() or 8))
-    rc, secs, tail = _run([sys.executable, "setup.py", "build_ext", "--inplace"], min(BUILD_LIMIT_S, s.left()), env)
+    log = ROOT / "build" / "gpu_check_build.log"  # the whole log; the summary keeps its tail
+    log.parent.mkdir(parents=True, exist_ok=True)
+    rc, secs, tail = _run([sys.executable, "setup.py", "build_ext", "--inplace"], min(BUILD_LIMIT_S, s.left()), env,
+                          log=log)
     if rc != 0:
-        s.record("build", status="timeout" if rc is None else "failed", seconds=secs, tail=tail)
+        s.record("build", status="timeout" if rc is None else "failed", seconds=secs, tail=tail, log=str(log))
         return
     probe = "import abcc_fast.ops as o, abcc_fast._C as C; assert C.has_cuda(); print(o.backends_report())"
     rc2, _, out = _run([sys.executable, "-c", probe], 120)
