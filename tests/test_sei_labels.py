@@ -8,8 +8,8 @@ import torch
 import abcc_fast.data as data
 from abcc_fast.analysis import estimate_streams, product_templates
 from abcc_fast.analysis.pathway import components_of, default_products
-from abcc_fast.analysis.sei_labels import (SeiLabelled, fit_coefficients, label_templates, sei_label_coefficients,
-                                           sei_labels)
+from abcc_fast.analysis.sei_labels import (SeiLabelled, fit_coefficients, fitted_labels, label_templates,
+                                           sei_label_coefficients, sei_labels)
 from abcc_fast.model import ABCC, ABCCConfig
 from abcc_fast.model.constraints import sei_label_term
 from abcc_fast.train.trainer import TrainConfig, _training_set, train
@@ -132,3 +132,45 @@ def test_training_loss_uses_the_relative_label_term(ds, tmp_path, monkeypatch):
     for std in (1.0, 0.1):        # the same film in AU: sei (z-units) = 1e-4 AU / std
         t = sei_label_term({**traj0, "sei": traj0["sei"] / std}, lab, std, 0.01)
         assert float(t) == pytest.approx(1e-8 / 1e-10, rel=1e-5)
+
+
+def test_fitted_labels_equal_the_cached_labels(ds, tmp_path, monkeypatch):
+    monkeypatch.setenv("ABCC_DATA_DIR", str(tmp_path))
+    rows = [3, 0, 7]
+    torch.testing.assert_close(fitted_labels(ds, rows), sei_labels(ds, rows))
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu_default", "gpu_default"])
+def test_training_loss_runs_under_bf16_autocast(ds, preset):
+    """The trainer runs CUDA steps under bf16 autocast (TrainConfig.amp): every preset's loss (with the
+    SEI labels) runs under CPU autocast with finite loss and gradients. CPU autocast lowers fewer ops
+    than CUDA's: the mass term's solve that failed on the first GPU run passes here either way, so
+    test_project_out_takes_bf16_operands holds that case."""
+    torch.manual_seed(0)
+    model = ABCC(ABCCConfig.from_dataset(ds, "random", preset=preset))
+    part = ds.split("random", "train")
+    items = [part[i] for i in range(3)]
+    labels = fitted_labels(ds, [int(it["index"]) for it in items])
+    batch = {k: torch.stack([it[k] for it in items]) for k in ("static", "frames", "voltage", "time_s",
+                                                              "composition", "electrode")}
+    batch["sei_label"] = labels
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = model.training_loss(batch, generator=torch.Generator().manual_seed(1))
+    loss.backward()
+    assert loss.dtype == torch.float32 and bool(torch.isfinite(loss))
+    assert all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
+
+
+def test_project_out_takes_bf16_operands():
+    """Under CUDA autocast the normal equations came out bf16 and linalg.solve refused them; the
+    projection now runs in float32 whatever it is given."""
+    from abcc_fast.model.constraints import project_out
+
+    g = torch.Generator().manual_seed(0)
+    res, nui = torch.randn(4, 10, generator=g), torch.randn(4, 10, 3, generator=g)
+    want = project_out(res, nui)
+    got = project_out(res.bfloat16(), nui.bfloat16())
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, atol=0.05, rtol=0.05)
+    assert float((torch.linalg.matrix_rank(nui) - 3).abs().sum()) == 0
+    assert float(torch.einsum("bt,btj->bj", want, nui).abs().max()) < 1e-4   # orthogonal to the nuisance

@@ -116,6 +116,13 @@ def sei_labels(dataset, rows, coefficients: Optional[torch.Tensor] = None) -> to
     return coef[glob] @ G
 
 
+def fitted_labels(dataset, rows) -> torch.Tensor:
+    """The template-fit SEI stream [len(rows), T, W] (AU) of rows ``rows`` of ``dataset``, fitted now and
+    not cached: for a few samples (a timing, a smoke test) where fitting the whole dataset would dominate."""
+    coef = fit_coefficients(dataset, indices=rows, progress=False)
+    return coef @ label_templates(dataset.wavenumber.double().numpy(), _resolution(dataset)).float()
+
+
 class SeiLabelled(torch.utils.data.Dataset):
     """Rows of ``data`` (a split part of ``whole``) with ``sei_label`` [T, W] (AU) added to each item."""
 

@@ -292,11 +292,15 @@ class ReactionSpectra(nn.Module):
 
 
 def project_out(residual: torch.Tensor, nuisance: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """residual [B, T'] minus its least-squares fit on the per-sample nuisance columns [B, T', J]."""
-    g = nuisance.transpose(1, 2) @ nuisance + eps * torch.eye(nuisance.shape[-1], dtype=nuisance.dtype,
-                                                              device=nuisance.device)
-    coef = torch.linalg.solve(g, nuisance.transpose(1, 2) @ residual[..., None])         # [B, J, 1]
-    return residual - (nuisance @ coef)[..., 0]
+    """residual [B, T'] minus its least-squares fit on the per-sample nuisance columns [B, T', J].
+
+    Always float32 and outside autocast: under bf16 autocast the normal equations' products would come
+    out in bf16 (and linalg.solve refuses mixed dtypes); a J x J solve costs nothing in float32."""
+    with torch.autocast(device_type=residual.device.type, enabled=False):
+        res, nui = residual.float(), nuisance.float()
+        g = nui.transpose(1, 2) @ nui + eps * torch.eye(nui.shape[-1], device=nui.device)
+        coef = torch.linalg.solve(g, nui.transpose(1, 2) @ res[..., None])                # [B, J, 1]
+        return res - (nui @ coef)[..., 0]
 
 
 LABEL_ENERGY_MIN_AU2 = 1e-10   # sei_label_floor: the least denominator (AU^2: a 1e-5 AU film over the whole grid), so
