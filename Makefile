@@ -51,7 +51,7 @@ pretrained: install
 	$(PY) -m abcc_fast.apps.pretrained_build --split random,system --out abcc_fast/pretrained $(PRETRAINED_ARGS)
 
 # On a GPU machine (CUDA torch, triton, cmake, ninja installed): build with CUDA, run the GPU tests
-# and the GPU benchmarks within ~8 minutes; writes bench/results/*_gpu.{json,md}. Fails (exit 2)
+# and the GPU benchmarks within ~9 minutes; writes bench/results/*_gpu.{json,md}. Fails (exit 2)
 # without a GPU; `python -m bench.gpu_check --dry-run` checks it anywhere.
 gpu-check:
 	$(PY) -m bench.gpu_check

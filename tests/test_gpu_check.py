@@ -65,3 +65,9 @@ def test_a_group_past_its_time_limit_is_stopped_and_reported(tmp_path, monkeypat
     step = s.report["steps"]["tests"]
     assert step["status"] == "timeout" and step["seconds"] < 45
     assert step["groups"][0].get("passed") == 1  # the report written on interrupt counts what ran
+
+
+def test_a_group_can_narrow_its_tests():
+    assert gpu_check._group_args(["a.py", "b.py"]) == (["a.py", "b.py"], gpu_check.TEST_FILTER)
+    files, k = gpu_check._group_args(["a.py", "-k=x and not y"])
+    assert files == ["a.py"] and k == f"{gpu_check.TEST_FILTER} and (x and not y)"
