@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from abcc_fast.analysis.sei_labels import SeiLabelled
+from abcc_fast.analysis.sei_labels import SeiLabelled, fitted_labels
 from abcc_fast.data import default_dataset
 from abcc_fast.model import ABCC, ABCCConfig
 from abcc_fast.model import baselines as BL
@@ -37,32 +37,52 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--preset", default="cpu_default")
+    ap.add_argument("--batch-labels", action="store_true",
+                    help="fit the SEI labels of the timed batch only (the step's cost does not depend on their "
+                         "values; saves fitting the whole dataset, ~3 min, e.g. on a short GPU lease)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda: bf16 autocast, as the trainer runs it)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    def amp():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     ds = default_dataset(progress=False)
-    train = SeiLabelled(ds.split("random", "train"), ds, progress=False)   # ABCC's template-fit SEI labels too
-    batch = collate([train[i] for i in range(args.batch)])
+    if args.batch_labels:                  # the batch's own labels, fitted now (seconds, not minutes)
+        items = [ds.split("random", "train")[i] for i in range(args.batch)]
+        labels = fitted_labels(ds, [int(it["index"]) for it in items])
+        for it, label in zip(items, labels):
+            it["sei_label"] = label
+    else:                                  # ABCC's template-fit SEI labels, as the trainer adds them
+        train = SeiLabelled(ds.split("random", "train"), ds, progress=False)
+        items = [train[i] for i in range(args.batch)]
+    batch = collate(items)
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
     entries = [e.strip() for e in args.entries.split(",") if e.strip()]
     models, opts = {}, {}
     for e in entries:
         torch.manual_seed(0)
-        models[e] = build(e, ds, args.preset)
+        models[e] = build(e, ds, args.preset).to(device)
         opts[e] = torch.optim.AdamW(models[e].parameters(), lr=1e-4)
     times = {e: [] for e in entries}
 
     def step(e):
         g = torch.Generator().manual_seed(0)
-        loss, _ = models[e].training_loss(batch, generator=g)
+        with amp():
+            loss, _ = models[e].training_loss(batch, generator=g)
         opts[e].zero_grad(set_to_none=True)
         loss.backward()
         opts[e].step()
 
     for e in entries:                      # warm-up
         step(e)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     for _ in range(args.rounds):
         for e in entries:
             t = time.perf_counter()
             step(e)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             times[e].append(time.perf_counter() - t)
     ref = statistics.median(times[entries[0]])
     rows = [{"entry": e, "params": sum(p.numel() for p in models[e].parameters()),
@@ -70,16 +90,17 @@ def main(argv=None) -> int:
             for e in entries]
     for r in rows:
         print(r, flush=True)
-    info = machine_info(torch.device("cpu"))
+    info = machine_info(device)
     payload = {"machine": info, "batch": args.batch, "preset": args.preset, "rounds": args.rounds, "rows": rows}
-    md = [f"# Training-step cost ({args.preset}, batch {args.batch}, {args.threads} thread(s))\n\n",
+    where = f"{info.get('gpu')}, bf16 autocast" if device.type == "cuda" else f"{args.threads} thread(s)"
+    md = [f"# Training-step cost ({args.preset}, batch {args.batch}, {where})\n\n",
           f"Machine: {info.get('cpu')}, torch {info['torch']}, load average {info['load_average_1_5_15']}, "
           f"date {info['date']}. Median of {args.rounds} interleaved rounds; ratio to {entries[0]}.\n\n",
           f"Command: `python -m bench.bench_train_step --entries {args.entries} --batch {args.batch} "
-          f"--threads {args.threads}`\n\n",
+          f"--threads {args.threads} --preset {args.preset} --device {args.device}`\n\n",
           markdown_table(rows, [("entry", "entry", ""), ("params", "parameters", "d"), ("step_ms", "ms/step", ".1f"),
                                 ("ratio", f"x {entries[0]}", ".2f")])]
-    write_results("train_step_cpu", payload, "".join(md))
+    write_results(f"train_step_{device.type}", payload, "".join(md))
     return 0
 
 
