@@ -161,3 +161,30 @@ def test_bad_shapes_and_grid(tmp_path):
     t["frames"] = t["frames"].double()
     with pytest.raises(ValueError, match="dtype"):
         write_dataset(tmp_path / "x", t, _manifest())
+
+
+def test_identity_ignores_shard_bytes_but_not_samples_or_splits(tiny):
+    """dataset_identity: a float32 ulp in a shard (another CPU's numpy math) keeps the identity; the
+    manifest's byte hash changes. Other splits or another generator seed are another dataset."""
+    from types import SimpleNamespace
+
+    from abcc_fast.apps.pretrained_runs import same_dataset
+    from abcc_fast.data.manifest import dataset_identity, manifest_sha256
+
+    ds = load(tiny)
+    m = json.loads(json.dumps(ds.manifest))
+    other_bytes = json.loads(json.dumps(m))
+    other_bytes["shards"][0]["sha256"] = "0" * 64
+    resplit = json.loads(json.dumps(m))
+    resplit["splits"]["random"]["train"] = resplit["splits"]["random"]["train"][1:]
+    reseeded = json.loads(json.dumps(m))
+    reseeded["generator"]["seed"] = 1
+    same, a, b, c = (SimpleNamespace(manifest=x) for x in (m, other_bytes, resplit, reseeded))
+    assert dataset_identity(a) == dataset_identity(same) == dataset_identity(ds)
+    assert manifest_sha256(a) != manifest_sha256(same)
+    assert len({dataset_identity(same), dataset_identity(b), dataset_identity(c)}) == 3
+    card = {"manifest_sha256": manifest_sha256(same), "identity": dataset_identity(same)}
+    assert same_dataset(card, manifest_sha256(a), dataset_identity(a))          # by identity
+    assert not same_dataset(card, manifest_sha256(b), dataset_identity(b))
+    old_card = {"manifest_sha256": manifest_sha256(same)}                       # before identities
+    assert same_dataset(old_card, manifest_sha256(same), "x") and not same_dataset(old_card, "y", "x")

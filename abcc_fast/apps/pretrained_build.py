@@ -33,6 +33,7 @@ from .._atomic import atomic_directory
 from .._cli_format import HelpFormatter
 from ..data import default_dataset, load
 from ..model import ABCC, ABCCConfig, ABCCPredictor, load_predictor
+from ..data.manifest import dataset_identity
 from ..opirbench import manifest_sha256
 from ..presets import CLI_PRESETS as PRESETS
 from ..pretrained import BUILD_COMMAND, CARD_NAME, LOG_NAME, MAX_BYTES, PACKAGE_DIR, SPLIT_MODELS
@@ -138,8 +139,8 @@ def make_card(name: str, split: str, ds, args, result, ev: dict, subset: dict, t
         "command": canonical_command(args, split),
         "invoked_as": shlex.join([*shlex.split(BUILD_COMMAND), *args.argv]),
         "git": args.git, "abcc_fast_version": __version__,
-        "dataset": {"name": ds.manifest.get("name"), "manifest_sha256": manifest_sha256(ds), "samples": len(ds),
-                    "generator": ds.manifest.get("generator")},
+        "dataset": {"name": ds.manifest.get("name"), "manifest_sha256": manifest_sha256(ds),
+                    "identity": dataset_identity(ds), "samples": len(ds), "generator": ds.manifest.get("generator")},
         "training": {"steps": int(result.steps_done), "steps_budget": int(cfg.steps), "batch_size": int(cfg.batch_size),
                      "seed": int(args.seed), "preset": PRESETS[args.preset], "train_config": cfg.to_json(),
                      "result": {k: v for k, v in result.to_json().items()

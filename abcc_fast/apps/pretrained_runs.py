@@ -1,17 +1,27 @@
 """The packaged models as the training runs ``abcc demo --pretrained`` reports on (no training)."""
 from __future__ import annotations
 
+from ..data.manifest import dataset_identity
 from ..model import ABCC
 from ..opirbench import manifest_sha256
 from ..pretrained import BUILD_COMMAND, LOG_NAME, SPLIT_MODELS, card, path
 from ..train.trainer import TrainConfig, TrainResult
 
 
+def same_dataset(card_dataset: dict, sha: str, identity: str) -> bool:
+    """Whether a card's ``dataset`` entry names this dataset: its identity (the manifest without the shard
+    byte hashes, which can differ between CPUs by a float32 ulp; data.manifest.dataset_identity), or, for
+    cards written before identities, the manifest's sha256."""
+    if card_dataset.get("identity"):
+        return card_dataset["identity"] == identity
+    return card_dataset.get("manifest_sha256") == sha
+
+
 def packaged_runs(ds, splits) -> tuple[dict, object, str]:
     """({split: TrainResult of its packaged model, with the loaded model}, the TrainConfig they were
     built with, the model preset). Each card must name ``split`` and the dataset ``ds`` (manifest
     sha256): on another dataset the test part may overlap what the model was trained on."""
-    sha = manifest_sha256(ds)
+    sha, identity = manifest_sha256(ds), dataset_identity(ds)
     runs, cfgs, presets = {}, [], []
     for split in splits:
         name = SPLIT_MODELS[split]
@@ -22,7 +32,7 @@ def packaged_runs(ds, splits) -> tuple[dict, object, str]:
             raise ValueError(f"{where} was trained on split {c.get('split')!r}, not {split!r}; rebuild it with "
                              f"{BUILD_COMMAND} --split {split}")
         trained_on = c.get("dataset") or {}
-        if trained_on.get("manifest_sha256") != sha:
+        if not same_dataset(trained_on, sha, identity):
             raise ValueError(f"{where} was trained on dataset {trained_on.get('name')!r} (manifest sha256 "
                              f"{str(trained_on.get('manifest_sha256'))[:12]}..), not on this one "
                              f"({ds.manifest.get('name')!r}, {sha[:12]}..), so its test part may hold samples it was "

@@ -62,6 +62,7 @@ import torch
 
 from .. import data, provenance
 from .._atomic import write_text
+from ..data.manifest import dataset_identity
 from ..model import ABCC, ABCCConfig, ABCCPredictor
 from ..model.baselines import BASELINES, get
 from ..opirbench.leaderboard import clean_json, dataset_info, manifest_sha256
@@ -85,7 +86,9 @@ SWEEP_LR = (0.5, 1.0, 2.0)       # factors of the preset's lr tried on the valid
 ORACLE_REPLICATES = 16
 _STEPS_RE = re.compile(r"^abcc_steps([0-9]+)$")
 # setup fields that must agree when an output directory is resumed
-_RESUME_KEYS = ("preset", "train_config", "model_presets", "sweep", "sweep_lr", "sweep_entries", "dataset_manifest_sha256",
+# the dataset by identity (manifest without shard byte hashes: a resume on a CPU whose numpy rounds a float32
+# ulp differently joins the same suite; data.manifest.dataset_identity); setups older than identities by sha256
+_RESUME_KEYS = ("preset", "train_config", "model_presets", "sweep", "sweep_lr", "sweep_entries", "dataset_identity",
                 "metrics")
 
 
@@ -362,7 +365,7 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
              "metrics_version": METRICS_VERSION, "metric_definitions": METRIC_DEFINITIONS,
              "entries": entries, "splits": splits, "seeds": list(range(int(seeds))),
              "dataset": {**dataset_info(ds, "random"), "samples": len(ds)},
-             "dataset_manifest_sha256": manifest_sha256(ds), "git_sha": provenance.git_revision(full=True, dirty=True),
+             "dataset_manifest_sha256": manifest_sha256(ds), "dataset_identity": dataset_identity(ds), "git_sha": provenance.git_revision(full=True, dirty=True),
              "machine": _machine()}
     _write_setup(out, setup)
 
@@ -398,7 +401,8 @@ def _write_setup(out: Path, setup: dict) -> None:
     setup_path = out / "suite_setup.json"
     if setup_path.is_file():
         old = json.loads(setup_path.read_text())
-        diff = [k for k in _RESUME_KEYS if json.dumps(old.get(k), sort_keys=True) != json.dumps(
+        keys = [k if k != "dataset_identity" or k in old else "dataset_manifest_sha256" for k in _RESUME_KEYS]
+        diff = [k for k in keys if json.dumps(old.get(k), sort_keys=True) != json.dumps(
             json.loads(json.dumps(setup[k], default=str)), sort_keys=True)]
         if diff:
             older = "" if "budget_kind" in old else (

@@ -54,6 +54,21 @@ def manifest_sha256(dataset) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def dataset_identity(dataset) -> str:
+    """sha256 of what identifies a dataset's samples: its manifest without the shards' byte hashes.
+
+    OpIRSim is bit-reproducible on one machine, but numpy's AVX-512 math rounds some float64 results
+    differently from its AVX2 paths, so between CPUs the shard bytes can differ by a float32 ulp
+    (measured 2026-12-04 with NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL": frames identical, static
+    spectra within 1.2e-7 AU, every manifest field but the shard hashes identical). That changes
+    :func:`manifest_sha256` but not the samples, the splits or the normalisation: use this where the
+    question is "the same dataset?" (a packaged model's test part, a suite resumed on another machine),
+    the byte hash where bytes matter (caches derived from the data)."""
+    m = dict(dataset.manifest)
+    m["shards"] = [{k: v for k, v in s.items() if k != "sha256"} for s in m.get("shards", [])]
+    return hashlib.sha256(json.dumps(m, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def read_manifest(path: PathLike) -> dict:
     """Parse and check ``manifest.json`` of a dataset directory (or the file itself).
 
