@@ -47,27 +47,32 @@ def _walks(B, N, M, seed):
     return x, y
 
 
+def _value_and_alignment(x, y, gamma, backend, tol_of_value):
+    """Checks the value (rel. error <= 1e-5) and the alignment (max |E - E_ref| <= tol_of_value(v_ref))
+    against the float64 reference on the GPU; returns (xc, yc, xr, yr, E_ref, tolerance)."""
+    xc, yc = x.to(DEV), y.to(DEV)
+    xr, yr = x.to(DEV, torch.float64), y.to(DEV, torch.float64)
+    v = soft_dtw(xc, yc, gamma, backend=backend)
+    v_ref = soft_dtw(xr, yr, gamma, backend="reference")
+    rel = ((v.double() - v_ref).abs() / v_ref.abs().clamp_min(1e-30)).max().item()
+    assert rel <= 1e-5, f"value rel. error {rel:.3g}"
+    E = soft_dtw_alignment(xc, yc, gamma, backend=backend)
+    E_ref = soft_dtw_alignment(xr, yr, gamma, backend="reference")
+    err = (E.double() - E_ref).abs().max().item()
+    tol = tol_of_value(v_ref)
+    assert err <= tol, f"max |E - E_ref| = {err:.3g} (tolerance {tol:.3g})"
+    return xc, yc, xr, yr, E_ref, tol
+
+
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("N,M", [(257, 257), (1024, 1024), (1024, 1000), (4096, 4096)])
 @pytest.mark.parametrize("gamma", [1.0, 0.1, 0.01])
 def test_long_sequences_meet_the_precision_targets(backend, N, M, gamma):
-    BACKEND = backend
-    B = 1 if N >= 4096 else 2
-    x, y = _walks(B, N, M, seed=N + M)
-    xc, yc = x.to(DEV), y.to(DEV)
-    xr, yr = x.to(DEV, torch.float64), y.to(DEV, torch.float64)
-    v = soft_dtw(xc, yc, gamma, backend=BACKEND)
-    v_ref = soft_dtw(xr, yr, gamma, backend="reference")
-    rel = ((v.double() - v_ref).abs() / v_ref.abs().clamp_min(1e-30)).max().item()
-    assert rel <= 1e-5, f"value rel. error {rel:.3g}"
-    E = soft_dtw_alignment(xc, yc, gamma, backend=BACKEND)
-    E_ref = soft_dtw_alignment(xr, yr, gamma, backend="reference")
-    err = (E.double() - E_ref).abs().max().item()
-    tol = _walk_tol(gamma, v_ref)
-    assert err <= tol, f"max |E - E_ref| = {err:.3g} (tolerance {tol:.3g})"
+    x, y = _walks(1 if N >= 4096 else 2, N, M, seed=N + M)
+    xc, yc, xr, yr, E_ref, tol = _value_and_alignment(x, y, gamma, backend, lambda v: _walk_tol(gamma, v))
     # univariate path (cost on the fly, checkpointed backward) against the same E: dL/dx = 2 (x E1 - E y)
     xg = xc.clone().requires_grad_(True)
-    soft_dtw(xg, yc, gamma, backend=BACKEND).sum().backward()
+    soft_dtw(xg, yc, gamma, backend=backend).sum().backward()
     dx_ref = 2.0 * (xr * E_ref.sum(2) - torch.bmm(E_ref, yr.unsqueeze(2)).squeeze(2))
     scale = float(dx_ref.abs().max()) + 1.0
     gerr = (xg.grad.double() - dx_ref).abs().max().item()
@@ -88,16 +93,7 @@ def test_gaussian_inputs_meet_the_cpu_targets(backend, N, M, gamma):
     (gamma >= 0.1) or 1e-3 (gamma = 0.01)."""
     g = torch.Generator().manual_seed(N + 11)
     x, y = torch.randn(1, N, generator=g), torch.randn(1, M, generator=g)
-    xc, yc = x.to(DEV), y.to(DEV)
-    xr, yr = x.to(DEV, torch.float64), y.to(DEV, torch.float64)
-    v = soft_dtw(xc, yc, gamma, backend=backend)
-    v_ref = soft_dtw(xr, yr, gamma, backend="reference")
-    rel = ((v.double() - v_ref).abs() / v_ref.abs().clamp_min(1e-30)).max().item()
-    assert rel <= 1e-5, f"value rel. error {rel:.3g}"
-    E = soft_dtw_alignment(xc, yc, gamma, backend=backend)
-    E_ref = soft_dtw_alignment(xr, yr, gamma, backend="reference")
-    err = (E.double() - E_ref).abs().max().item()
-    assert err <= _tol(gamma), f"max |E - E_ref| = {err:.3g}"
+    _value_and_alignment(x, y, gamma, backend, lambda v: _tol(gamma))
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
