@@ -1,10 +1,10 @@
 """Training-step cost of ABCC against the baselines, same batch, same process, interleaved.
 
 Run: ``python -m bench.bench_train_step [--entries abcc,mlp,cnn] [--batch 8] [--threads 1]``;
-writes bench/results/train_step_<device>.json/.md. Each entry's step is forward + backward of
+writes bench/results/train_step_{cpu,gpu}.json/.md. Each entry's step is forward + backward of
 ``training_loss`` + an AdamW step on one batch of the default dataset's random-split training
 part (with the SEI labels the trainer adds for ABCC; the baselines ignore them); the entries are timed in rounds (A, B, C, A, B, C, ...) so that a change of machine load hits
-every entry alike, and the median over rounds is reported with the ratio to ABCC.
+every entry alike, and the median over rounds is reported with the ratio to the first entry.
 """
 from __future__ import annotations
 
@@ -97,10 +97,11 @@ def main(argv=None) -> int:
           f"Machine: {info.get('cpu')}, torch {info['torch']}, load average {info['load_average_1_5_15']}, "
           f"date {info['date']}. Median of {args.rounds} interleaved rounds; ratio to {entries[0]}.\n\n",
           f"Command: `python -m bench.bench_train_step --entries {args.entries} --batch {args.batch} "
-          f"--threads {args.threads} --preset {args.preset} --device {args.device}`\n\n",
+          f"--threads {args.threads} --preset {args.preset} --device {args.device}"
+          f"{' --batch-labels' if args.batch_labels else ''}`\n\n",
           markdown_table(rows, [("entry", "entry", ""), ("params", "parameters", "d"), ("step_ms", "ms/step", ".1f"),
                                 ("ratio", f"x {entries[0]}", ".2f")])]
-    write_results(f"train_step_{device.type}", payload, "".join(md))
+    write_results("train_step_gpu" if device.type == "cuda" else "train_step_cpu", payload, "".join(md))
     return 0
 
 

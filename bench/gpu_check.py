@@ -43,7 +43,8 @@ TEST_GROUPS = [
     ["tests/test_soft_dtw_cuda.py", "-k=not precision_targets"],
     ["tests/test_two_stream_attention.py", "-k=not gpu_backends_match_reference"],
     ["tests/test_two_stream_attention.py", "-k=gpu_backends_match_reference and dtype0"],
-    ["tests/test_two_stream_attention.py", "-k=gpu_backends_match_reference and not dtype0"],
+    ["tests/test_two_stream_attention.py", "-k=gpu_backends_match_reference and dtype1"],
+    ["tests/test_two_stream_attention.py", "-k=gpu_backends_match_reference and dtype2"],
     ["tests/test_soft_dtw_backends.py", "tests/test_meanflow.py",
      "tests/test_model.py::test_reference_backends_are_a_drop_in"],
     ["tests/test_gpu_devices.py", "tests/test_native_bindings.py"],
@@ -258,7 +259,8 @@ def write_summary(report: dict) -> None:
 def plan() -> str:
     rows = ["1. build: ABCC_CUDA=ON python setup.py build_ext --inplace (build/cmake-cuda), "
             f"at most {BUILD_LIMIT_S:.0f} s",
-            f"2. tests ({len(TEST_GROUPS)} parallel pytest processes, -k '{TEST_FILTER}', at most {TEST_LIMIT_S:.0f} s):"]
+            f"2. tests ({len(TEST_GROUPS)} parallel pytest processes, each -k '{TEST_FILTER}' and its own, at most "
+            f"{TEST_LIMIT_S:.0f} s):"]
     rows += [f"     {' '.join(g)}" for g in TEST_GROUPS]
     rows.append("3. benchmarks, each with --gpu: " + ", ".join(f"{m} ({share:.0%} of the time left)"
                                                              for m, share in BENCHES))

@@ -138,6 +138,12 @@ def test_fitted_labels_equal_the_cached_labels(ds, tmp_path, monkeypatch):
     monkeypatch.setenv("ABCC_DATA_DIR", str(tmp_path))
     rows = [3, 0, 7]
     torch.testing.assert_close(fitted_labels(ds, rows), sei_labels(ds, rows))
+    part = ds.split("system", "test")          # a split part: its items carry their rows of the whole
+    labelled = SeiLabelled(part, ds, progress=False)
+    items = [part[i] for i in (2, 0)]
+    got = fitted_labels(ds, [int(it["index"]) for it in items])
+    torch.testing.assert_close(got, torch.stack([labelled[i]["sei_label"] for i in (2, 0)]))
+    assert [int(it["index"]) for it in items] != [2, 0]
 
 
 @pytest.mark.parametrize("preset", ["tiny", "cpu_default", "gpu_default"])

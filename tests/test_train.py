@@ -213,3 +213,26 @@ def test_wall_clock_cap_stops_with_a_warning_and_keeps_the_schedule(tiny_ds, tmp
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     assert latest_checkpoint(tmp_path / "run").name == f"step_{result.steps_done:07d}"
     assert result.best_val_loss is not None and math.isfinite(result.best_val_loss)
+
+
+def test_resume_checks_the_dataset_by_bytes_or_identity(tiny_ds, tmp_path):
+    """A checkpoint made from other manifest bytes resumes when its dataset identity is this one (another
+    CPU's float32 ulp), and is refused when the identity differs too (or when it records none)."""
+    from abcc_fast.data.manifest import dataset_identity, manifest_sha256
+
+    run = tmp_path / "run"
+    train(_model(tiny_ds), tiny_ds, split="system", config=_cfg(steps=4), out_dir=run, resume=False, progress=False)
+    ck = latest_checkpoint(run)
+    state = json.loads((ck / "state.json").read_text())
+    assert state["dataset_sha256"] == manifest_sha256(tiny_ds) and state["dataset_identity"] == dataset_identity(tiny_ds)
+
+    def resume_with(**changes):
+        (ck / "state.json").write_text(json.dumps({**state, **changes}))
+        return train(_model(tiny_ds), tiny_ds, split="system", config=_cfg(steps=8), out_dir=run, resume=True,
+                     progress=False)
+
+    with pytest.raises(ValueError, match="another dataset"):
+        resume_with(dataset_sha256="0" * 64, dataset_identity="1" * 64)
+    with pytest.raises(ValueError, match="another dataset"):
+        resume_with(dataset_sha256="0" * 64, dataset_identity=None)
+    assert resume_with(dataset_sha256="0" * 64).resumed_from == 4

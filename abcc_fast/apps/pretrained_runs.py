@@ -9,12 +9,11 @@ from ..train.trainer import TrainConfig, TrainResult
 
 
 def same_dataset(card_dataset: dict, sha: str, identity: str) -> bool:
-    """Whether a card's ``dataset`` entry names this dataset: its identity (the manifest without the shard
-    byte hashes, which can differ between CPUs by a float32 ulp; data.manifest.dataset_identity), or, for
-    cards written before identities, the manifest's sha256."""
-    if card_dataset.get("identity"):
-        return card_dataset["identity"] == identity
-    return card_dataset.get("manifest_sha256") == sha
+    """Whether a card's ``dataset`` entry names this dataset: the same manifest bytes (sha256), or the same
+    identity (the manifest without the shard byte hashes, which can differ between CPUs by a float32 ulp;
+    data.manifest.dataset_identity; cards written before identities have only the sha256)."""
+    return card_dataset.get("manifest_sha256") == sha or (bool(card_dataset.get("identity"))
+                                                          and card_dataset["identity"] == identity)
 
 
 def packaged_runs(ds, splits) -> tuple[dict, object, str]:

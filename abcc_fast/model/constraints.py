@@ -294,11 +294,12 @@ class ReactionSpectra(nn.Module):
 def project_out(residual: torch.Tensor, nuisance: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """residual [B, T'] minus its least-squares fit on the per-sample nuisance columns [B, T', J].
 
-    Always float32 and outside autocast: under bf16 autocast the normal equations' products would come
-    out in bf16 (and linalg.solve refuses mixed dtypes); a J x J solve costs nothing in float32."""
+    In float32 (float64 for float64 residuals) and outside autocast: under bf16 autocast the normal
+    equations' products would come out in bf16 (and linalg.solve refuses mixed dtypes)."""
+    dt = torch.float64 if residual.dtype == torch.float64 else torch.float32
     with torch.autocast(device_type=residual.device.type, enabled=False):
-        res, nui = residual.float(), nuisance.float()
-        g = nui.transpose(1, 2) @ nui + eps * torch.eye(nui.shape[-1], device=nui.device)
+        res, nui = residual.to(dt), nuisance.to(dt)
+        g = nui.transpose(1, 2) @ nui + eps * torch.eye(nui.shape[-1], dtype=dt, device=nui.device)
         coef = torch.linalg.solve(g, nui.transpose(1, 2) @ res[..., None])                # [B, J, 1]
         return res - (nui @ coef)[..., 0]
 

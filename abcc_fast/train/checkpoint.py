@@ -247,9 +247,11 @@ def _shape_mismatch(own: dict, saved: dict) -> Optional[str]:
 
 
 def restore_checkpoint(ckpt: PathLike, model: torch.nn.Module, ema_model: torch.nn.Module, optimizer, *,
-                       split: str, train_config: dict, dataset_sha256: Optional[str] = None) -> dict:
+                       split: str, train_config: dict, dataset_sha256: Optional[str] = None,
+                       dataset_identity: Optional[str] = None) -> dict:
     """Load checkpoint ``ckpt`` into ``model``, ``ema_model`` and ``optimizer`` after checking that the
-    run continues as it began: same split, same dataset (``dataset_sha256``), same ``lr`` and
+    run continues as it began: same split, same dataset (``dataset_sha256``, or the same
+    ``dataset_identity`` where the checkpoint records one: the bytes can differ between CPUs), same ``lr`` and
     ``batch_size``, the same model (tensor names and shapes) and optimizer state of the parameters'
     shapes. Returns the checkpoint's state (``step``, ``best_val_loss``, ...); ValueError naming the
     checkpoint, the value and the fix otherwise."""
@@ -261,7 +263,8 @@ def restore_checkpoint(ckpt: PathLike, model: torch.nn.Module, ema_model: torch.
         raise ValueError(f"{ckpt}: this run was trained on split {st.get('split')!r}, not {split!r}; pass "
                          f"--split {st.get('split')} to resume it, or {other}")
     saved_sha = st.get("dataset_sha256")
-    if saved_sha is not None and dataset_sha256 is not None and saved_sha != dataset_sha256:
+    same_identity = st.get("dataset_identity") is not None and st.get("dataset_identity") == dataset_identity
+    if saved_sha is not None and dataset_sha256 is not None and saved_sha != dataset_sha256 and not same_identity:
         raise ValueError(f"{ckpt}: this run was trained on another dataset (manifest sha256 {str(saved_sha)[:12]}..., "
                          f"this one {dataset_sha256[:12]}...); resume with the same --data, or {other}")
     saved_cfg = st.get("train_config") if isinstance(st.get("train_config"), dict) else {}

@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from ..analysis.sei_labels import SeiLabelled
 from .._atomic import atomic_directory, write_text
+from ..data.manifest import dataset_identity
 from .config import CPU_DEFAULT_STEPS, TrainConfig, TrainResult  # noqa: F401
 from .checkpoint import (checkpoint_root, dataset_fingerprint, divergence_message, latest_checkpoint,
                          restore_checkpoint, save_checkpoint)
@@ -342,10 +343,12 @@ class _Run:
     def _restore(self, ckpt) -> None:
         """Continue from checkpoint ``ckpt`` (None: start afresh)."""
         self.data_sha = dataset_fingerprint(self.dataset)
+        self.data_identity = dataset_identity(self.dataset)
         if ckpt is None:
             return
         st = restore_checkpoint(ckpt, self.model, self.ema_model, self.optimizer, split=self.split,
-                                train_config=self.cfg.to_json(), dataset_sha256=self.data_sha)
+                                train_config=self.cfg.to_json(), dataset_sha256=self.data_sha,
+                                dataset_identity=self.data_identity)
         self.start_step = int(st["step"])
         self.best_val = st.get("best_val_loss")
         self.elapsed_before = float(st.get("elapsed_s", 0.0))
@@ -355,7 +358,8 @@ class _Run:
         return self.elapsed_before + time.perf_counter() - self.t_start
 
     def state_json(self, step_now: int) -> dict:
-        return {"split": self.split, "dataset_sha256": self.data_sha, "train_config": self.cfg.to_json(),
+        return {"split": self.split, "dataset_sha256": self.data_sha, "dataset_identity": self.data_identity,
+                "train_config": self.cfg.to_json(),
                 "model_config": _model_config(self.model),
                 "best_val_loss": self.best_val, "elapsed_s": self._elapsed(),
                 "world_size": self.info.world_size, "seed": self.cfg.seed, "steps_per_epoch": self.steps_per_epoch}
