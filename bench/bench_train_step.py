@@ -44,11 +44,18 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    t0 = time.perf_counter()
+
     def amp():
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def phase(what):                       # where the time goes before the timing (first GPU run: > 90 s, unknown)
+        print(f"[bench_train_step {time.perf_counter() - t0:.1f} s] {what}", file=sys.stderr, flush=True)
     ds = default_dataset(progress=False)
+    phase("dataset loaded")
     if args.batch_labels:                  # the batch's own labels, fitted now (seconds, not minutes)
-        items = [ds.split("random", "train")[i] for i in range(args.batch)]
+        part = ds.split("random", "train")  # once: a split part costs seconds to build
+        items = [part[i] for i in range(args.batch)]
         labels = fitted_labels(ds, [int(it["index"]) for it in items])
         for it, label in zip(items, labels):
             it["sei_label"] = label
@@ -57,12 +64,14 @@ def main(argv=None) -> int:
         items = [train[i] for i in range(args.batch)]
     batch = collate(items)
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    phase("batch and SEI labels ready")
     entries = [e.strip() for e in args.entries.split(",") if e.strip()]
     models, opts = {}, {}
     for e in entries:
         torch.manual_seed(0)
         models[e] = build(e, ds, args.preset).to(device)
         opts[e] = torch.optim.AdamW(models[e].parameters(), lr=1e-4)
+    phase("models built")
     times = {e: [] for e in entries}
 
     def step(e):
@@ -73,10 +82,11 @@ def main(argv=None) -> int:
         loss.backward()
         opts[e].step()
 
-    for e in entries:                      # warm-up
+    for e in entries:                      # warm-up (on a GPU: the first call compiles the Triton kernels)
         step(e)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        phase(f"warm-up step of {e} done")
     for _ in range(args.rounds):
         for e in entries:
             t = time.perf_counter()
