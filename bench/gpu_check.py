@@ -16,6 +16,12 @@ says what did not run. Exit status: 0 all ran and passed, 1 a step failed or tim
 
     python -m bench.gpu_check              # the whole session (make gpu-check)
     python -m bench.gpu_check --dry-run    # no GPU needed: print the plan, import every part
+
+The soft-DTW peer pysdtw (pure Python over numba's CUDA) was missing on the first H200 machine; where
+pip cannot reach an index there, bring its wheel (`pip download --no-deps pysdtw==0.0.5 -d WHEELS`
+where pip works, then `pip install --no-deps WHEELS/pysdtw-*.whl` there) to get the speed-up column.
+A fresh machine's tree has no large files: keep the working tree small (the first run had to move
+superseded bench/results/ folders aside to stay under the 64 MiB a call could carry).
 """
 from __future__ import annotations
 
