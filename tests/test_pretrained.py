@@ -79,6 +79,7 @@ def test_card_is_complete_and_small(name):
     assert card["training"]["steps"] >= 1 and card["training"]["batch_size"] >= 1
     # cards built before the build moved to abcc_fast/apps/ name its old module path; rebuild_command maps it
     assert card["dataset"]["manifest_sha256"] and modelcard.rebuild_command(card).startswith(pretrained.BUILD_COMMAND)
+    assert len(card["dataset"].get("identity", "")) == 64, "the card must name its dataset by identity too"
     cfg = json.loads((folder / "config.json").read_text())
     from abcc_fast._atomic import sha256_file
 
