@@ -259,3 +259,22 @@ def test_cli_bench_all_bad_input(tmp_path, capsys):
     assert main(["bench", "--all", "--seeds", "0", "--out", str(tmp_path / "o")]) == 2
     assert "seeds must be an integer >= 1" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # refused before anything was loaded or written
+
+
+def test_resume_compares_the_dataset_identity(tmp_path):
+    """A suite resumed on another CPU (other shard bytes, same identity) joins; another identity does not;
+    a setup from before identities is compared by the manifest's sha256."""
+    from abcc_fast.apps.suite import _RESUME_KEYS, _write_setup
+
+    base = {k: "same" for k in _RESUME_KEYS}
+    base.update(dataset_identity="id-a", dataset_manifest_sha256="sha-a")
+    _write_setup(tmp_path, base)
+    _write_setup(tmp_path, {**base, "dataset_manifest_sha256": "sha-b"})          # other bytes, same identity
+    with pytest.raises(ValueError, match="dataset_identity differ"):
+        _write_setup(tmp_path, {**base, "dataset_identity": "id-b"})
+    old = {k: v for k, v in base.items() if k != "dataset_identity"}                  # written before identities
+    (tmp_path / "suite_setup.json").write_text(json.dumps(old))
+    _write_setup(tmp_path, base)
+    (tmp_path / "suite_setup.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="dataset_manifest_sha256 differ"):
+        _write_setup(tmp_path, {**base, "dataset_manifest_sha256": "sha-b"})
