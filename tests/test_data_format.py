@@ -168,8 +168,7 @@ def test_identity_ignores_shard_bytes_but_not_samples_or_splits(tiny):
     manifest's byte hash changes. Other splits or another generator seed are another dataset."""
     from types import SimpleNamespace
 
-    from abcc_fast.apps.pretrained_runs import same_dataset
-    from abcc_fast.data.manifest import dataset_identity, manifest_sha256
+    from abcc_fast.data.manifest import dataset_identity, manifest_sha256, same_dataset
 
     ds = load(tiny)
     m = json.loads(json.dumps(ds.manifest))
@@ -183,8 +182,8 @@ def test_identity_ignores_shard_bytes_but_not_samples_or_splits(tiny):
     assert dataset_identity(a) == dataset_identity(same) == dataset_identity(ds)
     assert manifest_sha256(a) != manifest_sha256(same)
     assert len({dataset_identity(same), dataset_identity(b), dataset_identity(c)}) == 3
-    card = {"manifest_sha256": manifest_sha256(same), "identity": dataset_identity(same)}
-    assert same_dataset(card, manifest_sha256(a), dataset_identity(a))          # by identity
-    assert not same_dataset(card, manifest_sha256(b), dataset_identity(b))
-    old_card = {"manifest_sha256": manifest_sha256(same)}                       # before identities
-    assert same_dataset(old_card, manifest_sha256(same), "x") and not same_dataset(old_card, "y", "x")
+    card = (manifest_sha256(same), dataset_identity(same))
+    assert same_dataset(*card, manifest_sha256(a), dataset_identity(a))         # by identity
+    assert not same_dataset(*card, manifest_sha256(b), dataset_identity(b))
+    old_card = (manifest_sha256(same), None)                                     # before identities
+    assert same_dataset(*old_card, manifest_sha256(same), "x") and not same_dataset(*old_card, "y", "x")

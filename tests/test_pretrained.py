@@ -88,12 +88,12 @@ def test_card_is_complete_and_small(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_subset_mse_reproduces_the_card(name, dataset):
-    from abcc_fast.apps.pretrained_runs import same_dataset
-    from abcc_fast.data.manifest import dataset_identity
+    from abcc_fast.data.manifest import dataset_identity, same_dataset
     from abcc_fast.opirbench import manifest_sha256
 
     card = pretrained.card(name)
-    assert same_dataset(card["dataset"], manifest_sha256(dataset), dataset_identity(dataset)), (
+    assert same_dataset(card["dataset"]["manifest_sha256"], card["dataset"].get("identity"), manifest_sha256(dataset),
+                        dataset_identity(dataset)), (
         f"{name} was built on another dataset than today's default one: rebuild it (make pretrained)")
     sub = card["subset"]
     got = modelcard.subset_mse(ABCCPredictor(ABCC.from_pretrained(name)), dataset, sub["split"], sub["first"])

@@ -32,8 +32,8 @@ from .. import __version__
 from .._atomic import atomic_directory
 from .._cli_format import HelpFormatter
 from ..data import default_dataset, load
-from ..model import ABCC, ABCCConfig, ABCCPredictor, load_predictor
 from ..data.manifest import dataset_identity
+from ..model import ABCC, ABCCConfig, ABCCPredictor, load_predictor
 from ..opirbench import manifest_sha256
 from ..presets import CLI_PRESETS as PRESETS
 from ..pretrained import BUILD_COMMAND, CARD_NAME, LOG_NAME, MAX_BYTES, PACKAGE_DIR, SPLIT_MODELS

@@ -1,19 +1,11 @@
 """The packaged models as the training runs ``abcc demo --pretrained`` reports on (no training)."""
 from __future__ import annotations
 
-from ..data.manifest import dataset_identity
+from ..data.manifest import dataset_identity, same_dataset
 from ..model import ABCC
 from ..opirbench import manifest_sha256
 from ..pretrained import BUILD_COMMAND, LOG_NAME, SPLIT_MODELS, card, path
 from ..train.trainer import TrainConfig, TrainResult
-
-
-def same_dataset(card_dataset: dict, sha: str, identity: str) -> bool:
-    """Whether a card's ``dataset`` entry names this dataset: the same manifest bytes (sha256), or the same
-    identity (the manifest without the shard byte hashes, which can differ between CPUs by a float32 ulp;
-    data.manifest.dataset_identity; cards written before identities have only the sha256)."""
-    return card_dataset.get("manifest_sha256") == sha or (bool(card_dataset.get("identity"))
-                                                          and card_dataset["identity"] == identity)
 
 
 def packaged_runs(ds, splits) -> tuple[dict, object, str]:
@@ -31,7 +23,7 @@ def packaged_runs(ds, splits) -> tuple[dict, object, str]:
             raise ValueError(f"{where} was trained on split {c.get('split')!r}, not {split!r}; rebuild it with "
                              f"{BUILD_COMMAND} --split {split}")
         trained_on = c.get("dataset") or {}
-        if not same_dataset(trained_on, sha, identity):
+        if not same_dataset(trained_on.get("manifest_sha256"), trained_on.get("identity"), sha, identity):
             raise ValueError(f"{where} was trained on dataset {trained_on.get('name')!r} (manifest sha256 "
                              f"{str(trained_on.get('manifest_sha256'))[:12]}..), not on this one "
                              f"({ds.manifest.get('name')!r}, {sha[:12]}..), so its test part may hold samples it was "

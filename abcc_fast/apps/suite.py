@@ -365,7 +365,8 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
              "metrics_version": METRICS_VERSION, "metric_definitions": METRIC_DEFINITIONS,
              "entries": entries, "splits": splits, "seeds": list(range(int(seeds))),
              "dataset": {**dataset_info(ds, "random"), "samples": len(ds)},
-             "dataset_manifest_sha256": manifest_sha256(ds), "dataset_identity": dataset_identity(ds), "git_sha": provenance.git_revision(full=True, dirty=True),
+             "dataset_manifest_sha256": manifest_sha256(ds), "dataset_identity": dataset_identity(ds),
+             "git_sha": provenance.git_revision(full=True, dirty=True),
              "machine": _machine()}
     _write_setup(out, setup)
 

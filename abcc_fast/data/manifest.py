@@ -8,7 +8,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
@@ -67,6 +67,12 @@ def dataset_identity(dataset) -> str:
     m = dict(dataset.manifest)
     m["shards"] = [{k: v for k, v in s.items() if k != "sha256"} for s in m.get("shards", [])]
     return hashlib.sha256(json.dumps(m, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def same_dataset(recorded_sha: Optional[str], recorded_identity: Optional[str], sha: str, identity: str) -> bool:
+    """Whether a recorded dataset (a card's, a checkpoint's) is this one: the same manifest bytes, or the
+    same :func:`dataset_identity` (records written before identities have only the sha256)."""
+    return recorded_sha == sha or (bool(recorded_identity) and recorded_identity == identity)
 
 
 def read_manifest(path: PathLike) -> dict:

@@ -37,7 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from .._atomic import clean_stale_temps, sha256_file, swap_into_place, temp_dir, write_text
 from .._paths import confined_dir
-from ..data.manifest import manifest_sha256
+from ..data.manifest import manifest_sha256, same_dataset
 
 PathLike = Union[str, os.PathLike]
 LATEST = "LATEST"
@@ -263,8 +263,8 @@ def restore_checkpoint(ckpt: PathLike, model: torch.nn.Module, ema_model: torch.
         raise ValueError(f"{ckpt}: this run was trained on split {st.get('split')!r}, not {split!r}; pass "
                          f"--split {st.get('split')} to resume it, or {other}")
     saved_sha = st.get("dataset_sha256")
-    same_identity = st.get("dataset_identity") is not None and st.get("dataset_identity") == dataset_identity
-    if saved_sha is not None and dataset_sha256 is not None and saved_sha != dataset_sha256 and not same_identity:
+    if saved_sha is not None and dataset_sha256 is not None and not same_dataset(
+            saved_sha, st.get("dataset_identity"), dataset_sha256, dataset_identity):
         raise ValueError(f"{ckpt}: this run was trained on another dataset (manifest sha256 {str(saved_sha)[:12]}..., "
                          f"this one {dataset_sha256[:12]}...); resume with the same --data, or {other}")
     saved_cfg = st.get("train_config") if isinstance(st.get("train_config"), dict) else {}
