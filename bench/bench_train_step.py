@@ -19,7 +19,7 @@ from abcc_fast.analysis.sei_labels import SeiLabelled, fitted_labels
 from abcc_fast.data import default_dataset
 from abcc_fast.model import ABCC, ABCCConfig
 from abcc_fast.model import baselines as BL
-from abcc_fast.train.trainer import collate
+from abcc_fast.train.trainer import TrainConfig, _autocast, collate
 
 from .harness import machine_info, markdown_table, write_results
 
@@ -46,8 +46,8 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     t0 = time.perf_counter()
 
-    def amp():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    def amp():                             # the trainer's own rule: bf16 autocast on CUDA, none on CPU
+        return _autocast(device, TrainConfig())
 
     def phase(what):                       # where the time goes before the timing (first GPU run: > 90 s, unknown)
         print(f"[bench_train_step {time.perf_counter() - t0:.1f} s] {what}", file=sys.stderr, flush=True)
