@@ -53,7 +53,8 @@ from ._io import CONFIG_NAME, load_weights, read_model_meta, save_model_dir
 from .backbone import TwoStreamBackbone
 from .config import ABCCConfig
 from .inputs import check_predict_inputs
-from .series import chord_velocity, current_proxy, duration_feature, interpolate, lowrank_frames, time_derivative
+from .series import (chord_velocity, current_proxy, duration_feature, interpolate, lowrank_frames, time_derivative,
+                     turnaround_phase)
 
 MODEL_TYPE = "abcc"
 
@@ -191,8 +192,10 @@ class ABCC(nn.Module):
         physical time smoothed over three frames (the sign and size of the current in a
         galvanostatic step, the sweep direction in a CV); per history level E_j the cumulative
         exposure below it in hours, X_j(t) = log(1 + int_0^t sigmoid((E_j - V(s)) / w) ds)
-        (trapezoid over frames; film growth integrates a potential-gated rate over time); then
-        (history_elapsed) log(1 + elapsed hours). Smooth in time, so the JVP in r uses its time
+        (trapezoid over frames; film growth integrates a potential-gated rate over time);
+        (turnaround) the frame's place against the turn from lithiation to delithiation
+        (``series.turnaround_phase``, 2 columns); then (history_elapsed) log(1 + elapsed hours).
+        Smooth in time, so the JVP in r uses its time
         derivative like V's. Without time_s the frames are taken as evenly spaced over the training
         split's typical duration."""
         cfg = self.config
@@ -212,6 +215,8 @@ class ABCC(nn.Module):
             inc = 0.5 * (gate[:, 1:] + gate[:, :-1]) * torch.diff(t_h, dim=1)[..., None]
             expo = torch.cat([torch.zeros_like(gate[:, :1]), inc.cumsum(dim=1)], dim=1)
             cols.append(expo.log1p())
+        if cfg.turnaround:
+            cols.append(turnaround_phase(voltage, t_h))
         if cfg.history_elapsed:
             cols.append(t_h.log1p()[..., None])
         return torch.cat(cols, dim=-1)

@@ -47,6 +47,8 @@ class ABCCConfig:
     history_width: float = 0.05        # V, width of the logistic exposure switch
     history_elapsed: bool = True       # also log(1 + elapsed hours) in the protocol state (last column)
     current_proxy: bool = True         # also dV/dt (V per hour, smoothed over frames) in the protocol state
+    turnaround: bool = False           # also the frame's place against the turn from lithiation to delithiation
+                                       # (series.turnaround_phase): the current's sign where dV/dt is ~0
     profile_points: int = 32           # the whole voltage profile, resampled to this many points, in the context
 
     # -- architecture (two-stream MM-DiT, docs/model.md) ---------------------------------------
@@ -263,14 +265,15 @@ class ABCCConfig:
         own products and running only in the cells that hold what it consumes (extent_chemistry),
         slowed by the passivating film (extent_passivation=1; no onset gates), and trained towards
         the template fit of the training frames as well as through the frames, each frame's error
-        relative to its film (w_sei_label=0.03, sei_label_floor=0.01); a light SEI sparsity prior
+        relative to its film (w_sei_label=0.03, sei_label_floor=0.01); the protocol state with the
+        turn from lithiation to delithiation (turnaround); a light SEI sparsity prior
         (w_sei_sparsity=0.001); no centroid-acceleration penalty (w_peak_accel=0); trained from r = 0
         only (mf_pairs=0). The measurements behind these choices are in docs/model.md."""
         base = dict(patch=16, dim=96, depth=2, heads=3, mlp_ratio=2.0, n_freq=8, mf_pairs=0,
                     sei_basis="templates", solvent_basis="physics", basis_rank=8, coef_readout="flat",
                     film_constant=True, clean_static=True, sei_from_extents=True, extent_chemistry=True,
                     extent_passivation=1.0, w_sei_label=0.03, sei_label_floor=0.01, w_sei_sparsity=0.001,
-                    w_peak_accel=0.0)
+                    w_peak_accel=0.0, turnaround=True)
         base.update(kw)
         return cls(**base)
 

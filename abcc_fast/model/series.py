@@ -75,6 +75,21 @@ def current_proxy(voltage: torch.Tensor, t_h: torch.Tensor, scale_v_per_h: float
     return torch.asinh(smooth / scale_v_per_h)
 
 
+def turnaround_phase(voltage: torch.Tensor, t_h: torch.Tensor, margin_v: float = 0.03) -> torch.Tensor:
+    """[B, T, 2] where each frame stands against the protocol's turnaround from lithiation to
+    delithiation: sigmoid((t - t_turn) / w) (w: half the mean frame interval) and
+    asinh((t - t_turn) / 1 h). t_turn is the last frame whose potential lies within ``margin_v`` of
+    the sample's lowest; the last of them, not the lowest itself, so a nucleation dip at the start
+    of plating or the deepest GITT pulse before the last does not stand in for the turnaround.
+    A per-sample constant, so the columns are smooth in time. The sign of the current follows it
+    (negative before, positive after) where dV/dt does not: on a potential plateau dV/dt is ~0."""
+    near = voltage <= voltage.amin(dim=1, keepdim=True) + margin_v
+    t_turn = torch.where(near, t_h, torch.full_like(t_h, -float("inf"))).amax(dim=1, keepdim=True)
+    since = t_h - t_turn
+    width = (0.5 * (t_h[:, -1:] - t_h[:, :1]) / max(voltage.shape[1] - 1, 1)).clamp_min(1e-6)
+    return torch.stack([torch.sigmoid(since / width), torch.asinh(since)], dim=-1)
+
+
 def chord_velocity(z_tau: torch.Tensor, z_r: torch.Tensor, tau: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """The average velocity (z(tau) - z(r)) / (tau - r) [B, Q, W] of a stream known at both ends
     (z_tau [B, Q, W], z_r [B, W], tau [B, Q], r [B]); 0 where tau = r."""
