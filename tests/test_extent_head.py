@@ -209,3 +209,33 @@ def test_onset_path_model_trains_and_reloads(tmp_path):
     torch.testing.assert_close(back.extent_head.path_power_raw.weight, model.extent_head.path_power_raw.weight)
     with torch.no_grad():
         torch.testing.assert_close(back.extent_head(taus, state, ctx, el), xi)
+
+
+def test_extent_chemistry_already_keeps_the_sei_stream_to_reachable_products():
+    """With extent_chemistry each reaction runs only where what it consumes is held (or made) and
+    forms only its own products, so the SEI stream holds only the products the cell can reach:
+    sei_reachable_only adds nothing (the same stream for the same weights, every composition). That
+    is why the full table has no `abcc_sei_reachable` entry beside ABCC."""
+    from abcc_fast.data import chemistry as chem
+    comps, reactions = list(chem.COMPONENT_NAMES), list(chem.REACTIONS)
+    base = dict(W=128, wavenumber=[700.0 + 1200.0 * i / 127 for i in range(128)], T=6,
+                n_components=len(comps), components=comps, n_reactions=len(reactions), reactions=reactions,
+                extent_chemistry=True, extent_passivation=1.0)
+    plain = ABCC(head_config(**base)).double().eval()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    masked = ABCC(head_config(**base, sei_reachable_only=True)).double().eval()
+    masked.load_state_dict(plain.state_dict())
+    B = 16
+    composition = torch.rand(B, len(comps), generator=g, dtype=torch.float64)
+    composition *= torch.rand(B, len(comps), generator=g, dtype=torch.float64) < 0.3    # sparse cells
+    voltage = torch.linspace(3.0, 0.05, 6, dtype=torch.float64).expand(B, 6)
+    ctx, state = plain.context(composition, None, voltage), plain.protocol_state(voltage)
+    electrode = torch.randint(0, 2, (B,), generator=g)
+    with torch.no_grad():
+        z_plain = plain._extent_sei(state, ctx, electrode)
+        z_masked = masked._extent_sei(state, ctx, electrode)
+    assert z_plain.abs().max() > 1e-3                                   # a stream to compare
+    torch.testing.assert_close(z_masked, z_plain, rtol=1e-10, atol=1e-12)

@@ -19,8 +19,8 @@ Entries (``ENTRIES``):
   abcc_one_stream   one stream instead of two (ablation "one_stream": SEI velocity 0)
   abcc_no_labels    the SEI stream trained through the frames alone (ablation "no_labels": w_sei_label 0)
   abcc_mf_sources   also trained from MeanFlow sources r > 0 (ablation "mf_sources")
-  abcc_sei_reachable  variant: the SEI head uses only the products the cell's reactions can form
-  abcc_chemistry    variant: that, and the solvent head only the cell's own components' bands
+  abcc_chemistry    variant: the SEI head only the products the cell's reactions can form, the solvent
+                    head only the cell's own components' bands
   abcc_steps<N>     the trained ``abcc_mf_sources`` model, predicting with N chained jumps
                     (``ABCC.predict(steps=N)``) instead of one: one step vs several, no retraining
   meanflow_noise    without Chemical Flow: noise-to-data MeanFlow (the baseline of that name; it runs on
@@ -79,7 +79,7 @@ from .suite_table import PER_FRAME_COLUMNS, aggregate, best_models, per_frame_fi
 SPLITS = ("random", "system")
 ABLATION_ENTRIES = {"abcc": "abcc", "abcc_no_physics": "no_physics", "abcc_no_spectrum": "no_spectrum",
                     "abcc_one_stream": "one_stream", "abcc_no_labels": "no_labels", "abcc_mf_sources": "mf_sources",
-                    "abcc_sei_reachable": "sei_reachable", "abcc_chemistry": "chemistry"}
+                    "abcc_chemistry": "chemistry"}
 BASELINE_ENTRIES = tuple(BASELINES)
 ENTRIES = tuple(ABLATION_ENTRIES) + ("abcc_steps4",) + BASELINE_ENTRIES
 SWEEP_LR = (0.5, 1.0, 2.0)       # factors of the preset's lr tried on the validation part (every trained entry)

@@ -88,8 +88,8 @@ def to_markdown(rows: list, setup: dict) -> str:
          "non-negative/growing, smoothness, no new solvent bands off), `abcc_one_stream` (SEI velocity 0 and the "
          "two-stream terms off), `abcc_no_labels` (no SEI labels: the SEI stream learnt from the frames alone), "
          "`abcc_steps<N>` (the `abcc_mf_sources` models predicting with N chained jumps); "
-         "variants `abcc_sei_reachable` (SEI templates of the products the cell can form only) and `abcc_chemistry` "
-         "(that, and the solvent templates of the cell's own components, no learned residual); *without "
+         "variant `abcc_chemistry` (SEI templates of the products the cell can form only, the solvent templates of "
+         "the cell's own components, no learned residual); *without "
          "Chemical Flow* is `meanflow_noise` (noise-to-data MeanFlow on the baselines' conv trunk)",
          "- `steps`: steps trained (mean over seeds); `s/step`: training wall time / steps of the run (evaluation and "
          "checkpoints included): the wall clock beside the step budget; `f1`..`f4`: MSE of frames 1-4 alone (more "

@@ -373,11 +373,12 @@ def config_from_dict(cls, d: dict):
 #   no_labels    the SEI stream trained through the frames alone (w_sei_label=0: no template-fit labels)
 #   mf_sources   also trained from MeanFlow sources r > 0 (mf_pairs=1): the model that predict(steps=n)
 #                and restarts from a measured frame need (the suite's abcc_steps<N> entries score it)
-# and two variants that restrict the template heads to what each cell's chemistry allows
+# and a variant that restricts the template heads to what each cell's chemistry allows
 # (docs/model.md, "What each cell's chemistry allows"):
-#   sei_reachable  the SEI head uses only the products the cell's reactions can form
-#   chemistry      that, and the solvent head only the bands of the components the cell holds, no
-#                  learned residual
+#   chemistry      the SEI head only the products the cell's reactions can form, the solvent head only
+#                  the bands of the components the cell holds, no learned residual
+# (the SEI half alone, sei_reachable_only, was an entry until extent_chemistry made it a no-op: with
+# each reaction kept to its own products and cells, the SEI stream already holds only reachable products)
 # "Without Chemical Flow" is not a weight preset: it is the ``meanflow_noise`` baseline (noise-to-data
 # MeanFlow, abcc_fast.model.baselines); one step vs several is ``ABCC.predict(steps=n)`` on the same model.
 _SPECTRUM_OFF = dict(w_sei_nonneg=0.0, w_sei_growth=0.0, w_smooth=0.0, w_solvent_new_bands=0.0)
@@ -389,6 +390,5 @@ ABLATIONS: dict = {
                        w_solvent_new_bands=0.0, w_mass=0.0, w_sei_label=0.0),
     "no_labels": dict(w_sei_label=0.0),
     "mf_sources": dict(mf_pairs=1),
-    "sei_reachable": dict(sei_reachable_only=True),
     "chemistry": dict(sei_reachable_only=True, solvent_present_only=True, basis_rank=0),
 }
