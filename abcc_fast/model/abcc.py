@@ -53,8 +53,8 @@ from ._io import CONFIG_NAME, load_weights, read_model_meta, save_model_dir
 from .backbone import TwoStreamBackbone
 from .config import ABCCConfig
 from .inputs import check_predict_inputs
-from .series import (chord_velocity, current_proxy, duration_feature, interpolate, lowrank_frames, time_derivative,
-                     turnaround_phase)
+from .series import (chord_velocity, current_proxy, duration_feature, exposure_below, interpolate, lowrank_frames,
+                     time_derivative, turnaround_phase)
 
 MODEL_TYPE = "abcc"
 
@@ -195,9 +195,8 @@ class ABCC(nn.Module):
         (trapezoid over frames; film growth integrates a potential-gated rate over time);
         (turnaround) the frame's place against the turn from lithiation to delithiation
         (``series.turnaround_phase``, 2 columns); then (history_elapsed) log(1 + elapsed hours).
-        Smooth in time, so the JVP in r uses its time
-        derivative like V's. Without time_s the frames are taken as evenly spaced over the training
-        split's typical duration."""
+        Smooth in time, so the JVP in r uses its time derivative like V's. Without time_s the
+        frames are taken as evenly spaced over the training split's typical duration."""
         cfg = self.config
         B, T = voltage.shape
         if time_s is None:
@@ -210,11 +209,7 @@ class ABCC(nn.Module):
         if cfg.current_proxy:
             cols.append(current_proxy(voltage, t_h)[..., None])
         if cfg.history_levels:
-            levels = torch.tensor(cfg.history_levels, device=voltage.device, dtype=voltage.dtype)
-            gate = torch.sigmoid((levels - voltage[..., None]) / cfg.history_width)      # [B, T, L]
-            inc = 0.5 * (gate[:, 1:] + gate[:, :-1]) * torch.diff(t_h, dim=1)[..., None]
-            expo = torch.cat([torch.zeros_like(gate[:, :1]), inc.cumsum(dim=1)], dim=1)
-            cols.append(expo.log1p())
+            cols.append(exposure_below(voltage, t_h, cfg.history_levels, cfg.history_width))
         if cfg.turnaround:
             cols.append(turnaround_phase(voltage, t_h))
         if cfg.history_elapsed:

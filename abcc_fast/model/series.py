@@ -75,6 +75,15 @@ def current_proxy(voltage: torch.Tensor, t_h: torch.Tensor, scale_v_per_h: float
     return torch.asinh(smooth / scale_v_per_h)
 
 
+def exposure_below(voltage: torch.Tensor, t_h: torch.Tensor, levels: list, width: float) -> torch.Tensor:
+    """[B, T, L] log(1 + hours spent below each potential level E_j) up to every frame: the
+    integral of sigmoid((E_j - V) / width) over time (trapezoid over frames)."""
+    lv = torch.tensor(levels, device=voltage.device, dtype=voltage.dtype)
+    gate = torch.sigmoid((lv - voltage[..., None]) / width)                           # [B, T, L]
+    inc = 0.5 * (gate[:, 1:] + gate[:, :-1]) * torch.diff(t_h, dim=1)[..., None]
+    return torch.cat([torch.zeros_like(gate[:, :1]), inc.cumsum(dim=1)], dim=1).log1p()
+
+
 def turnaround_phase(voltage: torch.Tensor, t_h: torch.Tensor, margin_v: float = 0.03) -> torch.Tensor:
     """[B, T, 2] where each frame stands against the protocol's turnaround from lithiation to
     delithiation: sigmoid((t - t_turn) / w) (w: half the mean frame interval) and
