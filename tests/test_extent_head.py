@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from abcc_fast.data import chemistry as chem
 from abcc_fast.model import ABCC, ABCCConfig
 from abcc_fast.model.constraints import INITIAL_RATE, ExtentHead, log1p_ratio, path_mean_sigmoid
 
@@ -216,7 +217,6 @@ def test_extent_chemistry_already_keeps_the_sei_stream_to_reachable_products():
     forms only its own products, so the SEI stream holds only the products the cell can reach:
     sei_reachable_only adds nothing (the same stream for the same weights, every composition). That
     is why the full table has no `abcc_sei_reachable` entry beside ABCC."""
-    from abcc_fast.data import chemistry as chem
     comps, reactions = list(chem.COMPONENT_NAMES), list(chem.REACTIONS)
     base = dict(W=128, wavenumber=[700.0 + 1200.0 * i / 127 for i in range(128)], T=6,
                 n_components=len(comps), components=comps, n_reactions=len(reactions), reactions=reactions,

@@ -88,8 +88,9 @@ def turnaround_phase(voltage: torch.Tensor, t_h: torch.Tensor, margin_v: float =
     """[B, T, 2] where each frame stands against the protocol's turnaround from lithiation to
     delithiation: sigmoid((t - t_turn) / w) (w: half the mean frame interval) and
     asinh((t - t_turn) / 1 h). t_turn is the last frame whose potential lies within ``margin_v`` of
-    the sample's lowest; the last of them, not the lowest itself, so a nucleation dip at the start
-    of plating or the deepest GITT pulse before the last does not stand in for the turnaround.
+    the sample's lowest; the last of them, not the lowest itself, because on a plateau the lowest
+    frame can sit anywhere on it. A dip more than ``margin_v`` below the rest (a deep nucleation dip
+    caught by a frame) is taken as the turn.
     A per-sample constant, so the columns are smooth in time. The sign of the current follows it
     (negative before, positive after) where dV/dt does not: on a potential plateau dV/dt is ~0."""
     near = voltage <= voltage.amin(dim=1, keepdim=True) + margin_v
