@@ -1,6 +1,7 @@
 """The protocol state's turnaround columns (``ABCCConfig.turnaround``, ``series.turnaround_phase``)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from abcc_fast.model import ABCC
@@ -67,3 +68,33 @@ def test_state_columns_sit_before_elapsed_time_and_the_model_runs():
     out = model.predict(batch["static"], batch["voltage"], batch["composition"], batch["electrode"],
                         time_s=batch["time_s"])
     assert out["frames"].shape == (2, T, W) and torch.isfinite(out["frames"]).all()
+
+
+def test_relaxations_since_the_turn():
+    """turn_relax_hours adds, per time constant t_j, step x (1 - exp(-max(t - t_turn, 0) / t_j)):
+    ~0 before the turn and at it, the first-order lag 1 - exp(-dt / t_j) (times the step) after it,
+    faster for the shorter time constant."""
+    v = torch.tensor([[3.0, 1.0, 0.1, 0.4, 0.8, 1.2, 1.5, 1.8]], dtype=torch.float64)      # turn at frame 2
+    ph = turnaround_phase(v, hours(8), relax_hours=[0.5, 2.0])
+    assert ph.shape == (1, 8, 4)
+    torch.testing.assert_close(ph[..., :2], turnaround_phase(v, hours(8)))
+    since = (torch.arange(8.0).double() - 2).clamp_min(0)
+    for j, tj in enumerate([0.5, 2.0]):
+        torch.testing.assert_close(ph[0, :, 2 + j], ph[0, :, 0] * (1 - torch.exp(-since / tj)))
+    assert (ph[0, :3, 2:].abs() < 1e-12).all()
+    assert (ph[0, 3:, 2] > ph[0, 3:, 3]).all() and ph[0, -1, 2] > 0.99
+
+
+def test_turn_relaxation_columns_in_the_state_and_their_config_check():
+    T = 6
+    model = randomised(ABCC(make_config(T=T, turnaround=True, turn_relax_hours=[0.1, 1.0],
+                                        history_levels=[1.0]))).double()
+    assert state_size(model.config) == 1 + 1 + 1 + 4 + 1
+    voltage = torch.tensor([[2.0, 1.0, 0.3, 0.2, 0.6, 1.2]], dtype=torch.float64)
+    s = model.protocol_state(voltage, time_s=3600.0 * hours(T))
+    assert s.shape == (1, T, 8)
+    torch.testing.assert_close(s[..., 3:7], turnaround_phase(voltage, hours(T), relax_hours=[0.1, 1.0]))
+    with pytest.raises(ValueError, match="turn_relax_hours"):
+        make_config(T=T, turnaround=False, turn_relax_hours=[0.1])
+    with pytest.raises(ValueError, match="turn_relax_hours"):
+        make_config(T=T, turnaround=True, turn_relax_hours=[0.0])

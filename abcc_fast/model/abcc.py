@@ -194,7 +194,7 @@ class ABCC(nn.Module):
         exposure below it in hours, X_j(t) = log(1 + int_0^t sigmoid((E_j - V(s)) / w) ds)
         (trapezoid over frames; film growth integrates a potential-gated rate over time);
         (turnaround) the frame's place against the turn from lithiation to delithiation
-        (``series.turnaround_phase``, 2 columns); then (history_elapsed) log(1 + elapsed hours).
+        (``series.turnaround_phase``, 2 + len(turn_relax_hours) columns); (history_elapsed) log(1 + hours).
         Smooth in time, so the JVP in r uses its time derivative like V's. Without time_s the
         frames are taken as evenly spaced over the training split's typical duration."""
         cfg = self.config
@@ -211,7 +211,7 @@ class ABCC(nn.Module):
         if cfg.history_levels:
             cols.append(exposure_below(voltage, t_h, cfg.history_levels, cfg.history_width))
         if cfg.turnaround:
-            cols.append(turnaround_phase(voltage, t_h))
+            cols.append(turnaround_phase(voltage, t_h, relax_hours=cfg.turn_relax_hours))
         if cfg.history_elapsed:
             cols.append(t_h.log1p()[..., None])
         return torch.cat(cols, dim=-1)

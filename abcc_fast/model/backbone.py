@@ -199,8 +199,10 @@ def context_size(cfg: ABCCConfig) -> int:
 
 def state_size(cfg: ABCCConfig) -> int:
     """Width of the protocol state at one time: V (+ the current proxy dV/dt), the exposure below
-    each history level (+ the turnaround phase, 2 columns) (+ elapsed time). See ``ABCC.protocol_state``."""
-    return (1 + (1 if cfg.current_proxy else 0) + len(cfg.history_levels) + (2 if cfg.turnaround else 0)
+    each history level (+ the turnaround phase, 2 columns + its relaxations) (+ elapsed time). See
+    ``ABCC.protocol_state``."""
+    turn = 2 + len(cfg.turn_relax_hours) if cfg.turnaround else 0
+    return (1 + (1 if cfg.current_proxy else 0) + len(cfg.history_levels) + turn
             + (1 if cfg.history_elapsed else 0))
 
 

@@ -2,7 +2,7 @@
 low-rank denoising of frames, and the protocol features (duration, current proxy) the models read."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -84,10 +84,15 @@ def exposure_below(voltage: torch.Tensor, t_h: torch.Tensor, levels: list, width
     return torch.cat([torch.zeros_like(gate[:, :1]), inc.cumsum(dim=1)], dim=1).log1p()
 
 
-def turnaround_phase(voltage: torch.Tensor, t_h: torch.Tensor, margin_v: float = 0.03) -> torch.Tensor:
-    """[B, T, 2] where each frame stands against the protocol's turnaround from lithiation to
+def turnaround_phase(voltage: torch.Tensor, t_h: torch.Tensor, margin_v: float = 0.03,
+                     relax_hours: Sequence[float] = ()) -> torch.Tensor:
+    """[B, T, 2 + J] where each frame stands against the protocol's turnaround from lithiation to
     delithiation: sigmoid((t - t_turn) / w) (w: half the mean frame interval) and
-    asinh((t - t_turn) / 1 h). t_turn is the last frame whose potential lies within ``margin_v`` of
+    asinh((t - t_turn) / 1 h), then for each time constant t_j in ``relax_hours`` (hours) the
+    first-order relaxation since the turn, sigmoid((t - t_turn) / w) (1 - exp(-max(t - t_turn, 0) / t_j)):
+    what changes with the current's sign (the salt polarisation) relaxes to its new level with a
+    time constant of minutes, which a frame interval of tens of minutes may or may not resolve.
+    t_turn is the last frame whose potential lies within ``margin_v`` of
     the sample's lowest; the last of them, not the lowest itself, because on a plateau the lowest
     frame can sit anywhere on it. A dip more than ``margin_v`` below the rest (a deep nucleation dip
     caught by a frame) is taken as the turn.
@@ -97,7 +102,10 @@ def turnaround_phase(voltage: torch.Tensor, t_h: torch.Tensor, margin_v: float =
     t_turn = torch.where(near, t_h, torch.full_like(t_h, -float("inf"))).amax(dim=1, keepdim=True)
     since = t_h - t_turn
     width = (0.5 * (t_h[:, -1:] - t_h[:, :1]) / max(voltage.shape[1] - 1, 1)).clamp_min(1e-6)
-    return torch.stack([torch.sigmoid(since / width), torch.asinh(since)], dim=-1)
+    step = torch.sigmoid(since / width)
+    cols = [step, torch.asinh(since)]
+    cols += [step * -torch.expm1(-since.clamp_min(0) / float(tj)) for tj in relax_hours]
+    return torch.stack(cols, dim=-1)
 
 
 def chord_velocity(z_tau: torch.Tensor, z_r: torch.Tensor, tau: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
