@@ -37,6 +37,7 @@ ap.add_argument("--batch", type=int, default=8)
 ap.add_argument("--cfg", default="{}", help="JSON overrides of the cpu_default config")
 ap.add_argument("--part", default="test", choices=["test", "val"],
                 help="the part scored: test (published rows) or val (screening, so design choices are not fitted to test)")
+ap.add_argument("--dilate", action="store_true", help="also score DILATE (the table's second column; slower)")
 ap.add_argument("--tag", default="", help="suffix of the entry name in the results")
 ap.add_argument("--score-only", action="store_true",
                 help="score a finished run of this configuration in --runs again (train_result.json) instead of training")
@@ -65,7 +66,7 @@ else:
     res = train(model, ds, split=a.split, config=tcfg, out_dir=out, resume=False, progress=False)
     tt = time.time() - t0
     model_dir = str(res.model_dir)
-scored = evaluate(load_predictor(model_dir), ds, a.split, a.part, metrics=["mse", "decomp"], progress=False)
+scored = evaluate(load_predictor(model_dir), ds, a.split, a.part, metrics=["mse", "decomp"] + (["dilate"] if a.dilate else []), progress=False)
 pf = scored.per_frame["mse"]                                      # frames 1..T-1
 r = dict(entry=a.entry + a.tag, split=a.split, part=a.part, seed=a.seed, steps=a.steps, lr=a.lr, params=n_params,
          train_s=round(tt, 1), s_per_step=round(tt / a.steps, 4), mse=float(scored.metrics["mse"]),
@@ -73,6 +74,8 @@ r = dict(entry=a.entry + a.tag, split=a.split, part=a.part, seed=a.seed, steps=a
          decomp_sei=float(scored.metrics.get("decomp_sei", float("nan"))),
          decomp_solvent=float(scored.metrics.get("decomp_solvent", float("nan"))),
          load=os.getloadavg()[0])
+if a.dilate:
+    r["dilate"] = float(scored.metrics["dilate"])
 print(json.dumps(r))
 path = os.path.join(os.path.dirname(__file__), "results", "abcc_design", "runs.jsonl")
 os.makedirs(os.path.dirname(path), exist_ok=True)
