@@ -147,8 +147,6 @@ class ABCCConfig:
     mass_nuisance: bool = True         # the solvent area's non-reaction changes (contact step, gain drift, salt
                                        # polarisation ~ current) are projected out of the mass residual
     w_peak_drift: float = 0.002        # centroid drift of predicted frames vs the data's (per 1 cm^-1)
-    peak_drift_rank: int = 0           # > 0: the data's centroids from its frames projected on the batch's top
-                                       # peak_drift_rank change vectors (series.lowrank_frames); 0: raw frames
     w_peak_accel: float = 0.002        # centroid second differences over tau (per 1 cm^-1)
     peak_accel: str = "excess"         # "excess": only the predicted acceleration beyond the data's (the true
                                        # centroids kink when the current switches); "all": every acceleration
@@ -228,7 +226,6 @@ class ABCCConfig:
         need(self.jvp_mode in ("full", "none"), f"jvp_mode must be 'full' or 'none', got {self.jvp_mode!r}")
         need(self.identity_target in ("lowrank", "raw"),
              f"identity_target must be 'lowrank' or 'raw', got {self.identity_target!r}")
-        need(self.peak_drift_rank >= 0, f"peak_drift_rank must be >= 0 (0: raw frames), got {self.peak_drift_rank}")
         need(self.identity_rank >= 1, f"identity_rank must be >= 1, got {self.identity_rank}")
         need(self.decoder_hidden >= 1 and self.basis_rank >= 0, "decoder_hidden must be >= 1 and basis_rank >= 0")
         need(self.delta_tau > 0, f"delta_tau must be > 0, got {self.delta_tau}")

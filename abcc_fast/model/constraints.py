@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from ..data import chemistry as chem
 from .backbone import Reachability, context_size, fourier_features, sei_template_products, state_size
 from .config import ABCCConfig
-from .series import lowrank_frames
 
 PEAK_EDGE_POINTS = 3  # as OpIRBench's peak_shift (baseline through the window edges)
 
@@ -434,10 +433,7 @@ def peak_terms(cfg: ABCCConfig, inp: dict, traj: dict, wavenumber: torch.Tensor,
     wn = wavenumber.to(inp["static"].dtype)
     pred_c = band_centroids(traj["frames_hat"] * std + mean, wn, slices)
     with torch.no_grad():
-        frames_data = traj["frames_traj"]
-        if cfg.peak_drift_rank > 0:      # the data's centroids from its denoised frames
-            frames_data = lowrank_frames(frames_data, inp["static"], cfg.peak_drift_rank)
-        data_c, data_area = band_centroids(frames_data * std + mean, wn, slices, with_area=True)
+        data_c, data_area = band_centroids(traj["frames_traj"] * std + mean, wn, slices, with_area=True)
         band = band_mask(inp["static_raw"], data_area[:, 0])
         # the trajectory's first point is tau = 0, where the prediction is the static spectrum: the
         # data's drift is measured from the same reference (not from frame 0, a separate measurement
