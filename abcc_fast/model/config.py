@@ -272,13 +272,14 @@ class ABCCConfig:
         the template fit of the training frames as well as through the frames, each frame's error
         relative to its film (w_sei_label=0.03, sei_label_floor=0.01); the protocol state with the
         turn from lithiation to delithiation (turnaround); a light SEI sparsity prior
-        (w_sei_sparsity=0.001); no centroid-acceleration penalty (w_peak_accel=0); trained from r = 0
-        only (mf_pairs=0). The measurements behind these choices are in docs/model.md."""
+        (w_sei_sparsity=0.001); of the physics terms mass conservation only (no centroid drift or
+        acceleration penalty: w_peak_drift=0, w_peak_accel=0); trained from r = 0 only (mf_pairs=0).
+        The measurements behind these choices are in docs/model.md."""
         base = dict(patch=16, dim=96, depth=2, heads=3, mlp_ratio=2.0, n_freq=8, mf_pairs=0,
                     sei_basis="templates", solvent_basis="physics", basis_rank=8, coef_readout="flat",
                     film_constant=True, clean_static=True, sei_from_extents=True, extent_chemistry=True,
                     extent_passivation=1.0, w_sei_label=0.03, sei_label_floor=0.01, w_sei_sparsity=0.001,
-                    w_peak_accel=0.0, turnaround=True)
+                    w_peak_drift=0.0, w_peak_accel=0.0, turnaround=True)
         base.update(kw)
         return cls(**base)
 
