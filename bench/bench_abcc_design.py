@@ -66,7 +66,8 @@ else:
     res = train(model, ds, split=a.split, config=tcfg, out_dir=out, resume=False, progress=False)
     tt = time.time() - t0
     model_dir = str(res.model_dir)
-scored = evaluate(load_predictor(model_dir), ds, a.split, a.part, metrics=["mse", "decomp"] + (["dilate"] if a.dilate else []), progress=False)
+metrics = ["mse", "decomp"] + (["dilate"] if a.dilate else [])
+scored = evaluate(load_predictor(model_dir), ds, a.split, a.part, metrics=metrics, progress=False)
 pf = scored.per_frame["mse"]                                      # frames 1..T-1
 r = dict(entry=a.entry + a.tag, split=a.split, part=a.part, seed=a.seed, steps=a.steps, lr=a.lr, params=n_params,
          train_s=round(tt, 1), s_per_step=round(tt / a.steps, 4), mse=float(scored.metrics["mse"]),
