@@ -21,7 +21,8 @@ The soft-DTW peer pysdtw (pure Python over numba's CUDA) was missing on the firs
 pip cannot reach an index there, bring its wheel (`pip download --no-deps pysdtw==0.0.5 -d WHEELS`
 where pip works, then `pip install --no-deps WHEELS/pysdtw-*.whl` there) to get the speed-up column.
 The repository's tracked files were 92 MiB at the first run, over the 64 MiB its machine could
-receive; the superseded results' figures have since been pruned (23 MiB), so the tree travels as it is.
+receive; the superseded results' figures have since been pruned (about 31 MiB on 2026-12-05), so
+the tree travels as it is.
 """
 from __future__ import annotations
 
