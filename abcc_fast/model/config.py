@@ -146,10 +146,6 @@ class ABCCConfig:
     w_mass: float = 0.1                # area changes of both streams tied to the reaction extent
     mass_nuisance: bool = True         # the solvent area's non-reaction changes (contact step, gain drift, salt
                                        # polarisation ~ current) are projected out of the mass residual
-    mass_gain: str = "global"          # "global": solvent area loss = xi . alpha (alpha per reaction, shared by all
-                                       # cells); "sample": loss = g1 xi . alpha + g2 xi . gamma with per-sample
-                                       # least-squares gains (consumption and film displacement, each scaled by
-                                       # the cell's own contact and penetration depth): only the profile is tied
     w_peak_drift: float = 0.002        # centroid drift of predicted frames vs the data's (per 1 cm^-1)
     w_peak_accel: float = 0.002        # centroid second differences over tau (per 1 cm^-1)
     peak_accel: str = "excess"         # "excess": only the predicted acceleration beyond the data's (the true
@@ -209,7 +205,6 @@ class ABCCConfig:
         need(not self.sei_from_extents or (self.sei_basis == "templates" and self.w_identity == 0),
              "sei_from_extents mixes the SEI templates (sei_basis='templates') and has no per-(r, tau) SEI velocity "
              "for the MeanFlow identity term (w_identity=0)")
-        need(self.mass_gain in ("global", "sample"), f"mass_gain must be 'global' or 'sample', got {self.mass_gain!r}")
         need(self.extent_passivation >= 0, f"extent_passivation must be >= 0 (0: off), got {self.extent_passivation}")
         need(self.w_sei_label == 0 or self.streams == 2,
              "w_sei_label trains the SEI stream, which streams=1 does not have: set w_sei_label=0")

@@ -139,8 +139,6 @@ class ExtentHead(nn.Module):
         nn.init.constant_(self.net[2].bias, INITIAL_RATE_LOGIT)  # extents start near 0 (INITIAL_RATE)
         self.alpha_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
         self.beta_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0))
-        # mass_gain="sample": a second solvent-loss profile per reaction (film displacement beside consumption)
-        self.gamma_raw = nn.Parameter(torch.full((cfg.n_reactions,), -2.0)) if cfg.mass_gain == "sample" else None
         self.chemistry = ReactionChemistry(cfg) if cfg.extent_chemistry else None
         self._init_onsets(cfg)
         if cfg.extent_passivation > 0:
@@ -228,13 +226,7 @@ class ExtentHead(nn.Module):
         return xi * (1 + (self.gain - 1) * s)
 
     def coefficients(self):
-        """(alpha, beta) > 0 [K]: solvent area lost and SEI area gained per unit extent."""
         return F.softplus(self.alpha_raw), F.softplus(self.beta_raw)
-
-    def loss_profiles(self, extent: torch.Tensor) -> torch.Tensor:
-        """``mass_gain="sample"``: extent [B, T', K] -> [B, T', 2], the solvent-loss profiles xi . alpha
-        (consumption) and xi . gamma (film displacement), whose per-sample gains the mass term fits."""
-        return torch.stack([extent @ F.softplus(self.alpha_raw), extent @ F.softplus(self.gamma_raw)], dim=-1)
 
 
 class ReactionChemistry:
@@ -339,23 +331,17 @@ def sei_label_term(traj: dict, label_raw, norm_std: float, floor: float = 0.0) -
     return (err * scored).sum() / scored.sum().clamp_min(1)
 
 
-def mass_conservation(solvent, sei, static_z, extent, alpha, beta, nuisance=None, profiles=None) -> torch.Tensor:
+def mass_conservation(solvent, sei, static_z, extent, alpha, beta, nuisance=None) -> torch.Tensor:
     """Solvent area lost and SEI area gained, each tied to the reaction extents: mean over samples
     and times of (area loss - xi alpha)^2 + (area gain - xi beta)^2. ``nuisance`` [B, T', J]: columns
     of solvent-area changes that are not reactions (the static spectrum's own contact gain, a gain
     drift over the cycle, salt polarisation following the current); the solvent residual is
-    penalised only outside their per-sample least-squares fit. ``profiles`` [B, T', P]
-    (``ExtentHead.loss_profiles``): the solvent loss is their per-sample least-squares combination
-    instead of xi alpha (only its time profile is tied to the extents, not its size)."""
+    penalised only outside their per-sample least-squares fit."""
     area_solvent_loss = (static_z[:, None] - solvent).mean(-1)          # [B, T']
     area_sei_gain = sei.mean(-1)
-    if profiles is not None:
-        cols = profiles if nuisance is None else torch.cat([nuisance.to(profiles.dtype), profiles], dim=-1)
-        res_solvent = project_out(area_solvent_loss, cols.to(area_solvent_loss.dtype))
-    else:
-        res_solvent = area_solvent_loss - extent @ alpha
-        if nuisance is not None:
-            res_solvent = project_out(res_solvent, nuisance.to(res_solvent.dtype))
+    res_solvent = area_solvent_loss - extent @ alpha
+    if nuisance is not None:
+        res_solvent = project_out(res_solvent, nuisance.to(res_solvent.dtype))
     return (res_solvent.pow(2) + (area_sei_gain - extent @ beta).pow(2)).mean()
 
 
@@ -483,8 +469,7 @@ def constraint_terms(cfg: ABCCConfig, inp: dict, traj: dict, extent_head, wavenu
         extent = extent_head(traj["taus"], traj["state_tau"], inp["context"], inp["electrode"])
         alpha, beta = extent_head.coefficients()
         nuisance = mass_nuisance(traj["taus"], traj["state_tau"], cfg.current_proxy) if cfg.mass_nuisance else None
-        profiles = extent_head.loss_profiles(extent) if cfg.mass_gain == "sample" else None
-        parts["mass"] = mass_conservation(solvent, sei, static, extent, alpha, beta, nuisance, profiles)
+        parts["mass"] = mass_conservation(solvent, sei, static, extent, alpha, beta, nuisance)
     if (cfg.w_peak_drift > 0 or cfg.w_peak_accel > 0) and slices:
         parts.update(peak_terms(cfg, inp, traj, wavenumber, slices))
     return parts
