@@ -251,6 +251,28 @@ def test_suite_bad_input(tiny_ds, tmp_path):
         run_suite(tmp_path / "b", tiny_ds, entries=["abcc"], preset="huge")
 
 
+def test_suite_leaves_out_ablations_that_change_nothing(tiny_ds, tmp_path):
+    """An ablation whose overrides are the preset's own settings is the abcc model under another name:
+    not trained, and the table says why."""
+    from abcc_fast.apps.suite import run_suite, unchanged_ablations
+
+    # the tiny preset already trains from MeanFlow sources (mf_pairs=1) and has no SEI labels
+    skipped = unchanged_ablations(["abcc", "abcc_mf_sources", "abcc_no_labels", "abcc_one_stream", "mlp"], tiny_ds,
+                                  {"abcc": "tiny", "baseline": "tiny"})
+    assert set(skipped) == {"abcc_mf_sources", "abcc_no_labels"} and "preset tiny" in skipped["abcc_no_labels"]
+    assert unchanged_ablations(["abcc_no_labels"], tiny_ds, {"abcc": "cpu_default", "baseline": "cpu_default"}) == {}
+    out = tmp_path / "b"
+    run_suite(out, tiny_ds, entries=["abcc", "abcc_no_labels"], splits=["random"], seeds=1, preset="tiny", steps=2,
+              oracle_replicates=0, figures=False, progress=False)
+    board = json.loads((out / "table.json").read_text())
+    assert {r["entry"] for r in board["rows"]} == {"persistence", "frame0", "abcc"}
+    assert board["setup"]["entries"] == ["abcc"] and "abcc_no_labels" in board["setup"]["unchanged_ablations"]
+    assert "`abcc_no_labels` not run: the same configuration as abcc" in (out / "table.md").read_text()
+    assert not (out / "runs" / "random" / "abcc_no_labels").exists()
+    with pytest.raises(ValueError, match="same model as abcc in preset tiny: abcc_no_labels"):
+        run_suite(tmp_path / "c", tiny_ds, entries=["abcc_no_labels"], preset="tiny")
+
+
 def test_cli_bench_all_bad_input(tmp_path, capsys):
     from abcc_fast.cli import main
 

@@ -27,6 +27,10 @@ Entries (``ENTRIES``):
                     the baselines' convolutional trunk, not the ABCC backbone)
   mlp, cnn, gru, patchtst, dlinear, convlstm, simvp, cfm   the other OpIRBench baselines
 
+An ablation that changes nothing in the preset (what it removes is off there: the labels of the tiny
+preset, say) would train the ``abcc`` model again under another name; it is left out, and the table
+and ``suite_setup.json`` ("unchanged_ablations") say so.
+
 Validation sweep (``sweep=True``, every trained entry: ABCC, its ablations and the baselines
 alike): each is trained with seed 0 at lr x ``sweep_lr`` factors of the preset's lr; the lr with
 the lowest val-part MSE is kept for every seed (its seed-0 run *is* the seed-0 run of the table:
@@ -156,6 +160,15 @@ def _trained_entry(entry: str) -> str:
     """The entry whose trained model ``entry`` evaluates (abcc_steps<N> -> abcc_mf_sources: chained
     jumps start from predicted states at r > 0, which only a model trained from such sources knows)."""
     return "abcc_mf_sources" if _STEPS_RE.match(entry) else entry
+
+
+def unchanged_ablations(entries: Sequence[str], ds, presets: dict) -> dict:
+    """{entry: why} for the ablation entries whose overrides leave the preset's ABCC config as it is
+    (what they remove is off in that preset, e.g. the extents in the gpu preset): training them would
+    repeat the ``abcc`` runs under another name, so the suite leaves them out and says so."""
+    base = ABCCConfig.from_dataset(ds, "random", preset=presets["abcc"])
+    return {e: f"the same configuration as abcc in preset {presets['abcc']} (nothing of it is on there)"
+            for e in entries if e != "abcc" and e in ABLATION_ENTRIES and base.ablation(ABLATION_ENTRIES[e]) == base}
 
 
 def _build_model(entry: str, ds, split: str, presets: dict):
@@ -354,6 +367,10 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
     tcfg = train_config(preset, steps, max_time_s)
     presets = model_presets(preset)
     ds = _dataset(dataset, progress)
+    unchanged = unchanged_ablations(entries, ds, presets)
+    entries = [e for e in entries if e not in unchanged]
+    if not entries:
+        raise ValueError(f"every entry asked for is the same model as abcc in preset {preset}: {', '.join(unchanged)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -363,7 +380,7 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
              "sweep": bool(sweep), "sweep_lr": sweep_lr if sweep else [], "sweep_entries": "all" if sweep else None,
              "metrics": metrics,
              "metrics_version": METRICS_VERSION, "metric_definitions": METRIC_DEFINITIONS,
-             "entries": entries, "splits": splits, "seeds": list(range(int(seeds))),
+             "entries": entries, "unchanged_ablations": unchanged, "splits": splits, "seeds": list(range(int(seeds))),
              "dataset": {**dataset_info(ds, "random"), "samples": len(ds)},
              "dataset_manifest_sha256": manifest_sha256(ds), "dataset_identity": dataset_identity(ds),
              "git_sha": provenance.git_revision(full=True, dirty=True),
@@ -371,6 +388,8 @@ def run_suite(out_dir, dataset=None, *, entries: Optional[Sequence[str]] = None,
     _write_setup(out, setup)
 
     suite = _Suite(out, ds, presets, tcfg, metrics, progress)
+    for e, why in unchanged.items():
+        _say(f"{e} not run: {why}")
     n_jobs = len(splits) * len(entries) * int(seeds)
     _say(f"{len(entries)} entries x {len(splits)} splits x {seeds} seeds = {n_jobs} scored models; budget "
          f"{tcfg.steps} steps each" + (f" (wall-clock safety cap {tcfg.max_time_s:g} s)" if tcfg.max_time_s else "")

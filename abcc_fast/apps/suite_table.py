@@ -91,6 +91,7 @@ def to_markdown(rows: list, setup: dict) -> str:
          "variant `abcc_chemistry` (SEI templates of the products the cell can form only, the solvent templates of "
          "the cell's own components, no learned residual); *without "
          "Chemical Flow* is `meanflow_noise` (noise-to-data MeanFlow on the baselines' conv trunk)",
+         *[f"- `{e}` not run: {why}" for e, why in (setup.get("unchanged_ablations") or {}).items()],
          "- `steps`: steps trained (mean over seeds); `s/step`: training wall time / steps of the run (evaluation and "
          "checkpoints included): the wall clock beside the step budget; `f1`..`f4`: MSE of frames 1-4 alone (more "
          "frames below each table)", ""]
