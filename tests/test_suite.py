@@ -114,6 +114,10 @@ def test_weight_presets_switch_terms_off():
     assert cpu.w_sei_label > 0 and cpu.sei_label_floor > 0
     assert cpu.ablation("no_labels").w_sei_label == 0 == cpu.ablation("one_stream").w_sei_label
     cpu.ablation("one_stream").validate()
+    ne = cpu.ablation("no_extents")       # the free template SEI head, without the labels it cannot take
+    ne.validate()
+    assert cpu.sei_from_extents and not ne.sei_from_extents and ne.w_sei_label == 0 and ne.extent_passivation == 0
+    assert ne.sei_basis == "templates" and ne.w_mass == cpu.w_mass and cfg.ablation("no_extents") == cfg
     with pytest.raises(ValueError, match="streams=1 does not have"):
         dataclasses.replace(cpu, streams=1).validate()
     for name in ABLATIONS:  # the defaults are unchanged by any preset

@@ -59,7 +59,7 @@ def register(subparsers) -> None:
                         "(the simulator oracle is always a row: --oracle M replicates, default 16)")
     a.add_argument("--entries", default=None, metavar="E1,E2",
                    help="entries of --all (default: all): abcc, abcc_no_physics, abcc_no_spectrum, abcc_one_stream, "
-                        "abcc_no_labels, abcc_mf_sources, abcc_chemistry, "
+                        "abcc_no_labels, abcc_no_extents, abcc_mf_sources, abcc_chemistry, "
                         "abcc_steps<N>, mlp, cnn, gru, patchtst, dlinear, convlstm, simvp, cfm, meanflow_noise")
     a.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per entry and split")
     a.add_argument("--preset", default="cpu", choices=list(CLI_PRESETS),

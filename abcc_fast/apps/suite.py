@@ -18,6 +18,7 @@ Entries (``ENTRIES``):
   abcc_no_spectrum  without the spectrum constraints (ablation "no_spectrum")
   abcc_one_stream   one stream instead of two (ablation "one_stream": SEI velocity 0)
   abcc_no_labels    the SEI stream trained through the frames alone (ablation "no_labels": w_sei_label 0)
+  abcc_no_extents   the SEI stream a free template mix per tau, not the reaction extents (ablation "no_extents")
   abcc_mf_sources   also trained from MeanFlow sources r > 0 (ablation "mf_sources")
   abcc_chemistry    variant: the SEI head only the products the cell's reactions can form, the solvent
                     head only the cell's own components' bands
@@ -82,7 +83,8 @@ from .suite_table import PER_FRAME_COLUMNS, aggregate, best_models, per_frame_fi
 
 SPLITS = ("random", "system")
 ABLATION_ENTRIES = {"abcc": "abcc", "abcc_no_physics": "no_physics", "abcc_no_spectrum": "no_spectrum",
-                    "abcc_one_stream": "one_stream", "abcc_no_labels": "no_labels", "abcc_mf_sources": "mf_sources",
+                    "abcc_one_stream": "one_stream", "abcc_no_labels": "no_labels", "abcc_no_extents": "no_extents",
+                    "abcc_mf_sources": "mf_sources",
                     "abcc_chemistry": "chemistry"}
 BASELINE_ENTRIES = tuple(BASELINES)
 ENTRIES = tuple(ABLATION_ENTRIES) + ("abcc_steps4",) + BASELINE_ENTRIES

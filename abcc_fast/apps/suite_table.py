@@ -87,6 +87,8 @@ def to_markdown(rows: list, setup: dict) -> str:
          "- ablations: `abcc_no_physics` (mass conservation, peak drift/acceleration off), `abcc_no_spectrum` (SEI "
          "non-negative/growing, smoothness, no new solvent bands off), `abcc_one_stream` (SEI velocity 0 and the "
          "two-stream terms off), `abcc_no_labels` (no SEI labels: the SEI stream learnt from the frames alone), "
+         "`abcc_no_extents` (the SEI stream a free mix of the product templates at every tau instead of the reaction "
+         "extents, and no labels), "
          "`abcc_steps<N>` (the `abcc_mf_sources` models predicting with N chained jumps); "
          "variant `abcc_chemistry` (SEI templates of the products the cell can form only, the solvent templates of "
          "the cell's own components, no learned residual); *without "

@@ -377,6 +377,11 @@ def config_from_dict(cls, d: dict):
 #                bands" would forbid the single stream to grow the SEI bands; mass conservation ties
 #                the SEI area to the extent; the SEI labels have no stream to label)
 #   no_labels    the SEI stream trained through the frames alone (w_sei_label=0: no template-fit labels)
+#   no_extents   the SEI stream a free mix of the product templates at every tau instead of the reaction
+#                extents (no kinetics, chemistry or passivating film), and without the labels, which such a
+#                head cannot take in their film-relative form (a cell without film makes its error's
+#                denominator ~0: the loss was 355 at step 50 and the run ended 80 % worse); a no-op for a
+#                preset without extents and labels
 #   mf_sources   also trained from MeanFlow sources r > 0 (mf_pairs=1): the model that predict(steps=n)
 #                and restarts from a measured frame need (the suite's abcc_steps<N> entries score it)
 # and a variant that restricts the template heads to what each cell's chemistry allows
@@ -395,6 +400,8 @@ ABLATIONS: dict = {
     "one_stream": dict(streams=1, w_sei_nonneg=0.0, w_sei_growth=0.0, w_sei_sparsity=0.0,
                        w_solvent_new_bands=0.0, w_mass=0.0, w_sei_label=0.0),
     "no_labels": dict(w_sei_label=0.0),
+    "no_extents": dict(sei_from_extents=False, extent_chemistry=False, extent_onsets=False, onset_path=False,
+                       extent_passivation=0.0, w_sei_label=0.0),
     "mf_sources": dict(mf_pairs=1),
     "chemistry": dict(sei_reachable_only=True, solvent_present_only=True, basis_rank=0),
 }
