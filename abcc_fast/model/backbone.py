@@ -344,9 +344,9 @@ class SolventBasisDecoder(FiLMTokens):
 
     def __init__(self, dim: int, hidden: int, templates: torch.Tensor, wavenumber, basis_rank: int,
                  norm_mean: float, norm_std: float, n_tokens: int = 0, owners: Optional[torch.Tensor] = None,
-                 film_constant: bool = False, clean_static: int = -1):
+                 film_constant: bool = False, clean_static: int = -1, shift_rows: bool = False):
         super().__init__(dim, hidden)
-        self.n_templates, self.rank, self.n_tokens = templates.shape[0], basis_rank, n_tokens
+        self.rank, self.n_tokens = basis_rank, n_tokens
         self.norm_mean, self.norm_std = norm_mean, norm_std
         n_powers = 3 if film_constant else 2
         self.n_film = n_powers + (clean_static >= 0)
@@ -356,6 +356,11 @@ class SolventBasisDecoder(FiLMTokens):
         if clean_static >= 0:
             span = torch.cat([templates.double(), legendre_basis(templates.shape[1], clean_static)])
             self.clean_span = orthonormal_span(span).float()
+        if shift_rows:          # d/dnu of every template after them (the clean span stays the templates')
+            d = torch.gradient(templates.double(), dim=1)[0]
+            templates = torch.cat([templates, (d / d.abs().amax(1, keepdim=True).clamp_min(1e-12)).to(templates.dtype)])
+            owners = None if owners is None else torch.cat([owners, owners])
+        self.n_templates = templates.shape[0]
         self.coef = nn.Linear(hidden * max(n_tokens, 1), self.n_templates + self.n_film + basis_rank)
         nn.init.zeros_(self.coef.weight)
         nn.init.zeros_(self.coef.bias)
@@ -507,7 +512,7 @@ class TwoStreamBackbone(nn.Module):
             solvent_tpl, solvent_owners = _solvent_templates(cfg)
             self.head_solvent = SolventBasisDecoder(d, H, solvent_tpl, cfg.wavenumber, cfg.basis_rank, cfg.norm_mean,
                                                     cfg.norm_std, flat, solvent_owners, cfg.film_constant,
-                                                    cfg.baseline_basis if cfg.clean_static else -1)
+                                                    cfg.baseline_basis if cfg.clean_static else -1, cfg.solvent_shift_rows)
         else:
             self.head_solvent = TokenDecoder(d, self.n_tokens, P, H, cfg.basis_rank)
         self.reach = None

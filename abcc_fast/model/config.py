@@ -81,6 +81,8 @@ class ABCCConfig:
     clean_static: bool = False         # "physics" solvent head: also a row holding the static spectrum's part outside
                                        # the span of the templates and the baseline polynomials (its measurement
                                        # noise and atmosphere, which the operando frames do not share)
+    solvent_shift_rows: bool = False   # "physics" solvent head: also d/dnu of every electrolyte template (a
+                                       # band's small shift is its derivative times the shift)
     residual_off_sei: bool = False     # "physics" solvent head with "templates" SEI head: the learned residual
                                        # basis is projected off the span of the SEI templates, so it cannot
                                        # paint SEI bands (the electrolyte's own templates still can)
@@ -199,8 +201,9 @@ class ABCCConfig:
                                            and self.basis_rank > 0),
              "residual_off_sei projects the physics solvent head's learned residual off the SEI templates: it "
              "needs solvent_basis='physics', sei_basis='templates' and basis_rank > 0")
-        need(not (self.film_constant or self.clean_static) or self.solvent_basis == "physics",
-             "film_constant and clean_static add rows to the physics solvent head: they need solvent_basis='physics'")
+        need(not (self.film_constant or self.clean_static or self.solvent_shift_rows) or self.solvent_basis == "physics",
+             "film_constant, clean_static and solvent_shift_rows add rows to the physics solvent head: they need "
+             "solvent_basis='physics'")
         need(self.peak_accel in ("excess", "all"), f"peak_accel must be 'excess' or 'all', got {self.peak_accel!r}")
         need(not self.sei_from_extents or (self.sei_basis == "templates" and self.w_identity == 0),
              "sei_from_extents mixes the SEI templates (sei_basis='templates') and has no per-(r, tau) SEI velocity "
