@@ -265,8 +265,7 @@ class ABCCConfig:
     def cpu_default(cls, **kw) -> "ABCCConfig":
         """The demo's model: 2 joint blocks of width 96 (3 heads of 32), patches of 16 points (32
         tokens per stream), a decoder of width 128; the solvent stream spanned by the electrolyte's
-        templates and their derivatives along wavenumber (solvent_shift_rows: small band shifts), the
-        static spectrum times 1, nu', nu'^2 (film_constant), the static spectrum's
+        templates, the static spectrum times 1, nu', nu'^2 (film_constant), the static spectrum's
         part outside the templates' span (clean_static) and a rank-8 learned residual, its
         coefficients read from every token's features (coef_readout="flat"); the SEI stream is the
         reaction extents integrated over the protocol times one non-negative mix of the film
@@ -281,8 +280,8 @@ class ABCCConfig:
         The measurements behind these choices are in docs/model.md."""
         base = dict(patch=16, dim=96, depth=2, heads=3, mlp_ratio=2.0, n_freq=8, mf_pairs=0,
                     sei_basis="templates", solvent_basis="physics", basis_rank=8, coef_readout="flat",
-                    film_constant=True, clean_static=True, solvent_shift_rows=True, sei_from_extents=True,
-                    extent_chemistry=True, extent_passivation=1.0, w_sei_label=0.03, sei_label_floor=0.01, w_sei_sparsity=0.001,
+                    film_constant=True, clean_static=True, sei_from_extents=True, extent_chemistry=True,
+                    extent_passivation=1.0, w_sei_label=0.03, sei_label_floor=0.01, w_sei_sparsity=0.001,
                     w_peak_drift=0.0, w_peak_accel=0.0, turnaround=True)
         base.update(kw)
         return cls(**base)
