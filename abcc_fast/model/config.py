@@ -383,7 +383,7 @@ def config_from_dict(cls, d: dict):
 #   no_extents   the SEI stream a free mix of the product templates at every tau instead of the reaction
 #                extents (no kinetics, chemistry or passivating film), and without the labels, which such a
 #                head cannot take in their film-relative form (a cell without film makes its error's
-#                denominator ~0: the loss was 355 at step 50 and the run ended 80 % worse); a no-op for a
+#                denominator ~0: the loss was 355 at step 50 and the runs ended 76-87 % worse); a no-op for a
 #                preset without extents and labels
 #   mf_sources   also trained from MeanFlow sources r > 0 (mf_pairs=1): the model that predict(steps=n)
 #                and restarts from a measured frame need (the suite's abcc_steps<N> entries score it)
