@@ -57,5 +57,13 @@ def test_paired_folds_compares_runs_by_fold_and_seed(tmp_path):
     line = next(x for x in md.splitlines() if x.startswith("| abcc_x |"))
     assert "| 3 |" in line and "+3.3 % ± 15.3 %" in line and "| 1/3 |" in line     # (+20, -10, 0) %
     assert "| inner:1 | 0.10000 | -10.0 % |" in md
+    assert "DILATE" not in md                                   # not every run scored it
     with pytest.raises(SystemExit, match="no rows of the base entry"):
         bench_paired_folds.table(bench_paired_folds.load_rows(str(path)), "mlp")
+    for r, d in zip(rows, (0.1, 0.05, 0.2, 0.3, 0.4, 0.44, 9.0)):   # DILATE ratios (-50, +50, +10) %
+        r["dilate"] = d
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = bench_paired_folds.table(bench_paired_folds.load_rows(str(path)), "abcc")
+    line = next(x for x in md.splitlines() if x.startswith("| abcc_x |"))
+    assert "+3.3 % ± 15.3 %" in line and "| 0.2633 | +3.3 % ± 50.3 % | 1/3 |" in line
+    assert "| inner:0 | 0.1000 | -50.0 % |" in md
