@@ -239,29 +239,3 @@ def test_extent_chemistry_already_keeps_the_sei_stream_to_reachable_products():
         z_masked = masked._extent_sei(state, ctx, electrode)
     assert z_plain.abs().max() > 1e-3                                   # a stream to compare
     torch.testing.assert_close(z_masked, z_plain, rtol=1e-10, atol=1e-12)
-
-
-def test_electrode_rates_scale_each_reaction_on_its_electrode_only():
-    """``extent_electrode_rates``: the electrode multiplies reaction k's rate by exp(e[electrode, k]) and
-    is not an input of the rate network, so the extents (no passivation: linear in the rates) of a cell
-    on electrode 1 with e[1, k] = log 2 are twice those on electrode 0 for reaction k and equal for the
-    others; zeros (the start, and any electrode no training cell showed) change nothing."""
-    torch.manual_seed(0)
-    model = ABCC(head_config(extent_electrode_rates=True, reactions=NAMES)).double()
-    head = model.extent_head
-    assert head.electrode.weight.shape == (2, 3) and head.electrode.weight.abs().sum() == 0
-    with torch.no_grad():                       # a rate network that depends on its inputs
-        for p in head.net.parameters():
-            p.normal_(0, 0.3)
-    taus, state, ctx = sweep_inputs(model)
-    both = torch.tensor([0, 1])
-    with torch.no_grad():
-        xi0 = head(taus, state, ctx, both)
-        torch.testing.assert_close(xi0[0], xi0[1])                   # zeros: the electrode adds nothing
-        head.electrode.weight[1, 2] = math.log(2.0)
-        xi = head(taus, state, ctx, both)
-    assert xi0[0, -1].gt(0).all()
-    torch.testing.assert_close(xi[1, :, 2], 2 * xi[0, :, 2])
-    torch.testing.assert_close(xi[1, :, :2], xi[0, :, :2])
-    with pytest.raises(ValueError, match="extent_electrode_rates .* needs sei_from_extents"):
-        head_config(extent_electrode_rates=True, sei_from_extents=False).validate()

@@ -116,10 +116,6 @@ class ABCCConfig:
                                        # integrated exactly between frames); c_k > 0 learned, started at
                                        # A / (initial rate): the film of the initial rates alone would slow
                                        # growth e-fold A times over the protocol. 0: off (straight-line start)
-    extent_electrode_rates: bool = False  # sei_from_extents: the electrode scales each reaction's rate by a
-                                       # learned factor of its own, exp(e[electrode, k]) (1 to start), instead
-                                       # of entering the rate network: a rate constant per (electrode, reaction),
-                                       # so a pairing no training cell shows keeps the reaction's other rates
     coef_readout: str = "mean"         # how the template heads read their coefficients from the FiLM features:
                                        # "mean" over the stream's tokens, then Linear(H, M); "flat": the tokens'
                                        # features side by side, Linear(N H, M) (where a band sits matters)
@@ -223,8 +219,6 @@ class ABCCConfig:
              "onset_path averages the onset gates over each interval: it needs extent_onsets=True")
         need(not self.extent_onsets or self.sei_from_extents,
              "extent_onsets gates the extent head's reaction rates: it needs sei_from_extents=True")
-        need(not self.extent_electrode_rates or self.sei_from_extents,
-             "extent_electrode_rates scales the extent head's reaction rates: it needs sei_from_extents=True")
         need(not self.extent_passivation or self.sei_from_extents,
              "extent_passivation slows the extent head's reactions by their film: it needs sei_from_extents=True")
         need(not self.extent_chemistry or (self.sei_from_extents and self.composition_encoding == "vocabulary"),

@@ -131,11 +131,8 @@ class ExtentHead(nn.Module):
         # with sei_from_extents the rates read the whole protocol state (current, exposure history),
         # otherwise V alone (the mass term's extents, as saved models were trained)
         self.n_state = state_size(cfg) if cfg.sei_from_extents else 1
-        # the electrode enters the rate network's hidden layer, or (extent_electrode_rates) scales each
-        # reaction's rate by exp(e[electrode, k]); either way unseen electrodes add nothing (zeros)
-        self.electrode = nn.Embedding(cfg.n_electrodes, cfg.n_reactions if cfg.extent_electrode_rates else hidden)
-        nn.init.zeros_(self.electrode.weight)
-        self.electrode_rates = cfg.extent_electrode_rates
+        self.electrode = nn.Embedding(cfg.n_electrodes, hidden)
+        nn.init.zeros_(self.electrode.weight)   # unseen electrodes add nothing (see backbone.SourceCondition)
         self.net = nn.Sequential(nn.Linear(2 * cfg.n_freq + self.n_state + context_size(cfg), hidden), nn.SiLU(),
                                  nn.Linear(hidden, cfg.n_reactions))
         nn.init.zeros_(self.net[2].weight)
@@ -199,12 +196,8 @@ class ExtentHead(nn.Module):
         volt = (state[:, :1] - self.volt_mean) / self.volt_std
         feats = torch.cat([fourier_features(taus.reshape(-1), self.n_freq), volt, state[:, 1:],
                            composition.repeat_interleave(Tp, dim=0)], dim=-1)
-        h = self.net[0](feats)
-        if not self.electrode_rates:
-            h = h + self.electrode(electrode).repeat_interleave(Tp, dim=0)
+        h = self.net[0](feats) + self.electrode(electrode).repeat_interleave(Tp, dim=0)
         rate = F.softplus(self.net[2](self.net[1](h))).view(B, Tp, -1)       # [B, T', K] >= 0
-        if self.electrode_rates:
-            rate = rate * torch.exp(self.electrode(electrode))[:, None]
         if self.onset is not None:
             volt_v = state[:, 0].view(B, Tp)
             prev = torch.cat([volt_v[:, :1], volt_v[:, :-1]], dim=1) if self.onset_path else None
