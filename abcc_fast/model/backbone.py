@@ -37,6 +37,7 @@ from ..data import chemistry as chem
 from ..data.templates import film_products, product_templates, reachable, simulator_basis, visible_products
 from ..ops import two_stream_attention
 from .config import ABCCConfig
+from .solvent_rows import KindCoefficients, solvent_template_matrix, solvent_template_owners, solvent_templates  # noqa: F401
 
 
 def fourier_features(t: torch.Tensor, n_freq: int) -> torch.Tensor:
@@ -156,38 +157,6 @@ class Reachability:
         comps = torch.tensor([r[0] for r in rows], dtype=torch.bool, device=present.device)
         prods = torch.tensor([r[1] for r in rows], dtype=torch.bool, device=present.device)
         return comps.reshape(len(rows), len(self.components)), prods.reshape(len(rows), len(self.products))
-
-
-def solvent_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
-    """[E, W] the electrolyte's band templates on cfg.wavenumber: the free and the bound state of
-    every component, then the soluble species, each scaled to a peak of 1. A cell's solvent stream
-    is a combination of these rows (speciation moves amount between a component's free and bound
-    rows), times the film's displacement factor (see ``SolventBasisDecoder``)."""
-    return _solvent_templates(cfg)[0]
-
-
-def solvent_template_owners(cfg: ABCCConfig) -> torch.Tensor:
-    """int64 [E]: for each row of ``solvent_template_matrix``, the index in ``cfg.components`` of the
-    component whose band it is, or -1 (soluble reaction products, and components the config does not
-    name): the rows a cell without that component cannot use."""
-    return _solvent_templates(cfg)[1]
-
-
-def _solvent_templates(cfg: ABCCConfig):
-    if len(cfg.wavenumber) != cfg.W:
-        raise ValueError("ABCCConfig(solvent_basis='physics') needs the model grid (config.wavenumber, W points) to "
-                         "render the electrolyte templates: build the config with ABCCConfig.from_dataset(ds, ...) "
-                         "or pass wavenumber=[...], or use solvent_basis='free'")
-    basis = simulator_basis(cfg.wavenumber)
-    e = torch.as_tensor(basis.electrolyte, dtype=torch.float64)                                # [E, W]
-    names: list = [None] * e.shape[0]                                                          # soluble species
-    for rows in (basis.free_row, basis.bound_row):                                             # component -> row
-        for name, row in rows.items():
-            names[row] = name
-    owner = torch.tensor([list(cfg.components).index(n) if n in cfg.components else -1 for n in names])
-    keep = e.abs().amax(dim=1) > 0
-    e = e[keep]
-    return e / e.abs().amax(dim=1, keepdim=True), owner[keep]
 
 
 def context_size(cfg: ABCCConfig) -> int:
@@ -344,7 +313,8 @@ class SolventBasisDecoder(FiLMTokens):
 
     def __init__(self, dim: int, hidden: int, templates: torch.Tensor, wavenumber, basis_rank: int,
                  norm_mean: float, norm_std: float, n_tokens: int = 0, owners: Optional[torch.Tensor] = None,
-                 film_constant: bool = False, clean_static: int = -1, shift_rows: bool = False):
+                 film_constant: bool = False, clean_static: int = -1, shift_rows: bool = False,
+                 kind_groups: Optional[torch.Tensor] = None):
         super().__init__(dim, hidden)
         self.rank, self.n_tokens = basis_rank, n_tokens
         self.norm_mean, self.norm_std = norm_mean, norm_std
@@ -362,6 +332,8 @@ class SolventBasisDecoder(FiLMTokens):
             owners = None if owners is None else torch.cat([owners, owners])
         self.n_templates = templates.shape[0]
         self.coef = nn.Linear(hidden * max(n_tokens, 1), self.n_templates + self.n_film + basis_rank)
+        self.kinds = None if kind_groups is None else KindCoefficients(      # solvent_kind_coef
+            hidden * max(n_tokens, 1), kind_groups, legendre_basis(templates.shape[1], 4), norm_mean, norm_std)
         nn.init.zeros_(self.coef.weight)
         nn.init.zeros_(self.coef.bias)
         self.register_buffer("solvent_templates", templates.float())
@@ -396,7 +368,7 @@ class SolventBasisDecoder(FiLMTokens):
         outside = static - (static @ q) @ q.T
         return torch.cat([rows, outside[:, None]], dim=1)
 
-    def forward(self, tokens, e, static, rows: Optional[torch.Tensor] = None):
+    def forward(self, tokens, e, static, rows: Optional[torch.Tensor] = None, fractions: Optional[torch.Tensor] = None):
         """rows [B, E] (``row_mask``) or None: with it, only the rows a cell can use take part
         (``ABCCConfig.solvent_present_only``)."""
         feats, pooled = self.readout(tokens, e, self.n_tokens)
@@ -405,6 +377,8 @@ class SolventBasisDecoder(FiLMTokens):
         amounts = coef[..., :E]
         if rows is not None:
             amounts = amounts * rows.to(amounts.dtype)[:, None]
+        if self.kinds is not None:
+            amounts = amounts + self.kinds(feats, static, self.solvent_templates, rows, fractions)
         out = amounts @ self.solvent_templates.to(pooled.dtype)
         F = self.n_film
         out = out + torch.einsum("bqk,bkw->bqw", coef[..., E:E + F], self.film_rows(static).to(pooled.dtype))
@@ -476,9 +450,10 @@ class Encoding:
     template rows each cell's chemistry allows in the solvent and SEI heads ([B, E], [B, M], or None:
     every row)."""
 
-    def __init__(self, solvent, sei, c, r, state_r, static, solvent_rows=None, sei_rows=None):
+    def __init__(self, solvent, sei, c, r, state_r, static, solvent_rows=None, sei_rows=None, solvent_fractions=None):
         self.solvent, self.sei, self.c, self.r, self.state_r = solvent, sei, c, r, state_r
         self.static, self.solvent_rows, self.sei_rows = static, solvent_rows, sei_rows
+        self.solvent_fractions = solvent_fractions        # [B, E] mole fraction of each row's component, or None
 
 
 class TwoStreamBackbone(nn.Module):
@@ -509,10 +484,11 @@ class TwoStreamBackbone(nn.Module):
         H = cfg.decoder_hidden
         flat = self.n_tokens if cfg.coef_readout == "flat" else 0
         if cfg.solvent_basis == "physics":
-            solvent_tpl, solvent_owners = _solvent_templates(cfg)
+            solvent_tpl, solvent_owners, groups = solvent_templates(cfg)
             self.head_solvent = SolventBasisDecoder(d, H, solvent_tpl, cfg.wavenumber, cfg.basis_rank, cfg.norm_mean,
                                                     cfg.norm_std, flat, solvent_owners, cfg.film_constant,
-                                                    cfg.baseline_basis if cfg.clean_static else -1, cfg.solvent_shift_rows)
+                                                    cfg.baseline_basis if cfg.clean_static else -1, cfg.solvent_shift_rows,
+                                                    groups if cfg.solvent_kind_coef else None)
         else:
             self.head_solvent = TokenDecoder(d, self.n_tokens, P, H, cfg.basis_rank)
         self.reach = None
@@ -551,7 +527,11 @@ class TwoStreamBackbone(nn.Module):
         b = torch.cat([self.cond_token_sei(c)[:, None], b], dim=1)
         for blk in self.blocks:
             a, b = blk(a, b, c)
-        return Encoding(a[:, 1:], b[:, 1:], c, r, state_r, static, *self._row_masks(context))
+        fractions = None
+        if self.cfg.solvent_kind_coef and self.cfg.solvent_kind_scale == "per_fraction":
+            own = self.head_solvent.owners
+            fractions = context[:, :self.cfg.n_components][:, own.clamp_min(0)] * (own >= 0).to(context.dtype)
+        return Encoding(a[:, 1:], b[:, 1:], c, r, state_r, static, *self._row_masks(context), fractions)
 
     def _row_masks(self, context):
         """The template rows each cell's chemistry allows: (solvent [B, E] or None, SEI [B, M] or None),
@@ -572,7 +552,7 @@ class TwoStreamBackbone(nn.Module):
         u_baseline) [B, Q, W] over [r, tau] (displacement / (tau - r + delta))."""
         e = self.query(enc.c, enc.r, tau, enc.state_r, state_tau)                 # [B, Q, d]
         if isinstance(self.head_solvent, SolventBasisDecoder):
-            d_solvent, h_solvent = self.head_solvent(enc.solvent, e, enc.static, enc.solvent_rows)
+            d_solvent, h_solvent = self.head_solvent(enc.solvent, e, enc.static, enc.solvent_rows, enc.solvent_fractions)
         else:
             d_solvent, h_solvent = self.head_solvent(enc.solvent, e)
         if isinstance(self.head_sei, TemplateDecoder) and (self.cfg.streams == 1 or self.cfg.sei_from_extents):

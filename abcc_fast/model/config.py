@@ -116,6 +116,14 @@ class ABCCConfig:
                                        # integrated exactly between frames); c_k > 0 learned, started at
                                        # A / (initial rate): the film of the initial rates alone would slow
                                        # growth e-fold A times over the protocol. 0: off (straight-line start)
+    solvent_kind_coef: bool = False    # solvent_basis="physics": each component's template rows also get a
+                                       # fraction shared by its kind and band state (solvent/additive/salt x
+                                       # free/bound) times the row's amount in the static spectrum, so a
+                                       # component no training cell holds moves as its kind does
+                                       # (model/solvent_rows.py)
+    solvent_kind_scale: str = "amount"  # solvent_kind_coef: the shared fraction times the row's static amount
+                                       # ("amount"), or times its amount per unit mole fraction ("per_fraction":
+                                       # a shared change of mole fraction)
     coef_readout: str = "mean"         # how the template heads read their coefficients from the FiLM features:
                                        # "mean" over the stream's tokens, then Linear(H, M); "flat": the tokens'
                                        # features side by side, Linear(N H, M) (where a band sits matters)
@@ -219,6 +227,14 @@ class ABCCConfig:
              "onset_path averages the onset gates over each interval: it needs extent_onsets=True")
         need(not self.extent_onsets or self.sei_from_extents,
              "extent_onsets gates the extent head's reaction rates: it needs sei_from_extents=True")
+        need(not self.solvent_kind_coef or (self.solvent_basis == "physics" and not self.solvent_shift_rows),
+             "solvent_kind_coef shares the physics solvent head's template coefficients by kind: it needs "
+             "solvent_basis='physics' and solvent_shift_rows=False")
+        need(self.solvent_kind_scale in ("amount", "per_fraction"),
+             f"solvent_kind_scale must be 'amount' or 'per_fraction', got {self.solvent_kind_scale!r}")
+        need(self.solvent_kind_scale == "amount" or self.composition_encoding == "vocabulary",
+             "solvent_kind_scale='per_fraction' reads the mole fractions from the context: it needs "
+             "composition_encoding='vocabulary'")
         need(not self.extent_passivation or self.sei_from_extents,
              "extent_passivation slows the extent head's reactions by their film: it needs sei_from_extents=True")
         need(not self.extent_chemistry or (self.sei_from_extents and self.composition_encoding == "vocabulary"),
