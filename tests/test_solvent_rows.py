@@ -88,6 +88,9 @@ def test_kind_fractions_move_every_component_of_the_kind_by_its_static_amount():
     per = kinds(feats, static, tpl.double(), None, fractions)
     scale = torch.where(fractions > 0, 1 / fractions.clamp_min(0.01), torch.zeros_like(fractions))
     torch.testing.assert_close(per, (want * scale)[:, None].expand(-1, 4, -1))
+    slow = KindCoefficients(8, groups, legendre_basis(W, 4), cfg.norm_mean, cfg.norm_std, gain=0.1).double()
+    slow.load_state_dict(kinds.state_dict())                         # solvent_kind_gain scales the fractions
+    torch.testing.assert_close(slow(feats, static, tpl.double()), 0.1 * extra)
     moved = {COMPONENTS[int(owners[m])] for m in torch.nonzero(groups == salt_free).reshape(-1)}
     assert moved == {"LiPF6", "LiTFSI", "LiFSI", "LiBF4", "LiClO4", "LiNO3"}
 
@@ -114,6 +117,8 @@ def test_kind_model_trains_saves_and_reloads(tmp_path, scale):
         torch.testing.assert_close(again.state_dict()[k], v)
     with pytest.raises(ValueError, match="solvent_kind_coef .* needs solvent_basis='physics'"):
         config(solvent_basis="free", solvent_kind_coef=True).validate()
+    with pytest.raises(ValueError, match="solvent_kind_gain must be > 0"):
+        config(solvent_kind_coef=True, solvent_kind_gain=0.0).validate()
     with pytest.raises(ValueError, match="solvent_kind_scale must be"):
         config(solvent_kind_coef=True, solvent_kind_scale="molar").validate()
     with pytest.raises(ValueError, match="per_fraction' reads the mole fractions"):

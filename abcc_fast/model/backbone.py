@@ -37,7 +37,8 @@ from ..data import chemistry as chem
 from ..data.templates import film_products, product_templates, reachable, simulator_basis, visible_products
 from ..ops import two_stream_attention
 from .config import ABCCConfig
-from .solvent_rows import KindCoefficients, solvent_template_matrix, solvent_template_owners, solvent_templates  # noqa: F401
+from .solvent_rows import (KindCoefficients, solvent_template_matrix, solvent_template_owners,  # noqa: F401
+                           solvent_templates)
 
 
 def fourier_features(t: torch.Tensor, n_freq: int) -> torch.Tensor:
@@ -314,7 +315,7 @@ class SolventBasisDecoder(FiLMTokens):
     def __init__(self, dim: int, hidden: int, templates: torch.Tensor, wavenumber, basis_rank: int,
                  norm_mean: float, norm_std: float, n_tokens: int = 0, owners: Optional[torch.Tensor] = None,
                  film_constant: bool = False, clean_static: int = -1, shift_rows: bool = False,
-                 kind_groups: Optional[torch.Tensor] = None):
+                 kind_groups: Optional[torch.Tensor] = None, kind_gain: float = 1.0):
         super().__init__(dim, hidden)
         self.rank, self.n_tokens = basis_rank, n_tokens
         self.norm_mean, self.norm_std = norm_mean, norm_std
@@ -333,7 +334,8 @@ class SolventBasisDecoder(FiLMTokens):
         self.n_templates = templates.shape[0]
         self.coef = nn.Linear(hidden * max(n_tokens, 1), self.n_templates + self.n_film + basis_rank)
         self.kinds = None if kind_groups is None else KindCoefficients(      # solvent_kind_coef
-            hidden * max(n_tokens, 1), kind_groups, legendre_basis(templates.shape[1], 4), norm_mean, norm_std)
+            hidden * max(n_tokens, 1), kind_groups, legendre_basis(templates.shape[1], 4), norm_mean, norm_std,
+            kind_gain)
         nn.init.zeros_(self.coef.weight)
         nn.init.zeros_(self.coef.bias)
         self.register_buffer("solvent_templates", templates.float())
@@ -488,7 +490,7 @@ class TwoStreamBackbone(nn.Module):
             self.head_solvent = SolventBasisDecoder(d, H, solvent_tpl, cfg.wavenumber, cfg.basis_rank, cfg.norm_mean,
                                                     cfg.norm_std, flat, solvent_owners, cfg.film_constant,
                                                     cfg.baseline_basis if cfg.clean_static else -1, cfg.solvent_shift_rows,
-                                                    groups if cfg.solvent_kind_coef else None)
+                                                    groups if cfg.solvent_kind_coef else None, cfg.solvent_kind_gain)
         else:
             self.head_solvent = TokenDecoder(d, self.n_tokens, P, H, cfg.basis_rank)
         self.reach = None

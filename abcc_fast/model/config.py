@@ -124,6 +124,8 @@ class ABCCConfig:
     solvent_kind_scale: str = "amount"  # solvent_kind_coef: the shared fraction times the row's static amount
                                        # ("amount"), or times its amount per unit mole fraction ("per_fraction":
                                        # a shared change of mole fraction)
+    solvent_kind_gain: float = 1.0     # solvent_kind_coef: the shared fractions' output scale (a smaller gain
+                                       # is a smaller step for them: less freedom on the training chemistry)
     coef_readout: str = "mean"         # how the template heads read their coefficients from the FiLM features:
                                        # "mean" over the stream's tokens, then Linear(H, M); "flat": the tokens'
                                        # features side by side, Linear(N H, M) (where a band sits matters)
@@ -230,6 +232,7 @@ class ABCCConfig:
         need(not self.solvent_kind_coef or (self.solvent_basis == "physics" and not self.solvent_shift_rows),
              "solvent_kind_coef shares the physics solvent head's template coefficients by kind: it needs "
              "solvent_basis='physics' and solvent_shift_rows=False")
+        need(self.solvent_kind_gain > 0, f"solvent_kind_gain must be > 0, got {self.solvent_kind_gain}")
         need(self.solvent_kind_scale in ("amount", "per_fraction"),
              f"solvent_kind_scale must be 'amount' or 'per_fraction', got {self.solvent_kind_scale!r}")
         need(self.solvent_kind_scale == "amount" or self.composition_encoding == "vocabulary",

@@ -79,10 +79,11 @@ class KindCoefficients(nn.Module):
     decoder's coefficient features; the fractions start at 0."""
 
     def __init__(self, in_features: int, groups: torch.Tensor, baseline: torch.Tensor, norm_mean: float,
-                 norm_std: float):
+                 norm_std: float, gain: float = 1.0):
         """groups [E] (``solvent_template_groups``); baseline [J, W] the smooth rows fitted beside the
-        templates (Legendre polynomials)."""
+        templates (Legendre polynomials); gain (``solvent_kind_gain``) scales the fractions' output."""
         super().__init__()
+        self.gain = float(gain)
         self.coef = nn.Linear(in_features, len(KINDS) * len(STATES))
         nn.init.zeros_(self.coef.weight)
         nn.init.zeros_(self.coef.bias)
@@ -116,7 +117,7 @@ class KindCoefficients(nn.Module):
         the static amount is then taken per unit mole fraction, so rho is a change of mole fraction
         shared by the group (salt polarisation moves about as many ions whatever the salt's
         concentration) rather than a share of what the cell holds."""
-        rho = self.coef(features)                                                        # [B, Q, G]
+        rho = self.gain * self.coef(features)                                            # [B, Q, G]
         grouped = self.groups >= 0
         per_row = rho[..., self.groups.clamp_min(0)] * grouped.to(rho.dtype)             # [B, Q, E]
         amount = self.static_amounts(static, templates, rows).detach() / self.norm_std   # [B, E] z-units
