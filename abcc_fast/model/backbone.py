@@ -37,8 +37,8 @@ from ..data import chemistry as chem
 from ..data.templates import film_products, product_templates, reachable, simulator_basis, visible_products
 from ..ops import two_stream_attention
 from .config import ABCCConfig
-from .solvent_rows import (KindCoefficients, solvent_template_matrix, solvent_template_owners,  # noqa: F401
-                           solvent_templates)
+from .solvent_rows import (KindCoefficients, need_model_grid, solvent_template_matrix,  # noqa: F401
+                           solvent_template_owners, solvent_templates)
 
 
 def fourier_features(t: torch.Tensor, n_freq: int) -> torch.Tensor:
@@ -124,10 +124,7 @@ def sei_template_products(cfg: ABCCConfig) -> list:
 
 
 def _sei_templates(cfg: ABCCConfig):
-    if len(cfg.wavenumber) != cfg.W:
-        raise ValueError("ABCCConfig(sei_basis='templates') needs the model grid (config.wavenumber, W points) to "
-                         "render the SEI product templates: build the config with ABCCConfig.from_dataset(ds, ...) "
-                         "or pass wavenumber=[...], or use sei_basis='free'")
+    need_model_grid(cfg, "sei_basis='templates'", "the SEI product templates", "sei_basis='free'")
     names = visible_products(cfg.wavenumber, film_products())      # products with a band on this grid
     tpl = product_templates(cfg.wavenumber, names)
     m = torch.as_tensor(tpl.matrix, dtype=torch.float64)

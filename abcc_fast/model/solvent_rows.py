@@ -31,6 +31,14 @@ FRACTION_MIN = 0.01     # per_fraction: the least mole fraction an amount is div
 FIT_RIDGE = 1e-4        # the static fit's ridge, relative to the mean diagonal of its normal equations
 
 
+def need_model_grid(cfg: ABCCConfig, option: str, what: str, instead: str) -> None:
+    """A clear error where a template head is built without the model grid to render ``what`` on."""
+    if len(cfg.wavenumber) != cfg.W:
+        raise ValueError(f"ABCCConfig({option}) needs the model grid (config.wavenumber, W points) to render {what}: "
+                         "build the config with ABCCConfig.from_dataset(ds, ...) or pass wavenumber=[...], or use "
+                         f"{instead}")
+
+
 def solvent_template_matrix(cfg: ABCCConfig) -> torch.Tensor:
     """[E, W] the electrolyte's band templates on cfg.wavenumber: the free and the bound state of
     every component, then the soluble species, each scaled to a peak of 1. A cell's solvent stream
@@ -54,10 +62,7 @@ def solvent_template_groups(cfg: ABCCConfig) -> torch.Tensor:
 
 def solvent_templates(cfg: ABCCConfig):
     """(templates [E, W], owners [E], groups [E]); see the three functions above."""
-    if len(cfg.wavenumber) != cfg.W:
-        raise ValueError("ABCCConfig(solvent_basis='physics') needs the model grid (config.wavenumber, W points) to "
-                         "render the electrolyte templates: build the config with ABCCConfig.from_dataset(ds, ...) "
-                         "or pass wavenumber=[...], or use solvent_basis='free'")
+    need_model_grid(cfg, "solvent_basis='physics'", "the electrolyte templates", "solvent_basis='free'")
     basis = simulator_basis(cfg.wavenumber)
     e = torch.as_tensor(basis.electrolyte, dtype=torch.float64)                                # [E, W]
     names: list = [None] * e.shape[0]                                                          # soluble species
