@@ -79,18 +79,18 @@ def test_kind_fractions_move_every_component_of_the_kind_by_its_static_amount():
         kinds.coef.bias[salt_free] = 0.25
     static = torch.randn(3, W, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.1
     feats = torch.randn(3, 4, 8, dtype=torch.float64)
-    extra = kinds(feats, static, tpl.double())                       # [B, Q, E]
+    extra = kinds(feats, kinds.row_amounts(static, tpl.double()))    # [B, Q, E]
     a = kinds.static_amounts(static, tpl.double())
     want = 0.25 * a / cfg.norm_std * (groups == salt_free).double()
     torch.testing.assert_close(extra, want[:, None].expand(-1, 4, -1))
     fractions = torch.rand(3, tpl.shape[0], dtype=torch.float64) * (owners >= 0)      # per_fraction
     fractions[0, 0] = 0.001                                          # below FRACTION_MIN
-    per = kinds(feats, static, tpl.double(), None, fractions)
+    per = kinds(feats, kinds.row_amounts(static, tpl.double(), None, fractions))
     scale = torch.where(fractions > 0, 1 / fractions.clamp_min(0.01), torch.zeros_like(fractions))
     torch.testing.assert_close(per, (want * scale)[:, None].expand(-1, 4, -1))
     slow = KindCoefficients(8, groups, legendre_basis(W, 4), cfg.norm_mean, cfg.norm_std, gain=0.1).double()
     slow.load_state_dict(kinds.state_dict())                         # solvent_kind_gain scales the fractions
-    torch.testing.assert_close(slow(feats, static, tpl.double()), 0.1 * extra)
+    torch.testing.assert_close(slow(feats, slow.row_amounts(static, tpl.double())), 0.1 * extra)
     moved = {COMPONENTS[int(owners[m])] for m in torch.nonzero(groups == salt_free).reshape(-1)}
     assert moved == {"LiPF6", "LiTFSI", "LiFSI", "LiBF4", "LiClO4", "LiNO3"}
 

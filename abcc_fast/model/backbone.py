@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from ..data import chemistry as chem
-from ..data.templates import film_products, product_templates, reachable, simulator_basis, visible_products
+from ..data.templates import film_products, product_templates, reachable, visible_products
 from ..ops import two_stream_attention
 from .config import ABCCConfig
 from .solvent_rows import (KindCoefficients, need_model_grid, solvent_template_matrix,  # noqa: F401
@@ -367,9 +367,11 @@ class SolventBasisDecoder(FiLMTokens):
         outside = static - (static @ q) @ q.T
         return torch.cat([rows, outside[:, None]], dim=1)
 
-    def forward(self, tokens, e, static, rows: Optional[torch.Tensor] = None, fractions: Optional[torch.Tensor] = None):
+    def forward(self, tokens, e, static, rows: Optional[torch.Tensor] = None,
+                kind_amounts: Optional[torch.Tensor] = None):
         """rows [B, E] (``row_mask``) or None: with it, only the rows a cell can use take part
-        (``ABCCConfig.solvent_present_only``)."""
+        (``ABCCConfig.solvent_present_only``); kind_amounts [B, E] (``KindCoefficients.row_amounts``,
+        needed with ``solvent_kind_coef``)."""
         feats, pooled = self.readout(tokens, e, self.n_tokens)
         coef = self.coef(feats)
         E = self.n_templates
@@ -377,7 +379,7 @@ class SolventBasisDecoder(FiLMTokens):
         if rows is not None:
             amounts = amounts * rows.to(amounts.dtype)[:, None]
         if self.kinds is not None:
-            amounts = amounts + self.kinds(feats, static, self.solvent_templates, rows, fractions)
+            amounts = amounts + self.kinds(feats, kind_amounts)
         out = amounts @ self.solvent_templates.to(pooled.dtype)
         F = self.n_film
         out = out + torch.einsum("bqk,bkw->bqw", coef[..., E:E + F], self.film_rows(static).to(pooled.dtype))
@@ -449,10 +451,10 @@ class Encoding:
     template rows each cell's chemistry allows in the solvent and SEI heads ([B, E], [B, M], or None:
     every row)."""
 
-    def __init__(self, solvent, sei, c, r, state_r, static, solvent_rows=None, sei_rows=None, solvent_fractions=None):
+    def __init__(self, solvent, sei, c, r, state_r, static, solvent_rows=None, sei_rows=None, kind_amounts=None):
         self.solvent, self.sei, self.c, self.r, self.state_r = solvent, sei, c, r, state_r
         self.static, self.solvent_rows, self.sei_rows = static, solvent_rows, sei_rows
-        self.solvent_fractions = solvent_fractions        # [B, E] mole fraction of each row's component, or None
+        self.kind_amounts = kind_amounts        # [B, E] solvent_kind_coef's static amounts, or None
 
 
 class TwoStreamBackbone(nn.Module):
@@ -526,11 +528,21 @@ class TwoStreamBackbone(nn.Module):
         b = torch.cat([self.cond_token_sei(c)[:, None], b], dim=1)
         for blk in self.blocks:
             a, b = blk(a, b, c)
+        solvent_rows, sei_rows = self._row_masks(context)
+        return Encoding(a[:, 1:], b[:, 1:], c, r, state_r, static, solvent_rows, sei_rows,
+                        self._kind_amounts(static, solvent_rows, context))
+
+    def _kind_amounts(self, static, rows, context):
+        """``solvent_kind_coef``: each template row's static amount [B, E], fitted once per source (per
+        unit mole fraction with ``solvent_kind_scale="per_fraction"``); None without it."""
+        kinds = getattr(self.head_solvent, "kinds", None)
+        if kinds is None:
+            return None
         fractions = None
-        if self.cfg.solvent_kind_coef and self.cfg.solvent_kind_scale == "per_fraction":
+        if self.cfg.solvent_kind_scale == "per_fraction":
             own = self.head_solvent.owners
             fractions = context[:, :self.cfg.n_components][:, own.clamp_min(0)] * (own >= 0).to(context.dtype)
-        return Encoding(a[:, 1:], b[:, 1:], c, r, state_r, static, *self._row_masks(context), fractions)
+        return kinds.row_amounts(static, self.head_solvent.solvent_templates, rows, fractions)
 
     def _row_masks(self, context):
         """The template rows each cell's chemistry allows: (solvent [B, E] or None, SEI [B, M] or None),
@@ -551,7 +563,7 @@ class TwoStreamBackbone(nn.Module):
         u_baseline) [B, Q, W] over [r, tau] (displacement / (tau - r + delta))."""
         e = self.query(enc.c, enc.r, tau, enc.state_r, state_tau)                 # [B, Q, d]
         if isinstance(self.head_solvent, SolventBasisDecoder):
-            d_solvent, h_solvent = self.head_solvent(enc.solvent, e, enc.static, enc.solvent_rows, enc.solvent_fractions)
+            d_solvent, h_solvent = self.head_solvent(enc.solvent, e, enc.static, enc.solvent_rows, enc.kind_amounts)
         else:
             d_solvent, h_solvent = self.head_solvent(enc.solvent, e)
         if isinstance(self.head_sei, TemplateDecoder) and (self.cfg.streams == 1 or self.cfg.sei_from_extents):

@@ -111,21 +111,26 @@ class KindCoefficients(nn.Module):
             a = torch.cat([templates.to(dt), base])[None] * mask[..., None]              # [B, E + J, W]
             g = a @ a.transpose(1, 2)
             ridge = FIT_RIDGE * g.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-12)
-            g = g + (ridge[:, None, None] + (1 - mask)[..., None] * 1.0) * torch.eye(g.shape[-1], dtype=dt,
-                                                                                       device=g.device)
+            # rows the cell cannot use: a unit diagonal keeps the system regular (their amounts are 0)
+            g = g + (ridge[:, None, None] + (1 - mask)[..., None]) * torch.eye(g.shape[-1], dtype=dt, device=g.device)
             amount = torch.linalg.solve(g, a @ raw[..., None])[..., 0][:, :E]
             return (amount.clamp_min(0) * use).to(static.dtype)
 
-    def forward(self, features: torch.Tensor, static: torch.Tensor, templates: torch.Tensor,
-                rows: Optional[torch.Tensor] = None, fractions: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """fractions [B, E] (``solvent_kind_scale="per_fraction"``): each row's component's mole fraction;
-        the static amount is then taken per unit mole fraction, so rho is a change of mole fraction
-        shared by the group (salt polarisation moves about as many ions whatever the salt's
-        concentration) rather than a share of what the cell holds."""
+    def row_amounts(self, static: torch.Tensor, templates: torch.Tensor, rows: Optional[torch.Tensor] = None,
+                    fractions: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """a_m [B, E] in z-units, once per source (``backbone.encode``): the static amounts
+        (``static_amounts``; constants of the fit, not differentiated). With ``fractions`` [B, E]
+        (``solvent_kind_scale="per_fraction"``: each row's component's mole fraction) per unit mole
+        fraction, so rho is a change of mole fraction shared by the group (salt polarisation moves about
+        as many ions whatever the salt's concentration) rather than a share of what the cell holds."""
+        amount = self.static_amounts(static, templates, rows).detach() / self.norm_std
+        if fractions is not None:
+            amount = amount / fractions.to(amount.dtype).clamp_min(FRACTION_MIN) * (fractions > 0).to(amount.dtype)
+        return amount
+
+    def forward(self, features: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:
+        """features [B, Q, F], amounts [B, E] (``row_amounts``) -> rho_g x a_m [B, Q, E]."""
         rho = self.gain * self.coef(features)                                            # [B, Q, G]
         grouped = self.groups >= 0
         per_row = rho[..., self.groups.clamp_min(0)] * grouped.to(rho.dtype)             # [B, Q, E]
-        amount = self.static_amounts(static, templates, rows).detach() / self.norm_std   # [B, E] z-units
-        if fractions is not None:
-            amount = amount / fractions.to(amount.dtype).clamp_min(FRACTION_MIN) * (fractions > 0).to(amount.dtype)
-        return per_row * amount[:, None]
+        return per_row * amounts[:, None]
