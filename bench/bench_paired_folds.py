@@ -45,18 +45,19 @@ def _has(rows: list, metric: str) -> bool:
 
 
 def _per_fold(by: dict, base: str, entries: list, metric: str, fmt: str) -> list:
-    """Per-fold table of one metric: the base's value, the others' ratio to it (means over seeds)."""
+    """Per-fold table of one metric (every paired run has it: ``table`` checks), the base's value and
+    the others' ratio to it (means over seeds)."""
     ref, out = by[base], []
     for fold in sorted({k[0] for k in ref}, key=_fold_key):
         cells = []
         for e in entries:
-            ks = [k for k in by[e] if k[0] == fold and k in ref and _has([by[e][k], ref[k]], metric)]
+            ks = [k for k in by[e] if k[0] == fold and k in ref]
             if not ks:
                 cells.append("-")
             elif e == base:
                 cells.append(f"{np.mean([ref[k][metric] for k in ks]):{fmt}}")
             else:
-                cells.append(f"{np.mean([by[e][k][metric] / ref[k][metric] - 1 for k in ks]) * 100:+.1f} %")
+                cells.append(f"{_paired(by, ref, e, ks, metric).mean():+.1f} %")
         out.append(f"| {fold} | " + " | ".join(cells) + " |")
     return out
 
